@@ -1,0 +1,206 @@
+"""Magpie's one error tree.
+
+Every error Magpie raises across a package boundary is a :class:`MagpieError`. Each class has
+a stable ``code`` (a short snake_case string that clients may match on) and a message safe to
+show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the log only.
+
+.. code-block:: text
+
+    MagpieError                       code
+    ├── ConfigError                   config_invalid      a setting is missing or bad (names the key)
+    ├── ProtocolError                 protocol_error      carries ``reason``: the reason code to answer with
+    │   ├── LocalProtocolError        protocol_misuse     *we* misused the protocol (bad packet to encode,
+    │   │                                                 packet not allowed in this state/role)
+    │   └── RemoteProtocolError       protocol_violation  *the peer* sent something invalid
+    │       ├── FrameTooLarge         frame_too_large     a limit (remaining length, string, payload) exceeded
+    │       ├── MalformedPacket       malformed_packet    truncated, garbage, or trailing bytes in a body
+    │       ├── UnexpectedPacket      unexpected_packet   a packet type not allowed now / from this role
+    │       └── CryptoError           crypto_error        bad key, msgKey mismatch, undecryptable payload
+    ├── StoreError                    store_error         the store failed (I/O, constraint we did not expect)
+    │   └── MigrationError            migration_error     the schema cannot be brought up to date
+    └── ApiError                      (per subclass)      an HTTP/SDK-level refusal with a status
+        ├── BadRequest                bad_request    400  input failed validation (``field`` names it)
+        ├── Unauthorized              unauthorized   401  missing or unknown credential
+        ├── Forbidden                 forbidden      403  credential valid but not allowed
+        ├── NotFound                  not_found      404  no such user/channel/message
+        ├── Conflict                  conflict       409  lost a compare-and-set or a race
+        └── PayloadTooLarge           too_large      413  body or field above its limit
+
+Protocol errors keep the split of wsproto/h11: a :class:`LocalProtocolError` is a bug on our
+side, a :class:`RemoteProtocolError` is the peer's fault and tells the caller which reason code
+(``magpie.protocol.ReasonCode``) to send back before closing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "ConfigError",
+    "Conflict",
+    "CryptoError",
+    "Forbidden",
+    "FrameTooLarge",
+    "LocalProtocolError",
+    "MagpieError",
+    "MalformedPacket",
+    "MigrationError",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "StoreError",
+    "Unauthorized",
+    "UnexpectedPacket",
+]
+
+# Numeric values of the reason codes used as defaults below (spec §1.8). The full enum is
+# ``magpie.protocol.ReasonCode``; errors.py imports nothing of Magpie, so the two defaults are
+# spelled out here.
+_REASON_SYSTEM_ERROR = 15
+_REASON_PAYLOAD_DECODE_ERROR = 9
+
+
+class MagpieError(Exception):
+    """Base of every error Magpie raises across a package boundary."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(MagpieError):
+    """A setting is missing or invalid; ``key`` names it."""
+
+    code = "config_invalid"
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+class ProtocolError(MagpieError):
+    """A WuKongIM protocol error; ``reason`` is the reason code to answer with."""
+
+    code = "protocol_error"
+
+    def __init__(self, message: str, reason: int = _REASON_SYSTEM_ERROR) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol does not allow (a bug on our side)."""
+
+    code = "protocol_misuse"
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow."""
+
+    code = "protocol_violation"
+
+    def __init__(self, message: str, reason: int = _REASON_PAYLOAD_DECODE_ERROR) -> None:
+        super().__init__(message, reason)
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A length went above its configured limit."""
+
+    code = "frame_too_large"
+
+
+class MalformedPacket(RemoteProtocolError):
+    """A packet is truncated, has garbage fields, or has trailing bytes."""
+
+    code = "malformed_packet"
+
+
+class UnexpectedPacket(RemoteProtocolError):
+    """A packet type that is not allowed in this state or from this role."""
+
+    code = "unexpected_packet"
+
+
+class CryptoError(RemoteProtocolError):
+    """A key, msgKey or ciphertext from the peer is invalid."""
+
+    code = "crypto_error"
+
+
+class StoreError(MagpieError):
+    """The store could not complete an operation."""
+
+    code = "store_error"
+
+
+class MigrationError(StoreError):
+    """The schema could not be migrated."""
+
+    code = "migration_error"
+
+
+class ApiError(MagpieError):
+    """A refusal at an API entry point, with an HTTP status and a stable code."""
+
+    code = "api_error"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, *, field: str | None = None, **detail: Any) -> None:
+        super().__init__(message)
+        self.field = field
+        self.detail: dict[str, Any] = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body sent to the client (WuKongIM-style ``status`` + ``msg``)."""
+        body: dict[str, Any] = {"status": self.status, "code": self.code, "msg": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.detail)
+        return body
+
+
+class BadRequest(ApiError):
+    """Input failed validation."""
+
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(ApiError):
+    """Missing or unknown credential."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(ApiError):
+    """The credential is valid but not allowed to do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(ApiError):
+    """No such user, channel or message."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(ApiError):
+    """A compare-and-set or race was lost; ``detail`` carries the current state."""
+
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    """A body or field is above its limit."""
+
+    code = "too_large"
+    status = 413
