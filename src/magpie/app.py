@@ -1,0 +1,152 @@
+"""The composition root: the only place that chooses concrete backends.
+
+:class:`Node` builds one Magpie node from :class:`~magpie.config.Settings` — store, bus, core
+services, WebSocket gateway and HTTP API — starts it, and stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import stat
+from pathlib import Path
+
+import uvicorn
+
+from magpie.api import ApiContext, create_api
+from magpie.bus.memory import MemoryBus
+from magpie.config import Settings
+from magpie.core.auth import new_api_key
+from magpie.core.ids import Snowflake
+from magpie.core.messaging import Messaging
+from magpie.errors import ConfigError
+from magpie.gateway.server import Gateway, GatewayConfig
+from magpie.gateway.session import OutboundLimits
+from magpie.metrics import Metrics
+from magpie.protocol.limits import Limits
+from magpie.store.sqlite import SqliteStore
+
+__all__ = ["Node", "resolve_api_key"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_api_key(settings: Settings) -> tuple[str, Path | None]:
+    """The business API key: from settings, else read or created in ``data_dir/api_key``
+    (mode 0600). Returns the key and the file it lives in (``None`` when from settings)."""
+    if settings.api_key:
+        return settings.api_key, None
+    path = Path(settings.data_dir) / "api_key"
+    if path.exists():
+        key = path.read_text().strip()
+        if not key:
+            raise ConfigError("api_key", f"{path} is empty; delete it or set MAGPIE_API_KEY")
+        return key, path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = new_api_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key, path
+
+
+class Node:
+    """One running Magpie node (embedded default: SQLite + in-process bus)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api_key, self.api_key_path = resolve_api_key(settings)
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        self.metrics = Metrics()
+        self.store = SqliteStore(settings.db_path, synchronous=settings.sqlite_synchronous)
+        self.bus = MemoryBus()
+        self.messaging = Messaging(
+            self.store,
+            self.bus,
+            Snowflake(settings.node_id),
+            max_payload_bytes=settings.max_payload_bytes,
+        )
+        self.gateway = Gateway(_gateway_config(settings), self.store, self.bus, self.messaging,
+                               self.metrics)
+        self._uvicorn: uvicorn.Server | None = None
+        self._api_task: asyncio.Task[None] | None = None
+        self.api_port = 0
+        self.api: ApiContext | None = None
+
+    @property
+    def ws_port(self) -> int:
+        """The port the gateway listens on (after :meth:`start`)."""
+        return self.gateway.port
+
+    async def start(self) -> None:
+        """Open the store, start the gateway and the HTTP API."""
+        await self.store.open()
+        await self.bus.start()
+        await self.gateway.start()
+        self.api = ApiContext(
+            settings=self.settings,
+            api_key=self.api_key,
+            store=self.store,
+            bus=self.bus,
+            messaging=self.messaging,
+            gateway=self.gateway,
+            metrics=self.metrics,
+            ws_addr=self.settings.ws_public_addr or f"ws://{self.settings.host}:{self.ws_port}",
+        )
+        await self.api.start()
+        await self._start_http(create_api(self.api))
+        log.info("gateway on ws://%s:%d, API on http://%s:%d", self.settings.host,
+                 self.ws_port, self.settings.host, self.api_port)
+
+    async def _start_http(self, app: object) -> None:
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=self.settings.host,
+            port=self.settings.api_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._uvicorn = server
+        self._api_task = asyncio.get_running_loop().create_task(server.serve())
+        while not server.started:
+            if self._api_task.done():
+                await self._api_task
+                raise ConfigError("api_port", f"the HTTP API could not listen on {self.settings.api_port}")
+            await asyncio.sleep(0.01)
+        self.api_port = server.servers[0].sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Drain: stop the API, close client connections, flush and close the store."""
+        if self._uvicorn is not None and self._api_task is not None:
+            self._uvicorn.should_exit = True
+            await self._api_task
+        await self.gateway.stop()
+        if self.api is not None:
+            await self.api.stop()
+        await self.bus.close()
+        await self.store.close()
+
+
+def _gateway_config(s: Settings) -> GatewayConfig:
+    return GatewayConfig(
+        host=s.host,
+        port=s.ws_port,
+        token_auth=s.token_auth,
+        connect_timeout=s.connect_timeout,
+        idle_timeout=s.idle_timeout,
+        retry_interval=s.retry_interval,
+        retry_attempts=s.retry_attempts,
+        outbound=OutboundLimits(
+            max_frames=s.outbound_max_frames,
+            max_bytes=s.outbound_max_bytes,
+            max_inflight=s.max_inflight,
+        ),
+        limits=Limits(
+            max_remaining_length=s.max_packet_bytes,
+            max_payload=min(s.max_payload_bytes * 2, s.max_packet_bytes),
+        ),
+    )

@@ -1,0 +1,236 @@
+"""One frozen, validated settings object.
+
+Settings come from defaults, then an optional TOML file (``magpie serve --config FILE``), then
+``MAGPIE_<KEY>`` environment variables (highest priority). Nothing else in Magpie reads
+``os.environ``. A bad value stops start-up with a :class:`~magpie.errors.ConfigError` naming the
+key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from magpie.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+_ENV_PREFIX = "MAGPIE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of a Magpie node, with safe defaults."""
+
+    #: Directory for the SQLite file and the generated API key.
+    data_dir: str = "var"
+    #: SQLite file name inside ``data_dir`` (or an absolute path).
+    db_file: str = "magpie.db"
+    #: SQLite ``synchronous`` pragma: FULL (default, durable), NORMAL, or OFF (tests only).
+    sqlite_synchronous: str = "FULL"
+    #: Address the WebSocket gateway and HTTP API bind to.
+    host: str = "127.0.0.1"
+    #: WebSocket gateway port (WuKongIM default 5200); 0 picks a free port.
+    ws_port: int = 5200
+    #: HTTP API port (WuKongIM default 5001); 0 picks a free port.
+    api_port: int = 5001
+    #: ``ws://`` address given to clients by ``/route``; empty = derived from host and port.
+    ws_public_addr: str = ""
+    #: Business API key; empty = generated once and kept in ``data_dir/api_key``.
+    api_key: str = ""
+    #: Check user tokens on CONNECT (off only for development).
+    token_auth: bool = True
+    #: Seconds a new socket has to send CONNECT.
+    connect_timeout: float = 5.0
+    #: Seconds without any inbound packet before the server closes a connection (SDK pings
+    #: every 60 s).
+    idle_timeout: float = 180.0
+    #: Seconds between resends of an unacknowledged persisted RECV.
+    retry_interval: float = 30.0
+    #: Resends of an unacknowledged RECV before giving up (the client resyncs later).
+    retry_attempts: int = 5
+    #: Unacknowledged RECVs tracked per connection; above it the connection is closed.
+    max_inflight: int = 2048
+    #: Outbound queue bound per connection, in frames and bytes (slow-consumer limit).
+    outbound_max_frames: int = 4096
+    outbound_max_bytes: int = 8 * 1024 * 1024
+    #: Largest WuKongIM packet body accepted (remaining length).
+    max_packet_bytes: int = 1024 * 1024
+    #: Largest message payload accepted over the HTTP API or a SEND, after decryption.
+    max_payload_bytes: int = 512 * 1024
+    #: Snowflake node id (0–1023), unique per node.
+    node_id: int = 1
+    #: Webhook receiver URL (``POST url?event=…``); empty = webhooks off.
+    webhook_url: str = ""
+    #: Secret for the webhook HMAC-SHA256 signature; empty = derived from the API key.
+    webhook_secret: str = ""
+    #: Seconds between ``msg.notify`` batches.
+    webhook_batch_interval: float = 0.5
+    #: Delivery attempts per webhook batch.
+    webhook_attempts: int = 5
+    #: Serve the browser demo page.
+    demo_ui: bool = True
+    #: Logging level name.
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def db_path(self) -> Path:
+        """Absolute or data-dir-relative path of the SQLite file."""
+        path = Path(self.db_file)
+        return path if path.is_absolute() else Path(self.data_dir) / path
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check(cond: bool, key: str, value: object, why: str) -> None:
+    if not cond:
+        raise ConfigError(key, f"{why} (got {value!r})")
+
+
+def _validate_ports(s: Settings) -> None:
+    for key in ("ws_port", "api_port"):
+        value = getattr(s, key)
+        _check(0 <= value <= 65535, key, value, "must be a port number 0–65535")
+    if s.ws_port and s.ws_port == s.api_port:
+        raise ConfigError("api_port", f"must differ from ws_port (both {s.ws_port})")
+
+
+def _validate_positive(s: Settings) -> None:
+    for key in (
+        "connect_timeout",
+        "idle_timeout",
+        "retry_interval",
+        "webhook_batch_interval",
+        "max_inflight",
+        "outbound_max_frames",
+        "outbound_max_bytes",
+        "max_packet_bytes",
+        "max_payload_bytes",
+        "webhook_attempts",
+    ):
+        value = getattr(s, key)
+        _check(value > 0, key, value, "must be greater than 0")
+    _check(s.retry_attempts >= 0, "retry_attempts", s.retry_attempts, "must be 0 or more")
+
+
+def _validate(s: Settings) -> None:
+    _validate_ports(s)
+    _validate_positive(s)
+    _check(
+        s.sqlite_synchronous in ("FULL", "NORMAL", "OFF", "EXTRA"),
+        "sqlite_synchronous",
+        s.sqlite_synchronous,
+        "must be FULL, EXTRA, NORMAL or OFF",
+    )
+    _check(0 <= s.node_id <= 1023, "node_id", s.node_id, "must be 0–1023")
+    _check(
+        s.max_payload_bytes <= s.max_packet_bytes,
+        "max_payload_bytes",
+        s.max_payload_bytes,
+        "must not exceed max_packet_bytes",
+    )
+    _check(bool(s.host), "host", s.host, "must not be empty")
+    if s.host not in ("localhost", "0.0.0.0", "::"):  # noqa: S104 - a bind address, checked
+        try:
+            ipaddress.ip_address(s.host)
+        except ValueError:
+            _check(False, "host", s.host, "must be an IP address or localhost")
+    if s.webhook_url:
+        parts = urlsplit(s.webhook_url)
+        _check(
+            parts.scheme in ("http", "https") and bool(parts.netloc),
+            "webhook_url",
+            s.webhook_url,
+            "must be an http(s) URL",
+        )
+    _check(
+        s.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
+        "log_level",
+        s.log_level,
+        "must be DEBUG, INFO, WARNING or ERROR",
+    )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(key: str, kind: type, raw: object) -> object:
+    """Convert a value from TOML or the environment to the field's type."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ConfigError(key, f"must be true or false (got {raw!r})")
+    if kind in (int, float):
+        if isinstance(raw, bool):
+            raise ConfigError(key, f"must be a number (got {raw!r})")
+        try:
+            return kind(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"must be a number (got {raw!r})") from None
+    if not isinstance(raw, str | int | float):
+        raise ConfigError(key, f"must be a string (got {raw!r})")
+    return str(raw)
+
+
+_KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _field_kinds() -> dict[str, type]:
+    return {f.name: _KINDS[str(f.type)] for f in fields(Settings)}
+
+
+def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {os.fspath(path)}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{os.fspath(path)} is not valid TOML: {exc}") from None
+    section = data.get("magpie", data)
+    if not isinstance(section, dict):
+        raise ConfigError("config", "[magpie] must be a table")
+    return section
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the :class:`Settings` from a TOML file, ``MAGPIE_*`` variables and overrides."""
+    kinds = _field_kinds()
+    values: dict[str, object] = {}
+    if path is not None:
+        for key, raw in _read_file(path).items():
+            if key not in kinds:
+                raise ConfigError(key, "unknown setting in config file")
+            values[key] = _coerce(key, kinds[key], raw)
+    env = os.environ if environ is None else environ
+    for name, raw in env.items():
+        if not name.startswith(_ENV_PREFIX) or name == "MAGPIE_TIME_SCALE":
+            continue
+        key = name[len(_ENV_PREFIX) :].lower()
+        if key in kinds:
+            values[key] = _coerce(name, kinds[key], raw)
+    for key, raw in overrides.items():
+        if key not in kinds:
+            raise ConfigError(key, "unknown setting")
+        values[key] = _coerce(key, kinds[key], raw)
+    return Settings(**values)  # type: ignore[arg-type]

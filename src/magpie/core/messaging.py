@@ -1,0 +1,251 @@
+"""The send flow: validate -> authorize -> dedupe -> assign seq -> commit -> fan-out.
+
+This is the one path every message takes, whether it arrives as a SEND packet from a client
+or through ``/message/send`` from a business server. Invariants (ARCHITECTURE.md):
+
+* I1: the caller acknowledges only after :meth:`Messaging.send` returned, i.e. after commit;
+* I2/I3: dedupe and gap-free seq are the store's transaction;
+* I4: fan-out (bus publish) and after-commit hooks run only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from magpie.bus.interface import Bus, Delivery
+from magpie.core.channels import (
+    CHANNEL_PERSON,
+    fake_channel_id,
+    validate_channel_id,
+    validate_channel_type,
+    validate_uid,
+)
+from magpie.core.ids import Snowflake
+from magpie.errors import BadRequest, MagpieError
+from magpie.protocol.packets import Flags, ReasonCode
+from magpie.store.interface import NewMessage, Store, StoredMessage
+
+__all__ = ["CMD_CONTENT_TYPE", "AfterCommit", "Messaging", "SendRequest", "SendResult"]
+
+log = logging.getLogger(__name__)
+
+#: Content type of command messages (spec §4.1).
+CMD_CONTENT_TYPE = 99
+
+AfterCommit = Callable[[StoredMessage, tuple[str, ...]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One message to send. ``channel_id`` is as the sender sees it (the peer uid for a person
+    channel). ``from_api`` marks the business API, which may send commands and sync-once
+    messages and may send to channels its ``from_uid`` is not a member of."""
+
+    from_uid: str
+    channel_id: str
+    channel_type: int
+    payload: bytes
+    client_msg_no: str
+    flags: Flags = Flags.RED_DOT
+    setting: int = 0
+    topic: str = ""
+    expire: int = 0
+    from_api: bool = False
+    subscribers: Sequence[str] | None = None
+    exclude_conn: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What happened to a send: ``reason`` is SUCCESS or why it was refused."""
+
+    reason: ReasonCode
+    message_id: int = 0
+    message_seq: int = 0
+    client_msg_no: str = ""
+    duplicate: bool = False
+    message: StoredMessage | None = None
+    recipients: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Refused(MagpieError):
+    """Internal: a send refused with a reason code (turned into a :class:`SendResult`)."""
+
+    code = "send_refused"
+
+    def __init__(self, reason: ReasonCode, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_payload(payload: bytes, max_bytes: int) -> dict[str, object]:
+    """Messages carry a UTF-8 JSON object with an integer ``type`` (spec §4): the JS SDK
+    cannot handle anything else, so anything else is refused here."""
+    if len(payload) > max_bytes:
+        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, f"payload above {max_bytes} bytes")
+    try:
+        content = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "payload is not UTF-8 JSON") from None
+    if not isinstance(content, dict):
+        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "payload must be a JSON object")
+    kind = content.get("type")
+    if isinstance(kind, bool) or not isinstance(kind, int):
+        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "payload needs an integer 'type'")
+    return content
+
+
+class Messaging:
+    """The IM core's send flow and its after-commit fan-out."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        ids: Snowflake,
+        *,
+        max_payload_bytes: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._ids = ids
+        self._max_payload = max_payload_bytes
+        self._clock = clock
+        self._after_commit: list[AfterCommit] = []
+
+    def add_after_commit(self, hook: AfterCommit) -> None:
+        """Run ``hook(message, recipients)`` after every committed message (webhooks)."""
+        self._after_commit.append(hook)
+
+    async def send(self, req: SendRequest) -> SendResult:
+        """Send one message; never raises for a refusal (see ``SendResult.reason``)."""
+        try:
+            return await self._send(req)
+        except Refused as exc:
+            log.debug("send refused (%s): %s", exc.reason.name, exc.message)
+            return SendResult(reason=exc.reason, client_msg_no=req.client_msg_no)
+
+    async def _send(self, req: SendRequest) -> SendResult:
+        self._check_flags(req)
+        content = parse_payload(req.payload, self._max_payload)
+        if content["type"] == CMD_CONTENT_TYPE and not req.from_api:
+            raise Refused(ReasonCode.NOT_ALLOW_SEND, "clients may not send commands")
+        channel_id, recipients = await self._route(req)
+        new = NewMessage(
+            message_id=self._ids.next_id(),
+            client_msg_no=req.client_msg_no,
+            from_uid=req.from_uid,
+            channel_id=channel_id,
+            channel_type=req.channel_type,
+            timestamp=int(self._clock()),
+            payload=req.payload,
+            flags=int(req.flags & ~Flags.DUP),
+            setting=req.setting,
+            topic=req.topic,
+            expire=req.expire,
+        )
+        return await self._commit_and_fan_out(new, recipients, req.exclude_conn)
+
+    @staticmethod
+    def _check_flags(req: SendRequest) -> None:
+        if req.flags & Flags.SYNC_ONCE and not req.from_api:
+            raise Refused(ReasonCode.NOT_SUPPORT_HEADER, "clients may not send sync-once")
+        if not req.client_msg_no or len(req.client_msg_no) > 128:
+            raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "client_msg_no must be 1–128 chars")
+
+    async def _route(self, req: SendRequest) -> tuple[str, tuple[str, ...]]:
+        """The storage channel id and the recipients; refuses what the sender may not do."""
+        try:
+            validate_channel_type(req.channel_type)
+            validate_channel_id(req.channel_id)
+            if req.from_uid or not req.from_api:
+                validate_uid(req.from_uid, "from_uid")
+        except BadRequest as exc:
+            raise Refused(ReasonCode.CHANNEL_ID_ERROR, exc.message) from None
+        if req.channel_type == CHANNEL_PERSON:
+            return self._route_person(req)
+        return await self._route_channel(req)
+
+    def _route_person(self, req: SendRequest) -> tuple[str, tuple[str, ...]]:
+        try:
+            validate_uid(req.channel_id, "channel_id")
+        except BadRequest as exc:
+            raise Refused(ReasonCode.CHANNEL_ID_ERROR, exc.message) from None
+        if not req.from_uid:
+            raise Refused(ReasonCode.CHANNEL_ID_ERROR, "a person message needs a from_uid")
+        pair = tuple(sorted({req.from_uid, req.channel_id}))
+        recipients = self._restrict(pair, req.subscribers)
+        return fake_channel_id(req.from_uid, req.channel_id), recipients
+
+    async def _route_channel(self, req: SendRequest) -> tuple[str, tuple[str, ...]]:
+        info = await self._store.get_channel(req.channel_id, req.channel_type)
+        if info is None:
+            raise Refused(ReasonCode.CHANNEL_NOT_EXIST, "no such channel")
+        if info.ban and not req.from_api:
+            raise Refused(ReasonCode.BAN, "the channel is banned")
+        members = await self._store.get_subscribers(req.channel_id, req.channel_type)
+        if not req.from_api and req.from_uid not in members:
+            raise Refused(ReasonCode.SUBSCRIBER_NOT_EXIST, "the sender is not a member")
+        return req.channel_id, self._restrict(tuple(members), req.subscribers)
+
+    @staticmethod
+    def _restrict(members: tuple[str, ...], only: Sequence[str] | None) -> tuple[str, ...]:
+        if only is None:
+            return members
+        wanted = set(only)
+        return tuple(uid for uid in members if uid in wanted)
+
+    async def _commit_and_fan_out(
+        self, new: NewMessage, recipients: tuple[str, ...], exclude_conn: str
+    ) -> SendResult:
+        queue_seqs: dict[str, int] = {}
+        if new.flags & Flags.NO_PERSIST:
+            stored, duplicate = _unstored(new), False
+        elif new.flags & Flags.SYNC_ONCE:
+            appended, queue_seqs = await self._store.append_to_queues(new, recipients)
+            stored, duplicate = appended.message, appended.duplicate
+        else:
+            appended = await self._store.append_message(new, recipients)
+            stored, duplicate = appended.message, appended.duplicate
+        if not duplicate:
+            await self._bus.publish(Delivery(stored, recipients, exclude_conn, queue_seqs))
+            await self._run_after_commit(stored, recipients)
+        return SendResult(
+            reason=ReasonCode.SUCCESS,
+            message_id=stored.message_id,
+            message_seq=stored.message_seq,
+            client_msg_no=stored.client_msg_no,
+            duplicate=duplicate,
+            message=stored,
+            recipients=recipients,
+        )
+
+    async def _run_after_commit(self, message: StoredMessage, recipients: tuple[str, ...]) -> None:
+        for hook in self._after_commit:
+            try:
+                await hook(message, recipients)
+            except Exception:
+                log.exception("after-commit hook failed for message %d", message.message_id)
+
+
+def _unstored(new: NewMessage) -> StoredMessage:
+    """A no-persist message: it gets an id but no seq and is never written."""
+    return StoredMessage(
+        message_id=new.message_id,
+        message_seq=0,
+        client_msg_no=new.client_msg_no,
+        from_uid=new.from_uid,
+        channel_id=new.channel_id,
+        channel_type=new.channel_type,
+        timestamp=new.timestamp,
+        payload=new.payload,
+        flags=new.flags,
+        setting=new.setting,
+        topic=new.topic,
+        expire=new.expire,
+    )

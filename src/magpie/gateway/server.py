@@ -1,0 +1,422 @@
+"""The WebSocket gateway: WuKongIM clients connect, send and receive here (spec §1–§3).
+
+Per connection: CONNECT within ``connect_timeout`` -> token check -> X25519 + AES -> CONNACK;
+then SEND -> :class:`~magpie.core.messaging.Messaging` -> SENDACK, RECVACK stops retries, PING ->
+PONG. Deliveries arrive as bus events after commit and are written as one RECV per WebSocket
+message, encrypted with each connection's own key. The server never sends PING (spec §3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from magpie.bus.interface import Bus, BusEvent, Delivery, Kick
+from magpie.core.auth import token_matches
+from magpie.core.channels import CHANNEL_PERSON, peer_of, validate_uid
+from magpie.core.messaging import Messaging, SendRequest
+from magpie.errors import BadRequest, CryptoError, ProtocolError, RemoteProtocolError
+from magpie.gateway.session import OutboundLimits, Session
+from magpie.gateway.ws import ConnectionClosed, WsConn, start_server
+from magpie.metrics import Metrics
+from magpie.protocol.connection import Connection, Role
+from magpie.protocol.crypto import KeyPair, SessionCipher, derive_aes_key, new_salt, open_send
+from magpie.protocol.crypto import seal_recv
+from magpie.protocol.limits import Limits
+from magpie.protocol.packets import (
+    Connack,
+    Connect,
+    Disconnect,
+    Flags,
+    Packet,
+    Ping,
+    Pong,
+    ReasonCode,
+    Recv,
+    Recvack,
+    Send,
+    Sendack,
+    Setting,
+    Sub,
+    Suback,
+)
+from magpie.store.interface import Store, StoredMessage
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+log = logging.getLogger(__name__)
+
+_MASTER = 1
+_KICK_REASON = "login in other device"
+_CLOSE_POLICY = 1008
+_CLOSE_GOING_AWAY = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The gateway's share of the settings."""
+
+    host: str
+    port: int
+    token_auth: bool
+    connect_timeout: float
+    idle_timeout: float
+    retry_interval: float
+    retry_attempts: int
+    outbound: OutboundLimits
+    limits: Limits
+
+
+class Gateway:
+    """Holds this node's client connections and delivers bus events to them."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: Store,
+        bus: Bus,
+        messaging: Messaging,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._bus = bus
+        self._messaging = messaging
+        self._metrics = metrics
+        self._clock = clock
+        self._sessions: dict[str, list[Session]] = {}
+        self._conn_ids = itertools.count(1)
+        self._retry_heap: list[tuple[float, int, Session, int]] = []
+        self._retry_order = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._server: object | None = None
+        self.port = 0
+        bus.subscribe(self.on_event)
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen and start the retry and idle sweepers."""
+        server = await start_server(
+            self._handle, self.config.host, self.config.port, self.config.limits.max_remaining_length + 8
+        )
+        self._server = server
+        self.port = next(iter(server.sockets)).getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._retry_loop()), loop.create_task(self._idle_loop())]
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection with 1001 (clients reconnect elsewhere)."""
+        for task in self._tasks:
+            task.cancel()
+        server = self._server
+        if server is not None:
+            server.close(close_connections=False)  # type: ignore[attr-defined]
+        closing = [s.ws.close(_CLOSE_GOING_AWAY, "server shutting down") for s in self.sessions()]
+        await asyncio.gather(*closing, return_exceptions=True)
+        if server is not None:
+            server.close()  # type: ignore[attr-defined]
+            await server.wait_closed()  # type: ignore[attr-defined]
+
+    def sessions(self) -> Iterator[Session]:
+        """Every authenticated session of this node."""
+        for group in self._sessions.values():
+            yield from group
+
+    def online(self, uid: str) -> list[Session]:
+        """The sessions of ``uid`` on this node."""
+        return list(self._sessions.get(uid, ()))
+
+    # connection handling --------------------------------------------------------------------
+
+    async def _handle(self, ws: WsConn) -> None:
+        conn = Connection(Role.SERVER, self.config.limits)
+        session = Session(
+            ws, conn, f"c{next(self._conn_ids)}", self.config.outbound, self._slow_consumer
+        )
+        try:
+            if await self._handshake(session):
+                await self._serve(session)
+        except ConnectionClosed:
+            pass
+        except RemoteProtocolError as exc:
+            session.log.info("protocol violation: %s", exc.message)
+            await _quiet_close(ws, _CLOSE_POLICY, exc.code)
+        except Exception:
+            session.log.exception("connection failed")
+            await _quiet_close(ws, 1011, "internal error")
+        finally:
+            self._unregister(session)
+
+    async def _handshake(self, session: Session) -> bool:
+        try:
+            data = await asyncio.wait_for(session.ws.recv(), self.config.connect_timeout)
+        except TimeoutError:
+            session.log.info("no CONNECT within %.1f s", self.config.connect_timeout)
+            await _quiet_close(session.ws, _CLOSE_POLICY, "connect timeout")
+            return False
+        packets = session.conn.receive_data(_as_bytes(data))
+        if len(packets) != 1 or not isinstance(packets[0], Connect):
+            raise RemoteProtocolError("expected exactly one CONNECT first")
+        return await self._accept(session, packets[0])
+
+    async def _accept(self, session: Session, connect: Connect) -> bool:
+        reason = await self._authenticate(connect)
+        now_ms = time.time_ns() // 1_000_000
+        if reason is not ReasonCode.SUCCESS:
+            self._metrics.connects.labels(result=reason.name.lower()).inc()
+            frame = session.conn.send(Connack(0, reason, "", ""))
+            await session.ws.send(frame)
+            await _quiet_close(session.ws, _CLOSE_POLICY, "connect refused")
+            return False
+        keys = KeyPair.generate()
+        salt = new_salt()
+        try:
+            aes_key = derive_aes_key(keys, connect.client_key)
+        except CryptoError as exc:
+            frame = session.conn.send(Connack(0, exc.reason, "", ""))
+            await session.ws.send(frame)
+            await _quiet_close(session.ws, _CLOSE_POLICY, "bad client key")
+            return False
+        session.cipher = SessionCipher(aes_key, salt.encode())
+        session.uid = connect.uid
+        session.device_flag = connect.device_flag
+        session.device_id = connect.device_id
+        session.device_level = await self._device_level(connect)
+        ack = Connack(now_ms - connect.client_timestamp, ReasonCode.SUCCESS, keys.public_b64, salt)
+        await session.ws.send(session.conn.send(ack))
+        session.last_seen = self._clock()
+        await self._register(session)
+        return True
+
+    async def _authenticate(self, connect: Connect) -> ReasonCode:
+        try:
+            validate_uid(connect.uid)
+        except BadRequest:
+            return ReasonCode.AUTH_FAIL
+        if not connect.client_key:
+            return ReasonCode.CLIENT_KEY_IS_EMPTY
+        if not self.config.token_auth:
+            return ReasonCode.SUCCESS
+        row = await self._store.get_token(connect.uid, connect.device_flag)
+        if row is None or not token_matches(connect.token, row.token_hash):
+            return ReasonCode.AUTH_FAIL
+        return ReasonCode.SUCCESS
+
+    async def _device_level(self, connect: Connect) -> int:
+        row = await self._store.get_token(connect.uid, connect.device_flag)
+        return row.device_level if row is not None else 0
+
+    async def _register(self, session: Session) -> None:
+        self._sessions.setdefault(session.uid, []).append(session)
+        self._metrics.connections.inc()
+        self._metrics.connects.labels(result="success").inc()
+        session.log.info("connected uid=%s device_flag=%d", session.uid, session.device_flag)
+        if session.device_level == _MASTER:
+            kick = Kick(
+                session.uid, session.device_flag, ReasonCode.CONNECT_KICK, _KICK_REASON,
+                keep_conn=session.conn_id,
+            )
+            await self._bus.publish(kick)
+
+    def _unregister(self, session: Session) -> None:
+        session.closed = True
+        group = self._sessions.get(session.uid)
+        if group and session in group:
+            group.remove(session)
+            self._metrics.connections.dec()
+            if not group:
+                del self._sessions[session.uid]
+        session.inflight.clear()
+
+    async def _serve(self, session: Session) -> None:
+        while not session.closed:
+            data = await session.ws.recv()
+            session.last_seen = self._clock()
+            for packet in session.conn.receive_data(_as_bytes(data)):
+                await self._dispatch(session, packet)
+
+    async def _dispatch(self, session: Session, packet: Packet) -> None:
+        if isinstance(packet, Send):
+            await self._on_send(session, packet)
+        elif isinstance(packet, Recvack):
+            await self._on_recvack(session, packet)
+        elif isinstance(packet, Ping):
+            session.push(session.conn.send(Pong()))
+        elif isinstance(packet, Sub):
+            ack = Suback(
+                packet.sub_no, packet.channel_id, packet.channel_type, packet.action,
+                ReasonCode.NOT_SUPPORT_CHANNEL_TYPE,
+            )
+            session.push(session.conn.send(ack))
+
+    async def _on_send(self, session: Session, send: Send) -> None:
+        started = time.perf_counter()
+        assert session.cipher is not None  # set by the handshake
+        try:
+            payload = open_send(session.cipher, send)
+        except CryptoError as exc:
+            self._ack(session, send, 0, 0, ReasonCode(exc.reason))
+            return
+        result = await self._messaging.send(
+            SendRequest(
+                from_uid=session.uid,
+                channel_id=send.channel_id,
+                channel_type=send.channel_type,
+                payload=payload,
+                client_msg_no=send.client_msg_no,
+                flags=send.flags,
+                setting=int(send.setting),
+                topic=send.topic,
+                expire=send.expire,
+                exclude_conn=session.conn_id,
+            )
+        )
+        if result.reason is ReasonCode.SUCCESS:
+            if not result.duplicate:
+                self._metrics.messages.labels(origin="client").inc()
+        else:
+            self._metrics.send_refused.labels(reason=result.reason.name.lower()).inc()
+        self._ack(session, send, result.message_id, result.message_seq, result.reason)
+        self._metrics.send_latency.observe(time.perf_counter() - started)
+
+    def _ack(self, session: Session, send: Send, message_id: int, seq: int, reason: int) -> None:
+        # SENDACK echoes client_seq (the SDK matches on it alone) and the SEND's flags (§1.6).
+        ack = Sendack(message_id, send.client_seq, seq, reason, flags=send.flags & ~Flags.DUP)
+        session.push(session.conn.send(ack))
+
+    async def _on_recvack(self, session: Session, ack: Recvack) -> None:
+        session.inflight.pop(ack.message_id, None)
+        persisted_cmd = ack.flags & Flags.SYNC_ONCE and not ack.flags & Flags.NO_PERSIST
+        if persisted_cmd and session.device_level == _MASTER and ack.message_seq > 0:
+            await self._store.ack_queue(session.uid, ack.message_seq)
+
+    # delivery -------------------------------------------------------------------------------
+
+    def on_event(self, event: BusEvent) -> None:
+        """Bus handler: deliver a committed message or kick connections on this node."""
+        if isinstance(event, Delivery):
+            self._deliver(event)
+        else:
+            self._kick(event)
+
+    def _deliver(self, event: Delivery) -> None:
+        msg = event.message
+        persisted = not msg.flags & Flags.NO_PERSIST
+        for uid in event.recipients:
+            group = self._sessions.get(uid)
+            if not group:
+                continue
+            seq = event.queue_seqs.get(uid, msg.message_seq)
+            for session in tuple(group):
+                if session.conn_id != event.exclude_conn:
+                    self._deliver_one(session, msg, seq, persisted)
+
+    def _deliver_one(self, session: Session, msg: StoredMessage, seq: int, persisted: bool) -> None:
+        cipher = session.cipher
+        if cipher is None or session.closed:
+            return
+        flags = Flags(msg.flags) & (Flags.RED_DOT | Flags.SYNC_ONCE | Flags.NO_PERSIST)
+        if session.uid == msg.from_uid:
+            flags &= ~Flags.RED_DOT
+        channel_id = msg.channel_id
+        if msg.channel_type == CHANNEL_PERSON:
+            channel_id = peer_of(msg.channel_id, session.uid)
+        recv = Recv(
+            setting=Setting(msg.setting & Setting.RECEIPT),
+            msg_key="",
+            from_uid=msg.from_uid,
+            channel_id=channel_id,
+            channel_type=msg.channel_type,
+            client_msg_no=msg.client_msg_no,
+            message_id=msg.message_id,
+            message_seq=seq,
+            timestamp=msg.timestamp,
+            payload=msg.payload,
+            flags=flags,
+        )
+        frame = session.conn.send(seal_recv(cipher, recv))
+        if not session.push(frame):
+            return
+        self._metrics.deliveries.inc()
+        if persisted and self.config.retry_attempts > 0:
+            if not session.track(msg.message_id, frame):
+                session.log.info("too many unacked messages; closing so the client resyncs")
+                self._slow_consumer(session)
+                return
+            due = self._clock() + self.config.retry_interval
+            heapq.heappush(
+                self._retry_heap, (due, next(self._retry_order), session, msg.message_id)
+            )
+
+    def _kick(self, kick: Kick) -> None:
+        for session in self.online(kick.uid):
+            if session.conn_id == kick.keep_conn:
+                continue
+            if kick.device_flag is not None and session.device_flag != kick.device_flag:
+                continue
+            session.log.info("kicked: %s", kick.reason)
+            session.push(session.conn.send(Disconnect(kick.reason_code, kick.reason)))
+            session.close_soon(_CLOSE_POLICY, "kicked", delay=0.5)
+            self._unregister(session)
+
+    def _slow_consumer(self, session: Session) -> None:
+        session.log.warning("slow consumer: closing")
+        self._metrics.slow_consumers.inc()
+        session.close_soon(_CLOSE_POLICY, "slow consumer")
+        self._unregister(session)
+
+    # background loops -----------------------------------------------------------------------
+
+    async def _retry_loop(self) -> None:
+        tick = min(1.0, self.config.retry_interval / 2)
+        while True:
+            await asyncio.sleep(tick)
+            self._retry_due(self._clock())
+
+    def _retry_due(self, now: float) -> None:
+        heap = self._retry_heap
+        while heap and heap[0][0] <= now:
+            _, _, session, message_id = heapq.heappop(heap)
+            pending = session.inflight.get(message_id)
+            if pending is None or session.closed:
+                continue
+            if pending.attempts >= self.config.retry_attempts:
+                del session.inflight[message_id]
+                continue
+            pending.attempts += 1
+            self._metrics.retries.inc()
+            session.push(pending.frame)
+            due = now + self.config.retry_interval
+            heapq.heappush(heap, (due, next(self._retry_order), session, message_id))
+
+    async def _idle_loop(self) -> None:
+        tick = min(5.0, self.config.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            deadline = self._clock() - self.config.idle_timeout
+            for session in [s for s in self.sessions() if s.last_seen < deadline]:
+                session.log.info("idle timeout")
+                session.close_soon(_CLOSE_GOING_AWAY, "idle timeout")
+                self._unregister(session)
+
+
+def _as_bytes(data: bytes | str) -> bytes:
+    if isinstance(data, str):
+        raise RemoteProtocolError("WuKongIM packets travel in binary WebSocket messages")
+    return data
+
+
+async def _quiet_close(ws: WsConn, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(code, reason)
+
+
+_ = ProtocolError  # re-exported for type checkers of callers catching protocol errors

@@ -1,0 +1,102 @@
+"""The thin adapter between Magpie's gateway and the WebSocket library.
+
+The gateway sees only :class:`WsConn`; swapping the library (``websockets`` today, chosen in
+``docs/architecture.md``) touches this file alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+__all__ = ["ConnectionClosed", "WebsocketsConn", "WsConn", "start_server"]
+
+
+class WsConn(Protocol):
+    """One WebSocket connection as the gateway uses it."""
+
+    @property
+    def remote(self) -> str:
+        """The peer address, for logs."""
+        ...
+
+    async def recv(self) -> bytes | str:
+        """The next message; raises :class:`ConnectionClosed` when the socket is gone."""
+        ...
+
+    def write(self, frame: bytes) -> None:
+        """Queue one binary message without waiting for flow control."""
+        ...
+
+    async def send(self, frame: bytes) -> None:
+        """Send one binary message, waiting while the peer's buffer is full."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written but not yet accepted by the kernel."""
+        ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection."""
+        ...
+
+
+class WebsocketsConn:
+    """:class:`WsConn` over a ``websockets`` server connection."""
+
+    __slots__ = ("_c", "_one")
+
+    def __init__(self, conn: ServerConnection) -> None:
+        self._c = conn
+        self._one = (conn,)
+
+    @property
+    def remote(self) -> str:
+        """The peer address."""
+        return str(self._c.remote_address)
+
+    async def recv(self) -> bytes | str:
+        """The next message."""
+        return await self._c.recv()
+
+    def write(self, frame: bytes) -> None:
+        """Write without flow control (``broadcast`` to a single connection)."""
+        broadcast(self._one, frame)
+
+    async def send(self, frame: bytes) -> None:
+        """Write and wait for the buffer to drain below the high-water mark."""
+        await self._c.send(frame)
+
+    def buffered(self) -> int:
+        """Size of the transport's write buffer."""
+        transport = self._c.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait for it (bounded by the library)."""
+        await self._c.close(code, reason)
+
+
+async def start_server(
+    handler: Callable[[WsConn], Awaitable[None]], host: str, port: int, max_size: int
+) -> Server:
+    """Listen on ``host:port`` and run ``handler`` for each connection."""
+
+    async def _handle(conn: ServerConnection) -> None:
+        await handler(WebsocketsConn(conn))
+
+    # WuKongIM clients never use compression, and WebSocket-level pings are not needed: the
+    # gateway has its own idle timeout fed by the SDK's PING packets (spec §3).
+    return await serve(
+        _handle,
+        host,
+        port,
+        max_size=max_size,
+        compression=None,
+        ping_interval=None,
+        max_queue=32,
+        close_timeout=2,
+    )
