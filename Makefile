@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tests/interop/node_modules/.installed-stamp
+NODE_DRIVER := tests/interop/dist/driver.cjs
 export MAGPIE_TIME_SCALE ?= 1
 
 .PHONY: demo test lint unit fuzz bench install node clean
@@ -19,11 +20,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
+$(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json tests/interop/driver.js tests/interop/ws_shim.js
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+	cd tests/interop && npm run build --silent
 
-node: $(NODE_STAMP)
+# The esbuild bundle of the SDK driver (tests/interop/dist is gitignored); rebuilt if deleted.
+$(NODE_DRIVER): $(NODE_STAMP)
+	cd tests/interop && npm run build --silent
+
+node: $(NODE_STAMP) $(NODE_DRIVER)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench fuzz
@@ -48,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) tests/interop/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/interop/node_modules tests/interop/dist .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,11 @@ services, WebSocket gateway and HTTP API — starts it, and stops it cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -108,8 +110,7 @@ class Node:
             access_log=False,
             lifespan="off",
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _EmbeddedServer(config)
         self._uvicorn = server
         self._api_task = asyncio.get_running_loop().create_task(server.serve())
         while not server.started:
@@ -129,6 +130,14 @@ class Node:
             await self.api.stop()
         await self.bus.close()
         await self.store.close()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a Magpie node: the node owns SIGTERM/SIGINT, not uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _gateway_config(s: Settings) -> GatewayConfig:

@@ -176,12 +176,12 @@ def _coerce(key: str, kind: type, raw: object) -> object:
         if text in _TRUE | _FALSE:
             return text in _TRUE
         raise ConfigError(key, f"must be true or false (got {raw!r})")
-    if kind in (int, float):
-        if isinstance(raw, bool):
+    if kind is int or kind is float:
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise ConfigError(key, f"must be a number (got {raw!r})")
         try:
-            return kind(raw)
-        except (TypeError, ValueError):
+            return int(raw) if kind is int else float(raw)
+        except ValueError:
             raise ConfigError(key, f"must be a number (got {raw!r})") from None
     if not isinstance(raw, str | int | float):
         raise ConfigError(key, f"must be a string (got {raw!r})")

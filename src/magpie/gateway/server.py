@@ -21,7 +21,7 @@ from magpie.bus.interface import Bus, BusEvent, Delivery, Kick
 from magpie.core.auth import token_matches
 from magpie.core.channels import CHANNEL_PERSON, peer_of, validate_uid
 from magpie.core.messaging import Messaging, SendRequest
-from magpie.errors import BadRequest, CryptoError, ProtocolError, RemoteProtocolError
+from magpie.errors import BadRequest, CryptoError, RemoteProtocolError
 from magpie.gateway.session import OutboundLimits, Session
 from magpie.gateway.ws import ConnectionClosed, WsConn, start_server
 from magpie.metrics import Metrics
@@ -417,6 +417,3 @@ def _as_bytes(data: bytes | str) -> bytes:
 async def _quiet_close(ws: WsConn, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
         await ws.close(code, reason)
-
-
-_ = ProtocolError  # re-exported for type checkers of callers catching protocol errors

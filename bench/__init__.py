@@ -1,0 +1,1 @@
+"""Magpie's benchmarks: ``python -m bench [name ...]`` (see :mod:`bench.__main__`)."""

@@ -1,0 +1,55 @@
+"""Run benchmarks: ``python -m bench [name ...]``; every one when no name is given.
+
+``python -m bench --list`` prints the available names. A benchmark is a module of this
+package with a ``run() -> None`` function that prints its own table, and an entry in
+:data:`BENCHMARKS` (name -> (module, one-line description)); modules are imported only when
+run, so one benchmark's dependencies never slow down or break another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: name -> (module, description). Add new benchmarks here.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "protocol": (
+        "bench.protocol",
+        "codec + crypto hot path: RECV seal+encode, SEND decode+open, vs bare AES-CBC",
+    ),
+}
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="name", help="benchmarks to run (all if none)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    return parser.parse_args(argv)
+
+
+def _list() -> None:
+    width = max(map(len, BENCHMARKS))
+    for name, (_, description) in BENCHMARKS.items():
+        print(f"{name:<{width}}  {description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the named benchmarks in order; exit status 2 for an unknown name."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        _list()
+        return 0
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; available:", file=sys.stderr)
+        _list()
+        return 2
+    for name in args.names or list(BENCHMARKS):
+        print(f"== {name}: {BENCHMARKS[name][1]}", flush=True)
+        importlib.import_module(BENCHMARKS[name][0]).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""HTTP plumbing shared by the routes: bounded JSON bodies, responses, API-level errors.
+
+Response shapes follow WuKongIM v1.1.4 ``pkg/wkhttp`` (spec §6): ``{"status":200}`` without
+data, ``{"status":200,"data":…}`` with data, some endpoints a bare body; errors are
+``{"status":<http status>,"code":…,"msg":…,"field"?:…}`` from
+:meth:`magpie.errors.ApiError.to_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from magpie.errors import ApiError, BadRequest, PayloadTooLarge
+
+__all__ = [
+    "BadJson",
+    "MethodNotAllowed",
+    "SendRefused",
+    "ServiceUnavailable",
+    "bare",
+    "error_response",
+    "ok",
+    "ok_data",
+    "read_json",
+]
+
+
+class BadJson(BadRequest):
+    """The body is not valid UTF-8 JSON."""
+
+    code = "bad_json"
+
+
+class MethodNotAllowed(ApiError):
+    """The path exists but not with this method."""
+
+    code = "method_not_allowed"
+    status = 405
+
+
+class ServiceUnavailable(ApiError):
+    """The node is not ready (store closed, gateway not listening) or the store failed."""
+
+    code = "unavailable"
+    status = 503
+
+
+class SendRefused(BadRequest):
+    """The send flow refused a message; ``reason`` and ``reason_name`` carry the WuKongIM
+    reason code (spec §1.8), e.g. ``5`` / ``channel_not_exist``."""
+
+    code = "send_refused"
+
+    def __init__(self, message: str, *, reason: int, reason_name: str) -> None:
+        super().__init__(message, reason=reason, reason_name=reason_name)
+
+
+def ok() -> JSONResponse:
+    """``{"status":200}``."""
+    return JSONResponse({"status": 200})
+
+
+def ok_data(data: Any) -> JSONResponse:
+    """``{"status":200,"data":data}``."""
+    return JSONResponse({"status": 200, "data": data})
+
+
+def bare(body: Any) -> JSONResponse:
+    """A bare JSON body (the endpoints that return arrays or objects directly)."""
+    return JSONResponse(body)
+
+
+def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON rendering of an :class:`ApiError` with its HTTP status."""
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes (checked on
+    ``Content-Length`` first, then while streaming, so a lying header does not help)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body above {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body above {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> object:
+    """The decoded JSON body (at most ``limit`` bytes); :class:`BadJson` if it is not JSON."""
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        raise BadJson("a JSON body is required")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadJson("the body is not valid JSON") from None

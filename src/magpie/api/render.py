@@ -1,0 +1,74 @@
+"""JSON renderings of stored rows in WuKongIM's shapes (spec §6).
+
+``MessageResp`` is the message object of ``/message/sync``, ``/channel/messagesync``,
+``/conversation/sync`` recents and the ``msg.notify`` / ``msg.offline`` webhooks. A person
+channel is stored under its fake id (``a@b``); every rendering rewrites it to the peer as seen
+by a *viewer* uid — the asking user, or the sender for webhooks (so the business server sees
+the receiver, as WuKongIM does).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from magpie.core.channels import CHANNEL_PERSON, peer_of
+from magpie.protocol.packets import Flags
+from magpie.store.interface import ConversationRow, StoredMessage
+
+__all__ = ["conversation_resp", "message_resp", "visible_channel_id"]
+
+
+def visible_channel_id(channel_id: str, channel_type: int, viewer: str) -> str:
+    """``channel_id`` as ``viewer`` sees it: the peer for person channels."""
+    if channel_type == CHANNEL_PERSON and "@" in channel_id:
+        return peer_of(channel_id, viewer)
+    return channel_id
+
+
+def _header(flags: int) -> dict[str, int]:
+    return {
+        "no_persist": int(bool(flags & Flags.NO_PERSIST)),
+        "red_dot": int(bool(flags & Flags.RED_DOT)),
+        "sync_once": int(bool(flags & Flags.SYNC_ONCE)),
+    }
+
+
+def message_resp(msg: StoredMessage, viewer: str = "", seq: int | None = None) -> dict[str, Any]:
+    """A MessageResp of ``msg`` as ``viewer`` sees it (default: the sender's view).
+
+    ``seq`` overrides ``message_seq``: a queued sync-once command carries the recipient's
+    queue seq instead of a channel seq."""
+    return {
+        "header": _header(msg.flags),
+        "setting": msg.setting,
+        "message_id": msg.message_id,
+        "message_idstr": str(msg.message_id),
+        "client_msg_no": msg.client_msg_no,
+        "message_seq": msg.message_seq if seq is None else seq,
+        "from_uid": msg.from_uid,
+        "channel_id": visible_channel_id(msg.channel_id, msg.channel_type, viewer or msg.from_uid),
+        "channel_type": msg.channel_type,
+        "topic": msg.topic,
+        "timestamp": msg.timestamp,
+        "payload": base64.b64encode(msg.payload).decode("ascii"),
+        "expire": msg.expire,
+    }
+
+
+def conversation_resp(
+    row: ConversationRow, recents: list[StoredMessage], viewer: str
+) -> dict[str, Any]:
+    """One entry of ``/conversation/sync`` (v1.1.4 shape plus v2's ``readed_to_msg_seq``)."""
+    return {
+        "channel_id": visible_channel_id(row.channel_id, row.channel_type, viewer),
+        "channel_type": row.channel_type,
+        "unread": row.unread,
+        "timestamp": row.timestamp,
+        "last_msg_seq": row.last_msg_seq,
+        "last_client_msg_no": row.last_client_msg_no,
+        "offset_msg_seq": 0,
+        "readed_to_msg_seq": row.readed_to_msg_seq,
+        "version": row.version,
+        "recents": [message_resp(m, viewer) for m in recents],
+    }

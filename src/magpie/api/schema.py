@@ -1,0 +1,274 @@
+"""Declarative request schemas: one table both validates bodies and documents them.
+
+A :class:`Spec` turns an untrusted JSON value into a typed Python value or raises
+:class:`~magpie.errors.BadRequest` naming the offending field (``header.red_dot``,
+``subscribers[3]``), and describes itself as a JSON Schema for ``/openapi.json``. Routes
+declare their bodies with these combinators, so the document cannot drift from what the code
+accepts.
+
+Conventions (compatible with WuKongIM's Go decoder, spec §6): unknown keys are ignored; JSON
+``null`` counts as absent; booleans are not integers (``true`` is refused where a number is
+expected) except for 0/1 flags, which accept both; byte fields are standard base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from magpie.core.channels import validate_channel_id, validate_channel_type, validate_uid
+from magpie.errors import BadRequest, PayloadTooLarge
+
+__all__ = [
+    "Array",
+    "Base64",
+    "ChannelId",
+    "ChannelType",
+    "F",
+    "Flag",
+    "Integer",
+    "Object",
+    "Spec",
+    "String",
+    "Uid",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Spec(Protocol[T_co]):
+    """Parses one JSON value; ``where`` is the field path used in error messages."""
+
+    def parse(self, value: object, where: str) -> T_co:
+        """The validated value, or :class:`BadRequest` naming ``where``."""
+        ...
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of accepted values."""
+        ...
+
+
+def _name(where: str) -> str:
+    return where or "body"
+
+
+@dataclass(frozen=True, slots=True)
+class Integer:
+    """An integer in ``[minimum, maximum]`` (booleans refused)."""
+
+    minimum: int = 0
+    maximum: int = 2**63 - 1
+
+    def parse(self, value: object, where: str) -> int:
+        """The integer, range-checked."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadRequest(f"{_name(where)} must be an integer", field=where)
+        if not self.minimum <= value <= self.maximum:
+            raise BadRequest(
+                f"{_name(where)} must be between {self.minimum} and {self.maximum}", field=where
+            )
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        """``integer`` with bounds."""
+        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A WuKongIM 0/1 flag; ``true``/``false`` are accepted too. Parses to ``int``."""
+
+    def parse(self, value: object, where: str) -> int:
+        """0 or 1."""
+        if isinstance(value, int) and value in (0, 1):  # bool is an int: True/False pass
+            return int(value)
+        raise BadRequest(f"{_name(where)} must be 0 or 1", field=where)
+
+    def schema(self) -> dict[str, Any]:
+        """``0|1`` (or a boolean)."""
+        return {"oneOf": [{"type": "integer", "enum": [0, 1]}, {"type": "boolean"}]}
+
+
+@dataclass(frozen=True, slots=True)
+class String:
+    """A string of at most ``max_length`` characters (``min_length`` at least)."""
+
+    max_length: int
+    min_length: int = 0
+
+    def parse(self, value: object, where: str) -> str:
+        """The string, length-checked."""
+        if not isinstance(value, str):
+            raise BadRequest(f"{_name(where)} must be a string", field=where)
+        if not self.min_length <= len(value) <= self.max_length:
+            raise BadRequest(
+                f"{_name(where)} must be {self.min_length}–{self.max_length} characters",
+                field=where,
+            )
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        """``string`` with length bounds."""
+        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A string validated by one of the core validators (which name the field)."""
+
+    check: Callable[[object, str], Any]
+    description: str
+
+    def parse(self, value: object, where: str) -> str:
+        """The validated string."""
+        return str(self.check(value, where))
+
+    def schema(self) -> dict[str, Any]:
+        """``string`` with the rule in words."""
+        return {"type": "string", "minLength": 1, "maxLength": 128, "description": self.description}
+
+
+def Uid() -> Spec[str]:  # noqa: N802 - reads as a type in route tables
+    """A user id (``magpie.core.channels.validate_uid``)."""
+    return _Checked(validate_uid, "user id: no whitespace, control characters or '@'")
+
+
+def ChannelId() -> Spec[str]:  # noqa: N802
+    """A channel id as the caller sees it (the peer uid for person channels)."""
+    return _Checked(
+        validate_channel_id, "channel id (peer uid for person channels); no whitespace"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelType:
+    """A WuKongIM channel type 1–12 (``exclude`` lists types this endpoint refuses)."""
+
+    exclude: tuple[int, ...] = ()
+
+    def parse(self, value: object, where: str) -> int:
+        """The channel type."""
+        kind = validate_channel_type(value, where)
+        if kind in self.exclude:
+            raise BadRequest(f"{_name(where)} {kind} is not allowed here", field=where)
+        return kind
+
+    def schema(self) -> dict[str, Any]:
+        """An ``integer`` enum."""
+        allowed = [t for t in range(1, 13) if t not in self.exclude]
+        return {"type": "integer", "enum": allowed}
+
+
+@dataclass(frozen=True, slots=True)
+class Base64:
+    """Standard base64 decoding to at most ``max_bytes`` bytes (413 above it)."""
+
+    max_bytes: int
+
+    def parse(self, value: object, where: str) -> bytes:
+        """The decoded bytes."""
+        if not isinstance(value, str):
+            raise BadRequest(f"{_name(where)} must be a base64 string", field=where)
+        if len(value) > 4 * (self.max_bytes // 3 + 1):  # refuse before decoding
+            raise PayloadTooLarge(f"{where} is above {self.max_bytes} bytes", field=where)
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"{_name(where)} is not valid base64", field=where) from None
+        if len(raw) > self.max_bytes:
+            raise PayloadTooLarge(f"{where} is above {self.max_bytes} bytes", field=where)
+        return raw
+
+    def schema(self) -> dict[str, Any]:
+        """``string`` in ``byte`` format."""
+        return {"type": "string", "format": "byte", "description": f"≤ {self.max_bytes} bytes"}
+
+
+@dataclass(frozen=True, slots=True)
+class Array(Generic[T]):
+    """A JSON array of ``item`` with at most ``max_items`` entries."""
+
+    item: Spec[T]
+    max_items: int
+    min_items: int = 0
+
+    def parse(self, value: object, where: str) -> list[T]:
+        """The parsed items."""
+        if not isinstance(value, list):
+            raise BadRequest(f"{_name(where)} must be an array", field=where)
+        if len(value) > self.max_items:
+            raise PayloadTooLarge(f"{_name(where)} has more than {self.max_items} items", field=where)
+        if len(value) < self.min_items:
+            raise BadRequest(f"{_name(where)} needs at least {self.min_items} items", field=where)
+        return [self.item.parse(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    def schema(self) -> dict[str, Any]:
+        """``array`` with item schema and size bounds."""
+        return {
+            "type": "array",
+            "items": self.item.schema(),
+            "minItems": self.min_items,
+            "maxItems": self.max_items,
+        }
+
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class F:
+    """One object field: ``name``, its spec, and an immutable default (none = required)."""
+
+    name: str
+    spec: Spec[Any]
+    default: Any = _MISSING
+    description: str = ""
+
+    @property
+    def required(self) -> bool:
+        """Whether the field must be present (and not ``null``)."""
+        return self.default is _MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class Object(Generic[T]):
+    """A JSON object whose ``fields`` become keyword arguments of ``build``."""
+
+    build: Callable[..., T]
+    fields: Sequence[F]
+
+    def parse(self, value: object, where: str) -> T:
+        """``build(**parsed_fields)``; unknown keys are ignored."""
+        if not isinstance(value, Mapping):
+            raise BadRequest(f"{_name(where)} must be a JSON object", field=where or None)
+        return self.build(**{f.name: self._field(f, value, where) for f in self.fields})
+
+    @staticmethod
+    def _field(f: F, body: Mapping[str, object], where: str) -> Any:
+        path = f"{where}.{f.name}" if where else f.name
+        raw = body.get(f.name)
+        if raw is None:
+            if f.required:
+                raise BadRequest(f"{path} is required", field=path)
+            return f.default
+        return f.spec.parse(raw, path)
+
+    def schema(self) -> dict[str, Any]:
+        """``object`` with properties, defaults and the required list."""
+        props: dict[str, Any] = {}
+        for f in self.fields:
+            prop = dict(f.spec.schema())
+            if not f.required and f.default is not None:
+                prop["default"] = f.default
+            if f.description:
+                prop["description"] = f.description
+            props[f.name] = prop
+        out: dict[str, Any] = {"type": "object", "properties": props}
+        required = [f.name for f in self.fields if f.required]
+        if required:
+            out["required"] = required
+        return out

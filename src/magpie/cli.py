@@ -1,0 +1,117 @@
+"""The ``magpie`` command: ``serve`` runs a node, ``demo`` runs one with seeded demo data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from magpie import __version__
+from magpie.app import Node
+from magpie.config import Settings, load_settings
+from magpie.core.auth import hash_token
+from magpie.core.messaging import SendRequest
+from magpie.errors import ConfigError, MagpieError
+from magpie.protocol.packets import Flags
+from magpie.store.interface import ChannelInfo, TokenRow
+
+__all__ = ["main"]
+
+DEMO_USERS = ("alice", "bob", "carol", "dave")
+DEMO_GROUP = "demo-group"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magpie", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"magpie {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run a Magpie node")
+    serve.add_argument("--config", help="TOML settings file ([magpie] table)")
+    demo = sub.add_parser("demo", help="run a node with demo users, a group and a direct chat")
+    demo.add_argument("--config", help="TOML settings file ([magpie] table)")
+    return parser
+
+
+async def _run(node: Node, after_start: object = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    try:
+        if after_start is not None:
+            await after_start  # type: ignore[misc]
+        _announce(node)
+        await stop.wait()
+        print("magpie: draining connections and stopping", flush=True)
+    finally:
+        await node.stop()
+
+
+def _announce(node: Node) -> None:
+    s = node.settings
+    print(f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}", flush=True)
+    print(f"magpie: HTTP API on http://{s.host}:{node.api_port} "
+          f"(OpenAPI at /openapi.json)", flush=True)
+    if node.api_key_path is not None:
+        print(f"magpie: business API key in {node.api_key_path}", flush=True)
+    print(f"magpie: data in {s.db_path}", flush=True)
+
+
+async def _seed_demo(node: Node) -> None:
+    store = node.store
+    for uid in DEMO_USERS:
+        for flag in (0, 1, 2):
+            await store.set_token(TokenRow(uid, flag, hash_token(f"demo-{uid}"), 0))
+    await store.upsert_channel(ChannelInfo(DEMO_GROUP, 2))
+    await store.add_subscribers(DEMO_GROUP, 2, DEMO_USERS)
+    welcome = json.dumps({"type": 1, "content": "Welcome to the Magpie demo group!"}).encode()
+    await node.messaging.send(
+        SendRequest("alice", DEMO_GROUP, 2, welcome, "demo-welcome", Flags.RED_DOT, from_api=True)
+    )
+    hello = json.dumps({"type": 1, "content": "Hi Bob, this is a direct chat."}).encode()
+    await node.messaging.send(
+        SendRequest("alice", "bob", 1, hello, "demo-direct", Flags.RED_DOT, from_api=True)
+    )
+    print("magpie demo: users " + ", ".join(DEMO_USERS) + " (token demo-<uid>), group "
+          f"'{DEMO_GROUP}', direct chat alice<->bob", flush=True)
+    payload = base64.b64encode(welcome).decode()
+    print(f"magpie demo: try POST /message/send with payload {payload}", flush=True)
+
+
+def _settings(config: str | None, demo: bool) -> Settings:
+    if demo:
+        return load_settings(config) if config else load_settings(None, data_dir="var/demo")
+    return load_settings(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``magpie`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args.config, args.command == "demo")
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        node = Node(settings)
+        seed = _seed_demo(node) if args.command == "demo" else None
+        asyncio.run(_run(node, seed))
+    except ConfigError as exc:
+        print(f"magpie: bad setting {exc.message}", file=sys.stderr)
+        return 2
+    except MagpieError as exc:
+        print(f"magpie: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"magpie: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Sans-I/O state machine of one WuKongIM connection, for either end.
+
+Bytes in, packets out (:meth:`Connection.receive_data`); packets in, bytes out
+(:meth:`Connection.send`). Nothing here touches a socket or a clock; crypto is left to
+:mod:`magpie.protocol.crypto` (the state machine only checks *which* packet may go *when*).
+
+The conversation (``shared/spec/wukongim-v2.md`` §1.3, §3, §10), as one table for both ends::
+
+    AWAIT_CONNECT --CONNECT(c)--> AWAIT_CONNACK --CONNACK(s, success)--> ESTABLISHED
+                                                --CONNACK(s, failure)--> CLOSED
+    ESTABLISHED: c sends SEND RECVACK PING SUB; s sends SENDACK RECV PONG SUBACK
+    ESTABLISHED --DISCONNECT(s)--> CLOSED
+
+:data:`TRANSITIONS` is keyed by the role of the packet's *sender*, so the same table serves
+the server (which sends ``s`` packets and receives ``c`` packets) and the client. A missing
+key is an error: :class:`~magpie.errors.LocalProtocolError` when we try to send it,
+:class:`~magpie.errors.UnexpectedPacket` when the peer sent it. A server never sends PING:
+SDK 1.0.4's reassembler treats a lone ``0x70`` as a partial header and corrupts the next frame
+(§3), so PING is a client-only packet here.
+
+Reason codes carried by :class:`~magpie.errors.UnexpectedPacket` (what to answer with):
+``AUTH_FAIL`` when a server gets anything but one CONNECT before it has answered it (the
+connection is not authenticated; a failing CONNACK can still be sent from AWAIT_CONNACK),
+``PAYLOAD_DECODE_ERROR`` in every other case (a second CONNECT, a server-only packet from a
+client, anything after the conversation closed).
+
+After the peer's protocol error (decode error or unexpected packet) the connection is
+*failed*: :meth:`~Connection.receive_data` raises the same kind of error again, and the only
+packet we may still send is one that closes the conversation (a failing CONNACK or a
+DISCONNECT), so the reason can be told to the peer. Once CLOSED, everything raises
+:class:`~magpie.errors.LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from types import MappingProxyType
+
+from magpie.errors import LocalProtocolError, RemoteProtocolError, UnexpectedPacket
+from magpie.protocol.codec import Decoder, encode
+from magpie.protocol.limits import DEFAULT_LIMITS, Limits
+from magpie.protocol.packets import (
+    LATEST_VERSION,
+    Connack,
+    Connect,
+    Packet,
+    PacketType,
+    ReasonCode,
+)
+
+__all__ = ["ALLOWED", "INITIAL_VERSION", "TRANSITIONS", "Connection", "Role", "State"]
+
+#: Protocol version assumed before negotiation: what SDK 1.0.4 speaks (§1.4).
+INITIAL_VERSION = 2
+
+
+class Role(Enum):
+    """Which end of the connection this object plays."""
+
+    SERVER = "server"
+    CLIENT = "client"
+
+    @property
+    def peer(self) -> Role:
+        """The other end."""
+        return Role.CLIENT if self is Role.SERVER else Role.SERVER
+
+
+class State(Enum):
+    """Where the conversation is; shared by both ends (see the module docstring)."""
+
+    AWAIT_CONNECT = "await_connect"  # nothing exchanged yet
+    AWAIT_CONNACK = "await_connack"  # CONNECT sent, CONNACK not yet
+    ESTABLISHED = "established"  # CONNACK success: messages flow
+    CLOSED = "closed"  # CONNACK failure or DISCONNECT: nothing more
+
+
+_T = PacketType
+_S = State
+
+#: Packet types each role may ever send (spec §1.3 "Dir"); PING is client-only (§3).
+ALLOWED: Mapping[Role, frozenset[PacketType]] = MappingProxyType(
+    {
+        Role.CLIENT: frozenset({_T.CONNECT, _T.SEND, _T.RECVACK, _T.PING, _T.SUB}),
+        Role.SERVER: frozenset(
+            {_T.CONNACK, _T.SENDACK, _T.RECV, _T.PONG, _T.DISCONNECT, _T.SUBACK}
+        ),
+    }
+)
+
+
+def _transitions() -> dict[tuple[Role, State, PacketType], State]:
+    table = {
+        (Role.CLIENT, _S.AWAIT_CONNECT, _T.CONNECT): _S.AWAIT_CONNACK,
+        # A CONNACK whose reason is not SUCCESS goes to CLOSED instead (§3: ConnectFail).
+        (Role.SERVER, _S.AWAIT_CONNACK, _T.CONNACK): _S.ESTABLISHED,
+        (Role.SERVER, _S.ESTABLISHED, _T.DISCONNECT): _S.CLOSED,
+    }
+    for role, kinds in ALLOWED.items():
+        for kind in kinds - {_T.CONNECT, _T.CONNACK, _T.DISCONNECT}:
+            table[role, _S.ESTABLISHED, kind] = _S.ESTABLISHED
+    return table
+
+
+#: ``(sender role, state, packet type) -> next state``; a missing key is not allowed.
+TRANSITIONS: Mapping[tuple[Role, State, PacketType], State] = MappingProxyType(_transitions())
+
+_UNAUTHENTICATED = frozenset({_S.AWAIT_CONNECT, _S.AWAIT_CONNACK})
+
+
+class Connection:
+    """One end of one WuKongIM connection: checks and frames every packet both ways.
+
+    ``limits`` bound what the peer may send (and what we agree to encode). The protocol
+    version starts at :data:`INITIAL_VERSION`; a server adopts
+    ``min(CONNECT.version, LATEST_VERSION)``, a client the version of the CONNECT it sent,
+    lowered to CONNACK's ``server_version`` if the server reports an older one (§1.4).
+    """
+
+    __slots__ = ("_decoder", "_error", "_limits", "_role", "_state", "_version")
+
+    def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._role = role
+        self._limits = limits
+        self._state = State.AWAIT_CONNECT
+        self._version = INITIAL_VERSION
+        self._decoder = Decoder(version=INITIAL_VERSION, limits=limits)
+        self._error: RemoteProtocolError | None = None
+
+    @property
+    def role(self) -> Role:
+        """The end this object plays."""
+        return self._role
+
+    @property
+    def state(self) -> State:
+        """Where the conversation is."""
+        return self._state
+
+    @property
+    def version(self) -> int:
+        """The protocol version packets are encoded and decoded at."""
+        return self._version
+
+    @property
+    def failed(self) -> bool:
+        """Whether the peer broke the protocol (only a closing packet may still be sent)."""
+        return self._error is not None
+
+    def receive_data(self, data: bytes) -> list[Packet]:
+        """Decode ``data`` (any cut of the byte stream) and return the complete packets.
+
+        Raises a :class:`~magpie.errors.RemoteProtocolError` subclass if the peer's bytes
+        are malformed or too large or a packet is not allowed now; its ``reason`` is the
+        code to answer with. Packets decoded earlier in the same call are dropped then.
+        """
+        self._check_open()
+        if (error := self._error) is not None:
+            raise type(error)(f"connection already failed: {error.message}", error.reason)
+        try:
+            packets = self._decoder.feed(data)
+            for packet in packets:
+                self._receive(packet)
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+        return packets
+
+    def send(self, packet: Packet) -> bytes:
+        """Check that we may send ``packet`` now and return its bytes.
+
+        Raises :class:`~magpie.errors.LocalProtocolError` if the packet is not allowed for
+        our role in this state, or cannot be encoded. The state changes only on success.
+        """
+        self._check_open()
+        kind = getattr(packet, "packet_type", None)
+        if not isinstance(kind, PacketType):
+            raise LocalProtocolError(f"not a packet: {type(packet).__name__}")
+        following = self._following(self._role, kind, packet)
+        if following is None:
+            raise LocalProtocolError(self._refusal(self._role, kind))
+        if self._error is not None and following is not State.CLOSED:
+            raise LocalProtocolError("after the peer's protocol error only a closing packet")
+        version = self._outbound_version(packet)
+        data = encode(packet, version, self._limits)
+        self._set_version(version)
+        self._state = following
+        return data
+
+    def _check_open(self) -> None:
+        if self._state is State.CLOSED:
+            raise LocalProtocolError("the connection is closed")
+
+    def _following(self, sender: Role, kind: PacketType, packet: Packet) -> State | None:
+        """The state after ``sender`` sends ``packet``, or ``None`` if not allowed."""
+        following = TRANSITIONS.get((sender, self._state, kind))
+        if isinstance(packet, Connack) and packet.reason_code != ReasonCode.SUCCESS:
+            return State.CLOSED if following is not None else None
+        return following
+
+    def _refusal(self, sender: Role, kind: PacketType) -> str:
+        if kind is PacketType.PING and sender is Role.SERVER:
+            return "a server never sends PING: SDK 1.0.4 cannot parse a lone 0x70 (spec §3)"
+        return f"{sender.value} may not send {kind.name} in state {self._state.name}"
+
+    def _receive(self, packet: Packet) -> None:
+        """Apply one packet from the peer to the state, or raise UnexpectedPacket."""
+        peer = self._role.peer
+        following = self._following(peer, packet.packet_type, packet)
+        if following is None:
+            raise UnexpectedPacket(self._refusal(peer, packet.packet_type), self._reason())
+        if isinstance(packet, Connect):
+            self._set_version(min(packet.version, LATEST_VERSION))
+        elif isinstance(packet, Connack) and 0 < packet.server_version < self._version:
+            self._set_version(packet.server_version)
+        self._state = following
+
+    def _reason(self) -> ReasonCode:
+        """The reason code to answer an unexpected packet with (module docstring)."""
+        if self._role is Role.SERVER and self._state in _UNAUTHENTICATED:
+            return ReasonCode.AUTH_FAIL
+        return ReasonCode.PAYLOAD_DECODE_ERROR
+
+    def _outbound_version(self, packet: Packet) -> int:
+        """A CONNECT is encoded at (and fixes) its own version; the rest at the session's."""
+        if not isinstance(packet, Connect):
+            return self._version
+        if not 1 <= packet.version <= LATEST_VERSION:
+            raise LocalProtocolError(f"cannot speak protocol version {packet.version}")
+        return packet.version
+
+    def _set_version(self, version: int) -> None:
+        self._version = version
+        self._decoder.version = version

@@ -1,0 +1,553 @@
+"""The store contract: every backend must pass this suite (STYLE habit 9).
+
+Backends plug in through ``BACKENDS``: a factory that takes pytest's ``tmp_path`` and returns a
+:class:`Backend`, which builds fresh, unopened stores on named databases (the same name gives
+the same data) and can tamper with a database's schema version. To add PostgreSQL, write a
+``PostgresBackend`` (one database or schema per test) and add it to ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from magpie.errors import MigrationError, StoreError
+from magpie.store.interface import (
+    AppendResult,
+    ChannelInfo,
+    ConversationRow,
+    NewMessage,
+    Store,
+    TokenRow,
+)
+from magpie.store.sqlite import SqliteStore
+
+GROUP = 2
+PERSON = 1
+RED_DOT = 0x02
+
+
+class Backend(Protocol):
+    """What the suite needs from a backend under test."""
+
+    def new_store(self, db: str = "main") -> Store:
+        """A new, unopened store on database ``db`` (same name, same data)."""
+        ...
+
+    def applied_versions(self, db: str) -> list[int]:
+        """The schema versions recorded in ``db``."""
+        ...
+
+    def record_version(self, db: str, version: int) -> None:
+        """Pretend ``db`` was migrated to ``version`` by a newer Magpie."""
+        ...
+
+
+class SqliteBackend:
+    """Stores on files under a temporary directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def new_store(self, db: str = "main") -> Store:
+        return SqliteStore(self.root / f"{db}.sqlite3")
+
+    def _sql(self, db: str) -> sqlite3.Connection:
+        return sqlite3.connect(self.root / f"{db}.sqlite3", isolation_level=None)
+
+    def applied_versions(self, db: str) -> list[int]:
+        conn = self._sql(db)
+        try:
+            rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+            return [row[0] for row in rows]
+        finally:
+            conn.close()
+
+    def record_version(self, db: str, version: int) -> None:
+        conn = self._sql(db)
+        try:
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, 0)",
+                (version, f"{version:04d}_future.sql"),
+            )
+        finally:
+            conn.close()
+
+
+BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": SqliteBackend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[request.param](tmp_path)
+
+
+@asynccontextmanager
+async def opened(backend: Backend, db: str = "main") -> AsyncIterator[Store]:
+    store = backend.new_store(db)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    async with opened(backend) as s:
+        yield s
+
+
+def msg(
+    n: int,
+    *,
+    from_uid: str = "alice",
+    channel_id: str = "g1",
+    channel_type: int = GROUP,
+    client_msg_no: str | None = None,
+    flags: int = RED_DOT,
+    payload: bytes | None = None,
+    timestamp: int | None = None,
+) -> NewMessage:
+    """A message whose id, client_msg_no, timestamp and payload derive from ``n``."""
+    return NewMessage(
+        message_id=1_000_000 + n,
+        client_msg_no=client_msg_no if client_msg_no is not None else f"c{n}",
+        from_uid=from_uid,
+        channel_id=channel_id,
+        channel_type=channel_type,
+        timestamp=timestamp if timestamp is not None else 1_700_000_000 + n,
+        payload=payload if payload is not None else b'{"type":1,"content":"%d"}' % n,
+        flags=flags,
+    )
+
+
+async def conversation(store: Store, uid: str, channel_id: str = "g1") -> ConversationRow | None:
+    rows = [c for c in await store.list_conversations(uid) if c.channel_id == channel_id]
+    return rows[0] if rows else None
+
+
+# --- lifecycle, epoch, migrations ----------------------------------------------------------
+
+
+async def test_epoch_is_stable_across_reopen(backend: Backend) -> None:
+    async with opened(backend) as first:
+        epoch = first.epoch
+    async with opened(backend) as second:
+        assert second.epoch == epoch
+    assert len(epoch) >= 16
+
+
+async def test_a_new_database_has_a_new_epoch(backend: Backend) -> None:
+    async with opened(backend, "one") as one, opened(backend, "two") as two:
+        assert one.epoch != two.epoch
+
+
+async def test_reopen_applies_no_migration_twice_and_keeps_data(backend: Backend) -> None:
+    async with opened(backend) as s:
+        await s.append_message(msg(1), ["bob"])
+    versions = backend.applied_versions("main")
+    assert versions and versions == list(range(1, len(versions) + 1))
+    for _ in range(2):
+        async with opened(backend) as s:
+            assert await s.max_seq("g1", GROUP) == 1
+    assert backend.applied_versions("main") == versions
+
+
+async def test_a_newer_schema_is_refused(backend: Backend) -> None:
+    async with opened(backend):
+        pass
+    backend.record_version("main", 9999)
+    refused = backend.new_store()
+    with pytest.raises(MigrationError, match="9999"):
+        await refused.open()
+    with pytest.raises(StoreError):
+        await refused.max_seq("g1", GROUP)
+    await refused.close()
+
+
+async def test_a_closed_store_refuses_calls_and_closes_twice(backend: Backend) -> None:
+    s = backend.new_store()
+    with pytest.raises(StoreError):
+        _ = s.epoch
+    await s.open()
+    await s.close()
+    await s.close()
+    with pytest.raises(StoreError):
+        await s.append_message(msg(1), [])
+    with pytest.raises(StoreError):
+        await s.get_message(1)
+
+
+# --- tokens and channels -------------------------------------------------------------------
+
+
+async def test_tokens_set_get_replace_and_clear(store: Store) -> None:
+    web = TokenRow("alice", 1, b"\x00hash-web", 1)
+    await store.set_token(web)
+    await store.set_token(TokenRow("alice", 0, b"hash-app", 0))
+    await store.set_token(TokenRow("bob", 1, b"hash-bob", 0))
+    assert await store.get_token("alice", 1) == web
+    replaced = TokenRow("alice", 1, b"hash-web-2", 0)
+    await store.set_token(replaced)
+    assert await store.get_token("alice", 1) == replaced
+    assert await store.get_token("alice", 2) is None
+
+    assert await store.clear_tokens("alice", 1) == 1
+    assert await store.get_token("alice", 1) is None
+    assert await store.get_token("alice", 0) is not None
+    await store.set_token(web)
+    assert await store.clear_tokens("alice", None) == 2
+    assert await store.clear_tokens("alice", None) == 0
+    assert await store.get_token("bob", 1) is not None
+
+
+async def test_channels_upsert_get_delete(store: Store) -> None:
+    assert await store.get_channel("g1", GROUP) is None
+    await store.upsert_channel(ChannelInfo("g1", GROUP))
+    assert await store.get_channel("g1", GROUP) == ChannelInfo("g1", GROUP, False, False)
+    await store.upsert_channel(ChannelInfo("g1", GROUP, large=True, ban=True))
+    assert await store.get_channel("g1", GROUP) == ChannelInfo("g1", GROUP, True, True)
+    assert await store.get_channel("g1", PERSON) is None  # the type is part of the key
+
+    await store.add_subscribers("g1", GROUP, ["bob"])
+    await store.append_message(msg(1), ["bob"])
+    assert await store.delete_channel("g1", GROUP) is True
+    assert await store.get_channel("g1", GROUP) is None
+    assert await store.get_subscribers("g1", GROUP) == []
+    assert await store.max_seq("g1", GROUP) == 1  # messages stay
+    assert await store.delete_channel("g1", GROUP) is False
+
+
+async def test_subscribers_add_reset_remove(store: Store) -> None:
+    await store.add_subscribers("g1", GROUP, ["carol", "alice", "bob", "alice"])
+    assert await store.get_channel("g1", GROUP) == ChannelInfo("g1", GROUP)  # created
+    assert await store.get_subscribers("g1", GROUP) == ["alice", "bob", "carol"]
+    await store.add_subscribers("g1", GROUP, ["bob", "dave"])
+    assert await store.get_subscribers("g1", GROUP) == ["alice", "bob", "carol", "dave"]
+    assert await store.is_subscriber("g1", GROUP, "dave")
+    assert not await store.is_subscriber("g1", GROUP, "erin")
+    assert not await store.is_subscriber("g2", GROUP, "dave")
+
+    await store.add_subscribers("g1", GROUP, ["erin", "bob"], reset=True)
+    assert await store.get_subscribers("g1", GROUP) == ["bob", "erin"]
+    await store.remove_subscribers("g1", GROUP, ["bob", "nobody"])
+    assert await store.get_subscribers("g1", GROUP) == ["erin"]
+    await store.add_subscribers("g1", GROUP, [], reset=True)
+    assert await store.get_subscribers("g1", GROUP) == []
+    assert await store.get_subscribers("g1", PERSON) == []
+
+
+async def test_upsert_keeps_subscribers(store: Store) -> None:
+    await store.add_subscribers("g1", GROUP, ["bob"])
+    await store.upsert_channel(ChannelInfo("g1", GROUP, large=True))
+    assert await store.get_subscribers("g1", GROUP) == ["bob"]
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+async def test_append_assigns_gap_free_seqs_per_channel(store: Store) -> None:
+    seqs = [(await store.append_message(msg(n), ["bob"])).message.message_seq for n in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    other = await store.append_message(msg(10, channel_id="g2"), [])
+    person = await store.append_message(msg(11, channel_type=PERSON), [])
+    assert (other.message.message_seq, person.message.message_seq) == (1, 1)
+    assert await store.max_seq("g1", GROUP) == 5
+    assert await store.max_seq("g1", PERSON) == 1
+    assert await store.max_seq("nope", GROUP) == 0
+
+
+async def test_append_returns_and_stores_every_field(store: Store) -> None:
+    new = NewMessage(
+        message_id=42,
+        client_msg_no="abc",
+        from_uid="alice",
+        channel_id="g1",
+        channel_type=GROUP,
+        timestamp=1_700_000_123,
+        payload=b"\x00\xff binary \x00",
+        flags=RED_DOT | 0x01,
+        setting=0x30,
+        topic="t/1",
+        expire=3600,
+    )
+    result = await store.append_message(new, [])
+    assert result.duplicate is False
+    stored = result.message
+    assert (stored.message_id, stored.message_seq, stored.payload) == (42, 1, new.payload)
+    assert (stored.flags, stored.setting, stored.topic, stored.expire) == (3, 0x30, "t/1", 3600)
+    assert await store.get_message(42) == stored
+    assert await store.get_message(43) is None
+
+
+async def test_duplicate_returns_the_original_and_changes_nothing(store: Store) -> None:
+    first = await store.append_message(msg(1), ["alice", "bob"])
+    before = await store.list_conversations("bob")
+    again = msg(2, client_msg_no="c1", payload=b"other", timestamp=1)
+    dup = await store.append_message(again, ["alice", "bob", "carol"])
+    assert dup == AppendResult(first.message, duplicate=True)
+    assert await store.get_message(again.message_id) is None
+    assert await store.list_conversations("bob") == before
+    assert await store.list_conversations("carol") == []
+    assert await store.max_seq("g1", GROUP) == 1
+    nxt = await store.append_message(msg(3), [])
+    assert nxt.message.message_seq == 2  # no seq consumed by the duplicate
+
+
+async def test_duplicates_are_found_across_channels(store: Store) -> None:
+    first = await store.append_message(msg(1), [])
+    dup = await store.append_message(msg(2, client_msg_no="c1", channel_id="g9"), [])
+    assert dup == AppendResult(first.message, duplicate=True)
+    assert await store.max_seq("g9", GROUP) == 0
+    other_sender = await store.append_message(msg(3, client_msg_no="c1", from_uid="bob"), [])
+    assert other_sender.duplicate is False  # the key is (from_uid, client_msg_no)
+
+
+async def test_a_failed_append_commits_nothing(store: Store) -> None:
+    await store.append_message(msg(1), ["bob"])
+    before = await store.list_conversations("bob")
+    clash = msg(1, client_msg_no="fresh")  # same message_id, new client_msg_no
+    with pytest.raises(StoreError) as info:
+        await store.append_message(clash, ["bob", "carol"])
+    assert "INSERT" not in str(info.value) and "fresh" not in str(info.value)
+    assert await store.max_seq("g1", GROUP) == 1
+    assert await store.list_conversations("bob") == before
+    assert await store.list_conversations("carol") == []
+    assert (await store.append_message(msg(2), [])).message.message_seq == 2
+
+
+async def test_an_empty_client_msg_no_is_refused(store: Store) -> None:
+    await store.append_message(msg(1, client_msg_no="x"), [])
+    with pytest.raises(StoreError):
+        await store.append_message(msg(2, client_msg_no=""), ["bob"])
+    with pytest.raises(StoreError):
+        await store.append_to_queues(msg(3, client_msg_no=""), ["bob"])
+    assert await store.max_seq("g1", GROUP) == 1
+    assert await store.get_message(1_000_002) is None
+
+
+async def test_concurrent_appends_get_exactly_one_seq_each(store: Store) -> None:
+    async def sender(task: int) -> list[int]:
+        results = []
+        for i in range(20):
+            n = task * 100 + i
+            result = await store.append_message(msg(n, from_uid=f"u{task}"), ["bob"])
+            results.append(result.message.message_seq)
+        return results
+
+    per_task = await asyncio.gather(*(sender(t) for t in range(50)))
+    seqs = [seq for seqs in per_task for seq in seqs]
+    assert sorted(seqs) == list(range(1, 1001))
+    assert all(s == sorted(s) for s in per_task)  # each sender's messages in its own order
+    assert await store.max_seq("g1", GROUP) == 1000
+    stored = await store.get_messages("g1", GROUP, start_seq=1, end_seq=0, limit=2000, pull_mode=1)
+    assert [m.message_seq for m in stored] == list(range(1, 1001))
+    bob = await conversation(store, "bob")
+    assert bob is not None and (bob.unread, bob.last_msg_seq) == (1000, 1000)
+
+
+async def test_concurrent_duplicates_store_one_message(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.append_message(msg(n, client_msg_no="same"), ["bob"]) for n in range(20))
+    )
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({(r.message.message_id, r.message.message_seq) for r in results}) == 1
+    assert await store.max_seq("g1", GROUP) == 1
+    bob = await conversation(store, "bob")
+    assert bob is not None and bob.unread == 1
+
+
+# get_messages on a channel with seqs 1..10: (start, end, limit, pull_mode) -> seqs
+GET_MESSAGES_CASES = {
+    "newest (down)": (0, 0, 3, 0, [8, 9, 10]),
+    "newest (up)": (0, 0, 3, 1, [8, 9, 10]),
+    "newest, limit above count": (0, 0, 50, 0, list(range(1, 11))),
+    "down from 5 inclusive": (5, 0, 3, 0, [3, 4, 5]),
+    "down to end exclusive": (5, 2, 10, 0, [3, 4, 5]),
+    "down, one message": (5, 4, 10, 0, [5]),
+    "down, empty range": (5, 5, 10, 0, []),
+    "down, inverted range": (5, 7, 10, 0, []),
+    "down from newest to end": (0, 7, 10, 0, [8, 9, 10]),
+    "down from beyond the newest": (100, 0, 2, 0, [9, 10]),
+    "down, pull_mode 2 acts as 0": (5, 0, 2, 2, [4, 5]),
+    "up from 5 inclusive": (5, 0, 3, 1, [5, 6, 7]),
+    "up to end exclusive": (5, 7, 10, 1, [5, 6]),
+    "up from the start": (0, 4, 10, 1, [1, 2, 3]),
+    "up from 1, oldest first": (1, 0, 2, 1, [1, 2]),
+    "up past the newest": (11, 0, 10, 1, []),
+    "up, empty range": (5, 5, 10, 1, []),
+    "up, inverted range": (7, 5, 10, 1, []),
+    "limit 0": (0, 0, 0, 0, []),
+}
+
+
+@pytest.mark.parametrize("case", GET_MESSAGES_CASES.values(), ids=GET_MESSAGES_CASES.keys())
+async def test_get_messages(store: Store, case: tuple[int, int, int, int, list[int]]) -> None:
+    start, end, limit, mode, expected = case
+    for n in range(1, 11):
+        await store.append_message(msg(n), [])
+    await store.append_message(msg(50, channel_id="g2"), [])
+    await store.append_to_queues(msg(60), ["bob"])  # seq 0 in the same channel: not in the log
+    got = await store.get_messages(
+        "g1", GROUP, start_seq=start, end_seq=end, limit=limit, pull_mode=mode
+    )
+    assert [m.message_seq for m in got] == expected
+    assert all((m.channel_id, m.message_id) == ("g1", 1_000_000 + m.message_seq) for m in got)
+
+
+async def test_get_messages_of_an_empty_channel(store: Store) -> None:
+    for mode in (0, 1):
+        got = await store.get_messages("g1", GROUP, start_seq=0, end_seq=0, limit=5, pull_mode=mode)
+        assert got == []
+
+
+# --- conversations -------------------------------------------------------------------------
+
+
+async def test_append_updates_each_recipients_conversation(store: Store) -> None:
+    await store.append_message(msg(1), ["alice", "bob", "carol", "bob"])
+    alice, bob = await conversation(store, "alice"), await conversation(store, "bob")
+    assert alice is not None and bob is not None
+    assert (alice.unread, bob.unread) == (0, 1)  # the sender gets no red dot; bob counted once
+    assert (bob.last_msg_seq, bob.last_client_msg_no, bob.timestamp) == (1, "c1", 1_700_000_001)
+    assert (bob.uid, bob.channel_id, bob.channel_type, bob.readed_to_msg_seq) == (
+        "bob",
+        "g1",
+        GROUP,
+        0,
+    )
+    await store.append_message(msg(2, from_uid="carol"), ["alice", "bob", "carol"])
+    alice2, bob2 = await conversation(store, "alice"), await conversation(store, "bob")
+    assert alice2 is not None and bob2 is not None
+    assert (alice2.unread, bob2.unread, bob2.last_msg_seq) == (1, 2, 2)
+    assert bob2.version > bob.version and alice2.version > alice.version
+    assert await store.list_conversations("dave") == []
+
+
+async def test_no_red_dot_updates_the_last_message_but_not_unread(store: Store) -> None:
+    await store.append_message(msg(1), ["bob"])
+    before = await conversation(store, "bob")
+    await store.append_message(msg(2, flags=0), ["bob"])
+    after = await conversation(store, "bob")
+    assert before is not None and after is not None
+    assert (after.unread, after.last_msg_seq, after.last_client_msg_no) == (1, 2, "c2")
+    assert after.version > before.version
+
+
+async def test_conversations_are_listed_newest_first(store: Store) -> None:
+    await store.append_message(msg(1, channel_id="old", timestamp=100), ["bob"])
+    await store.append_message(msg(2, channel_id="new", timestamp=300), ["bob"])
+    await store.append_message(msg(3, channel_id="mid", timestamp=200), ["bob"])
+    assert [c.channel_id for c in await store.list_conversations("bob")] == ["new", "mid", "old"]
+
+
+async def test_set_unread_and_delete_conversation(store: Store) -> None:
+    await store.append_message(msg(1), ["bob"])
+    await store.append_message(msg(2), ["bob"])
+    before = await conversation(store, "bob")
+    await store.set_unread("bob", "g1", GROUP, 0, 2)
+    cleared = await conversation(store, "bob")
+    assert before is not None and cleared is not None
+    assert (cleared.unread, cleared.readed_to_msg_seq, cleared.last_msg_seq) == (0, 2, 2)
+    assert cleared.version > before.version
+    await store.set_unread("bob", "g1", GROUP, 5, 1)
+    again = await conversation(store, "bob")
+    assert again is not None and (again.unread, again.readed_to_msg_seq) == (5, 1)
+
+    await store.set_unread("bob", "g9", GROUP, 3, 0)  # no such conversation: nothing created
+    assert [c.channel_id for c in await store.list_conversations("bob")] == ["g1"]
+
+    await store.delete_conversation("bob", "g1", GROUP)
+    await store.delete_conversation("bob", "g1", GROUP)
+    assert await store.list_conversations("bob") == []
+    await store.append_message(msg(3), ["bob"])
+    reborn = await conversation(store, "bob")
+    assert reborn is not None and (reborn.unread, reborn.last_msg_seq) == (1, 3)
+    assert reborn.version > again.version  # versions never go back, even after a delete
+
+
+# --- offline command queue -----------------------------------------------------------------
+
+
+async def test_queue_append_and_read(store: Store) -> None:
+    result, seqs = await store.append_to_queues(msg(1), ["bob", "carol", "bob"])
+    assert (result.duplicate, result.message.message_seq, seqs) == (
+        False,
+        0,
+        {"bob": 1, "carol": 1},
+    )
+    _, seqs2 = await store.append_to_queues(msg(2), ["bob"])
+    assert seqs2 == {"bob": 2}
+    assert await store.max_seq("g1", GROUP) == 0  # not in the channel log
+    assert await store.list_conversations("bob") == []
+    assert await store.get_message(result.message.message_id) == result.message
+
+    entries = await store.read_queue("bob", 0, 10)
+    assert [(e.uid, e.queue_seq, e.message.message_id) for e in entries] == [
+        ("bob", 1, 1_000_001),
+        ("bob", 2, 1_000_002),
+    ]
+    assert entries[0].message == result.message
+    assert [e.queue_seq for e in await store.read_queue("bob", 0, 1)] == [1]
+    assert [e.queue_seq for e in await store.read_queue("bob", 1, 10)] == [2]
+    assert await store.read_queue("bob", 2, 10) == []
+    assert await store.read_queue("bob", 0, 0) == []
+    assert await store.read_queue("nobody", 0, 10) == []
+    assert await store.queue_seq_of("carol", 1_000_001) == 1
+    assert await store.queue_seq_of("carol", 1_000_002) is None
+
+
+async def test_queue_duplicate_queues_nothing(store: Store) -> None:
+    first, _ = await store.append_to_queues(msg(1), ["bob"])
+    dup, seqs = await store.append_to_queues(msg(2, client_msg_no="c1"), ["bob", "carol"])
+    assert (dup, seqs) == (AppendResult(first.message, duplicate=True), {})
+    assert [e.queue_seq for e in await store.read_queue("bob", 0, 10)] == [1]
+    assert await store.read_queue("carol", 0, 10) == []
+    # and a channel message with a queued command's key is a duplicate too
+    assert (await store.append_message(msg(3, client_msg_no="c1"), [])).duplicate
+
+
+async def test_queue_ack_moves_forward_only(store: Store) -> None:
+    for n in range(1, 4):
+        await store.append_to_queues(msg(n), ["bob"])
+    assert await store.queue_cursor("bob") == 0
+    assert await store.ack_queue("bob", 2) == 2
+    assert await store.queue_cursor("bob") == 2
+    assert await store.ack_queue("bob", 1) == 2  # never backwards
+    assert await store.queue_cursor("bob") == 2
+    assert [e.queue_seq for e in await store.read_queue("bob", 0, 10)] == [3]
+    assert await store.queue_seq_of("bob", 1_000_001) is None  # acknowledged, discarded
+    assert await store.queue_seq_of("bob", 1_000_003) == 3
+
+    assert await store.ack_queue("bob", 99) == 3  # not past the last queued seq
+    _, seqs = await store.append_to_queues(msg(4), ["bob"])
+    assert seqs == {"bob": 4}
+    assert [e.queue_seq for e in await store.read_queue("bob", 0, 10)] == [4]
+    assert await store.ack_queue("nobody", 5) == 0
+    assert await store.queue_cursor("nobody") == 0
+
+
+# --- durability ----------------------------------------------------------------------------
+
+
+async def test_an_appended_message_is_visible_to_a_fresh_store(backend: Backend) -> None:
+    writer = backend.new_store()
+    await writer.open()
+    result = await writer.append_message(msg(1), ["bob"])
+    _, seqs = await writer.append_to_queues(msg(2), ["bob"])
+    # no close, no further writes: the commit must already be visible
+    async with opened(backend) as fresh:
+        assert fresh.epoch == writer.epoch
+        assert await fresh.get_message(result.message.message_id) == result.message
+        assert await fresh.max_seq("g1", GROUP) == 1
+        assert [e.queue_seq for e in await fresh.read_queue("bob", 0, 10)] == [seqs["bob"]]
+        bob = await conversation(fresh, "bob")
+        assert bob is not None and bob.unread == 1
+    await writer.close()
