@@ -139,12 +139,18 @@ def run() -> None:
     magpie_us = magpie_cpu / magpie_n * 1e6
     print(f"fan-out: {MEMBERS} members, {MESSAGES} messages, RECV frame {frame} B")
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'CPU µs/delivery':>18}{'missing':>9}")
-    print(f"{'plain broadcast':24}{plain['p50_ms']:>10.2f}{plain['p99_ms']:>10.2f}"
-          f"{plain_us:>18.2f}{plain['missing']:>9.0f}")
-    print(f"{'magpie':24}{magpie['p50_ms']:>10.2f}{magpie['p99_ms']:>10.2f}"
-          f"{magpie_us:>18.2f}{magpie['missing']:>9.0f}")
-    print(f"ratio magpie/plain: p99 {magpie['p99_ms'] / plain['p99_ms']:.2f}x (target ≤ 1.5x), "
-          f"CPU {magpie_us / plain_us:.2f}x (target ≤ 2x)")
+    print(
+        f"{'plain broadcast':24}{plain['p50_ms']:>10.2f}{plain['p99_ms']:>10.2f}"
+        f"{plain_us:>18.2f}{plain['missing']:>9.0f}"
+    )
+    print(
+        f"{'magpie':24}{magpie['p50_ms']:>10.2f}{magpie['p99_ms']:>10.2f}"
+        f"{magpie_us:>18.2f}{magpie['missing']:>9.0f}"
+    )
+    print(
+        f"ratio magpie/plain: p99 {magpie['p99_ms'] / plain['p99_ms']:.2f}x (target ≤ 1.5x), "
+        f"CPU {magpie_us / plain_us:.2f}x (target ≤ 2x)"
+    )
 
 
 if __name__ == "__main__":

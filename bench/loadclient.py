@@ -42,9 +42,9 @@ async def plain_conn(url: str) -> ClientConnection:
 async def magpie_conn(url: str, uid: str) -> RawClient:
     client = RawClient(url, uid, "bench", auto_ack=False)
     await client.connect(timeout=60)
-    assert client._ws is not None  # noqa: SLF001 - the load client reads the socket itself
-    ws = client._ws  # noqa: SLF001
-    client._reader.cancel()  # type: ignore[union-attr]  # noqa: SLF001
+    assert client._ws is not None
+    ws = client._ws
+    client._reader.cancel()  # type: ignore[union-attr]
 
     async def read() -> None:
         async for data in ws:
@@ -52,8 +52,11 @@ async def magpie_conn(url: str, uid: str) -> RawClient:
             packet = decode(bytes(data))
             if isinstance(packet, Recv):
                 arrivals[packet.message_seq].append(now)
-                await ws.send(client.conn.send(Recvack(packet.message_id, packet.message_seq,
-                                                       flags=packet.flags)))
+                await ws.send(
+                    client.conn.send(
+                        Recvack(packet.message_id, packet.message_seq, flags=packet.flags)
+                    )
+                )
 
     asyncio.get_running_loop().create_task(read())
     return client

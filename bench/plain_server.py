@@ -30,8 +30,9 @@ async def main(mode: str, port: int) -> None:
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None,
-                     max_size=None):
+    async with serve(
+        handler, "127.0.0.1", port, compression=None, ping_interval=None, max_size=None
+    ):
         await stop.wait()
 
 

@@ -39,7 +39,9 @@ async def _magpie(synchronous: str) -> tuple[float, list[float]]:
         await asyncio.gather(*(c.connect(timeout=60) for c in clients))
         lat: list[float] = []
         stop = time.monotonic() + 0.5  # warm-up
-        await asyncio.gather(*(_loop_magpie(c, f"peer{i}", stop, []) for i, c in enumerate(clients)))
+        await asyncio.gather(
+            *(_loop_magpie(c, f"peer{i}", stop, []) for i, c in enumerate(clients))
+        )
         t0 = time.monotonic()
         counts = await asyncio.gather(
             *(_loop_magpie(c, f"peer{i}", t0 + SECONDS, lat) for i, c in enumerate(clients))
@@ -74,8 +76,10 @@ async def _plain() -> tuple[float, list[float]]:
 
 
 def _row(name: str, rate: float, lat: list[float], base: float) -> str:
-    return (f"{name:28}{rate:>10.0f}{percentile(lat, 50) * 1e3:>10.2f}"
-            f"{percentile(lat, 99) * 1e3:>10.2f}{rate / base:>9.2f}x")
+    return (
+        f"{name:28}{rate:>10.0f}{percentile(lat, 50) * 1e3:>10.2f}"
+        f"{percentile(lat, 99) * 1e3:>10.2f}{rate / base:>9.2f}x"
+    )
 
 
 def run() -> None:

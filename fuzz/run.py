@@ -157,7 +157,7 @@ def _inputs(rng: random.Random, corpus: list[bytes], deadline: float) -> Iterato
 
 def _run_atheris(seconds: int) -> int:  # pragma: no cover - exercised by `make fuzz`
     """Coverage-guided engine. libFuzzer exits the process itself: non-zero on a finding."""
-    import atheris  # optional: imported only when chosen
+    import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     with atheris.instrument_imports(include=["magpie"]):
         targets = load_targets()
@@ -172,7 +172,14 @@ def _run_atheris(seconds: int) -> int:  # pragma: no cover - exercised by `make 
     corpus_dir = tempfile.mkdtemp(prefix="magpie-fuzz-")
     for i, data in enumerate(targets.seeds()):
         Path(corpus_dir, f"seed-{i:04d}").write_bytes(data)
-    argv = [sys.argv[0], f"-max_total_time={seconds}", f"-max_len={MAX_INPUT}", corpus_dir]
+    # Crash files go beside the working corpus, not into the current directory.
+    argv = [
+        sys.argv[0],
+        f"-max_total_time={seconds}",
+        f"-max_len={MAX_INPUT}",
+        f"-artifact_prefix={corpus_dir}/",
+        corpus_dir,
+    ]
     atheris.Setup(argv, one_input)
     atheris.Fuzz()
     return 0

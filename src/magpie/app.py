@@ -69,8 +69,9 @@ class Node:
             Snowflake(settings.node_id),
             max_payload_bytes=settings.max_payload_bytes,
         )
-        self.gateway = Gateway(_gateway_config(settings), self.store, self.bus, self.messaging,
-                               self.metrics)
+        self.gateway = Gateway(
+            _gateway_config(settings), self.store, self.bus, self.messaging, self.metrics
+        )
         self._uvicorn: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
         self.api_port = 0
@@ -98,8 +99,13 @@ class Node:
         )
         await self.api.start()
         await self._start_http(create_api(self.api))
-        log.info("gateway on ws://%s:%d, API on http://%s:%d", self.settings.host,
-                 self.ws_port, self.settings.host, self.api_port)
+        log.info(
+            "gateway on ws://%s:%d, API on http://%s:%d",
+            self.settings.host,
+            self.ws_port,
+            self.settings.host,
+            self.api_port,
+        )
 
     async def _start_http(self, app: object) -> None:
         config = uvicorn.Config(
@@ -116,7 +122,9 @@ class Node:
         while not server.started:
             if self._api_task.done():
                 await self._api_task
-                raise ConfigError("api_port", f"the HTTP API could not listen on {self.settings.api_port}")
+                raise ConfigError(
+                    "api_port", f"the HTTP API could not listen on {self.settings.api_port}"
+                )
             await asyncio.sleep(0.01)
         self.api_port = server.servers[0].sockets[0].getsockname()[1]
 

@@ -56,8 +56,10 @@ async def _run(node: Node, after_start: object = None) -> None:
 def _announce(node: Node) -> None:
     s = node.settings
     print(f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}", flush=True)
-    print(f"magpie: HTTP API on http://{s.host}:{node.api_port} "
-          f"(OpenAPI at /openapi.json)", flush=True)
+    print(
+        f"magpie: HTTP API on http://{s.host}:{node.api_port} (OpenAPI at /openapi.json)",
+        flush=True,
+    )
     if node.api_key_path is not None:
         print(f"magpie: business API key in {node.api_key_path}", flush=True)
     print(f"magpie: data in {s.db_path}", flush=True)
@@ -78,8 +80,11 @@ async def _seed_demo(node: Node) -> None:
     await node.messaging.send(
         SendRequest("alice", "bob", 1, hello, "demo-direct", Flags.RED_DOT, from_api=True)
     )
-    print("magpie demo: users " + ", ".join(DEMO_USERS) + " (token demo-<uid>), group "
-          f"'{DEMO_GROUP}', direct chat alice<->bob", flush=True)
+    print(
+        "magpie demo: users " + ", ".join(DEMO_USERS) + " (token demo-<uid>), group "
+        f"'{DEMO_GROUP}', direct chat alice<->bob",
+        flush=True,
+    )
     payload = base64.b64encode(welcome).decode()
     print(f"magpie demo: try POST /message/send with payload {payload}", flush=True)
 

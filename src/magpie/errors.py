@@ -6,25 +6,24 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
 
 .. code-block:: text
 
-    MagpieError                       code
-    ├── ConfigError                   config_invalid      a setting is missing or bad (names the key)
-    ├── ProtocolError                 protocol_error      carries ``reason``: the reason code to answer with
-    │   ├── LocalProtocolError        protocol_misuse     *we* misused the protocol (bad packet to encode,
-    │   │                                                 packet not allowed in this state/role)
-    │   └── RemoteProtocolError       protocol_violation  *the peer* sent something invalid
-    │       ├── FrameTooLarge         frame_too_large     a limit (remaining length, string, payload) exceeded
-    │       ├── MalformedPacket       malformed_packet    truncated, garbage, or trailing bytes in a body
-    │       ├── UnexpectedPacket      unexpected_packet   a packet type not allowed now / from this role
-    │       └── CryptoError           crypto_error        bad key, msgKey mismatch, undecryptable payload
-    ├── StoreError                    store_error         the store failed (I/O, constraint we did not expect)
-    │   └── MigrationError            migration_error     the schema cannot be brought up to date
-    └── ApiError                      (per subclass)      an HTTP/SDK-level refusal with a status
-        ├── BadRequest                bad_request    400  input failed validation (``field`` names it)
-        ├── Unauthorized              unauthorized   401  missing or unknown credential
-        ├── Forbidden                 forbidden      403  credential valid but not allowed
-        ├── NotFound                  not_found      404  no such user/channel/message
-        ├── Conflict                  conflict       409  lost a compare-and-set or a race
-        └── PayloadTooLarge           too_large      413  body or field above its limit
+    MagpieError                  code
+    ├── ConfigError              config_invalid      a setting is missing or bad (names the key)
+    ├── ProtocolError            protocol_error      ``reason``: the reason code to answer with
+    │   ├── LocalProtocolError   protocol_misuse     *we* misused the protocol
+    │   └── RemoteProtocolError  protocol_violation  *the peer* sent something invalid
+    │       ├── FrameTooLarge    frame_too_large     a length limit exceeded
+    │       ├── MalformedPacket  malformed_packet    truncated, garbage, trailing bytes
+    │       ├── UnexpectedPacket unexpected_packet   a packet not allowed now / from this role
+    │       └── CryptoError      crypto_error        bad key or msgKey, undecryptable payload
+    ├── StoreError               store_error         the store failed
+    │   └── MigrationError       migration_error     the schema cannot be brought up to date
+    └── ApiError                 (per subclass)      an HTTP/SDK-level refusal with a status
+        ├── BadRequest           bad_request    400  input failed validation (``field``)
+        ├── Unauthorized         unauthorized   401  missing or unknown credential
+        ├── Forbidden            forbidden      403  credential valid but not allowed
+        ├── NotFound             not_found      404  no such user/channel/message
+        ├── Conflict             conflict       409  lost a compare-and-set or a race
+        └── PayloadTooLarge      too_large      413  body or field above its limit
 
 Protocol errors keep the split of wsproto/h11: a :class:`LocalProtocolError` is a bug on our
 side, a :class:`RemoteProtocolError` is the peer's fault and tells the caller which reason code

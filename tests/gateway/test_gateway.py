@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from magpie.app import Node
 from magpie.client.raw import ConnectRefused, RawClient
+from magpie.gateway.ws import WsConn
 from magpie.protocol.packets import Disconnect, Flags, Ping, Pong, ReasonCode
 from magpie.store.sqlite import SqliteStore
 from tests.support.nodes import add_user, connect, make_group, running_node, time_scale
@@ -40,7 +41,9 @@ async def test_person_message_reaches_peer_with_peer_channel_id(node: Node) -> N
     assert ack.reason_code == ReasonCode.SUCCESS and ack.message_seq == 1
     got = await asyncio.wait_for(bob.messages.get(), T)
     assert got.packet.channel_id == "alice" and got.packet.from_uid == "alice"
-    assert got.packet.message_id == ack.message_id and json.loads(got.payload)["content"] == "hi bob"
+    assert (
+        got.packet.message_id == ack.message_id and json.loads(got.payload)["content"] == "hi bob"
+    )
     assert got.packet.flags & Flags.RED_DOT
     assert alice.messages.empty(), "the sending connection must not get its own message"
     await alice.close()
@@ -81,9 +84,9 @@ async def test_unknown_user_is_refused(node: Node) -> None:
 
 async def test_no_connect_within_timeout_closes(tmp_path: Path) -> None:
     async with running_node(tmp_path, connect_timeout=0.3) as node:
-        async with ws_connect(f"ws://127.0.0.1:{node.ws_port}") as ws:
-            await asyncio.wait_for(ws.wait_closed(), T)
-            assert ws.close_code == 1008
+        ws = await ws_connect(f"ws://127.0.0.1:{node.ws_port}")
+        await asyncio.wait_for(ws.wait_closed(), T)
+        assert ws.close_code == 1008
 
 
 async def test_first_packet_not_connect_closes(node: Node) -> None:
@@ -254,6 +257,22 @@ async def test_no_persist_is_not_stored_nor_retried(node: Node) -> None:
     await b.close()
 
 
+class _FullSocket:
+    """A socket whose kernel buffer always looks full and whose sends never finish."""
+
+    def __init__(self, inner: WsConn) -> None:
+        self._inner = inner
+
+    def buffered(self) -> int:
+        return 10**9
+
+    async def send(self, frame: bytes) -> None:
+        await asyncio.sleep(3600)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
 async def test_slow_consumer_is_closed_and_others_unaffected(tmp_path: Path) -> None:
     async with running_node(tmp_path, outbound_max_frames=5, outbound_max_bytes=4096) as node:
         members = ["s", "fast", "slow"]
@@ -264,7 +283,7 @@ async def test_slow_consumer_is_closed_and_others_unaffected(tmp_path: Path) -> 
         slow = await connect(node, "slow", tok["slow"])
         gw_slow = node.gateway.online("slow")[0]
         # Make the slow reader's socket look full: its writes can only queue.
-        gw_slow.ws.buffered = lambda: 10**9  # type: ignore[method-assign]
+        gw_slow.ws = _FullSocket(gw_slow.ws)
         for i in range(10):
             await sender.send("g", 2, text(f"m{i}"))
         for _ in range(10):

@@ -371,3 +371,26 @@ def test_full_conversation_between_server_and_client() -> None:
             conn.receive_data(b"\x70")
         with pytest.raises(LocalProtocolError):
             conn.send(Pong())
+
+
+def test_golden_vectors_of_spec_1_7_through_both_ends() -> None:
+    server, client = Connection(SERVER), Connection(CLIENT)
+    server.receive_data(client.send(CONNECT))
+    bob_public = "3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08="
+    connack = server.send(Connack(-5, ReasonCode.SUCCESS, bob_public, "abcdef1234567890"))
+    assert connack.hex() == (
+        "2049fffffffffffffffb01002c33703762665874397762545457324843374f51314e7a2b44513868626547"
+        "644e7266782b46472b494b30383d001061626364656631323334353637383930"
+    )
+    client.receive_data(connack)
+    sub = client.send(Sub(Setting.NONE, "", "room1", 7, 0, '{"a":"1"}'))
+    assert sub.hex() == "a0170000000005726f6f6d31070000097b2261223a2231227d"
+    sendack = Sendack(1234567890123456789, 1, 7, ReasonCode.SUCCESS, flags=Flags.RED_DOT)
+    assert server.send(sendack).hex() == "4211112210f47de98115000000010000000701"
+    suback = server.send(Suback("", "room1", 7, 0, ReasonCode.SUCCESS))
+    assert suback.hex() == "b00c00000005726f6f6d31070001"
+    kick = server.send(Disconnect(ReasonCode.CONNECT_KICK, "login in other device"))
+    assert kick.hex() == "90180c00156c6f67696e20696e206f7468657220646576696365"
+    assert client.receive_data(bytes.fromhex("4211112210f47de98115000000010000000701")) == [sendack]
+    client.receive_data(suback + kick)
+    assert (server.state, client.state) == (S.CLOSED, S.CLOSED)

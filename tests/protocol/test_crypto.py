@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import sys
 import threading
 from typing import Any
 
@@ -280,19 +281,28 @@ def test_any_key_and_iv_match_the_reference(key: bytes, iv: bytes) -> None:
 
 
 def test_threads_sharing_a_cipher_get_correct_bytes(cipher: SessionCipher) -> None:
-    errors: list[bytes] = []
+    # The chaining block is read, used and written back per call: without the lock, threads
+    # switching every microsecond interleave there and produce wrong ciphertext.
+    bad: list[int] = []
+    barrier = threading.Barrier(4)
 
     def work() -> None:
-        for _ in range(300):
+        barrier.wait()
+        for i in range(1000):
             if cipher.encrypt(PLAIN) != WIRE or cipher.decrypt(WIRE) != PLAIN:
-                errors.append(b"bad")
+                bad.append(i)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert bad == []
 
 
 # --- msgKey (§2.3, §1.7) ------------------------------------------------------------------
@@ -461,3 +471,10 @@ def test_seal_open_round_trip(
     assert open_send(cipher, seal_send(cipher, send)) == payload
     recv = Recv(Setting.NONE, "", "u", channel_id, 2, client_msg_no, seq, seq, 1, payload)
     assert open_recv(cipher, seal_recv(cipher, recv)) == payload
+
+
+def test_unencodable_field_of_ours_is_a_local_error(cipher: SessionCipher) -> None:
+    with pytest.raises(LocalProtocolError):
+        seal_recv(cipher, dataclasses.replace(plain_recv(), from_uid="\ud800"))
+    with pytest.raises(LocalProtocolError):
+        cipher.msg_key("\ud800")

@@ -18,6 +18,7 @@ from magpie.errors import ApiError, BadRequest, PayloadTooLarge
 
 __all__ = [
     "BadJson",
+    "InternalError",
     "MethodNotAllowed",
     "SendRefused",
     "ServiceUnavailable",
@@ -47,6 +48,13 @@ class ServiceUnavailable(ApiError):
 
     code = "unavailable"
     status = 503
+
+
+class InternalError(ApiError):
+    """An unexpected failure; the detail is in the log only."""
+
+    code = "internal_error"
+    status = 500
 
 
 class SendRefused(BadRequest):
@@ -83,7 +91,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes (checked on
     ``Content-Length`` first, then while streaming, so a lying header does not help)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body above {limit} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -19,7 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from magpie.core.channels import validate_channel_id, validate_channel_type, validate_uid
+from magpie.core.channels import (
+    MAX_ID_LENGTH,
+    validate_channel_id,
+    validate_channel_type,
+    validate_uid,
+)
 from magpie.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
@@ -52,8 +57,24 @@ class Spec(Protocol[T_co]):
         ...
 
 
-def _name(where: str) -> str:
-    return where or "body"
+def _bad(where: str, problem: str) -> BadRequest:
+    """``BadRequest("<field> <problem>")`` naming the field (none for the whole body)."""
+    return BadRequest(f"{where or 'body'} {problem}", field=where or None)
+
+
+def _utf8(value: str, where: str) -> str:
+    """``value`` if it encodes as UTF-8: JSON ``\\ud800`` escapes decode to lone surrogates,
+    which no store, hash or response could encode later."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise _bad(where, "is not valid Unicode") from None
+    return value
+
+
+def _too_large(where: str, problem: str) -> PayloadTooLarge:
+    """``PayloadTooLarge`` (413) naming the field."""
+    return PayloadTooLarge(f"{where or 'body'} {problem}", field=where or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +87,9 @@ class Integer:
     def parse(self, value: object, where: str) -> int:
         """The integer, range-checked."""
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadRequest(f"{_name(where)} must be an integer", field=where)
+            raise _bad(where, "must be an integer")
         if not self.minimum <= value <= self.maximum:
-            raise BadRequest(
-                f"{_name(where)} must be between {self.minimum} and {self.maximum}", field=where
-            )
+            raise _bad(where, f"must be between {self.minimum} and {self.maximum}")
         return value
 
     def schema(self) -> dict[str, Any]:
@@ -86,7 +105,7 @@ class Flag:
         """0 or 1."""
         if isinstance(value, int) and value in (0, 1):  # bool is an int: True/False pass
             return int(value)
-        raise BadRequest(f"{_name(where)} must be 0 or 1", field=where)
+        raise _bad(where, "must be 0 or 1")
 
     def schema(self) -> dict[str, Any]:
         """``0|1`` (or a boolean)."""
@@ -103,13 +122,10 @@ class String:
     def parse(self, value: object, where: str) -> str:
         """The string, length-checked."""
         if not isinstance(value, str):
-            raise BadRequest(f"{_name(where)} must be a string", field=where)
+            raise _bad(where, "must be a string")
         if not self.min_length <= len(value) <= self.max_length:
-            raise BadRequest(
-                f"{_name(where)} must be {self.min_length}–{self.max_length} characters",
-                field=where,
-            )
-        return value
+            raise _bad(where, f"must be {self.min_length}–{self.max_length} characters")
+        return _utf8(value, where)
 
     def schema(self) -> dict[str, Any]:
         """``string`` with length bounds."""
@@ -118,30 +134,38 @@ class String:
 
 @dataclass(frozen=True, slots=True)
 class _Checked:
-    """A string validated by one of the core validators (which name the field)."""
+    """A string validated by one of the core validators (which name the field);
+    ``allow_empty`` also accepts ``""`` (e.g. a system message's empty ``from_uid``)."""
 
     check: Callable[[object, str], Any]
     description: str
+    allow_empty: bool = False
 
     def parse(self, value: object, where: str) -> str:
         """The validated string."""
-        return str(self.check(value, where))
+        if self.allow_empty and value == "":
+            return ""
+        return _utf8(str(self.check(value, where)), where)
 
     def schema(self) -> dict[str, Any]:
         """``string`` with the rule in words."""
-        return {"type": "string", "minLength": 1, "maxLength": 128, "description": self.description}
+        low = 0 if self.allow_empty else 1
+        return {
+            "type": "string",
+            "minLength": low,
+            "maxLength": MAX_ID_LENGTH,
+            "description": self.description,
+        }
 
 
-def Uid() -> Spec[str]:  # noqa: N802 - reads as a type in route tables
+def Uid(*, allow_empty: bool = False) -> Spec[str]:
     """A user id (``magpie.core.channels.validate_uid``)."""
-    return _Checked(validate_uid, "user id: no whitespace, control characters or '@'")
+    return _Checked(validate_uid, "user id: no whitespace, control characters or '@'", allow_empty)
 
 
-def ChannelId() -> Spec[str]:  # noqa: N802
+def ChannelId() -> Spec[str]:
     """A channel id as the caller sees it (the peer uid for person channels)."""
-    return _Checked(
-        validate_channel_id, "channel id (peer uid for person channels); no whitespace"
-    )
+    return _Checked(validate_channel_id, "channel id (peer uid for person channels); no whitespace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +178,7 @@ class ChannelType:
         """The channel type."""
         kind = validate_channel_type(value, where)
         if kind in self.exclude:
-            raise BadRequest(f"{_name(where)} {kind} is not allowed here", field=where)
+            raise _bad(where, f"{kind} is not allowed here")
         return kind
 
     def schema(self) -> dict[str, Any]:
@@ -172,15 +196,15 @@ class Base64:
     def parse(self, value: object, where: str) -> bytes:
         """The decoded bytes."""
         if not isinstance(value, str):
-            raise BadRequest(f"{_name(where)} must be a base64 string", field=where)
+            raise _bad(where, "must be a base64 string")
         if len(value) > 4 * (self.max_bytes // 3 + 1):  # refuse before decoding
-            raise PayloadTooLarge(f"{where} is above {self.max_bytes} bytes", field=where)
+            raise _too_large(where, f"is above {self.max_bytes} bytes")
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(f"{_name(where)} is not valid base64", field=where) from None
+            raise _bad(where, "is not valid base64") from None
         if len(raw) > self.max_bytes:
-            raise PayloadTooLarge(f"{where} is above {self.max_bytes} bytes", field=where)
+            raise _too_large(where, f"is above {self.max_bytes} bytes")
         return raw
 
     def schema(self) -> dict[str, Any]:
@@ -199,11 +223,11 @@ class Array(Generic[T]):
     def parse(self, value: object, where: str) -> list[T]:
         """The parsed items."""
         if not isinstance(value, list):
-            raise BadRequest(f"{_name(where)} must be an array", field=where)
+            raise _bad(where, "must be an array")
         if len(value) > self.max_items:
-            raise PayloadTooLarge(f"{_name(where)} has more than {self.max_items} items", field=where)
+            raise _too_large(where, f"has more than {self.max_items} items")
         if len(value) < self.min_items:
-            raise BadRequest(f"{_name(where)} needs at least {self.min_items} items", field=where)
+            raise _bad(where, f"needs at least {self.min_items} items")
         return [self.item.parse(v, f"{where}[{i}]") for i, v in enumerate(value)]
 
     def schema(self) -> dict[str, Any]:
@@ -217,6 +241,11 @@ class Array(Generic[T]):
 
 
 _MISSING: Any = object()
+
+
+def _jsonable(value: object) -> bool:
+    """Whether a default can be shown as-is in the JSON Schema."""
+    return isinstance(value, str | int | float) or value == ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +273,7 @@ class Object(Generic[T]):
     def parse(self, value: object, where: str) -> T:
         """``build(**parsed_fields)``; unknown keys are ignored."""
         if not isinstance(value, Mapping):
-            raise BadRequest(f"{_name(where)} must be a JSON object", field=where or None)
+            raise _bad(where, "must be a JSON object")
         return self.build(**{f.name: self._field(f, value, where) for f in self.fields})
 
     @staticmethod
@@ -262,8 +291,8 @@ class Object(Generic[T]):
         props: dict[str, Any] = {}
         for f in self.fields:
             prop = dict(f.spec.schema())
-            if not f.required and f.default is not None:
-                prop["default"] = f.default
+            if not f.required and _jsonable(f.default):
+                prop["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
             if f.description:
                 prop["description"] = f.description
             props[f.name] = prop

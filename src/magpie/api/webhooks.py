@@ -64,7 +64,7 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
 
 def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
     """Receiver side: constant-time check of a signature (freshness is the caller's call)."""
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):
         return False
     return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
 
@@ -72,8 +72,10 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
     """Where and how to deliver. ``backoff`` is the first retry delay (doubling up to
-    ``max_backoff``); ``max_pending`` bounds each buffer (entries, and queued requests);
-    ``max_batch`` bounds the entries of one ``msg.notify`` / ``user.onlinestatus`` request."""
+    ``max_backoff``); ``max_pending`` and ``max_pending_bytes`` bound each buffer (notify
+    entries, presence entries, queued requests); ``max_batch`` bounds the entries of one
+    ``msg.notify`` / ``user.onlinestatus`` request; ``drain_timeout`` is how long
+    :meth:`WebhookDispatcher.stop` waits for queued requests."""
 
     url: str
     secret: bytes
@@ -83,6 +85,7 @@ class WebhookConfig:
     max_backoff: float = 10.0
     timeout: float = 5.0
     max_pending: int = 10_000
+    max_pending_bytes: int = 64 * 1024 * 1024
     max_batch: int = 1_000
     drain_timeout: float = 2.0
 
@@ -93,25 +96,54 @@ class _Job:
     body: bytes
 
 
-class _Buffer:
-    """A bounded FIFO that drops (and reports) its oldest entry when full."""
+def _job_size(job: _Job) -> int:
+    return len(job.body)
 
-    def __init__(self, limit: int, on_drop: Callable[[], None]) -> None:
-        self._items: deque[Any] = deque()
-        self._limit = limit
+
+class _Buffer:
+    """A FIFO bounded in entries and in bytes (``size`` of an entry) that drops and reports
+    its oldest entries when a push would exceed either bound."""
+
+    def __init__(
+        self,
+        max_items: int,
+        max_bytes: int,
+        size: Callable[[Any], int],
+        on_drop: Callable[[Any], None],
+    ) -> None:
+        self._items: deque[tuple[Any, int]] = deque()
+        self._max_items = max_items
+        self._max_bytes = max_bytes
+        self._size = size
+        self._bytes = 0
         self._on_drop = on_drop
 
     def __len__(self) -> int:
         return len(self._items)
 
     def push(self, item: Any) -> None:
-        if len(self._items) >= self._limit:
-            self._items.popleft()
-            self._on_drop()
-        self._items.append(item)
+        n = self._size(item)
+        while self._items and (
+            len(self._items) >= self._max_items or self._bytes + n > self._max_bytes
+        ):
+            dropped, size = self._items.popleft()
+            self._bytes -= size
+            self._on_drop(dropped)
+        self._items.append((item, n))
+        self._bytes += n
 
     def take(self, n: int) -> list[Any]:
-        return [self._items.popleft() for _ in range(min(n, len(self._items)))]
+        out = []
+        for _ in range(min(n, len(self._items))):
+            item, size = self._items.popleft()
+            self._bytes -= size
+            out.append(item)
+        return out
+
+
+def _resp_size(message: dict[str, Any]) -> int:
+    """Approximate bytes of a MessageResp: its base64 payload dominates."""
+    return len(message.get("payload", "")) + 512
 
 
 class WebhookDispatcher:
@@ -129,10 +161,10 @@ class WebhookDispatcher:
         self._metrics = metrics
         self._transport = transport
         self._clock = clock
-        limit = config.max_pending
-        self._notify = _Buffer(limit, lambda: self._failed(EVENT_NOTIFY))
-        self._status = _Buffer(limit, lambda: self._failed(EVENT_ONLINESTATUS))
-        self._jobs = _Buffer(limit, lambda: self._failed("queue_full"))
+        items, size = config.max_pending, config.max_pending_bytes
+        self._notify = _Buffer(items, size, _resp_size, lambda _: self._failed(EVENT_NOTIFY))
+        self._status = _Buffer(items, size, len, lambda _: self._failed(EVENT_ONLINESTATUS))
+        self._jobs = _Buffer(items, size, _job_size, lambda job: self._failed(job.event))
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()

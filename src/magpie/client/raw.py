@@ -12,8 +12,9 @@ import secrets
 import time
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
-from magpie.errors import ProtocolError
+from magpie.errors import LocalProtocolError, ProtocolError
 from magpie.protocol.connection import Connection, Role
 from magpie.protocol.crypto import KeyPair, SessionCipher, derive_aes_key, open_recv, seal_send
 from magpie.protocol.packets import (
@@ -141,7 +142,7 @@ class RawClient:
         flags: Flags = Flags.RED_DOT,
     ) -> Send:
         """An encrypted, msgKey'd SEND."""
-        assert self.cipher is not None, "connect() first"
+        cipher = self._require_cipher()
         plain = Send(
             setting=Setting.NONE,
             client_seq=client_seq,
@@ -152,27 +153,35 @@ class RawClient:
             payload=payload,
             flags=flags,
         )
-        return seal_send(self.cipher, plain)
+        return seal_send(cipher, plain)
 
     async def write(self, packet: Packet) -> None:
         """Encode and send one packet as one WebSocket message."""
-        assert self._ws is not None, "connect() first"
-        await self._ws.send(self.conn.send(packet))
+        await self._require_ws().send(self.conn.send(packet))
 
     async def write_raw(self, frame: bytes) -> None:
         """Send raw bytes (tests of bad input)."""
-        assert self._ws is not None, "connect() first"
-        await self._ws.send(frame)
+        await self._require_ws().send(frame)
+
+    def _require_ws(self) -> ClientConnection:
+        if self._ws is None:
+            raise LocalProtocolError("connect() first")
+        return self._ws
+
+    def _require_cipher(self) -> SessionCipher:
+        if self.cipher is None:
+            raise LocalProtocolError("connect() first")
+        return self.cipher
 
     async def _read(self) -> None:
-        assert self._ws is not None
+        ws = self._require_ws()
         try:
-            async for data in self._ws:
+            async for data in ws:
                 if isinstance(data, bytes):
                     for packet in self.conn.receive_data(data):
                         await self._on_packet(packet)
-        except Exception:  # the connection is gone; closed is set below
-            pass
+        except (ConnectionClosed, ProtocolError, OSError):
+            pass  # the connection is gone or spoke garbage; ``closed`` is set below
         finally:
             self.closed.set()
             for fut in self._acks.values():
@@ -186,8 +195,7 @@ class RawClient:
                 fut.set_result(packet)
             return
         if isinstance(packet, Recv):
-            assert self.cipher is not None
-            payload = open_recv(self.cipher, packet)
+            payload = open_recv(self._require_cipher(), packet)
             if self.auto_ack:
                 ack = Recvack(packet.message_id, packet.message_seq, flags=packet.flags)
                 await self.write(ack)

@@ -43,6 +43,8 @@ class Snowflake:
         else:
             self._step = 0
         self._last_ms = now
-        return ((now - SNOWFLAKE_EPOCH_MS) << (_NODE_BITS + _STEP_BITS)) | (
-            self._node << _STEP_BITS
-        ) | self._step
+        return (
+            ((now - SNOWFLAKE_EPOCH_MS) << (_NODE_BITS + _STEP_BITS))
+            | (self._node << _STEP_BITS)
+            | self._step
+        )

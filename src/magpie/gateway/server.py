@@ -21,13 +21,19 @@ from magpie.bus.interface import Bus, BusEvent, Delivery, Kick
 from magpie.core.auth import token_matches
 from magpie.core.channels import CHANNEL_PERSON, peer_of, validate_uid
 from magpie.core.messaging import Messaging, SendRequest
-from magpie.errors import BadRequest, CryptoError, RemoteProtocolError
+from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
 from magpie.gateway.session import OutboundLimits, Session
 from magpie.gateway.ws import ConnectionClosed, WsConn, start_server
 from magpie.metrics import Metrics
 from magpie.protocol.connection import Connection, Role
-from magpie.protocol.crypto import KeyPair, SessionCipher, derive_aes_key, new_salt, open_send
-from magpie.protocol.crypto import seal_recv
+from magpie.protocol.crypto import (
+    KeyPair,
+    SessionCipher,
+    derive_aes_key,
+    new_salt,
+    open_send,
+    seal_recv,
+)
 from magpie.protocol.limits import Limits
 from magpie.protocol.packets import (
     Connack,
@@ -48,7 +54,9 @@ from magpie.protocol.packets import (
 )
 from magpie.store.interface import Store, StoredMessage
 
-__all__ = ["Gateway", "GatewayConfig"]
+__all__ = ["Gateway", "GatewayConfig", "PresenceListener"]
+
+PresenceListener = Callable[[str, int, bool, str], None]
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +106,30 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._server: object | None = None
         self.port = 0
+        self._presence_listeners: list[PresenceListener] = []
         bus.subscribe(self.on_event)
+
+    def add_presence_listener(self, listener: PresenceListener) -> None:
+        """Call ``listener(uid, device_flag, online, conn_id)`` on every connect and
+        disconnect of this node (``user.onlinestatus`` webhooks)."""
+        self._presence_listeners.append(listener)
+
+    def _presence(self, session: Session, online: bool) -> None:
+        for listener in self._presence_listeners:
+            try:
+                listener(session.uid, session.device_flag, online, session.conn_id)
+            except Exception:
+                session.log.exception("presence listener failed")
 
     # lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen and start the retry and idle sweepers."""
         server = await start_server(
-            self._handle, self.config.host, self.config.port, self.config.limits.max_remaining_length + 8
+            self._handle,
+            self.config.host,
+            self.config.port,
+            self.config.limits.max_remaining_length + 8,
         )
         self._server = server
         self.port = next(iter(server.sockets)).getsockname()[1]
@@ -219,9 +243,13 @@ class Gateway:
         self._metrics.connections.inc()
         self._metrics.connects.labels(result="success").inc()
         session.log.info("connected uid=%s device_flag=%d", session.uid, session.device_flag)
+        self._presence(session, True)
         if session.device_level == _MASTER:
             kick = Kick(
-                session.uid, session.device_flag, ReasonCode.CONNECT_KICK, _KICK_REASON,
+                session.uid,
+                session.device_flag,
+                ReasonCode.CONNECT_KICK,
+                _KICK_REASON,
                 keep_conn=session.conn_id,
             )
             await self._bus.publish(kick)
@@ -232,6 +260,7 @@ class Gateway:
         if group and session in group:
             group.remove(session)
             self._metrics.connections.dec()
+            self._presence(session, False)
             if not group:
                 del self._sessions[session.uid]
         session.inflight.clear()
@@ -252,16 +281,21 @@ class Gateway:
             session.push(session.conn.send(Pong()))
         elif isinstance(packet, Sub):
             ack = Suback(
-                packet.sub_no, packet.channel_id, packet.channel_type, packet.action,
+                packet.sub_no,
+                packet.channel_id,
+                packet.channel_type,
+                packet.action,
                 ReasonCode.NOT_SUPPORT_CHANNEL_TYPE,
             )
             session.push(session.conn.send(ack))
 
     async def _on_send(self, session: Session, send: Send) -> None:
         started = time.perf_counter()
-        assert session.cipher is not None  # set by the handshake
+        cipher = session.cipher
+        if cipher is None:  # unreachable: the state machine admits SEND only after CONNACK
+            raise LocalProtocolError("SEND before the handshake finished")
         try:
-            payload = open_send(session.cipher, send)
+            payload = open_send(cipher, send)
         except CryptoError as exc:
             self._ack(session, send, 0, 0, ReasonCode(exc.reason))
             return

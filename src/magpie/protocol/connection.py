@@ -27,8 +27,10 @@ client, anything after the conversation closed).
 After the peer's protocol error (decode error or unexpected packet) the connection is
 *failed*: :meth:`~Connection.receive_data` raises the same kind of error again, and the only
 packet we may still send is one that closes the conversation (a failing CONNACK or a
-DISCONNECT), so the reason can be told to the peer. Once CLOSED, everything raises
-:class:`~magpie.errors.LocalProtocolError`.
+DISCONNECT), so the reason can be told to the peer. Once CLOSED, every later call raises
+:class:`~magpie.errors.LocalProtocolError` (the caller should have closed the socket); a
+packet that follows a closing one in the *same* chunk of data is the peer's
+:class:`~magpie.errors.UnexpectedPacket`.
 """
 
 from __future__ import annotations

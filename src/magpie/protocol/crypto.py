@@ -238,7 +238,7 @@ class SessionCipher:
 
     def msg_key(self, verify: str) -> str:
         """``md5_hex(base64(AES(utf8(verify))))``: the msgKey of a verify string (§2.3)."""
-        return self._msg_key(verify.encode("utf-8", _TEXT_ERRORS))
+        return self._msg_key(_utf8(verify))
 
     def _msg_key(self, verify: bytes) -> str:
         return _md5_hex(base64.b64encode(self._chain.encrypt(verify)))
@@ -281,10 +281,17 @@ _RESEAL_RECV = _Resealer(Recv)
 _RESEAL_SEND = _Resealer(Send)
 
 
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", _TEXT_ERRORS)
+    except UnicodeEncodeError as exc:  # a lone surrogate: only our own fields can hold one
+        raise LocalProtocolError("a verify-string field is not encodable as UTF-8") from exc
+
+
 def _send_verify_bytes(send: Send, payload: bytes) -> bytes:
     # §2.3: client_seq + client_msg_no + channel_id + channel_type + payload as sent.
     head = f"{send.client_seq}{send.client_msg_no}{send.channel_id}{send.channel_type}"
-    return head.encode("utf-8", _TEXT_ERRORS) + payload
+    return _utf8(head) + payload
 
 
 def _recv_verify_bytes(recv: Recv, payload: bytes) -> bytes:
@@ -294,7 +301,7 @@ def _recv_verify_bytes(recv: Recv, payload: bytes) -> bytes:
         f"{recv.message_id}{recv.message_seq}{recv.client_msg_no}{recv.timestamp}"
         f"{recv.from_uid}{recv.channel_id}{recv.channel_type}"
     )
-    return head.encode("utf-8", _TEXT_ERRORS) + payload
+    return _utf8(head) + payload
 
 
 def send_verify_string(send: Send) -> str:

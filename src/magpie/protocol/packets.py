@@ -286,4 +286,6 @@ class Suback:
     packet_type = PacketType.SUBACK
 
 
-Packet = Connect | Connack | Send | Sendack | Recv | Recvack | Ping | Pong | Disconnect | Sub | Suback
+Packet = (
+    Connect | Connack | Send | Sendack | Recv | Recvack | Ping | Pong | Disconnect | Sub | Suback
+)

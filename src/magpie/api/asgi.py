@@ -1,0 +1,104 @@
+"""The Starlette application: the route table bound to one :class:`ApiContext`.
+
+Every request goes the same way (:func:`_run`): check the endpoint's access level, parse and
+validate the input with its spec (nothing is written before the whole input is valid), call
+the handler. Errors become JSON: an :class:`~magpie.errors.ApiError` with its status and stable
+code; a store failure 503 ``unavailable``; anything else 500 ``internal_error`` (logged, never
+shown). Unknown paths are 404 ``not_found`` and wrong methods 405 ``method_not_allowed``, both
+JSON too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from magpie import __version__
+from magpie.api.auth import require_business, require_credential
+from magpie.api.context import ApiContext
+from magpie.api.endpoint import Access, Endpoint
+from magpie.api.http import (
+    InternalError,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    error_response,
+    read_json,
+)
+from magpie.api.openapi import build_document
+from magpie.api.routes import all_endpoints
+from magpie.api.routes.ops import openapi_endpoint
+from magpie.errors import ApiError, NotFound, StoreError
+
+__all__ = ["create_api", "endpoints_of"]
+
+log = logging.getLogger(__name__)
+
+Asgi = Callable[[Request], Awaitable[Response]]
+
+
+def endpoints_of(ctx: ApiContext) -> list[Endpoint[Any]]:
+    """Every endpoint of the API for ``ctx``'s settings, ``/openapi.json`` included."""
+    endpoints = all_endpoints(ctx.settings)
+    document: dict[str, Any] = {}
+    endpoints.append(openapi_endpoint(document))
+    document.update(build_document(endpoints, __version__))
+    return endpoints
+
+
+def create_api(ctx: ApiContext) -> Starlette:
+    """The ASGI app serving the HTTP API of one node."""
+    routes = [Route(ep.path, _bind(ctx, ep), methods=[ep.method]) for ep in endpoints_of(ctx)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.router.redirect_slashes = False  # a POST must not be redirected to another path
+    return app
+
+
+async def _input(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Any:
+    if ep.body is not None:
+        return ep.body.parse(await read_json(request, ctx.body_limit), "")
+    if ep.query is not None:
+        return ep.query.parse(dict(request.query_params), "")
+    return None
+
+
+async def _run(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Response:
+    if ep.access is Access.BUSINESS:
+        require_business(request, ctx.api_key)
+    elif ep.access is Access.USER:
+        require_credential(request)  # 401 before 400; the uid check needs the body
+    return await ep.handler(ctx, request, await _input(ctx, ep, request))
+
+
+def _bind(ctx: ApiContext, ep: Endpoint[Any]) -> Asgi:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await _run(ctx, ep, request)
+        except ApiError as exc:
+            return error_response(exc)
+        except StoreError:
+            log.exception("%s %s: store failure", ep.method, ep.path)
+            return error_response(ServiceUnavailable("the store is unavailable"))
+        except Exception:
+            log.exception("%s %s failed", ep.method, ep.path)
+            return error_response(InternalError("internal error"))
+
+    endpoint.__name__ = ep.handler.__name__
+    return endpoint
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Router-level errors (unknown path, wrong method) as JSON."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return error_response(NotFound(f"no such endpoint: {request.url.path}"))
+    if status == 405:
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        return error_response(MethodNotAllowed("method not allowed"), headers)
+    return error_response(InternalError("request failed"))

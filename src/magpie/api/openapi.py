@@ -1,0 +1,159 @@
+"""The OpenAPI 3.1 document, generated from the route table (the same specs that validate
+requests), so it lists exactly the routes the app serves with the bodies it accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from magpie.api.endpoint import Access, Endpoint
+
+__all__ = ["build_document"]
+
+_JSON = "application/json"
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+_MESSAGE_RESP: dict[str, Any] = {
+    "type": "object",
+    "description": "WuKongIM MessageResp (spec §6); channel_id is the peer for person channels",
+    "properties": {
+        "header": {
+            "type": "object",
+            "properties": {
+                "no_persist": {"type": "integer", "enum": [0, 1]},
+                "red_dot": {"type": "integer", "enum": [0, 1]},
+                "sync_once": {"type": "integer", "enum": [0, 1]},
+            },
+        },
+        "setting": {"type": "integer"},
+        "message_id": {"type": "integer", "format": "int64"},
+        "message_idstr": {"type": "string"},
+        "client_msg_no": {"type": "string"},
+        "message_seq": {"type": "integer"},
+        "from_uid": {"type": "string"},
+        "channel_id": {"type": "string"},
+        "channel_type": {"type": "integer"},
+        "topic": {"type": "string"},
+        "timestamp": {"type": "integer"},
+        "payload": {"type": "string", "format": "byte"},
+        "expire": {"type": "integer"},
+    },
+}
+
+_CONVERSATION: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "channel_id": {"type": "string"},
+        "channel_type": {"type": "integer"},
+        "unread": {"type": "integer"},
+        "timestamp": {"type": "integer"},
+        "last_msg_seq": {"type": "integer"},
+        "last_client_msg_no": {"type": "string"},
+        "offset_msg_seq": {"type": "integer"},
+        "readed_to_msg_seq": {"type": "integer"},
+        "version": {"type": "integer"},
+        "recents": {"type": "array", "items": {"$ref": "#/components/schemas/MessageResp"}},
+    },
+}
+
+_ERROR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "integer", "description": "the HTTP status"},
+        "code": {"type": "string", "description": "stable machine-readable code"},
+        "msg": {"type": "string"},
+        "field": {"type": "string", "description": "the offending input field"},
+        "reason": {"type": "integer", "description": "send_refused: WuKongIM reason code"},
+        "reason_name": {"type": "string"},
+    },
+    "required": ["status", "code", "msg"],
+}
+
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "businessKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the business API key",
+    },
+    "businessKeyHeader": {"type": "apiKey", "in": "header", "name": "token"},
+    "userToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a token registered with /user/token; the body must name its uid",
+    },
+}
+
+_SECURITY: dict[Access, list[dict[str, list[str]]]] = {
+    Access.PUBLIC: [],
+    Access.BUSINESS: [{"businessKey": []}, {"businessKeyHeader": []}],
+    Access.USER: [{"businessKey": []}, {"businessKeyHeader": []}, {"userToken": []}],
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ERROR_REF}}}
+
+
+def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
+    media = ep.raw_response or _JSON
+    out: dict[str, Any] = {
+        "200": {"description": "OK", "content": {media: {"schema": ep.response}}}
+    }
+    if ep.body is not None or ep.query is not None:
+        out["400"] = _error("invalid input (bad_request, bad_json, send_refused)")
+    if ep.access is not Access.PUBLIC:
+        out["401"] = _error("missing or wrong credential")
+    if ep.access is Access.USER:
+        out["403"] = _error("the credential may not act for this uid / channel")
+    if ep.body is not None:
+        out["413"] = _error("body or a field above its limit")
+    out["5XX"] = _error("the node is not ready or failed")
+    return out
+
+
+def _parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _operation(ep: Endpoint[Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": ep.method.lower() + ep.path.replace("/", "_").replace(".", "_"),
+        "summary": ep.summary,
+        "tags": [ep.tag],
+        "security": _SECURITY[ep.access],
+        "responses": _responses(ep),
+    }
+    if ep.body is not None:
+        content = {_JSON: {"schema": ep.body.schema()}}
+        op["requestBody"] = {"required": True, "content": content}
+    if ep.query is not None:
+        op["parameters"] = _parameters(ep.query.schema())
+    return op
+
+
+def build_document(endpoints: Sequence[Endpoint[Any]], version: str) -> dict[str, Any]:
+    """The OpenAPI document of ``endpoints``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        paths.setdefault(ep.path, {})[ep.method.lower()] = _operation(ep)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Magpie HTTP API",
+            "version": version,
+            "description": "WuKongIM-compatible business API (names and shapes of v1.1.4).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "MessageResp": _MESSAGE_RESP,
+                "Conversation": _CONVERSATION,
+                "Error": _ERROR,
+            },
+            "securitySchemes": _SECURITY_SCHEMES,
+        },
+    }

@@ -1,0 +1,22 @@
+"""The route table: every endpoint of the HTTP API, by area."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magpie.api.endpoint import Endpoint
+from magpie.api.routes import channels, messages, ops, sync, users
+from magpie.config import Settings
+
+__all__ = ["all_endpoints"]
+
+
+def all_endpoints(settings: Settings) -> list[Endpoint[Any]]:
+    """Every endpoint but ``/openapi.json`` (which is built from this list)."""
+    return [
+        *users.endpoints(settings),
+        *channels.endpoints(settings),
+        *messages.endpoints(settings),
+        *sync.endpoints(settings),
+        *ops.endpoints(settings),
+    ]

@@ -1,0 +1,300 @@
+"""Message endpoints (spec §4.1, §6): send, batch send, the offline command queue."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from magpie.api.context import ApiContext
+from magpie.api.endpoint import Access, Endpoint
+from magpie.api.http import SendRefused, bare, ok, ok_data
+from magpie.api.render import message_resp
+from magpie.api.routes._shared import (
+    MAX_SYNC_LIMIT,
+    MAX_TOPIC_LENGTH,
+    MESSAGE_RESP,
+    OK,
+    SEQ,
+    array_of,
+    data_schema,
+    props,
+    uid_list,
+)
+from magpie.api.schema import (
+    Base64,
+    ChannelId,
+    ChannelType,
+    F,
+    Flag,
+    Integer,
+    Object,
+    String,
+    Uid,
+)
+from magpie.config import Settings
+from magpie.core.channels import CHANNEL_PERSON
+from magpie.core.messaging import SendRequest, SendResult
+from magpie.protocol.packets import Flags, ReasonCode
+
+__all__ = ["Header", "endpoints", "new_client_msg_no"]
+
+#: Default ``limit`` of ``/message/sync``.
+DEFAULT_SYNC_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The WuKongIM message header flags."""
+
+    no_persist: int = 0
+    red_dot: int = 0
+    sync_once: int = 0
+
+    def flags(self) -> Flags:
+        """As fixed-header flags."""
+        out = Flags.NONE
+        if self.no_persist:
+            out |= Flags.NO_PERSIST
+        if self.red_dot:
+            out |= Flags.RED_DOT
+        if self.sync_once:
+            out |= Flags.SYNC_ONCE
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SendReq:
+    """``/message/send``."""
+
+    header: Header
+    client_msg_no: str
+    from_uid: str
+    channel_id: str
+    channel_type: int
+    subscribers: list[str] | None
+    payload: bytes
+    setting: int
+    expire: int
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatchReq:
+    """``/message/sendbatch``: one person message from ``from_uid`` to each subscriber."""
+
+    header: Header
+    from_uid: str
+    subscribers: list[str]
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReq:
+    """``/message/sync``."""
+
+    uid: str
+    message_seq: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncAckReq:
+    """``/message/syncack``."""
+
+    uid: str
+    last_message_seq: int
+
+
+HEADER = Object(
+    Header,
+    [
+        F("no_persist", Flag(), 0, "1 = online only, never stored"),
+        F("red_dot", Flag(), 0, "1 = counts as unread"),
+        F("sync_once", Flag(), 0, "1 = command for each recipient's offline queue"),
+    ],
+)
+
+
+def _send_schema(max_payload: int) -> Object[SendReq]:
+    return Object(
+        SendReq,
+        [
+            F("header", HEADER, Header()),
+            F("client_msg_no", String(128), "", "dedupe key; default: a UUID + '0'"),
+            F("from_uid", Uid(allow_empty=True), "", "sender; may be empty for groups"),
+            F("channel_id", ChannelId(), description="the peer uid for person channels"),
+            F("channel_type", ChannelType()),
+            F("subscribers", uid_list(), None, "deliver only to these members (commands)"),
+            F("payload", Base64(max_payload), description="JSON object with an integer type"),
+            F("setting", Integer(0, 255), 0),
+            F("expire", Integer(0, 2**32 - 1), 0, "seconds; 0 = never"),
+            F("topic", String(MAX_TOPIC_LENGTH), ""),
+        ],
+    )
+
+
+def _sendbatch_schema(max_payload: int) -> Object[SendBatchReq]:
+    return Object(
+        SendBatchReq,
+        [
+            F("header", HEADER, Header()),
+            F("from_uid", Uid()),
+            F("subscribers", uid_list(1)),
+            F("payload", Base64(max_payload)),
+        ],
+    )
+
+
+SYNC = Object(
+    SyncReq,
+    [
+        F("uid", Uid()),
+        F("message_seq", SEQ, 0, "last queue seq the client has; 0 = from the ack cursor"),
+        F("limit", Integer(0, MAX_SYNC_LIMIT), DEFAULT_SYNC_LIMIT, "0 = default"),
+    ],
+)
+SYNC_ACK = Object(SyncAckReq, [F("uid", Uid()), F("last_message_seq", Integer(1, 2**63 - 1))])
+
+
+def new_client_msg_no() -> str:
+    """The HTTP API's default ``client_msg_no``: a UUID + ``"0"`` (spec §4)."""
+    return uuid.uuid4().hex + "0"
+
+
+def _count(ctx: ApiContext, result: SendResult) -> None:
+    if result.reason is ReasonCode.SUCCESS:
+        if not result.duplicate:
+            ctx.metrics.messages.labels(origin="api").inc()
+    else:
+        ctx.metrics.send_refused.labels(reason=result.reason.name.lower()).inc()
+
+
+def _refusal(result: SendResult) -> SendRefused:
+    name = result.reason.name.lower()
+    return SendRefused(f"send refused: {name}", reason=int(result.reason), reason_name=name)
+
+
+async def send(ctx: ApiContext, _: Request, req: SendReq) -> Response:
+    """Send one message as ``from_uid`` (commands and sync-once allowed; membership of the
+    sender not required). A refusal is 400 ``send_refused`` with the reason code."""
+    result = await ctx.messaging.send(
+        SendRequest(
+            from_uid=req.from_uid,
+            channel_id=req.channel_id,
+            channel_type=req.channel_type,
+            payload=req.payload,
+            client_msg_no=req.client_msg_no or new_client_msg_no(),
+            flags=req.header.flags(),
+            setting=req.setting,
+            topic=req.topic,
+            expire=req.expire,
+            from_api=True,
+            subscribers=req.subscribers,
+        )
+    )
+    _count(ctx, result)
+    if result.reason is not ReasonCode.SUCCESS:
+        raise _refusal(result)
+    data = {
+        "message_id": result.message_id,
+        "client_msg_no": result.client_msg_no,
+        "message_seq": result.message_seq,
+    }
+    return ok_data(data)
+
+
+async def sendbatch(ctx: ApiContext, _: Request, req: SendBatchReq) -> Response:
+    """Send the payload to each subscriber as a person message; report who failed."""
+    fail_uids: list[str] = []
+    reasons: list[str] = []
+    for uid in dict.fromkeys(req.subscribers):
+        result = await ctx.messaging.send(
+            SendRequest(
+                from_uid=req.from_uid,
+                channel_id=uid,
+                channel_type=CHANNEL_PERSON,
+                payload=req.payload,
+                client_msg_no=new_client_msg_no(),
+                flags=req.header.flags(),
+                from_api=True,
+            )
+        )
+        _count(ctx, result)
+        if result.reason is not ReasonCode.SUCCESS:
+            fail_uids.append(uid)
+            reasons.append(result.reason.name.lower())
+    return bare({"fail_uids": fail_uids, "reason": reasons})
+
+
+async def sync(ctx: ApiContext, _: Request, req: SyncReq) -> Response:
+    """Queued sync-once commands after ``min(message_seq, cursor)`` (cursor when 0), each
+    with its queue seq as ``message_seq``."""
+    cursor = await ctx.store.queue_cursor(req.uid)
+    after = min(req.message_seq, cursor) if req.message_seq else cursor
+    entries = await ctx.store.read_queue(req.uid, after, req.limit or DEFAULT_SYNC_LIMIT)
+    return bare([message_resp(e.message, req.uid, e.queue_seq) for e in entries])
+
+
+async def syncack(ctx: ApiContext, _: Request, req: SyncAckReq) -> Response:
+    """Advance the user's queue cursor (never backwards)."""
+    await ctx.store.ack_queue(req.uid, req.last_message_seq)
+    return ok()
+
+
+def endpoints(settings: Settings) -> list[Endpoint[Any]]:
+    """The message routes."""
+    limit = settings.max_payload_bytes
+    sent = data_schema(props(message_id="integer", client_msg_no="string", message_seq="integer"))
+    batch = {
+        "type": "object",
+        "properties": {
+            "fail_uids": array_of({"type": "string"}),
+            "reason": array_of({"type": "string"}),
+        },
+    }
+    return [
+        Endpoint(
+            "POST",
+            "/message/send",
+            "Send a message or command",
+            Access.BUSINESS,
+            send,
+            body=_send_schema(limit),
+            response=sent,
+            tag="messages",
+        ),
+        Endpoint(
+            "POST",
+            "/message/sendbatch",
+            "Send one person message to many users",
+            Access.BUSINESS,
+            sendbatch,
+            body=_sendbatch_schema(limit),
+            response=batch,
+            tag="messages",
+        ),
+        Endpoint(
+            "POST",
+            "/message/sync",
+            "Read a user's offline command queue",
+            Access.BUSINESS,
+            sync,
+            body=SYNC,
+            response=array_of(MESSAGE_RESP),
+            tag="messages",
+        ),
+        Endpoint(
+            "POST",
+            "/message/syncack",
+            "Acknowledge the offline command queue",
+            Access.BUSINESS,
+            syncack,
+            body=SYNC_ACK,
+            response=OK,
+            tag="messages",
+        ),
+    ]

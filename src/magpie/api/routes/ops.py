@@ -1,0 +1,76 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from magpie.api.context import ApiContext
+from magpie.api.endpoint import Access, Endpoint
+from magpie.api.http import ServiceUnavailable, ok
+from magpie.api.routes._shared import OK
+from magpie.config import Settings
+
+__all__ = ["endpoints", "openapi_endpoint"]
+
+
+async def health(_: ApiContext, __: Request, ___: None) -> Response:
+    """200 whenever the process serves HTTP."""
+    return ok()
+
+
+async def ready(ctx: ApiContext, _: Request, __: None) -> Response:
+    """200 when the store is open and the gateway listens; 503 otherwise."""
+    if not ctx.is_ready():
+        raise ServiceUnavailable("not ready")
+    return ok()
+
+
+async def metrics(ctx: ApiContext, _: Request, __: None) -> Response:
+    """The node's metrics in the Prometheus text format."""
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def openapi_endpoint(document: dict[str, Any]) -> Endpoint[None]:
+    """``GET /openapi.json`` serving ``document`` (built once from the route table)."""
+
+    async def openapi(_: ApiContext, __: Request, ___: None) -> Response:
+        return JSONResponse(document)
+
+    return Endpoint(
+        "GET",
+        "/openapi.json",
+        "This document",
+        Access.PUBLIC,
+        openapi,
+        response={"type": "object"},
+        tag="ops",
+    )
+
+
+def endpoints(_: Settings) -> list[Endpoint[Any]]:
+    """Liveness, readiness and metrics."""
+    return [
+        Endpoint("GET", "/health", "Liveness", Access.PUBLIC, health, response=OK, tag="ops"),
+        Endpoint(
+            "GET",
+            "/ready",
+            "Readiness (store open, gateway listening)",
+            Access.PUBLIC,
+            ready,
+            response=OK,
+            tag="ops",
+        ),
+        Endpoint(
+            "GET",
+            "/metrics",
+            "Prometheus metrics",
+            Access.PUBLIC,
+            metrics,
+            tag="ops",
+            raw_response=CONTENT_TYPE_LATEST,
+        ),
+    ]

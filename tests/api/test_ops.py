@@ -1,0 +1,85 @@
+"""Health, readiness, metrics, the OpenAPI document, and router-level errors."""
+
+from __future__ import annotations
+
+import httpx
+from starlette.routing import Route
+
+from magpie.api import create_api
+from magpie.app import Node
+from tests.api.helpers import text
+
+
+async def test_health(anon: httpx.AsyncClient) -> None:
+    r = await anon.get("/health")
+    assert (r.status_code, r.json()) == (200, {"status": 200})
+
+
+async def test_ready_follows_the_store(node: Node, anon: httpx.AsyncClient) -> None:
+    assert (await anon.get("/ready")).status_code == 200
+    await node.store.close()
+    r = await anon.get("/ready")
+    assert (r.status_code, r.json()["code"]) == (503, "unavailable")
+    assert (await anon.get("/health")).status_code == 200
+
+
+async def test_store_failure_is_503(node: Node, http: httpx.AsyncClient) -> None:
+    await node.store.close()
+    r = await http.post("/user/token", json={"uid": "a", "token": "t"})
+    assert (r.status_code, r.json()["code"]) == (503, "unavailable")
+
+
+async def test_metrics_are_prometheus_text(http: httpx.AsyncClient) -> None:
+    body = {"from_uid": "a", "channel_id": "b", "channel_type": 1, "payload": text("x")}
+    assert (await http.post("/message/send", json=body)).status_code == 200
+    await http.post("/message/send", json={**body, "channel_id": "nope", "channel_type": 2})
+    r = await http.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert 'magpie_messages_total{origin="api"} 1.0' in r.text
+    assert 'magpie_send_refused_total{reason="channel_not_exist"} 1.0' in r.text
+
+
+async def test_unknown_route_and_wrong_method_are_json(anon: httpx.AsyncClient) -> None:
+    r = await anon.post("/no/such/thing", json={})
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")
+    r = await anon.post("/user/token/", json={})
+    assert r.status_code == 404, "no slash redirects"
+    r = await anon.get("/message/send")
+    assert (r.status_code, r.json()["code"]) == (405, "method_not_allowed")
+    assert "POST" in r.headers["allow"]
+
+
+def served_routes(node: Node) -> set[tuple[str, str]]:
+    assert node.api is not None
+    app = create_api(node.api)
+    out = set()
+    for route in app.routes:
+        assert isinstance(route, Route)
+        out |= {(route.path, m.lower()) for m in route.methods or () if m != "HEAD"}
+    return out
+
+
+async def test_openapi_lists_every_served_route(node: Node, anon: httpx.AsyncClient) -> None:
+    r = await anon.get("/openapi.json")
+    assert r.status_code == 200
+    doc = r.json()
+    assert doc["openapi"].startswith("3.1")
+    documented = {(path, m) for path, ops in doc["paths"].items() for m in ops}
+    assert documented == served_routes(node)
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["summary"] and "200" in op["responses"], (path, method)
+            if method == "post":
+                schema = op["requestBody"]["content"]["application/json"]["schema"]
+                assert schema["type"] in ("object", "array"), path
+    send = doc["paths"]["/message/send"]["post"]["requestBody"]["content"]["application/json"]
+    assert {"channel_id", "channel_type", "payload"} <= set(send["schema"]["required"])
+    assert doc["paths"]["/route"]["get"]["parameters"][0]["name"] == "uid"
+
+
+async def test_every_documented_route_is_served(node: Node, anon: httpx.AsyncClient) -> None:
+    doc = (await anon.get("/openapi.json")).json()
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            r = await anon.request(method.upper(), path)
+            assert r.status_code not in (404, 405), (method, path, r.text)
