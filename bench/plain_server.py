@@ -1,7 +1,8 @@
 """The baseline server: the ``websockets`` library with no IM logic at all.
 
 ``broadcast`` mode: a binary message from any connection is written to every other
-connection with ``websockets.broadcast`` (the floor for fan-out). ``echo`` mode: each binary
+connection with ``websockets.broadcast`` (the floor for fan-out); frames of at most 16 bytes
+are acknowledgements from the load client, read and dropped. ``echo`` mode: each binary
 message is sent back to its sender (the floor for the send path).
 """
 
@@ -13,6 +14,8 @@ import sys
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+_ACK_SIZE = 16
+
 
 async def main(mode: str, port: int) -> None:
     clients: set[ServerConnection] = set()
@@ -23,7 +26,9 @@ async def main(mode: str, port: int) -> None:
             async for data in ws:
                 if mode == "echo":
                     await ws.send(data)
-                else:
+                elif (
+                    len(data) > _ACK_SIZE
+                ):  # short frames are the load client's acks: read, dropped
                     broadcast([c for c in clients if c is not ws], data)
         finally:
             clients.discard(ws)

@@ -79,6 +79,23 @@ class Settings:
     demo_ui: bool = True
     #: Logging level name.
     log_level: str = "INFO"
+    #: Message extensions (ARCHITECTURE I6): largest ``extra_patch`` (or ``content_edit``) in
+    #: bytes of compact UTF-8 JSON.
+    ext_max_patch_bytes: int = 16 * 1024
+    #: Largest resulting ``extra`` document in bytes (bounds every sync row).
+    ext_max_extra_bytes: int = 64 * 1024
+    #: Most keys in a resulting ``extra``, counted over every nested object.
+    ext_max_keys: int = 256
+    #: Deepest nesting of objects/arrays in a patch or ``extra`` (``{}`` is depth 1).
+    ext_max_depth: int = 8
+    #: Most rows one ``/message/extra/sync`` returns (larger ``limit`` values are capped).
+    ext_sync_max_limit: int = 1000
+    #: Milliseconds changes of one channel are coalesced into one ``syncMessageExtra`` CMD
+    #: (0 = one CMD per change).
+    ext_coalesce_ms: int = 50
+    #: How far (ms) a caller-supplied last-writer-wins ``updated_at`` may be ahead of the
+    #: server clock; a value further ahead would win every later write.
+    ext_max_future_ms: int = 60_000
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -119,10 +136,18 @@ def _validate_positive(s: Settings) -> None:
         "max_packet_bytes",
         "max_payload_bytes",
         "webhook_attempts",
+        "ext_max_patch_bytes",
+        "ext_max_extra_bytes",
+        "ext_max_keys",
+        "ext_max_depth",
+        "ext_sync_max_limit",
     ):
         value = getattr(s, key)
         _check(value > 0, key, value, "must be greater than 0")
     _check(s.retry_attempts >= 0, "retry_attempts", s.retry_attempts, "must be 0 or more")
+    for key in ("ext_coalesce_ms", "ext_max_future_ms"):
+        value = getattr(s, key)
+        _check(value >= 0, key, value, "must be 0 or more")
 
 
 def _validate(s: Settings) -> None:

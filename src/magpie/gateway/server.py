@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -52,7 +52,7 @@ from magpie.protocol.packets import (
     Sub,
     Suback,
 )
-from magpie.store.interface import Store, StoredMessage
+from magpie.store.interface import Store
 
 __all__ = ["Gateway", "GatewayConfig", "PresenceListener"]
 
@@ -101,8 +101,7 @@ class Gateway:
         self._clock = clock
         self._sessions: dict[str, list[Session]] = {}
         self._conn_ids = itertools.count(1)
-        self._retry_heap: list[tuple[float, int, Session, int]] = []
-        self._retry_order = itertools.count()
+        self._retries: deque[tuple[float, Session, int]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._server: object | None = None
         self.port = 0
@@ -327,6 +326,8 @@ class Gateway:
         session.push(session.conn.send(ack))
 
     async def _on_recvack(self, session: Session, ack: Recvack) -> None:
+        # Hot path: one RECVACK per delivered message; the store is touched only for
+        # persisted commands acknowledged by a master device.
         session.inflight.pop(ack.message_id, None)
         persisted_cmd = ack.flags & Flags.SYNC_ONCE and not ack.flags & Flags.NO_PERSIST
         if persisted_cmd and session.device_level == _MASTER and ack.message_seq > 0:
@@ -343,52 +344,53 @@ class Gateway:
 
     def _deliver(self, event: Delivery) -> None:
         msg = event.message
-        persisted = not msg.flags & Flags.NO_PERSIST
+        # Everything that does not depend on the receiving connection is computed once.
+        flags = Flags(msg.flags) & (Flags.RED_DOT | Flags.SYNC_ONCE | Flags.NO_PERSIST)
+        own_flags = flags & ~Flags.RED_DOT  # the sender's other devices get no red dot
+        setting = Setting(msg.setting & Setting.RECEIPT)
+        track = not msg.flags & Flags.NO_PERSIST and self.config.retry_attempts > 0
+        person = msg.channel_type == CHANNEL_PERSON
+        written = 0
         for uid in event.recipients:
             group = self._sessions.get(uid)
             if not group:
                 continue
-            seq = event.queue_seqs.get(uid, msg.message_seq)
+            recv = Recv(
+                setting,
+                "",
+                msg.from_uid,
+                peer_of(msg.channel_id, uid) if person else msg.channel_id,
+                msg.channel_type,
+                msg.client_msg_no,
+                msg.message_id,
+                event.queue_seqs.get(uid, msg.message_seq),
+                msg.timestamp,
+                msg.payload,
+                own_flags if uid == msg.from_uid else flags,
+            )
             for session in tuple(group):
                 if session.conn_id != event.exclude_conn:
-                    self._deliver_one(session, msg, seq, persisted)
+                    written += self._deliver_one(session, recv, track)
+        self._metrics.deliveries.inc(written)
 
-    def _deliver_one(self, session: Session, msg: StoredMessage, seq: int, persisted: bool) -> None:
+    def _deliver_one(self, session: Session, recv: Recv, track: bool) -> int:
+        """Seal ``recv`` with the session's key and queue it; 1 if written."""
         cipher = session.cipher
         if cipher is None or session.closed:
-            return
-        flags = Flags(msg.flags) & (Flags.RED_DOT | Flags.SYNC_ONCE | Flags.NO_PERSIST)
-        if session.uid == msg.from_uid:
-            flags &= ~Flags.RED_DOT
-        channel_id = msg.channel_id
-        if msg.channel_type == CHANNEL_PERSON:
-            channel_id = peer_of(msg.channel_id, session.uid)
-        recv = Recv(
-            setting=Setting(msg.setting & Setting.RECEIPT),
-            msg_key="",
-            from_uid=msg.from_uid,
-            channel_id=channel_id,
-            channel_type=msg.channel_type,
-            client_msg_no=msg.client_msg_no,
-            message_id=msg.message_id,
-            message_seq=seq,
-            timestamp=msg.timestamp,
-            payload=msg.payload,
-            flags=flags,
-        )
+            return 0
         frame = session.conn.send(seal_recv(cipher, recv))
         if not session.push(frame):
-            return
-        self._metrics.deliveries.inc()
-        if persisted and self.config.retry_attempts > 0:
-            if not session.track(msg.message_id, frame):
+            return 0
+        if track:
+            if not session.track(recv.message_id, frame):
                 session.log.info("too many unacked messages; closing so the client resyncs")
                 self._slow_consumer(session)
-                return
-            due = self._clock() + self.config.retry_interval
-            heapq.heappush(
-                self._retry_heap, (due, next(self._retry_order), session, msg.message_id)
+                return 1
+            # retry_interval is constant, so due times are appended in order: a FIFO suffices.
+            self._retries.append(
+                (self._clock() + self.config.retry_interval, session, recv.message_id)
             )
+        return 1
 
     def _kick(self, kick: Kick) -> None:
         for session in self.online(kick.uid):
@@ -416,9 +418,9 @@ class Gateway:
             self._retry_due(self._clock())
 
     def _retry_due(self, now: float) -> None:
-        heap = self._retry_heap
-        while heap and heap[0][0] <= now:
-            _, _, session, message_id = heapq.heappop(heap)
+        retries = self._retries
+        while retries and retries[0][0] <= now:
+            _, session, message_id = retries.popleft()
             pending = session.inflight.get(message_id)
             if pending is None or session.closed:
                 continue
@@ -428,8 +430,7 @@ class Gateway:
             pending.attempts += 1
             self._metrics.retries.inc()
             session.push(pending.frame)
-            due = now + self.config.retry_interval
-            heapq.heappush(heap, (due, next(self._retry_order), session, message_id))
+            retries.append((now + self.config.retry_interval, session, message_id))
 
     async def _idle_loop(self) -> None:
         tick = min(5.0, self.config.idle_timeout / 4)

@@ -42,6 +42,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from magpie.errors import ConfigError, StoreError
+from magpie.store._group_commit import GroupCommit
 from magpie.store._sqlite_setup import (
     SYNCHRONOUS_MODES,
     connect,
@@ -342,6 +343,7 @@ class SqliteStore:
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="magpie-sqlite-writer")
         self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="magpie-sqlite-read")
         self._writer: sqlite3.Connection | None = None
+        self._group = GroupCommit(self._writer_pool)
         self._reader_conns: list[sqlite3.Connection] = []
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
@@ -362,6 +364,9 @@ class SqliteStore:
         self._state = _State.OPENING
         try:
             self._epoch = await self._submit(self._writer_pool, self._open_sync, "open")
+            if self._writer is None:  # unreachable: _open_sync sets it or raises
+                raise StoreError("the store has no writer connection")
+            self._group.bind(self._writer, asyncio.get_running_loop())
         except BaseException:
             await self.close()
             raise
@@ -416,12 +421,15 @@ class SqliteStore:
             raise StoreError(f"store operation {what} failed") from exc
 
     async def _write(self, what: str, job: _Job[T]) -> T:
-        """Run ``job`` as one transaction on the writer thread, after those queued before."""
+        """Run ``job`` in a transaction on the writer thread, after those queued before; it
+        may share its COMMIT with other queued jobs (group commit, see ``_group_commit``)
+        and returns only after that COMMIT."""
         self._require_open()
-        writer = self._writer
-        if writer is None:  # unreachable: set before the state becomes OPEN
-            raise StoreError("the store has no writer connection")
-        return await self._submit(self._writer_pool, partial(run_transaction, writer, job), what)
+        try:
+            result: T = await self._group.submit(job)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store operation {what} failed") from exc
+        return result
 
     async def _read(self, what: str, job: _Job[T]) -> T:
         """Run ``job`` (a single SELECT) on a pooled read-only connection."""
