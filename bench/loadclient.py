@@ -74,9 +74,6 @@ async def _read_magpie(ws: ClientConnection, client: RawClient) -> None:
             ack = Recvack(packet.message_id, packet.message_seq, flags=packet.flags)
             await ws.send(client.conn.send(ack))
 
-    asyncio.get_running_loop().create_task(read())
-    return client
-
 
 async def main(mode: str, url: str, n: int) -> None:
     conns = []
