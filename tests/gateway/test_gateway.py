@@ -292,3 +292,15 @@ async def test_slow_consumer_is_closed_and_others_unaffected(tmp_path: Path) -> 
         assert node.gateway.online("slow") == []
         for c in (sender, fast):
             await c.close()
+
+
+async def test_connack_carries_server_version_only_for_clients_above_v3(node: Node) -> None:
+    tok = await users(node, "v")
+    old = await connect(node, "v", tok["v"], version=2)
+    new = await connect(node, "v", tok["v"], version=4)
+    assert old.connack is not None and old.connack.server_version == 0
+    assert new.connack is not None and new.connack.server_version == 6
+    ack = await new.send("v", 1, text("to myself at v4"))
+    assert ack.reason_code == ReasonCode.SUCCESS
+    await old.close()
+    await new.close()

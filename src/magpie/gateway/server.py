@@ -36,6 +36,7 @@ from magpie.protocol.crypto import (
 )
 from magpie.protocol.limits import Limits
 from magpie.protocol.packets import (
+    LATEST_VERSION,
     Connack,
     Connect,
     Disconnect,
@@ -213,7 +214,15 @@ class Gateway:
         session.device_flag = connect.device_flag
         session.device_id = connect.device_id
         session.device_level = await self._device_level(connect)
-        ack = Connack(now_ms - connect.client_timestamp, ReasonCode.SUCCESS, keys.public_b64, salt)
+        # The server version travels only to clients above version 3 (spec §1.4); the codec
+        # leaves it out for older ones, so CONNACK stays 0x20 for SDK 1.0.4.
+        ack = Connack(
+            now_ms - connect.client_timestamp,
+            ReasonCode.SUCCESS,
+            keys.public_b64,
+            salt,
+            server_version=LATEST_VERSION,
+        )
         await session.ws.send(session.conn.send(ack))
         session.last_seen = self._clock()
         await self._register(session)
