@@ -1,6 +1,7 @@
 # Magpie — the two commands of the README are `make demo` and `make test`.
 # Each creates .venv itself and installs what it needs; nothing else has to be present but
-# Python 3.11 (with pip/venv) and Node.js/npm.
+# Python 3.11 (with pip/venv) and Node.js/npm (`make test` also installs Debian's chromium
+# for the browser tests when it is missing).
 
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -8,9 +9,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := tests/interop/node_modules/.installed-stamp
 NODE_DRIVER := tests/interop/dist/driver.cjs
+WEB_STAMP := web/node_modules/.installed-stamp
+WEB_BUNDLE := src/magpie/web/static/app.js
+WEB_SOURCES := $(shell find web/src -name '*.js' 2>/dev/null)
+CHROMIUM := /usr/bin/chromium
 export MAGPIE_TIME_SCALE ?= 1
 
-.PHONY: demo test lint unit fuzz bench install node clean
+.PHONY: demo test lint unit fuzz bench install node web chromium clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +36,29 @@ $(NODE_DRIVER): $(NODE_STAMP)
 
 node: $(NODE_STAMP) $(NODE_DRIVER)
 
+# The browser demo: web/src bundled with the official JS SDK into $(WEB_BUNDLE) (gitignored).
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+$(WEB_BUNDLE): $(WEB_STAMP) $(WEB_SOURCES)
+	cd web && npm run build --silent
+
+web: $(WEB_BUNDLE)
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	elif command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "make chromium: $(CHROMIUM) is missing and this user can neither apt-get (not root)" \
+			"nor sudo; install Debian's chromium package, then run make test again" >&2; \
+		exit 1; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/ruff format --check src tests bench fuzz
@@ -43,11 +71,11 @@ unit: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --seconds $${FUZZ_SECONDS:-20}
 
-test: $(STAMP) node lint
+test: $(STAMP) node web chromium lint
 	$(BIN)/pytest
 	$(BIN)/python fuzz/run.py --seconds $${FUZZ_SECONDS:-20}
 
-demo: $(STAMP)
+demo: $(STAMP) web
 	$(BIN)/magpie demo
 
 bench: $(STAMP)
@@ -55,3 +83,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/interop/dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf web/node_modules $(WEB_BUNDLE) artifacts

@@ -30,6 +30,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.memory",
         "idle memory per authenticated connection at 10,000 connections",
     ),
+    "ext": (
+        "bench.ext",
+        "extension sync time vs history length (10^3..10^6), CAS updates/s with CMD fan-out",
+    ),
 }
 
 

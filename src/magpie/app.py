@@ -11,6 +11,8 @@ import contextlib
 import logging
 import os
 import stat
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,12 +23,16 @@ from magpie.bus.memory import MemoryBus
 from magpie.config import Settings
 from magpie.core.auth import new_api_key
 from magpie.core.ids import Snowflake
-from magpie.core.messaging import Messaging
+from magpie.core.messaging import Messaging, SendRequest
 from magpie.errors import ConfigError
+from magpie.ext.notify import Cmd, CmdSender, Notifier
+from magpie.ext.patch import PatchLimits
+from magpie.ext.service import ExtService
 from magpie.gateway.server import Gateway, GatewayConfig
 from magpie.gateway.session import OutboundLimits
 from magpie.metrics import Metrics
 from magpie.protocol.limits import Limits
+from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.sqlite import SqliteStore
 
 __all__ = ["Node", "resolve_api_key"]
@@ -72,6 +78,7 @@ class Node:
         self.gateway = Gateway(
             _gateway_config(settings), self.store, self.bus, self.messaging, self.metrics
         )
+        self.ext = _ext_service(settings, self.store, self.messaging)
         self._uvicorn: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
         self.api_port = 0
@@ -96,6 +103,7 @@ class Node:
             gateway=self.gateway,
             metrics=self.metrics,
             ws_addr=self.settings.ws_public_addr or f"ws://{self.settings.host}:{self.ws_port}",
+            ext=self.ext,
         )
         await self.api.start()
         await self._start_http(create_api(self.api))
@@ -133,6 +141,7 @@ class Node:
         if self._uvicorn is not None and self._api_task is not None:
             self._uvicorn.should_exit = True
             await self._api_task
+        await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
         await self.gateway.stop()
         if self.api is not None:
             await self.api.stop()
@@ -146,6 +155,48 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _cmd_sender(messaging: Messaging) -> CmdSender:
+    """ext's CMDs through the business send path: sync-once, no red dot; online-only
+    (no-persist) unless persisted (spec §4.1)."""
+
+    async def send(cmd: Cmd) -> bool:
+        flags = Flags.SYNC_ONCE if cmd.persisted else Flags.SYNC_ONCE | Flags.NO_PERSIST
+        request = SendRequest(
+            from_uid=cmd.from_uid,
+            channel_id=cmd.channel_id,
+            channel_type=cmd.channel_type,
+            payload=cmd.payload,
+            client_msg_no=uuid.uuid4().hex + "0",
+            flags=flags,
+            from_api=True,
+            subscribers=cmd.subscribers,
+        )
+        return (await messaging.send(request)).reason is ReasonCode.SUCCESS
+
+    return send
+
+
+def _ext_service(s: Settings, store: SqliteStore, messaging: Messaging) -> ExtService:
+    limits = PatchLimits(
+        max_patch_bytes=s.ext_max_patch_bytes,
+        max_extra_bytes=s.ext_max_extra_bytes,
+        max_keys=s.ext_max_keys,
+        max_depth=s.ext_max_depth,
+    )
+    return ExtService(
+        store,
+        Notifier(_cmd_sender(messaging), window=s.ext_coalesce_ms / 1000),
+        limits=limits,
+        sync_max_limit=s.ext_sync_max_limit,
+        max_future_ms=s.ext_max_future_ms,
+        clock_ms=_wall_ms,
+    )
 
 
 def _gateway_config(s: Settings) -> GatewayConfig:

@@ -13,17 +13,16 @@ from collections.abc import Sequence
 
 from magpie import __version__
 from magpie.app import Node
+from magpie.client import chat as chat_cli
 from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
 from magpie.errors import ConfigError, MagpieError
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
+from magpie.web import DEMO_GROUP, DEMO_USERS
 
 __all__ = ["main"]
-
-DEMO_USERS = ("alice", "bob", "carol", "dave")
-DEMO_GROUP = "demo-group"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML settings file ([magpie] table)")
     demo = sub.add_parser("demo", help="run a node with demo users, a group and a direct chat")
     demo.add_argument("--config", help="TOML settings file ([magpie] table)")
+    chat = sub.add_parser("chat", help="a terminal chat client (the Python SDK)")
+    chat_cli.add_arguments(chat)
     return parser
 
 
@@ -91,13 +92,17 @@ async def _seed_demo(node: Node) -> None:
 
 def _settings(config: str | None, demo: bool) -> Settings:
     if demo:
-        return load_settings(config) if config else load_settings(None, data_dir="var/demo")
+        if config:
+            return load_settings(config)
+        return load_settings(None, data_dir="var/demo", demo_login=True)
     return load_settings(config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``magpie`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "chat":
+        return chat_cli.run(args)
     try:
         settings = _settings(args.config, args.command == "demo")
         logging.basicConfig(

@@ -75,8 +75,12 @@ class Settings:
     webhook_batch_interval: float = 0.5
     #: Delivery attempts per webhook batch.
     webhook_attempts: int = 5
-    #: Serve the browser demo page.
+    #: Serve the browser demo page (``GET /`` and ``/static/*``).
     demo_ui: bool = True
+    #: Enable ``POST /demo/login`` and ``GET /demo/users``: anybody who can reach the API may
+    #: log in as any demo user (the server issues a fresh token, acting as the business
+    #: server). For ``magpie demo`` only; never turn it on for real users.
+    demo_login: bool = False
     #: Logging level name.
     log_level: str = "INFO"
     #: Message extensions (ARCHITECTURE I6): largest ``extra_patch`` (or ``content_edit``) in

@@ -319,6 +319,7 @@ async def test_context_subscribes_to_a_presence_source(node: Node, receiver: Rec
         gateway=gateway,
         metrics=Metrics(),
         ws_addr="",
+        ext=node.ext,
     )
     await ctx.start()
     try:

@@ -33,6 +33,9 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"MAGPIE_HOST": "not a host"}, "host"),
         ({"MAGPIE_WEBHOOK_URL": "ftp://x"}, "webhook_url"),
         ({"MAGPIE_WS_PORT": "5001"}, "api_port"),
+        ({"MAGPIE_EXT_MAX_KEYS": "0"}, "ext_max_keys"),
+        ({"MAGPIE_EXT_SYNC_MAX_LIMIT": "0"}, "ext_sync_max_limit"),
+        ({"MAGPIE_EXT_COALESCE_MS": "-1"}, "ext_coalesce_ms"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:

@@ -22,8 +22,13 @@ from magpie.store.interface import (
     AppendResult,
     ChannelInfo,
     ConversationRow,
+    ExtAttempt,
+    ExtDecision,
+    ExtFields,
+    ExtRow,
     NewMessage,
     Store,
+    StoredMessage,
     TokenRow,
 )
 from magpie.store.sqlite import SqliteStore
@@ -206,6 +211,18 @@ async def test_tokens_set_get_replace_and_clear(store: Store) -> None:
     assert await store.clear_tokens("alice", None) == 2
     assert await store.clear_tokens("alice", None) == 0
     assert await store.get_token("bob", 1) is not None
+
+
+async def test_find_tokens_by_digest(store: Store) -> None:
+    await store.set_token(TokenRow("bob", 1, b"shared", 0))
+    await store.set_token(TokenRow("alice", 2, b"shared", 1))
+    await store.set_token(TokenRow("alice", 0, b"own", 0))
+    assert await store.find_tokens(b"shared") == [
+        TokenRow("alice", 2, b"shared", 1),
+        TokenRow("bob", 1, b"shared", 0),
+    ]
+    assert await store.find_tokens(b"own") == [TokenRow("alice", 0, b"own", 0)]
+    assert await store.find_tokens(b"none") == []
 
 
 async def test_channels_upsert_get_delete(store: Store) -> None:
@@ -550,4 +567,263 @@ async def test_an_appended_message_is_visible_to_a_fresh_store(backend: Backend)
         assert [e.queue_seq for e in await fresh.read_queue("bob", 0, 10)] == [seqs["bob"]]
         bob = await conversation(fresh, "bob")
         assert bob is not None and bob.unread == 1
+    await writer.close()
+
+
+# --- message extensions (I6) ---------------------------------------------------------------
+
+Decide = Callable[[ExtRow | None, StoredMessage], ExtDecision]
+
+
+def attempt(message_id: int, action_id: str, **patch: object) -> ExtAttempt:
+    return ExtAttempt(message_id, action_id, "carol", "web", "test", patch, 1_700_000_000_000)
+
+
+def set_status(status: str, at: int = 100, extra: dict[str, object] | None = None) -> Decide:
+    """Apply: set ``status`` (and ``extra``) on whatever is there."""
+
+    def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+        base = row.fields if row is not None else ExtFields()
+        fields = ExtFields(status, base.extra if extra is None else extra, *_rest(base))
+        return ExtDecision("applied", fields, at, row.version if row else 0)
+
+    return decide
+
+
+def _rest(f: ExtFields) -> tuple[bool, str, object, int, int]:
+    return (f.revoke, f.revoker, f.content_edit, f.edited_at, f.readed_count)
+
+
+def reject(result: str) -> Decide:
+    def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+        return ExtDecision(result, None, 0, 7, f"{result}: no")
+
+    return decide
+
+
+async def test_update_ext_applies_and_logs(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    extra = {"votes": {"yes": 2}, "note": "ünïcode ✓", "list": [1, 2.5, None, True]}
+    out = await store.update_ext(attempt(1_000_001, "a1", s="open"), set_status("open", 5, extra))
+    assert out is not None and not out.duplicate and out.row is not None
+    row = out.row
+    assert (row.message_id, row.channel_id, row.channel_type, row.message_seq) == (
+        1_000_001,
+        "g1",
+        GROUP,
+        1,
+    )
+    assert (row.version, row.extra_version, row.updated_at) == (1, 1, 5)
+    assert (row.updated_uid, row.updated_device) == ("carol", "web")
+    assert row.fields.status == "open" and dict(row.fields.extra) == extra
+    assert row.fields.content_edit is None and row.fields.revoke is False
+    op = out.op
+    assert (op.message_id, op.action_id, op.actor_uid, op.actor_device, op.operation) == (
+        1_000_001,
+        "a1",
+        "carol",
+        "web",
+        "test",
+    )
+    assert (op.result, op.status_before, op.status_after, op.version_after) == (
+        "applied",
+        "",
+        "open",
+        1,
+    )
+    assert dict(op.patch) == {"s": "open"} and op.created_at == 1_700_000_000_000
+    assert out.last_applied == op and row.last_op_id == op.op_id
+    assert out.message.message_id == 1_000_001
+    assert await store.get_ext(1_000_001) == row
+    second = await store.update_ext(attempt(1_000_001, "a2"), set_status("done", 9))
+    assert second is not None and second.row is not None
+    assert (second.row.version, second.row.extra_version) == (2, 2)
+    assert dict(second.row.fields.extra) == extra, "fields the decision kept stay"
+    assert (second.op.status_before, second.op.status_after) == ("open", "done")
+    assert second.op.op_id > op.op_id
+
+
+async def test_extra_version_is_per_channel_and_strictly_increasing(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    await store.append_message(msg(2), [])
+    await store.append_message(msg(3, channel_id="g2"), [])
+    seen = []
+    for n, mid in enumerate([1_000_001, 1_000_002, 1_000_001, 1_000_003, 1_000_002]):
+        out = await store.update_ext(attempt(mid, f"x{n}"), set_status(f"s{n}"))
+        assert out is not None and out.row is not None
+        seen.append((out.row.channel_id, out.row.extra_version))
+    assert seen == [("g1", 1), ("g1", 2), ("g1", 3), ("g2", 1), ("g1", 4)]
+    row = await store.get_ext(1_000_001)
+    assert row is not None and (row.version, row.extra_version) == (2, 3)
+
+
+@pytest.mark.parametrize("result", ["conflict", "forbidden", "invalid", "stale"])
+async def test_a_rejection_is_logged_and_changes_nothing(store: Store, result: str) -> None:
+    await store.append_message(msg(1), [])
+    first = await store.update_ext(attempt(1_000_001, "a1"), set_status("open"))
+    assert first is not None
+    out = await store.update_ext(attempt(1_000_001, "a2"), reject(result))
+    assert out is not None and out.row == first.row and not out.duplicate
+    assert (out.op.result, out.op.base_version, out.op.detail) == (result, 7, f"{result}: no")
+    assert (out.op.status_before, out.op.status_after, out.op.version_after) == ("open", "open", 1)
+    assert out.last_applied == first.op
+    assert await store.get_ext(1_000_001) == first.row
+    nxt = await store.update_ext(attempt(1_000_001, "a3"), set_status("x"))
+    assert nxt is not None and nxt.row is not None
+    assert (nxt.row.version, nxt.row.extra_version) == (2, 2), "no number consumed"
+    ops = await store.list_ops(1_000_001, 0, 10)
+    assert [o.result for o in ops] == ["applied", result, "applied"]
+
+
+async def test_a_rejection_of_a_never_changed_message(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    out = await store.update_ext(attempt(1_000_001, "a1"), reject("conflict"))
+    assert out is not None and out.row is None and out.last_applied is None
+    assert out.op.version_after == 0 and out.op.result == "conflict"
+    assert await store.get_ext(1_000_001) is None
+    assert await store.sync_ext("g1", GROUP, 0, 10) == []
+
+
+async def test_a_repeated_action_id_returns_the_original(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    first = await store.update_ext(attempt(1_000_001, "same"), set_status("one"))
+    calls: list[int] = []
+
+    def must_not_run(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+        calls.append(1)
+        raise AssertionError("decide ran for a duplicate")
+
+    again = await store.update_ext(attempt(1_000_001, "same", other=1), must_not_run)
+    assert first is not None and again is not None and calls == []
+    assert again.duplicate and again.op == first.op and again.row == first.row
+    rejected = await store.update_ext(attempt(1_000_001, "r"), reject("stale"))
+    assert rejected is not None
+    replay = await store.update_ext(attempt(1_000_001, "r"), set_status("would apply"))
+    assert replay is not None and replay.duplicate and replay.op == rejected.op
+    assert replay.row == first.row and replay.last_applied == first.op
+    assert len(await store.list_ops(1_000_001, 0, 10)) == 2
+    await store.append_message(msg(2), [])
+    other = await store.update_ext(attempt(1_000_002, "same"), set_status("two"))
+    assert other is not None and not other.duplicate, "action ids are per message"
+
+
+async def test_update_ext_needs_a_channel_log_message(store: Store) -> None:
+    assert await store.update_ext(attempt(1_000_001, "a"), set_status("x")) is None
+    await store.append_to_queues(msg(2), ["bob"])  # a sync-once command: seq 0
+    assert await store.update_ext(attempt(1_000_002, "a"), set_status("x")) is None
+    assert await store.list_ops(1_000_002, 0, 10) == []
+
+
+async def test_a_failing_decision_commits_nothing(store: Store) -> None:
+    await store.append_message(msg(1), [])
+
+    def boom(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+        raise ValueError("decision failed")
+
+    with pytest.raises(ValueError, match="decision failed"):
+        await store.update_ext(attempt(1_000_001, "a1"), boom)
+    with pytest.raises(StoreError):
+        await store.update_ext(attempt(1_000_001, "a2"), reject("nonsense"))
+    assert await store.get_ext(1_000_001) is None
+    assert await store.list_ops(1_000_001, 0, 10) == []
+    ok = await store.update_ext(attempt(1_000_001, "a1"), set_status("fine"))
+    assert ok is not None and ok.row is not None and ok.row.extra_version == 1
+
+
+async def test_fields_round_trip(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    edit = {"type": 1, "content": "fixed 🐦", "nested": {"a": [1, {"b": None}]}}
+    fields = ExtFields("s", {"k": 1.5}, True, "bob", edit, 1_700_000_123, 42)
+
+    def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+        return ExtDecision("applied", fields, 2**62, 0)
+
+    out = await store.update_ext(attempt(1_000_001, "a"), decide)
+    stored = await store.get_ext(1_000_001)
+    assert out is not None and stored is not None and stored == out.row
+    assert stored.fields == fields and stored.updated_at == 2**62
+
+
+async def test_sync_ext_reads_rows_after_the_cursor(store: Store) -> None:
+    for n in range(1, 8):
+        await store.append_message(msg(n), [])
+    await store.append_message(msg(20, channel_id="g2"), [])
+    order = [1, 2, 3, 1, 4, 5, 2]  # extra_versions 1..7; message 1 ends at 4, 2 at 7
+    for i, n in enumerate(order):
+        await store.update_ext(attempt(1_000_000 + n, f"a{i}"), set_status(f"s{i}"))
+    await store.update_ext(attempt(1_000_020, "g2"), set_status("other channel"))
+
+    async def sync(after: int, limit: int) -> list[tuple[int, int]]:
+        rows = await store.sync_ext("g1", GROUP, after, limit)
+        return [(r.message_id - 1_000_000, r.extra_version) for r in rows]
+
+    assert await sync(0, 100) == [(3, 3), (1, 4), (4, 5), (5, 6), (2, 7)]
+    assert await sync(0, 2) == [(5, 6), (2, 7)], "cursor 0: the newest, ascending"
+    assert await sync(3, 2) == [(1, 4), (4, 5)], "after the cursor: the oldest first"
+    assert await sync(6, 10) == [(2, 7)]
+    assert await sync(7, 10) == []
+    assert await sync(1, 0) == []
+    assert await store.sync_ext("g1", PERSON, 0, 10) == []
+    assert [r.extra_version for r in await store.sync_ext("g2", GROUP, 0, 10)] == [1]
+
+
+async def test_get_exts_and_list_ops(store: Store) -> None:
+    for n in range(1, 4):
+        await store.append_message(msg(n), [])
+    for i in range(5):
+        await store.update_ext(attempt(1_000_001, f"a{i}"), set_status(f"s{i}"))
+    await store.update_ext(attempt(1_000_003, "b"), set_status("three"))
+    got = await store.get_exts([1_000_003, 1_000_002, 1_000_001, 1_000_001, 42])
+    assert sorted(got) == [1_000_001, 1_000_003]
+    assert got[1_000_001].version == 5 and got[1_000_003].fields.status == "three"
+    assert await store.get_exts([]) == {}
+    many = await store.get_exts(list(range(1_000_000, 1_002_000)))
+    assert sorted(many) == [1_000_001, 1_000_003]
+    ops = await store.list_ops(1_000_001, 0, 3)
+    assert [o.action_id for o in ops] == ["a0", "a1", "a2"]
+    rest = await store.list_ops(1_000_001, ops[-1].op_id, 10)
+    assert [o.action_id for o in rest] == ["a3", "a4"]
+    assert await store.list_ops(1_000_001, 0, 0) == []
+    assert await store.list_ops(1_000_002, 0, 10) == []
+
+
+async def test_concurrent_cas_has_one_winner_per_version(store: Store) -> None:
+    await store.append_message(msg(1), [])
+
+    def cas(expected: int, tag: str) -> Decide:
+        def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+            current = row.version if row is not None else 0
+            if current != expected:
+                return ExtDecision("conflict", None, 0, expected, "conflict: lost")
+            return ExtDecision("applied", ExtFields(tag), current + 1, expected)
+
+        return decide
+
+    async def racer(task: int) -> list[int]:
+        won = []
+        for rnd in range(5):
+            row = await store.get_ext(1_000_001)
+            version = row.version if row is not None else 0
+            out = await store.update_ext(attempt(1_000_001, f"{task}-{rnd}"), cas(version, "t"))
+            assert out is not None
+            if out.op.result == "applied":
+                won.append(out.op.version_after)
+        return won
+
+    wins = [v for won in await asyncio.gather(*(racer(t) for t in range(20))) for v in won]
+    row = await store.get_ext(1_000_001)
+    assert row is not None and sorted(wins) == list(range(1, row.version + 1))
+    ops = await store.list_ops(1_000_001, 0, 1000)
+    assert len(ops) == 100
+    assert sorted(o.version_after for o in ops if o.result == "applied") == sorted(wins)
+
+
+async def test_an_extension_is_visible_to_a_fresh_store(backend: Backend) -> None:
+    writer = backend.new_store()
+    await writer.open()
+    await writer.append_message(msg(1), [])
+    out = await writer.update_ext(attempt(1_000_001, "a"), set_status("durable"))
+    async with opened(backend) as fresh:
+        assert out is not None and await fresh.get_ext(1_000_001) == out.row
+        assert [o.op_id for o in await fresh.list_ops(1_000_001, 0, 5)] == [out.op.op_id]
     await writer.close()

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from magpie import __version__
 from magpie.api.auth import require_business, require_credential
@@ -32,7 +32,7 @@ from magpie.api.http import (
     read_json,
 )
 from magpie.api.openapi import build_document
-from magpie.api.routes import all_endpoints
+from magpie.api.routes import all_endpoints, demo
 from magpie.api.routes.ops import openapi_endpoint
 from magpie.errors import ApiError, NotFound, StoreError
 
@@ -54,7 +54,10 @@ def endpoints_of(ctx: ApiContext) -> list[Endpoint[Any]]:
 
 def create_api(ctx: ApiContext) -> Starlette:
     """The ASGI app serving the HTTP API of one node."""
-    routes = [Route(ep.path, _bind(ctx, ep), methods=[ep.method]) for ep in endpoints_of(ctx)]
+    routes: list[BaseRoute] = [
+        Route(ep.path, _bind(ctx, ep), methods=[ep.method]) for ep in endpoints_of(ctx)
+    ]
+    routes += demo.static_routes(ctx.settings)  # the demo page's files (not API routes)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False  # a POST must not be redirected to another path
     return app

@@ -12,6 +12,10 @@ send them, a ``token: <credential>`` header.
   must match that uid's token for one of its device flags. No credential is 401
   ``unauthorized``; a credential that is neither the API key nor a token of the named uid is
   403 ``forbidden`` (a user asking about somebody else lands here).
+* **Token-only endpoints** (:func:`require_user_or_token`, ``/message/extra/sync``, whose
+  TangSengDaoDao body names no uid) also accept a user token *without* a uid: the token's
+  digest is looked up, and it identifies its user when exactly one uid registered it. An
+  unknown token is 401; a token registered by several uids needs the uid in the body (400).
 """
 
 from __future__ import annotations
@@ -20,12 +24,19 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from magpie.core.auth import api_key_matches, token_matches
+from magpie.core.auth import api_key_matches, hash_token, token_matches
 from magpie.errors import BadRequest, Forbidden, Unauthorized
 from magpie.protocol.packets import DeviceFlag
 from magpie.store.interface import Store
 
-__all__ = ["Caller", "credential", "require_business", "require_credential", "require_user"]
+__all__ = [
+    "Caller",
+    "credential",
+    "require_business",
+    "require_credential",
+    "require_user",
+    "require_user_or_token",
+]
 
 _BEARER = "bearer "
 
@@ -75,6 +86,25 @@ async def require_user(
     if await _is_token_of(store, uid, presented):
         return Caller(uid, business=False)
     raise Forbidden("the credential is not the API key nor a token of this uid")
+
+
+async def require_user_or_token(
+    request: Request, api_key: str, store: Store, uid: str, *, field: str = "uid"
+) -> Caller:
+    """Like :func:`require_user` when ``uid`` is given; without it, the business server (on
+    behalf of nobody) or the one user whose token was presented. The lookup is by SHA-256
+    digest, so its timing tells nothing useful about the token."""
+    if uid:
+        return await require_user(request, api_key, store, uid, field=field)
+    presented = require_credential(request)
+    if api_key_matches(presented, api_key):
+        return Caller("", business=True)
+    uids = sorted({row.uid for row in await store.find_tokens(hash_token(presented))})
+    if not uids:
+        raise Unauthorized("unknown credential")
+    if len(uids) > 1:
+        raise BadRequest(f"{field} is required: several users share this token", field=field)
+    return Caller(uids[0], business=False)
 
 
 async def _is_token_of(store: Store, uid: str, token: str) -> bool:

@@ -18,6 +18,7 @@ from magpie.bus.interface import Bus
 from magpie.config import Settings
 from magpie.core.messaging import Messaging
 from magpie.errors import StoreError
+from magpie.ext.service import ExtService
 from magpie.metrics import Metrics
 from magpie.protocol.packets import Flags
 from magpie.store.interface import Store, StoredMessage
@@ -40,6 +41,7 @@ class ApiContext:
     gateway: Presence
     metrics: Metrics
     ws_addr: str
+    ext: ExtService
     webhooks: WebhookDispatcher | None = field(default=None, init=False)
     started: bool = field(default=False, init=False)
 

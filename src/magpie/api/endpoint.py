@@ -52,3 +52,5 @@ class Endpoint(Generic[T]):
     response: dict[str, Any] = field(default_factory=dict)
     tag: str = "im"
     raw_response: str = ""  # a non-JSON media type (``/metrics``)
+    #: Further error answers to document: ``(status, description)``.
+    errors: tuple[tuple[int, str], ...] = ()

@@ -77,9 +77,9 @@ def ok_data(data: Any) -> JSONResponse:
     return JSONResponse({"status": 200, "data": data})
 
 
-def bare(body: Any) -> JSONResponse:
+def bare(body: Any, headers: dict[str, str] | None = None) -> JSONResponse:
     """A bare JSON body (the endpoints that return arrays or objects directly)."""
-    return JSONResponse(body)
+    return JSONResponse(body, headers=headers)
 
 
 def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

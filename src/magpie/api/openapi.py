@@ -37,6 +37,66 @@ _MESSAGE_RESP: dict[str, Any] = {
         "timestamp": {"type": "integer"},
         "payload": {"type": "string", "format": "byte"},
         "expire": {"type": "integer"},
+        "message_extra": {
+            "description": "/channel/messagesync only: the message's extension (null if never "
+            "changed)",
+            "oneOf": [{"$ref": "#/components/schemas/ExtRow"}, {"type": "null"}],
+        },
+    },
+}
+
+_EXT_ROW: dict[str, Any] = {
+    "type": "object",
+    "description": "A message's extension (ARCHITECTURE I6; TSDD names, spec §5.2). "
+    "channel_id is the peer for person channels (the storage id for the business API).",
+    "properties": {
+        "message_id": {"type": "integer", "format": "int64"},
+        "message_id_str": {"type": "string"},
+        "message_seq": {"type": "integer"},
+        "channel_id": {"type": "string"},
+        "channel_type": {"type": "integer"},
+        "extra_version": {"type": "integer", "description": "per-channel change counter"},
+        "version": {"type": "integer", "description": "+1 per accepted change of the message"},
+        "status": {"type": "string"},
+        "extra": {"type": "object"},
+        "revoke": {"type": "integer", "enum": [0, 1]},
+        "revoker": {"type": "string"},
+        "readed_count": {"type": "integer"},
+        "content_edit": {"oneOf": [{"type": "object"}, {"type": "null"}]},
+        "edited_at": {"type": "integer", "description": "unix seconds; 0 = never"},
+        "updated_at": {"type": "integer", "description": "hybrid logical clock value"},
+        "updated_by": {
+            "type": "object",
+            "properties": {"uid": {"type": "string"}, "device": {"type": "string"}},
+        },
+    },
+}
+
+_EXT_OP: dict[str, Any] = {
+    "type": "object",
+    "description": "One row of a message's operation log (every attempted change)",
+    "properties": {
+        "op_id": {"type": "integer"},
+        "message_id": {"type": "integer", "format": "int64"},
+        "message_id_str": {"type": "string"},
+        "action_id": {"type": "string"},
+        "actor": {
+            "type": "object",
+            "properties": {"uid": {"type": "string"}, "device": {"type": "string"}},
+        },
+        "operation": {"type": "string"},
+        "patch": {"type": "object"},
+        "base_version": {"type": "integer"},
+        "status_before": {"type": "string"},
+        "status_after": {"type": "string"},
+        "version_after": {"type": "integer"},
+        "result": {
+            "type": "string",
+            "enum": ["applied", "conflict", "forbidden", "invalid", "stale"],
+        },
+        "code": {"type": "string", "description": "a rejection's reason code"},
+        "detail": {"type": "string"},
+        "created_at": {"type": "integer", "description": "unix milliseconds"},
     },
 }
 
@@ -107,6 +167,8 @@ def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
         out["403"] = _error("the credential may not act for this uid / channel")
     if ep.body is not None:
         out["413"] = _error("body or a field above its limit")
+    for status, description in ep.errors:
+        out[str(status)] = _error(description)
     out["5XX"] = _error("the node is not ready or failed")
     return out
 
@@ -152,6 +214,8 @@ def build_document(endpoints: Sequence[Endpoint[Any]], version: str) -> dict[str
             "schemas": {
                 "MessageResp": _MESSAGE_RESP,
                 "Conversation": _CONVERSATION,
+                "ExtRow": _EXT_ROW,
+                "ExtOp": _EXT_OP,
                 "Error": _ERROR,
             },
             "securitySchemes": _SECURITY_SCHEMES,

@@ -5,6 +5,9 @@
 channel is stored under its fake id (``a@b``); every rendering rewrites it to the peer as seen
 by a *viewer* uid — the asking user, or the sender for webhooks (so the business server sees
 the receiver, as WuKongIM does).
+
+Extension rows (``/message/extra/sync``, ``message_extra`` in ``/channel/messagesync``) use the
+shape of :meth:`magpie.ext.merge.ExtSnapshot.to_json`, the one the SDKs parse.
 """
 
 from __future__ import annotations
@@ -13,10 +16,19 @@ import base64
 from typing import Any
 
 from magpie.core.channels import CHANNEL_PERSON, peer_of
+from magpie.ext.merge import ExtSnapshot
+from magpie.ext.model import ExtState, OpRecord
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ConversationRow, StoredMessage
 
-__all__ = ["conversation_resp", "message_resp", "visible_channel_id"]
+__all__ = [
+    "conversation_resp",
+    "ext_row",
+    "message_resp",
+    "message_with_extra",
+    "op_resp",
+    "visible_channel_id",
+]
 
 
 def visible_channel_id(channel_id: str, channel_type: int, viewer: str) -> str:
@@ -71,4 +83,61 @@ def conversation_resp(
         "readed_to_msg_seq": row.readed_to_msg_seq,
         "version": row.version,
         "recents": [message_resp(m, viewer) for m in recents],
+    }
+
+
+def ext_row(state: ExtState, viewer: str | None) -> dict[str, Any]:
+    """A sync row of ``state`` as ``viewer`` sees it; ``None``: the storage channel id (the
+    business server's view, e.g. ``a@b`` for a person channel)."""
+    channel_id = state.channel_id
+    if viewer is not None:
+        channel_id = visible_channel_id(state.channel_id, state.channel_type, viewer)
+    f = state.fields
+    snapshot = ExtSnapshot(
+        message_id=state.message_id,
+        version=state.version,
+        extra_version=state.extra_version,
+        message_seq=state.message_seq,
+        channel_id=channel_id,
+        channel_type=state.channel_type,
+        status=f.status,
+        extra=f.extra,
+        revoke=int(f.revoke),
+        revoker=f.revoker,
+        readed_count=f.readed_count,
+        content_edit=f.content_edit,
+        edited_at=f.edited_at,
+        updated_at=state.updated_at,
+        updated_by_uid=state.updated_by.uid,
+        updated_by_device=state.updated_by.device,
+    )
+    return snapshot.to_json()
+
+
+def message_with_extra(msg: StoredMessage, ext: ExtState | None, viewer: str) -> dict[str, Any]:
+    """A MessageResp with the message's extension as ``message_extra`` (``None`` if it was
+    never changed), so a freshly loaded page is already current."""
+    resp = message_resp(msg, viewer)
+    resp["message_extra"] = None if ext is None else ext_row(ext, viewer)
+    return resp
+
+
+def op_resp(op: OpRecord) -> dict[str, Any]:
+    """One operation-log row."""
+    return {
+        "op_id": op.op_id,
+        "message_id": op.message_id,
+        "message_id_str": str(op.message_id),
+        "action_id": op.action_id,
+        "actor": {"uid": op.actor.uid, "device": op.actor.device},
+        "operation": op.operation,
+        "patch": dict(op.patch),
+        "base_version": op.base_version,
+        "status_before": op.status_before,
+        "status_after": op.status_after,
+        "version_after": op.version_after,
+        "result": op.result.value,
+        "code": op.code,
+        "detail": op.detail,
+        "created_at": op.created_at,
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -28,12 +29,15 @@ from magpie.core.channels import (
 from magpie.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
+    "AnyObject",
     "Array",
     "Base64",
     "ChannelId",
     "ChannelType",
+    "Choice",
     "F",
     "Flag",
+    "IntOrString",
     "Integer",
     "Object",
     "Spec",
@@ -95,6 +99,72 @@ class Integer:
     def schema(self) -> dict[str, Any]:
         """``integer`` with bounds."""
         return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+
+
+_DECIMAL = re.compile(r"[0-9]{1,19}")  # ASCII digits only: int() also takes '٣'
+
+
+@dataclass(frozen=True, slots=True)
+class IntOrString:
+    """An integer in ``[minimum, maximum]`` given as a JSON number or a decimal string:
+    JavaScript cannot hold an int64 exactly, so ids (``message_idstr``, spec §4) and HLC
+    values travel as strings too."""
+
+    minimum: int = 1
+    maximum: int = 2**63 - 1
+
+    def parse(self, value: object, where: str) -> int:
+        """The integer, range-checked."""
+        if isinstance(value, str) and _DECIMAL.fullmatch(value):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(where, "must be an integer or a decimal string")
+        if not self.minimum <= value <= self.maximum:
+            raise _bad(where, f"must be between {self.minimum} and {self.maximum}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        """An integer, or a string of digits."""
+        number = {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+        return {"oneOf": [number, {"type": "string", "pattern": "^[0-9]{1,19}$"}]}
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One of a fixed set of strings."""
+
+    options: tuple[str, ...]
+
+    def parse(self, value: object, where: str) -> str:
+        """The chosen option."""
+        if not isinstance(value, str) or value not in self.options:
+            raise _bad(where, f"must be one of {', '.join(self.options)}")
+        return value
+
+    def schema(self) -> dict[str, Any]:
+        """A string enum."""
+        return {"type": "string", "enum": list(self.options)}
+
+
+@dataclass(frozen=True, slots=True)
+class AnyObject:
+    """Any JSON object (its content is checked by the service that uses it, e.g. the
+    extension limits of ``magpie.ext.patch``; the request body limit bounds it here)."""
+
+    description: str = ""
+
+    def parse(self, value: object, where: str) -> dict[str, Any]:
+        """The object."""
+        if not isinstance(value, Mapping):
+            raise _bad(where, "must be a JSON object")
+        return dict(value)
+
+    def schema(self) -> dict[str, Any]:
+        """``object``."""
+        out: dict[str, Any] = {"type": "object"}
+        if self.description:
+            out["description"] = self.description
+        return out
 
 
 @dataclass(frozen=True, slots=True)

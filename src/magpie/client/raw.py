@@ -129,7 +129,14 @@ class RawClient:
         """Write an already sealed SEND and wait for the SENDACK with its client_seq."""
         fut: asyncio.Future[Sendack] = asyncio.get_running_loop().create_future()
         self._acks[packet.client_seq] = fut
-        await self.write(packet)
+        try:
+            await self.write(packet)
+        except BaseException:
+            # Nobody will await the future: drop it so its exception is not left unretrieved.
+            if self._acks.get(packet.client_seq) is fut:
+                del self._acks[packet.client_seq]
+            fut.cancel()
+            raise
         return await fut
 
     def seal(
@@ -202,6 +209,12 @@ class RawClient:
             self.messages.put_nowait(ReceivedMessage(packet, payload))
             return
         self.packets.put_nowait(packet)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a closing handshake (a dead peer would
+        not answer one)."""
+        if self._ws is not None:
+            self._ws.transport.abort()
 
     async def close(self) -> None:
         """Close the socket and stop reading."""

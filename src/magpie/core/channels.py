@@ -16,6 +16,7 @@ __all__ = [
     "CHANNEL_PERSON",
     "MAX_ID_LENGTH",
     "fake_channel_id",
+    "parties",
     "peer_of",
     "validate_channel_id",
     "validate_channel_type",
@@ -72,6 +73,12 @@ def fake_channel_id(a: str, b: str) -> str:
     the id stays the same whichever side asks."""
     first, second = (a, b) if (_crc(a), a) > (_crc(b), b) else (b, a)
     return f"{first}@{second}"
+
+
+def parties(fake_id: str) -> tuple[str, str]:
+    """The two uids of the person channel ``fake_id`` (uids never contain ``@``)."""
+    first, _, second = fake_id.partition("@")
+    return first, second
 
 
 def peer_of(fake_id: str, uid: str) -> str:

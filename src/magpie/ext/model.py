@@ -61,7 +61,7 @@ class Fields:
     and the standard WuKongIM / TangSengDaoDao fields (spec §5)."""
 
     status: str = ""
-    extra: Mapping[str, Any] = _EMPTY
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     revoke: bool = False
     revoker: str = ""
     content_edit: Mapping[str, Any] | None = None
@@ -148,8 +148,16 @@ class OpRecord:
     status_after: str
     version_after: int
     result: Result
-    detail: str
+    detail: str  # "<code>: <message>" for a rejection, "" when applied
     created_at: int  # unix milliseconds
+
+    @property
+    def code(self) -> str:
+        """A rejection's stable reason code (``conflict``, ``stale``, ``too_large``,
+        ``revoked``, ...); ``""`` when applied."""
+        if self.result is Result.APPLIED:
+            return ""
+        return self.detail.partition(":")[0] or self.result.value
 
 
 @dataclass(frozen=True, slots=True)

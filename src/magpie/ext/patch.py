@@ -56,10 +56,18 @@ class Shape:
     depth: int  # nesting of objects/arrays
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    if isinstance(value, Mapping):  # e.g. a read-only MappingProxyType
+        return dict(value)
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
 def encode(value: object) -> str:
     """Compact JSON (``,`` and ``:`` without spaces, UTF-8 text, no NaN): the form that is
-    measured, stored and hashed."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    measured and stored."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_mapping
+    )
 
 
 def _check_scalar(value: object) -> None:

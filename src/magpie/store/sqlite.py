@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from magpie.errors import ConfigError, StoreError
 from magpie.store._group_commit import GroupCommit
+from magpie.store._sqlite_ext import SqliteExtMethods
 from magpie.store._sqlite_setup import (
     SYNCHRONOUS_MODES,
     connect,
@@ -90,6 +91,9 @@ _GET_TOKEN = """
     WHERE uid = ? AND device_flag = ?"""  # noqa: S105 (SQL)
 _CLEAR_TOKEN = "DELETE FROM tokens WHERE uid = ? AND device_flag = ?"  # noqa: S105 (SQL)
 _CLEAR_TOKENS = "DELETE FROM tokens WHERE uid = ?"
+_FIND_TOKENS = """
+    SELECT uid, device_flag, token_hash, device_level FROM tokens
+    WHERE token_hash = ? ORDER BY uid, device_flag"""
 
 _UPSERT_CHANNEL = """
     INSERT INTO channels (channel_id, channel_type, large, ban) VALUES (?, ?, ?, ?)
@@ -309,8 +313,11 @@ def _ack_queue(conn: sqlite3.Connection, uid: str, seq: int) -> int:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqliteStore:
+class SqliteStore(SqliteExtMethods):
     """A :class:`~magpie.store.interface.Store` in one SQLite file (WAL, single writer).
+
+    The message-extension methods come from :class:`SqliteExtMethods`
+    (``magpie.store._sqlite_ext``).
 
     ``path`` must name a file: an in-memory database cannot be shared by the writer and the
     reader connections. ``synchronous`` is the ``PRAGMA synchronous`` level; only ``FULL``
@@ -469,6 +476,11 @@ class SqliteStore:
         else:
             sql, args = _CLEAR_TOKEN, (uid, device_flag)
         return await self._write("clear_tokens", lambda c: c.execute(sql, args).rowcount)
+
+    async def find_tokens(self, token_hash: bytes) -> list[TokenRow]:
+        """Every token row with this digest (index ``tokens_by_hash``)."""
+        rows = await self._fetch_all("find_tokens", _FIND_TOKENS, (token_hash,))
+        return [TokenRow(*row) for row in rows]
 
     # channels -------------------------------------------------------------------------------
 

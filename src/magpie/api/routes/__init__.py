@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from magpie.api.endpoint import Endpoint
-from magpie.api.routes import channels, messages, ops, sync, users
+from magpie.api.routes import channels, demo, ext, messages, ops, sync, users
 from magpie.config import Settings
 
 __all__ = ["all_endpoints"]
@@ -18,5 +18,7 @@ def all_endpoints(settings: Settings) -> list[Endpoint[Any]]:
         *channels.endpoints(settings),
         *messages.endpoints(settings),
         *sync.endpoints(settings),
+        *ext.endpoints(settings),
         *ops.endpoints(settings),
+        *demo.endpoints(settings),
     ]

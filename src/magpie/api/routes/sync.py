@@ -1,6 +1,10 @@
 """History endpoints a client app may call itself (spec §6, §7): ``/conversation/sync`` and
 ``/channel/messagesync``. Both take the business key (acting for the body's uid) or the
-user's own token (``magpie.api.auth.require_user``)."""
+user's own token (``magpie.api.auth.require_user``).
+
+Each ``/channel/messagesync`` message carries its extension as ``message_extra`` (I6), and
+the answer the store epoch in the ``X-Magpie-Epoch`` header (I7), so a client's freshly
+loaded page is current and tied to the store it came from."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from magpie.api.auth import Caller, require_user
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare
-from magpie.api.render import conversation_resp, message_resp, visible_channel_id
+from magpie.api.render import conversation_resp, message_with_extra, visible_channel_id
 from magpie.api.routes._shared import MAX_RECENTS, MAX_SYNC_LIMIT, MESSAGE_RESP, SEQ, array_of
 from magpie.api.schema import (
     Array,
@@ -35,7 +39,10 @@ from magpie.core.channels import CHANNEL_PERSON, fake_channel_id, validate_uid
 from magpie.errors import BadRequest, Forbidden
 from magpie.store.interface import ConversationRow, StoredMessage
 
-__all__ = ["LastMsgSeqs", "endpoints"]
+__all__ = ["EPOCH_HEADER", "LastMsgSeqs", "endpoints", "readable_channel"]
+
+#: Response header carrying the store epoch (I7).
+EPOCH_HEADER = "X-Magpie-Epoch"
 
 #: Default ``limit`` of ``/channel/messagesync``.
 DEFAULT_MESSAGESYNC_LIMIT = 100
@@ -171,20 +178,22 @@ async def conversation_sync(
 # --- /channel/messagesync -------------------------------------------------------------------
 
 
-async def _readable_channel(ctx: ApiContext, caller: Caller, req: MessageSyncReq) -> str:
+async def readable_channel(
+    ctx: ApiContext, caller: Caller, channel_id: str, channel_type: int
+) -> str:
     """The storage id of the channel, if ``caller`` may read it: a person channel is always
     the caller's own (its id is the peer); other channels need membership, unless the
     business server asks."""
-    if req.channel_type == CHANNEL_PERSON:
-        validate_uid(req.channel_id, "channel_id")
+    if channel_type == CHANNEL_PERSON:
+        validate_uid(channel_id, "channel_id")
         if not caller.uid:
             raise BadRequest("login_uid is required for person channels", field="login_uid")
-        return fake_channel_id(caller.uid, req.channel_id)
+        return fake_channel_id(caller.uid, channel_id)
     if not caller.business:
-        member = await ctx.store.is_subscriber(req.channel_id, req.channel_type, caller.uid)
+        member = await ctx.store.is_subscriber(channel_id, channel_type, caller.uid)
         if not member:
             raise Forbidden("not a subscriber of this channel", field="channel_id")
-    return req.channel_id
+    return channel_id
 
 
 async def _more(
@@ -205,7 +214,7 @@ async def _more(
 async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -> Response:
     """A page of a channel's history (WuKongIM ``/channel/messagesync`` semantics)."""
     caller = await require_user(request, ctx.api_key, ctx.store, req.login_uid, field="login_uid")
-    channel_id = await _readable_channel(ctx, caller, req)
+    channel_id = await readable_channel(ctx, caller, req.channel_id, req.channel_type)
     got = await ctx.store.get_messages(
         channel_id,
         req.channel_type,
@@ -214,13 +223,15 @@ async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -
         limit=req.limit or DEFAULT_MESSAGESYNC_LIMIT,
         pull_mode=req.pull_mode,
     )
+    exts = await ctx.ext.states([m.message_id for m in got])
     return bare(
         {
             "start_message_seq": req.start_message_seq,
             "end_message_seq": req.end_message_seq,
             "more": await _more(ctx, channel_id, req, got),
-            "messages": [message_resp(m, caller.uid) for m in got],
-        }
+            "messages": [message_with_extra(m, exts.get(m.message_id), caller.uid) for m in got],
+        },
+        headers={EPOCH_HEADER: ctx.store.epoch},
     )
 
 

@@ -1,0 +1,431 @@
+"""Message-extension endpoints (ARCHITECTURE I6, I7; spec §5).
+
+Business server (API key): ``/message/extra/update`` (set ``status`` and/or merge-patch
+``extra``, by compare-and-set or last-writer-wins), ``/message/revoke``, ``/message/edit``
+and ``/message/extra/ops`` (the operation log). Clients: ``/message/extra/sync``
+(TangSengDaoDao's shape, spec §5.2: a bare array of rows, the store epoch in
+``X-Magpie-Epoch``; ``"envelope": true`` gives ``{epoch, rows, more}``).
+
+Answers to a change: 200 ``{"status":200,"data":<row>,"op":<log row>,"duplicate":bool}`` when
+applied (``duplicate``: the action id was seen before and nothing changed); a rejection is
+409 ``conflict`` (CAS lost) or ``stale`` (older LWW write), 403 ``forbidden``, 400 ``invalid``
+or 413 ``too_large`` — each with ``current`` (the row), ``updated_by``, ``updated_at`` (HLC)
+and ``updated_at_ms``, ``last_op`` (the last applied change), ``op`` and ``duplicate``. A
+repeat of a rejected action id gets the same rejection.
+
+Message ids are accepted as numbers or decimal strings. When a change names
+``channel_id``/``channel_type``, the message must be in that channel (404 otherwise; a person
+channel may be named by its fake id or either party's uid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from magpie.api.auth import require_user_or_token
+from magpie.api.context import ApiContext
+from magpie.api.endpoint import Access, Endpoint
+from magpie.api.http import bare, ok_data
+from magpie.api.render import ext_row, op_resp
+from magpie.api.routes._shared import SEQ, array_of, data_schema
+from magpie.api.routes.sync import EPOCH_HEADER, readable_channel
+from magpie.api.schema import (
+    AnyObject,
+    ChannelId,
+    ChannelType,
+    Choice,
+    F,
+    Flag,
+    Integer,
+    IntOrString,
+    Object,
+    String,
+    Uid,
+)
+from magpie.config import Settings
+from magpie.core.channels import CHANNEL_PERSON, parties
+from magpie.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from magpie.ext.changes import MAX_STATUS_LENGTH, FieldChange
+from magpie.ext.hlc import physical_ms
+from magpie.ext.model import Actor, Result, UpdateResult
+from magpie.ext.service import MAX_ACTION_ID_LENGTH, new_action_id
+
+__all__ = ["Invalid", "Stale", "endpoints"]
+
+#: Default ``limit`` of ``/message/extra/sync`` (TSDD's default).
+DEFAULT_EXTRA_SYNC_LIMIT = 100
+#: Default and largest ``limit`` of ``/message/extra/ops``.
+DEFAULT_OPS_LIMIT = 100
+MAX_OPS_LIMIT = 1000
+#: Longest ``actor_device``.
+MAX_DEVICE_LENGTH = 128
+
+_MESSAGE_ID = IntOrString(1)
+_ROW: dict[str, Any] = {"$ref": "#/components/schemas/ExtRow"}
+_OP: dict[str, Any] = {"$ref": "#/components/schemas/ExtOp"}
+
+
+class Stale(Conflict):
+    """A last-writer-wins change older than the stored state (recorded, changed nothing)."""
+
+    code = "stale"
+
+
+class Invalid(BadRequest):
+    """A change not valid for the current state (e.g. editing a revoked message)."""
+
+    code = "invalid"
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReq:
+    """``/message/extra/update``."""
+
+    message_id: int
+    channel_id: str
+    channel_type: int
+    status: str | None
+    extra_patch: dict[str, Any] | None
+    readed_count: int | None
+    mode: str
+    expected_version: int | None
+    updated_at: int | None
+    action_id: str
+    actor_uid: str
+    actor_device: str
+    important: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeReq:
+    """``/message/revoke``."""
+
+    message_id: int
+    channel_id: str
+    channel_type: int
+    revoker: str
+    action_id: str
+    actor_device: str
+    important: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditReq:
+    """``/message/edit``."""
+
+    message_id: int
+    channel_id: str
+    channel_type: int
+    content_edit: dict[str, Any]
+    action_id: str
+    actor_uid: str
+    actor_device: str
+    important: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpsReq:
+    """``/message/extra/ops``."""
+
+    message_id: int
+    after_op_id: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraSyncReq:
+    """``/message/extra/sync`` (TSDD ``{channel_id, channel_type, extra_version, limit}``)."""
+
+    channel_id: str
+    channel_type: int
+    extra_version: int
+    limit: int
+    login_uid: str
+    envelope: int
+
+
+_IN_CHANNEL = [
+    F("channel_id", ChannelId(), "", "if given, the message must be in this channel (else 404)"),
+    F("channel_type", ChannelType(), 0, "if given, the message's channel type (else 404)"),
+]
+_ACTION_ID = String(MAX_ACTION_ID_LENGTH, 1)
+_ACTOR = [
+    F("actor_uid", Uid(allow_empty=True), "", "who made the change (recorded)"),
+    F("actor_device", String(MAX_DEVICE_LENGTH), "", "the actor's device (recorded)"),
+]
+
+UPDATE = Object(
+    UpdateReq,
+    [
+        F("message_id", _MESSAGE_ID, description="a number or a decimal string"),
+        *_IN_CHANNEL,
+        F("status", String(MAX_STATUS_LENGTH), None, "the new business status"),
+        F("extra_patch", AnyObject("JSON merge patch (RFC 7396) of extra"), None),
+        F("readed_count", Integer(0, 2**31 - 1), None),
+        F("mode", Choice(("cas", "lww")), "cas", "compare-and-set or last-writer-wins"),
+        F("expected_version", SEQ, None, "cas: the version the change is based on"),
+        F("updated_at", IntOrString(1), None, "lww: the change's HLC value; absent = now"),
+        F("action_id", _ACTION_ID, description="idempotency key: a repeat changes nothing"),
+        *_ACTOR,
+        F("important", Flag(), 0, "1 = persisted sync-once CMD (offline queues)"),
+    ],
+)
+REVOKE = Object(
+    RevokeReq,
+    [
+        F("message_id", _MESSAGE_ID),
+        *_IN_CHANNEL,
+        F("revoker", Uid(), description="who revoked the message"),
+        F("action_id", _ACTION_ID, "", "idempotency key; absent = a fresh one"),
+        F("actor_device", String(MAX_DEVICE_LENGTH), ""),
+        F("important", Flag(), 1, "1 (default) = persisted sync-once CMD"),
+    ],
+)
+EDIT = Object(
+    EditReq,
+    [
+        F("message_id", _MESSAGE_ID),
+        *_IN_CHANNEL,
+        F("content_edit", AnyObject("the edited content: a JSON object with an integer type")),
+        F("action_id", _ACTION_ID, "", "idempotency key; absent = a fresh one"),
+        *_ACTOR,
+        F("important", Flag(), 0, "1 = persisted sync-once CMD"),
+    ],
+)
+OPS = Object(
+    OpsReq,
+    [
+        F("message_id", _MESSAGE_ID),
+        F("after_op_id", SEQ, 0, "paging cursor: the last op_id read"),
+        F("limit", Integer(1, MAX_OPS_LIMIT), DEFAULT_OPS_LIMIT),
+    ],
+)
+
+
+def _extra_sync_schema() -> Object[ExtraSyncReq]:
+    return Object(
+        ExtraSyncReq,
+        [
+            F("channel_id", ChannelId(), description="the peer uid for person channels"),
+            F("channel_type", ChannelType()),
+            F("extra_version", SEQ, 0, "cursor: the highest extra_version held; 0 = newest"),
+            F("limit", Integer(0, 2**31 - 1), DEFAULT_EXTRA_SYNC_LIMIT, "0 = default; capped"),
+            F("login_uid", Uid(allow_empty=True), "", "the reader (optional with a user token)"),
+            F("envelope", Flag(), 0, "1 = {epoch, rows, more} instead of a bare array"),
+        ],
+    )
+
+
+# --- handlers ------------------------------------------------------------------------------
+
+
+def _names_channel(stored_id: str, stored_type: int, channel_id: str, channel_type: int) -> bool:
+    """Whether the caller's ``channel_id``/``channel_type`` (empty/0 = unspecified) name the
+    stored channel; a person channel by its fake id or either party."""
+    if channel_type and channel_type != stored_type:
+        return False
+    if not channel_id or channel_id == stored_id:
+        return True
+    return stored_type == CHANNEL_PERSON and channel_id in parties(stored_id)
+
+
+async def _check_channel(ctx: ApiContext, message_id: int, channel_id: str, kind: int) -> None:
+    """404 unless the message exists in the named channel (when one is named)."""
+    if not channel_id and not kind:
+        return
+    msg = await ctx.store.get_message(message_id)
+    if msg is None or not _names_channel(msg.channel_id, msg.channel_type, channel_id, kind):
+        raise NotFound("no such message in this channel", field="message_id")
+
+
+def _rejection(result: UpdateResult) -> ApiError:
+    """The HTTP error of a rejected change, carrying who holds the current state."""
+    state, last = result.state, result.last_applied
+    detail: dict[str, Any] = {
+        "current": ext_row(state, None),
+        "updated_by": {"uid": state.updated_by.uid, "device": state.updated_by.device},
+        "updated_at": state.updated_at,
+        "updated_at_ms": physical_ms(state.updated_at),
+        "last_op": None if last is None else op_resp(last),
+        "op": op_resp(result.op),
+        "duplicate": result.duplicate,
+    }
+    message = result.op.detail.partition(": ")[2] or result.result.value
+    if result.result is Result.CONFLICT:
+        return Conflict(message, **detail)
+    if result.result is Result.STALE:
+        return Stale(message, **detail)
+    if result.result is Result.FORBIDDEN:
+        return Forbidden(message, **detail)
+    if result.op.code == "too_large":
+        return PayloadTooLarge(message, **detail)
+    return Invalid(message, rejection=result.op.code, **detail)
+
+
+def _answer(result: UpdateResult) -> Response:
+    if not result.applied:
+        raise _rejection(result)
+    return JSONResponse(
+        {
+            "status": 200,
+            "data": ext_row(result.state, None),
+            "op": op_resp(result.op),
+            "duplicate": result.duplicate,
+        }
+    )
+
+
+async def update(ctx: ApiContext, _: Request, req: UpdateReq) -> Response:
+    """Set ``status`` / merge-patch ``extra`` / set ``readed_count`` by CAS or LWW."""
+    await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
+    change = FieldChange(req.status, req.extra_patch, req.readed_count)
+    actor = Actor(req.actor_uid, req.actor_device)
+    if req.mode == "lww":
+        result = await ctx.ext.lww_update(
+            req.message_id,
+            change,
+            updated_at=req.updated_at,
+            action_id=req.action_id,
+            actor=actor,
+            important=bool(req.important),
+        )
+        return _answer(result)
+    if req.expected_version is None:
+        raise BadRequest("expected_version is required in cas mode", field="expected_version")
+    result = await ctx.ext.cas_update(
+        req.message_id,
+        change,
+        expected_version=req.expected_version,
+        action_id=req.action_id,
+        actor=actor,
+        important=bool(req.important),
+    )
+    return _answer(result)
+
+
+async def revoke(ctx: ApiContext, _: Request, req: RevokeReq) -> Response:
+    """Mark a message revoked (once)."""
+    await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
+    result = await ctx.ext.revoke(
+        req.message_id,
+        revoker=req.revoker,
+        action_id=req.action_id or new_action_id(),
+        actor=Actor(req.revoker, req.actor_device),
+        important=bool(req.important),
+    )
+    return _answer(result)
+
+
+async def edit(ctx: ApiContext, _: Request, req: EditReq) -> Response:
+    """Replace a message's displayed content (``content_edit``, ``edited_at``)."""
+    kind = req.content_edit.get("type")
+    if isinstance(kind, bool) or not isinstance(kind, int):
+        raise BadRequest("content_edit needs an integer 'type' (spec §4)", field="content_edit")
+    await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
+    result = await ctx.ext.edit(
+        req.message_id,
+        content_edit=req.content_edit,
+        action_id=req.action_id or new_action_id(),
+        actor=Actor(req.actor_uid, req.actor_device),
+        important=bool(req.important),
+    )
+    return _answer(result)
+
+
+async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
+    """The message's operation log after ``after_op_id``, oldest first."""
+    rows = await ctx.ext.ops(req.message_id, req.after_op_id, req.limit)
+    return ok_data([op_resp(op) for op in rows])
+
+
+async def extra_sync(ctx: ApiContext, request: Request, req: ExtraSyncReq) -> Response:
+    """Extension rows changed after ``extra_version``, ascending (TSDD shape)."""
+    caller = await require_user_or_token(
+        request, ctx.api_key, ctx.store, req.login_uid, field="login_uid"
+    )
+    channel_id = await readable_channel(ctx, caller, req.channel_id, req.channel_type)
+    limit = req.limit or DEFAULT_EXTRA_SYNC_LIMIT
+    page = await ctx.ext.sync(channel_id, req.channel_type, req.extra_version, limit)
+    rows = [ext_row(state, caller.uid) for state in page.rows]
+    headers = {EPOCH_HEADER: page.epoch}
+    if req.envelope:
+        return bare({"epoch": page.epoch, "rows": rows, "more": int(page.more)}, headers)
+    return bare(rows, headers)
+
+
+# --- the route table -----------------------------------------------------------------------
+
+_CHANGE_ERRORS = (
+    (404, "no such message (in the named channel)"),
+    (409, "conflict (CAS lost) or stale (older LWW write); the body has the current state"),
+)
+
+
+def _changed() -> dict[str, Any]:
+    schema = data_schema(_ROW)
+    schema["properties"] |= {"op": _OP, "duplicate": {"type": "boolean"}}
+    return schema
+
+
+def _change(path: str, summary: str, handler: Any, body: Any, errors: Any) -> Endpoint[Any]:
+    return Endpoint(
+        "POST",
+        path,
+        summary,
+        Access.BUSINESS,
+        handler,
+        body=body,
+        response=_changed(),
+        tag="extensions",
+        errors=errors,
+    )
+
+
+def endpoints(settings: Settings) -> list[Endpoint[Any]]:
+    """The extension routes."""
+    envelope = {
+        "type": "object",
+        "properties": {
+            "epoch": {"type": "string"},
+            "rows": array_of(_ROW),
+            "more": {"type": "integer", "enum": [0, 1]},
+        },
+    }
+    return [
+        _change(
+            "/message/extra/update",
+            "Change a message's status / extra (CAS or LWW)",
+            update,
+            UPDATE,
+            _CHANGE_ERRORS,
+        ),
+        _change("/message/revoke", "Revoke a message", revoke, REVOKE, _CHANGE_ERRORS[:1]),
+        _change("/message/edit", "Edit a message's content", edit, EDIT, _CHANGE_ERRORS[:1]),
+        Endpoint(
+            "POST",
+            "/message/extra/ops",
+            "A message's operation log",
+            Access.BUSINESS,
+            ops,
+            body=OPS,
+            response=data_schema(array_of(_OP)),
+            tag="extensions",
+        ),
+        Endpoint(
+            "POST",
+            "/message/extra/sync",
+            f"Extension rows changed after a cursor (≤ {settings.ext_sync_max_limit} per call)",
+            Access.USER,
+            extra_sync,
+            body=_extra_sync_schema(),
+            response={"oneOf": [array_of(_ROW), envelope]},
+            tag="extensions",
+        ),
+    ]

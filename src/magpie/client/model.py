@@ -1,0 +1,303 @@
+"""The SDK's values: channels, messages, commands, extension changes, sync progress.
+
+All frozen, slotted dataclasses. Channel ids follow the server's rules (spec §4): 1–128
+characters without whitespace or control characters, and for person channels (type 1) the id
+is the *peer's* uid, so it may not contain ``@`` either. A message's ``content`` is its payload
+parsed as JSON (spec §4: a JSON object with an integer ``type``; ``99`` is a CMD, §4.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from magpie.client.errors import InvalidArgument
+from magpie.ext.merge import ExtSnapshot
+
+__all__ = [
+    "CMD_TYPE",
+    "Channel",
+    "Command",
+    "Conversation",
+    "ExtChange",
+    "Message",
+    "SendResult",
+    "SyncPhase",
+    "SyncProgress",
+    "encode_content",
+    "message_from_json",
+    "parse_content",
+]
+
+#: Content type of a command message (spec §4.1).
+CMD_TYPE = 99
+#: Longest channel id or uid (the server's ``MAX_ID_LENGTH``).
+MAX_ID_LENGTH = 128
+_PERSON = 1
+_CHANNEL_TYPES = range(1, 13)  # spec §4: 1 person, 2 group, ... 12 agent group
+_ID_RE = re.compile(r"[^\s\x00-\x1f\x7f]+")
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _check_id(value: object, argument: str, person: bool) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidArgument(argument, "must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH or not _ID_RE.fullmatch(value):
+        raise InvalidArgument(
+            argument, f"must be at most {MAX_ID_LENGTH} characters without spaces"
+        )
+    if person and "@" in value:
+        raise InvalidArgument(argument, "a person channel id is the peer's uid (no '@')")
+    return value
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Channel:
+    """A channel as this user sees it: for a person channel, ``channel_id`` is the peer."""
+
+    channel_id: str
+    channel_type: int
+
+    def __post_init__(self) -> None:
+        kind = self.channel_type
+        if isinstance(kind, bool) or not isinstance(kind, int) or kind not in _CHANNEL_TYPES:
+            raise InvalidArgument("channel_type", f"must be an int 1–12, got {kind!r}")
+        _check_id(self.channel_id, "channel_id", kind == _PERSON)
+
+    @classmethod
+    def person(cls, uid: str) -> Channel:
+        """The direct chat with ``uid``."""
+        return cls(uid, _PERSON)
+
+    @classmethod
+    def group(cls, group_id: str) -> Channel:
+        """A group channel (type 2)."""
+        return cls(group_id, 2)
+
+    @classmethod
+    def parse(cls, text: str, default_type: int = _PERSON) -> Channel:
+        """``"id:type"`` or ``"id"`` (then of ``default_type``)."""
+        head, sep, tail = text.rpartition(":")
+        if sep and tail.isdigit():
+            return cls(head, int(tail))
+        return cls(text, default_type)
+
+    def __str__(self) -> str:
+        return f"{self.channel_id}:{self.channel_type}"
+
+
+def parse_content(payload: bytes) -> Mapping[str, Any]:
+    """A payload's JSON object, or an empty mapping if it is not one."""
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return _EMPTY
+    return value if isinstance(value, dict) else _EMPTY
+
+
+def encode_content(content: object, max_bytes: int) -> bytes:
+    """``content`` as the payload of a SEND: compact UTF-8 JSON of an object with an integer
+    ``type`` other than 99 (clients may not send commands), at most ``max_bytes`` long.
+    Raises :class:`InvalidArgument` otherwise."""
+    if not isinstance(content, Mapping):
+        raise InvalidArgument("content", f"must be a JSON object (dict), not {type(content)}")
+    kind = content.get("type")
+    if isinstance(kind, bool) or not isinstance(kind, int):
+        raise InvalidArgument("content", "needs an integer 'type' (1 = text, spec §4)")
+    if kind == CMD_TYPE:
+        raise InvalidArgument("content", "type 99 is a command; clients may not send commands")
+    try:
+        data = json.dumps(
+            content, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument("content", f"is not JSON-serialisable: {exc}") from None
+    if len(data) > max_bytes:
+        raise InvalidArgument("content", f"is {len(data)} bytes as JSON (limit {max_bytes})")
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message of a channel. ``ext`` is its extension when it was read from the
+    cache together with it (``Client.history``)."""
+
+    channel: Channel
+    message_id: int
+    message_seq: int
+    client_msg_no: str
+    from_uid: str
+    timestamp: int
+    payload: bytes
+    content: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
+    ext: ExtSnapshot | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        channel: Channel,
+        message_id: int,
+        message_seq: int,
+        client_msg_no: str,
+        from_uid: str,
+        timestamp: int,
+        payload: bytes,
+        ext: ExtSnapshot | None = None,
+    ) -> Message:
+        """A message with ``content`` parsed from ``payload``."""
+        content = parse_content(payload)
+        return cls(
+            channel,
+            message_id,
+            message_seq,
+            client_msg_no,
+            from_uid,
+            timestamp,
+            payload,
+            content,
+            ext,
+        )
+
+    @property
+    def content_type(self) -> int | None:
+        """The content's integer ``type`` (1 text, 99 command …), if any."""
+        kind = self.content.get("type")
+        return kind if isinstance(kind, int) and not isinstance(kind, bool) else None
+
+    @property
+    def is_command(self) -> bool:
+        """Whether this is a CMD (content type 99, spec §4.1)."""
+        return self.content_type == CMD_TYPE
+
+    @property
+    def text(self) -> str:
+        """The text of a text message (``content``), else ``""``."""
+        value = self.content.get("content")
+        return value if isinstance(value, str) else ""
+
+
+def _int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{name} is not an integer")
+    return int(value)
+
+
+def message_from_json(item: Mapping[str, Any], channel: Channel | None = None) -> Message:
+    """A ``MessageResp`` (spec §6) as a :class:`Message`, with its ``message_extra`` (Magpie
+    sends the message's current extension with each history message) as ``ext``.
+    ``channel`` overrides the item's channel (the one the caller asked about). Raises
+    ``ValueError`` on a malformed item."""
+    if channel is None:
+        channel = Channel(str(item.get("channel_id", "")), _int(item.get("channel_type"), "type"))
+    try:
+        payload = base64.b64decode(str(item.get("payload", "")), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("payload is not base64") from exc
+    return Message.of(
+        channel=channel,
+        message_id=_int(item.get("message_idstr") or item.get("message_id"), "message_id"),
+        message_seq=_int(item.get("message_seq", 0), "message_seq"),
+        client_msg_no=str(item.get("client_msg_no", "")),
+        from_uid=str(item.get("from_uid", "")),
+        timestamp=_int(item.get("timestamp", 0), "timestamp"),
+        payload=payload,
+        ext=_extra(item.get("message_extra")),
+    )
+
+
+def _extra(row: object) -> ExtSnapshot | None:
+    """A ``message_extra`` row; absent or never changed (``null`` / version 0): ``None``."""
+    if not isinstance(row, Mapping):
+        return None
+    snapshot = ExtSnapshot.from_json(row)
+    return snapshot if snapshot.order > (0, 0) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A CMD (content type 99): an invisible instruction such as ``syncMessageExtra``."""
+
+    channel: Channel
+    cmd: str
+    param: Mapping[str, Any]
+    message_id: int
+    message_seq: int
+    from_uid: str
+    timestamp: int
+
+    @classmethod
+    def of(cls, message: Message) -> Command:
+        """The command carried by ``message``."""
+        param = message.content.get("param")
+        return cls(
+            channel=message.channel,
+            cmd=str(message.content.get("cmd", "")),
+            param=param if isinstance(param, Mapping) else _EMPTY,
+            message_id=message.message_id,
+            message_seq=message.message_seq,
+            from_uid=message.from_uid,
+            timestamp=message.timestamp,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExtChange:
+    """A message's extension moved from ``old`` (``None``: never seen) to ``new``.
+    ``message`` is the cached message, if the cache holds it."""
+
+    channel: Channel
+    message_id: int
+    old: ExtSnapshot | None
+    new: ExtSnapshot
+    message: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """An entry of the user's conversation list (``/conversation/sync``)."""
+
+    channel: Channel
+    last_msg_seq: int
+    unread: int = 0
+    timestamp: int = 0
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A stored message's identity, from its SENDACK."""
+
+    channel: Channel
+    message_id: int
+    message_seq: int
+    client_msg_no: str
+
+
+class SyncPhase(Enum):
+    """Where a sync run is (see :class:`SyncProgress`)."""
+
+    STARTED = "started"
+    CONVERSATIONS = "conversations"  # the conversation list arrived
+    MESSAGES = "messages"  # a page of history of ``channel`` was cached
+    EXTENSIONS = "extensions"  # a page of extension changes of ``channel`` was applied
+    RESET = "reset"  # the server's store epoch changed: the cache was dropped (I7)
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncProgress:
+    """One step of a sync: ``count`` items in this step, ``total`` so far in the run."""
+
+    phase: SyncPhase
+    channel: Channel | None = None
+    count: int = 0
+    total: int = 0
+    detail: str = ""

@@ -1,0 +1,146 @@
+"""After-commit notification of extension changes: the ``syncMessageExtra`` CMD (spec §4.1,
+§5.2).
+
+After a change commits, :class:`Notifier` tells the channel's subscribers to sync with a CMD
+``{"type":99,"cmd":"syncMessageExtra","param":{channel_id, channel_type, extra_version}}``.
+Changes of one channel within ``window`` seconds are **coalesced** into one CMD; the window
+opens with the first change and the CMD carries the highest ``extra_version`` seen when it
+fires, so the last change is never lost (a change after the CMD left opens a new window).
+
+A window holding an *important* change sends a persisted sync-once CMD (each recipient's
+offline queue, resent until RECVACK); otherwise the CMD is online-only (sync-once +
+no-persist, as TangSengDaoDao sends it). Red dot is off: a CMD is not a message to read.
+
+Person channels are stored under the fake id ``a@b`` (spec §4; uids never contain ``@``) and
+each party sees the other as the channel: the CMD goes to each party separately, naming the
+peer in ``param.channel_id`` and sent "from" the peer so the RECV's channel is the peer too.
+
+The notifier never imports the IM core: it hands :class:`Cmd` values to a ``send`` callable
+that the composition root wires to the send flow (``/message/send`` with ``from_api``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["CMD_NAME", "Cmd", "CmdSender", "Notifier", "commands"]
+
+log = logging.getLogger(__name__)
+
+#: The CMD name clients listen for (TangSengDaoDao, spec §5.2).
+CMD_NAME = "syncMessageExtra"
+_CMD_CONTENT_TYPE = 99  # spec §4.1
+_PERSON = 1  # channel type (spec §4)
+
+
+@dataclass(frozen=True, slots=True)
+class Cmd:
+    """One CMD to send as the business API would: from ``from_uid`` to ``channel_id`` (the
+    peer uid for a person channel), only to ``subscribers`` when given. ``persisted`` selects
+    sync-once into offline queues; otherwise sync-once + no-persist (online only)."""
+
+    from_uid: str
+    channel_id: str
+    channel_type: int
+    payload: bytes
+    persisted: bool
+    subscribers: tuple[str, ...] | None = None
+
+
+#: Sends one CMD; returns whether the send flow accepted it.
+CmdSender = Callable[[Cmd], Awaitable[bool]]
+
+
+def _payload(channel_id: str, channel_type: int, extra_version: int) -> bytes:
+    param = {"channel_id": channel_id, "channel_type": channel_type, "extra_version": extra_version}
+    body = {"type": _CMD_CONTENT_TYPE, "cmd": CMD_NAME, "param": param}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def commands(channel_id: str, channel_type: int, extra_version: int, important: bool) -> list[Cmd]:
+    """The CMDs announcing ``extra_version`` in the channel stored as ``channel_id``."""
+    if channel_type != _PERSON or "@" not in channel_id:
+        payload = _payload(channel_id, channel_type, extra_version)
+        return [Cmd("", channel_id, channel_type, payload, important)]
+    first, _, second = channel_id.partition("@")
+    out = []
+    for me, peer in dict.fromkeys([(first, second), (second, first)]):
+        payload = _payload(peer, channel_type, extra_version)
+        out.append(Cmd(peer, me, channel_type, payload, important, (me,)))
+    return out
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A channel's open coalescing window."""
+
+    extra_version: int
+    important: bool
+    timer: asyncio.TimerHandle | None = None
+
+
+class Notifier:
+    """Coalesces extension changes per channel and sends ``syncMessageExtra`` CMDs.
+
+    ``window`` is in seconds (``Settings.ext_coalesce_ms / 1000``); 0 sends one CMD per
+    change. Must be used from one event loop; :meth:`close` sends what is pending."""
+
+    def __init__(self, send: CmdSender, *, window: float) -> None:
+        self._send = send
+        self._window = window
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def changed(
+        self, channel_id: str, channel_type: int, extra_version: int, *, important: bool
+    ) -> None:
+        """Note a committed change (never blocks); the CMD follows within the window."""
+        key = (channel_id, channel_type)
+        pending = self._pending.get(key)
+        if pending is not None:
+            pending.extra_version = max(pending.extra_version, extra_version)
+            pending.important = pending.important or important
+            return
+        pending = _Pending(extra_version, important)
+        self._pending[key] = pending
+        if self._window <= 0:
+            self._fire(key)
+        else:
+            loop = asyncio.get_running_loop()
+            pending.timer = loop.call_later(self._window, self._fire, key)
+
+    def _fire(self, key: tuple[str, int]) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        cmds = commands(*key, pending.extra_version, pending.important)
+        task = asyncio.get_running_loop().create_task(self._deliver(cmds))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, cmds: list[Cmd]) -> None:
+        for cmd in cmds:
+            try:
+                if not await self._send(cmd):
+                    log.info(
+                        "syncMessageExtra CMD refused for a channel of type %d", cmd.channel_type
+                    )
+            except Exception:
+                log.exception("syncMessageExtra CMD failed")
+
+    async def flush(self) -> None:
+        """Send every pending CMD now and wait until all CMDs in flight are sent."""
+        for key in list(self._pending):
+            self._fire(key)
+        while self._tasks:
+            await asyncio.gather(*self._tasks)
+
+    async def close(self) -> None:
+        """Flush (at shutdown, before the send flow and the store stop)."""
+        await self.flush()

@@ -1,0 +1,335 @@
+"""The message-extension methods of :class:`magpie.store.sqlite.SqliteStore` (I6).
+
+A mixin, so the extension SQL lives apart from the IM core's: :class:`SqliteExtMethods`
+needs only the two plumbing methods of the store — ``_write`` (one ``BEGIN IMMEDIATE``
+transaction on the single writer thread) and ``_read`` (one pooled read-only connection).
+Because writes are serialized on one thread, the read-decide-write of :meth:`update_ext`
+needs no retry loop; a PostgreSQL backend would lock the row (``SELECT … FOR UPDATE``) and the
+channel counter instead.
+
+Tables (``migrations/0002_extensions.sql``): ``message_ext`` (one row per changed message,
+indexed on ``(channel_id, channel_type, extra_version)``), ``ext_channel_clock`` (the
+per-channel ``extra_version`` counter) and ``message_ext_ops`` (the operation log, unique on
+``(message_id, action_id)``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from magpie.errors import StoreError
+from magpie.store.interface import (
+    EXT_RESULTS,
+    ExtAttempt,
+    ExtDecide,
+    ExtDecision,
+    ExtFields,
+    ExtOp,
+    ExtOutcome,
+    ExtRow,
+    StoredMessage,
+)
+
+__all__ = ["SqliteExtMethods"]
+
+T = TypeVar("T")
+_Job = Callable[[sqlite3.Connection], T]
+
+#: Ids per ``IN (…)`` query of :meth:`SqliteExtMethods.get_exts` (far below SQLite's limit).
+_IDS_PER_QUERY = 500
+
+# --- SQL -----------------------------------------------------------------------------------
+
+# Only channel-log messages (message_seq > 0) carry extensions.
+_GET_LOG_MESSAGE = """
+    SELECT message_id, message_seq, client_msg_no, from_uid, channel_id, channel_type,
+        timestamp, payload, flags, setting, topic, expire
+    FROM messages WHERE message_id = ? AND message_seq > 0"""
+
+# Columns in the order _ext_row reads them.
+_GET_EXT = """
+    SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
+        content_edit, edited_at, readed_count, version, extra_version, updated_at,
+        updated_uid, updated_device, last_op_id
+    FROM message_ext WHERE message_id = ?"""
+_GET_EXTS = """
+    SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
+        content_edit, edited_at, readed_count, version, extra_version, updated_at,
+        updated_uid, updated_device, last_op_id
+    FROM message_ext WHERE message_id IN (SELECT value FROM json_each(?))"""
+_SYNC_AFTER = """
+    SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
+        content_edit, edited_at, readed_count, version, extra_version, updated_at,
+        updated_uid, updated_device, last_op_id
+    FROM message_ext
+    WHERE channel_id = ? AND channel_type = ? AND extra_version > ?
+    ORDER BY extra_version ASC LIMIT ?"""
+_SYNC_LATEST = """
+    SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
+        content_edit, edited_at, readed_count, version, extra_version, updated_at,
+        updated_uid, updated_device, last_op_id
+    FROM message_ext
+    WHERE channel_id = ? AND channel_type = ?
+    ORDER BY extra_version DESC LIMIT ?"""
+_UPSERT_EXT = """
+    INSERT INTO message_ext (message_id, channel_id, channel_type, message_seq, status, extra,
+        revoke, revoker, content_edit, edited_at, readed_count, version, extra_version,
+        updated_at, updated_uid, updated_device, last_op_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (message_id) DO UPDATE SET
+        status = excluded.status, extra = excluded.extra, revoke = excluded.revoke,
+        revoker = excluded.revoker, content_edit = excluded.content_edit,
+        edited_at = excluded.edited_at, readed_count = excluded.readed_count,
+        version = excluded.version, extra_version = excluded.extra_version,
+        updated_at = excluded.updated_at, updated_uid = excluded.updated_uid,
+        updated_device = excluded.updated_device, last_op_id = excluded.last_op_id"""
+_NEXT_EXTRA_VERSION = """
+    INSERT INTO ext_channel_clock (channel_id, channel_type, last_extra_version) VALUES (?, ?, 1)
+    ON CONFLICT (channel_id, channel_type) DO UPDATE
+    SET last_extra_version = last_extra_version + 1
+    RETURNING last_extra_version"""
+
+# Columns in the order _op reads them.
+_FIND_OP = """
+    SELECT op_id, message_id, action_id, actor_uid, actor_device, operation, patch,
+        base_version, status_before, status_after, version_after, result, detail, created_at
+    FROM message_ext_ops WHERE message_id = ? AND action_id = ?"""
+_GET_OP = """
+    SELECT op_id, message_id, action_id, actor_uid, actor_device, operation, patch,
+        base_version, status_before, status_after, version_after, result, detail, created_at
+    FROM message_ext_ops WHERE op_id = ?"""
+_LIST_OPS = """
+    SELECT op_id, message_id, action_id, actor_uid, actor_device, operation, patch,
+        base_version, status_before, status_after, version_after, result, detail, created_at
+    FROM message_ext_ops WHERE message_id = ? AND op_id > ?
+    ORDER BY op_id ASC LIMIT ?"""
+_INSERT_OP = """
+    INSERT INTO message_ext_ops (message_id, action_id, actor_uid, actor_device, operation,
+        patch, base_version, status_before, status_after, version_after, result, detail,
+        created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    RETURNING op_id"""
+
+
+# --- rows <-> values -----------------------------------------------------------------------
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """``json.dumps`` hook: any read-only mapping (``MappingProxyType``) is an object."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _json(value: object) -> str:
+    """Compact JSON text, as stored."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_mapping
+    )
+
+
+def _ext_row(r: Sequence[Any]) -> ExtRow:
+    fields = ExtFields(
+        status=r[4],
+        extra=json.loads(r[5]),
+        revoke=bool(r[6]),
+        revoker=r[7],
+        content_edit=json.loads(r[8]) if r[8] else None,
+        edited_at=r[9],
+        readed_count=r[10],
+    )
+    return ExtRow(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], r[14], r[15], r[16])
+
+
+def _op(r: Sequence[Any]) -> ExtOp:
+    return ExtOp(
+        op_id=r[0],
+        message_id=r[1],
+        action_id=r[2],
+        actor_uid=r[3],
+        actor_device=r[4],
+        operation=r[5],
+        patch=json.loads(r[6]),
+        base_version=r[7],
+        status_before=r[8],
+        status_after=r[9],
+        version_after=r[10],
+        result=r[11],
+        detail=r[12],
+        created_at=r[13],
+    )
+
+
+def _fetch_op(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> ExtOp | None:
+    row = conn.execute(sql, args).fetchone()
+    return None if row is None else _op(row)
+
+
+def _fetch_ext(conn: sqlite3.Connection, message_id: int) -> ExtRow | None:
+    row = conn.execute(_GET_EXT, (message_id,)).fetchone()
+    return None if row is None else _ext_row(row)
+
+
+# --- the update transaction (writer thread) ------------------------------------------------
+
+
+def _checked(decision: ExtDecision) -> ExtDecision:
+    """Refuse a decision the log could not record (a bug in the decide function)."""
+    if decision.result not in EXT_RESULTS:
+        raise StoreError(f"unknown extension result {decision.result!r}")
+    if decision.result == "applied" and decision.fields is None:
+        raise StoreError("an applied extension decision needs fields")
+    return decision
+
+
+def _append_op(
+    conn: sqlite3.Connection,
+    attempt: ExtAttempt,
+    decision: ExtDecision,
+    statuses: tuple[str, str],
+    version_after: int,
+) -> ExtOp:
+    values = (
+        attempt.message_id,
+        attempt.action_id,
+        attempt.actor_uid,
+        attempt.actor_device,
+        attempt.operation,
+        _json(attempt.patch),
+        decision.base_version,
+        *statuses,
+        version_after,
+        decision.result,
+        decision.detail,
+        attempt.created_at,
+    )
+    op_id: int = conn.execute(_INSERT_OP, values).fetchone()[0]
+    return _op((op_id, *values))
+
+
+def _write_ext(
+    conn: sqlite3.Connection,
+    message: StoredMessage,
+    attempt: ExtAttempt,
+    decision: ExtDecision,
+    version: int,
+    op_id: int,
+) -> ExtRow:
+    """Write the applied decision with the channel's next extra_version."""
+    fields = decision.fields or ExtFields()
+    channel = (message.channel_id, message.channel_type)
+    extra_version: int = conn.execute(_NEXT_EXTRA_VERSION, channel).fetchone()[0]
+    edit = "" if fields.content_edit is None else _json(fields.content_edit)
+    values = (
+        message.message_id,
+        *channel,
+        message.message_seq,
+        fields.status,
+        _json(fields.extra),
+        int(fields.revoke),
+        fields.revoker,
+        edit,
+        fields.edited_at,
+        fields.readed_count,
+        version,
+        extra_version,
+        decision.updated_at,
+        attempt.actor_uid,
+        attempt.actor_device,
+        op_id,
+    )
+    conn.execute(_UPSERT_EXT, values)
+    return _ext_row(values)
+
+
+def _update_ext(
+    conn: sqlite3.Connection, attempt: ExtAttempt, decide: ExtDecide
+) -> ExtOutcome | None:
+    found = conn.execute(_GET_LOG_MESSAGE, (attempt.message_id,)).fetchone()
+    if found is None:
+        return None
+    message = StoredMessage(*found)
+    row = _fetch_ext(conn, message.message_id)
+    original = _fetch_op(conn, _FIND_OP, (message.message_id, attempt.action_id))
+    if original is not None:
+        return ExtOutcome(message, original, row, True, _last_applied(conn, row))
+    decision = _checked(decide(row, message))
+    version = row.version if row is not None else 0
+    before = row.fields if row is not None else ExtFields()
+    applied = decision.result == "applied"
+    after = decision.fields if applied and decision.fields is not None else before
+    op = _append_op(conn, attempt, decision, (before.status, after.status), version + applied)
+    if applied:
+        row = _write_ext(conn, message, attempt, decision, version + 1, op.op_id)
+        return ExtOutcome(message, op, row, False, op)
+    return ExtOutcome(message, op, row, False, _last_applied(conn, row))
+
+
+def _last_applied(conn: sqlite3.Connection, row: ExtRow | None) -> ExtOp | None:
+    return None if row is None else _fetch_op(conn, _GET_OP, (row.last_op_id,))
+
+
+def _get_exts(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ExtRow]:
+    out: dict[int, ExtRow] = {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = _json(ids[start : start + _IDS_PER_QUERY])
+        for r in conn.execute(_GET_EXTS, (chunk,)):
+            out[r[0]] = _ext_row(r)
+    return out
+
+
+# --- the mixin -----------------------------------------------------------------------------
+
+
+class SqliteExtMethods:
+    """Extension methods of the SQLite store (see :class:`magpie.store.interface.Store`)."""
+
+    __slots__ = ()
+
+    async def _write(self, what: str, job: _Job[T]) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    async def _read(self, what: str, job: _Job[T]) -> T:
+        raise NotImplementedError  # provided by SqliteStore
+
+    async def update_ext(self, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+        """Decide and record one change in one transaction (see the interface)."""
+        return await self._write("update_ext", partial(_update_ext, attempt=attempt, decide=decide))
+
+    async def get_ext(self, message_id: int) -> ExtRow | None:
+        """The extension of one message, if it was ever changed."""
+        return await self._read("get_ext", partial(_fetch_ext, message_id=message_id))
+
+    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtRow]:
+        """The extensions of those of ``message_ids`` that have one."""
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return {}
+        return await self._read("get_exts", partial(_get_exts, ids=ids))
+
+    async def sync_ext(
+        self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
+    ) -> list[ExtRow]:
+        """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``)."""
+        if limit <= 0:
+            return []
+        if after_extra_version > 0:
+            args: tuple[Any, ...] = (channel_id, channel_type, after_extra_version, limit)
+            rows = await self._read("sync_ext", lambda c: c.execute(_SYNC_AFTER, args).fetchall())
+        else:
+            args = (channel_id, channel_type, limit)
+            rows = await self._read("sync_ext", lambda c: c.execute(_SYNC_LATEST, args).fetchall())
+            rows.reverse()
+        return [_ext_row(r) for r in rows]
+
+    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[ExtOp]:
+        """Operation-log rows of a message after ``after_op_id``, ascending."""
+        if limit <= 0:
+            return []
+        args = (message_id, after_op_id, limit)
+        rows = await self._read("list_ops", lambda c: c.execute(_LIST_OPS, args).fetchall())
+        return [_op(r) for r in rows]

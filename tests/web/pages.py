@@ -1,0 +1,198 @@
+"""Page objects for the browser tests: what a person sees and does on the demo page.
+
+Selectors follow the page's data attributes (``data-status``, ``data-message-id`` …), so the
+tests read like the UI and survive restyling. Every wait is scaled by ``MAGPIE_TIME_SCALE``.
+Card tests use :class:`CardHandle` (``page.card(message_id)``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from playwright.async_api import BrowserContext, Locator, Page, expect
+
+#: Default wait in ms (× MAGPIE_TIME_SCALE).
+WAIT_MS = 10_000
+
+
+class DemoPage:
+    """One browser context logged in as ``uid``."""
+
+    def __init__(self, context: BrowserContext, page: Page, uid: str, scale: float) -> None:
+        self.context = context
+        self.page = page
+        self.uid = uid
+        self.scale = scale
+        self.page_errors: list[str] = []
+        self.console: list[str] = []
+        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
+
+    def ms(self, ms: float = WAIT_MS) -> float:
+        """``ms`` scaled for slow machines."""
+        return ms * self.scale
+
+    # --- login and connection ------------------------------------------------------------
+
+    async def login(self, *, wait_connected: bool = True) -> None:
+        """Open the page and pick ``uid`` on the demo login screen."""
+        await self.page.goto("/")
+        await self.page.locator(f'.login-user[data-uid="{self.uid}"]').click()
+        await expect(self.page.locator(".me-name")).to_have_attribute(
+            "data-uid", self.uid, timeout=self.ms()
+        )
+        if wait_connected:
+            await self.expect_connection("connected")
+
+    @property
+    def connection(self) -> Locator:
+        """The connection indicator."""
+        return self.page.locator('[data-testid="connection"]')
+
+    async def expect_connection(self, status: str, timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the indicator shows ``status`` (connected, offline, reconnecting …)."""
+        await expect(self.connection).to_have_attribute(
+            "data-status", status, timeout=self.ms(timeout_ms)
+        )
+
+    async def set_offline(self, offline: bool) -> None:
+        """Cut or restore this context's network (the browser fires offline/online)."""
+        await self.context.set_offline(offline)
+
+    # --- conversations -------------------------------------------------------------------
+
+    def conversation(self, channel_id: str, channel_type: int) -> Locator:
+        """The conversation list entry of a channel (``data-unread`` has its unread count)."""
+        return self.page.locator(f'.conv-item[data-channel="{channel_id}-{channel_type}"]')
+
+    async def open(self, channel_id: str, channel_type: int) -> None:
+        """Open a conversation and wait until its history is shown."""
+        await self.conversation(channel_id, channel_type).click()
+        await expect(self.conversation(channel_id, channel_type)).to_have_class(
+            re.compile(r"\bis-active\b"), timeout=self.ms()
+        )
+        await self.page.wait_for_function(
+            "key => window.magpie && window.magpie.cache.channels.get(key)?.loaded === true",
+            arg=f"{channel_id}-{channel_type}",
+            timeout=self.ms(),
+        )
+
+    # --- messages ------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> Locator:
+        """Every message element of the open channel."""
+        return self.page.locator(".msg-list > li.msg")
+
+    def message(self, message_id: str) -> Locator:
+        """The element of one message, by id (a decimal string)."""
+        return self.page.locator(f'.msg-list > li.msg[data-message-id="{message_id}"]')
+
+    def message_with_text(self, text: str) -> Locator:
+        """The element of the message showing ``text``."""
+        return self.rows.filter(has=self.page.locator(".msg-bubble", has_text=text))
+
+    async def send_text(self, text: str) -> str:
+        """Type and send ``text`` in the open channel; returns its message id (after the
+        SENDACK)."""
+        box = self.page.locator(".composer-input")
+        await box.fill(text)
+        await box.press("Enter")
+        row = self.message_with_text(text)
+        await expect(row).to_have_attribute("data-delivery", "sent", timeout=self.ms())
+        message_id = await row.get_attribute("data-message-id")
+        assert message_id and message_id.isdigit(), message_id
+        return message_id
+
+    async def wait_status_of(self, message_id: str, status: str, timeout_ms: float) -> None:
+        """Wait (polling every 20 ms) until the message element shows extension ``status``."""
+        await self.page.wait_for_function(
+            """([id, status]) => {
+                const el = document.querySelector(`.msg-list > li.msg[data-message-id="${id}"]`);
+                return el !== null && el.dataset.status === status;
+            }""",
+            arg=[message_id, status],
+            polling=20,
+            timeout=self.ms(timeout_ms),
+        )
+
+    async def mark(self, locator: Locator, name: str) -> None:
+        """Tag a DOM node with a JS property (survives only if the node is not replaced)."""
+        await locator.evaluate("(el, name) => { el[name] = true; }", name)
+
+    async def still_marked(self, locator: Locator, name: str) -> bool:
+        """Whether the node matched now is the one tagged by :meth:`mark`."""
+        return bool(await locator.evaluate("(el, name) => el[name] === true", name))
+
+    # --- cards ---------------------------------------------------------------------------
+
+    def card(self, message_id: str) -> CardHandle:
+        """The card shown for a card message."""
+        return CardHandle(self, self.page.locator(f'.card[data-card-for="{message_id}"]'))
+
+    async def register_card_renderer(self, card_type: str, body_js: str) -> None:
+        """Register a card renderer from JS: ``body_js`` is the body of
+        ``(message, projection, ui) => Element``."""
+        await self.page.evaluate(
+            f"() => {{ Magpie.registerCard({json.dumps(card_type)}, "
+            f"(message, projection, ui) => {{ {body_js} }}); }}"
+        )
+
+
+class CardHandle:
+    """One card: its status, buttons, conflict notice and history panel."""
+
+    def __init__(self, owner: DemoPage, root: Locator) -> None:
+        self.owner = owner
+        self.root = root
+
+    def button(self, action: str) -> Locator:
+        """The action button ``action`` (absent when the viewer cannot act)."""
+        return self.root.locator(f'.card-actions button[data-action="{action}"]')
+
+    @property
+    def buttons(self) -> Locator:
+        """Every action button shown."""
+        return self.root.locator(".card-actions button")
+
+    @property
+    def notice(self) -> Locator:
+        """The conflict / error notice."""
+        return self.root.locator(".card-notice")
+
+    @property
+    def confirm_button(self) -> Locator:
+        """The notice's "… anyway" button (409 with can_confirm)."""
+        return self.root.locator(".card-notice button[data-confirm]")
+
+    @property
+    def history(self) -> Locator:
+        """The rows of the history panel."""
+        return self.root.locator(".card-history-row")
+
+    async def expect_status(self, status: str, timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the card shows ``status``."""
+        await expect(self.root).to_have_attribute(
+            "data-status", status, timeout=self.owner.ms(timeout_ms)
+        )
+
+    async def tone(self) -> str:
+        """The colour family: open, good (green), bad (red), muted (grey), neutral."""
+        classes = (await self.root.get_attribute("class")) or ""
+        tones = [c.removeprefix("card--tone-") for c in classes.split() if "--tone-" in c]
+        assert len(tones) == 1, classes
+        return tones[0]
+
+    async def click(self, action: str) -> None:
+        """Press an action button."""
+        await self.button(action).click()
+
+    async def open_history(self) -> None:
+        """Show the history panel."""
+        await self.root.locator(".card-history-toggle").click()
+
+    async def state(self) -> dict[str, Any]:
+        """The card's data attributes (status, version, canAct, cardType)."""
+        return dict(await self.root.evaluate("el => ({...el.dataset})"))

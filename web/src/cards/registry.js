@@ -1,0 +1,107 @@
+// The card renderer registry: how card types plug into the page.
+//
+// A card message's payload is {"type": <custom content type>, "content": "<plain-text
+// fallback>", "card": {...}}. The page shows it as a card shell (cards/card.js) that owns what
+// every card shares — status colours, the action buttons the viewer may use, pending state,
+// rollback and the 409 conflict prompt, the history panel — and asks the registry for the
+// type-specific body:
+//
+//     cardRenderers[type] = (message, projection, ui) => Element
+//
+// `type` is looked up as the projection's `type` (e.g. "approval"), then `card.type` /
+// `card.kind` of the payload, then the payload's numeric content type; nothing found -> the
+// placeholder, which shows the `content` fallback. `projection` is the per-viewer view of the
+// card (GET /cards/{message_id}: type, status, extra, version, can_act, actions,
+// unavailable_reason, my_vote / my_response, ...). `ui` offers:
+//
+//     ui.me                      the viewer's uid
+//     ui.act(action, params)     run an action with the shell's pending/rollback/409 handling
+//     ui.pending                 the action in flight, or null
+//
+// A renderer is re-run on every state change and must show controls of its own (vote
+// options, survey inputs) only while projection.can_act is true. Optional properties of a
+// renderer function:
+//
+//     renderer.title = (payload, projection) => 'Expense approval'   header text
+//     renderer.optimistic = (projection, action, params) => projection'   shown while pending
+//     renderer.outcome = (projection) => 'Approved by bob'   the line that replaces the buttons
+//     renderer.hideActionBar = true   the body renders all its controls itself
+
+import { h } from '../dom.js';
+import { payloadOf } from '../convert.js';
+
+/** type -> renderer. Register with registerCard(). */
+export const cardRenderers = Object.create(null);
+
+/** Add (or replace) the renderer of a card type (a string kind or a numeric content type). */
+export function registerCard(type, renderer, options = {}) {
+  if (typeof renderer !== 'function') throw new TypeError('a card renderer is a function (message, projection, ui) => Element');
+  Object.assign(renderer, options);
+  cardRenderers[String(type)] = renderer;
+  return renderer;
+}
+
+/** Whether a message is a card: its payload carries a `card` object. */
+export function isCard(message) {
+  const payload = payloadOf(message);
+  return Boolean(payload && payload.card && typeof payload.card === 'object');
+}
+
+/** The renderer for a card message and its projection (the placeholder when none fits). */
+export function rendererFor(message, projection) {
+  const payload = payloadOf(message);
+  const card = payload.card || {};
+  for (const key of [projection && projection.type, card.type, card.kind, payload.type]) {
+    if (key !== undefined && key !== null && cardRenderers[String(key)]) return cardRenderers[String(key)];
+  }
+  return placeholderRenderer;
+}
+
+/** Unknown card type: the plain-text fallback the sender put in `content`. */
+export function placeholderRenderer(message, projection) {
+  const payload = payloadOf(message);
+  const kind = (projection && projection.type) || (payload.card && (payload.card.type || payload.card.kind)) || payload.type;
+  const text = typeof payload.content === 'string' && payload.content ? payload.content : '(no text)';
+  return h(
+    'div',
+    { class: 'card-fallback' },
+    h('p', { class: 'card-fallback-text' }, text),
+    h('p', { class: 'card-fallback-note' }, `This card type (${kind}) is not supported by this page yet.`),
+  );
+}
+placeholderRenderer.hideActionBar = true;
+placeholderRenderer.isPlaceholder = true;
+
+/**
+ * Status -> colour family of the shell (CSS class card--tone-<tone>): the scheme's "approved
+ * shows a green mark", rejected red, expired / withdrawn grey. Unknown statuses are neutral.
+ */
+export const STATUS_TONES = {
+  pending: 'open',
+  open: 'open',
+  active: 'open',
+  in_progress: 'open',
+  approved: 'good',
+  accepted: 'good',
+  done: 'good',
+  completed: 'good',
+  closed: 'muted',
+  rejected: 'bad',
+  declined: 'bad',
+  failed: 'bad',
+  expired: 'muted',
+  withdrawn: 'muted',
+  cancelled: 'muted',
+  canceled: 'muted',
+  revoked: 'muted',
+};
+
+export function toneOf(status) {
+  return STATUS_TONES[String(status || 'pending').toLowerCase()] || 'neutral';
+}
+
+/** "in_progress" -> "In progress". */
+export function humanize(text) {
+  const s = String(text || '').replace(/[_-]+/g, ' ').trim();
+  return s ? s[0].toUpperCase() + s.slice(1) : '';
+}

@@ -1,0 +1,88 @@
+// HTTP calls to the Magpie API with the user's token. Every id is kept as a string: JSON
+// numbers above 2^53 (int64 message ids) would lose digits in JavaScript.
+
+/** An HTTP error with the API's stable error code (`body.code`) and the parsed body. */
+export class HttpError extends Error {
+  constructor(method, path, status, body, text) {
+    const detail = body && body.msg ? body.msg : String(text || '').slice(0, 200);
+    super(`${method} ${path} -> HTTP ${status}${detail ? `: ${detail}` : ''}`);
+    this.status = status;
+    this.code = body && body.code ? body.code : '';
+    this.body = body;
+  }
+}
+
+/**
+ * JSON.parse that turns integers beyond Number.MAX_SAFE_INTEGER into their exact decimal
+ * strings (uses the reviver's source text where the browser has it; elsewhere the API's
+ * *_str / *_idstr fields are what the app reads anyway).
+ */
+export function parseJSON(text) {
+  return JSON.parse(text, function revive(_key, value, context) {
+    if (typeof value === 'number' && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source || '')) {
+      return context.source;
+    }
+    return value;
+  });
+}
+
+export class Api {
+  /** `base`: the API base URL ('' = this origin). `token`: the user token (Bearer). */
+  constructor(base, token) {
+    this.base = String(base || '').replace(/\/+$/, '');
+    this.token = token || '';
+    this.epoch = '';
+    this.epochListeners = [];
+  }
+
+  /** Called with (newEpoch, oldEpoch) when X-Magpie-Epoch changes (the store was replaced). */
+  onEpochChange(fn) {
+    this.epochListeners.push(fn);
+  }
+
+  noteEpoch(epoch) {
+    if (!epoch || epoch === this.epoch) return;
+    const old = this.epoch;
+    this.epoch = epoch;
+    if (old) for (const fn of this.epochListeners) fn(epoch, old);
+  }
+
+  async request(method, path, body, { auth = true, timeoutMs = 15000 } = {}) {
+    const headers = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (auth && this.token) headers.authorization = `Bearer ${this.token}`;
+    const res = await fetch(this.base + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    this.noteEpoch(res.headers.get('x-magpie-epoch'));
+    const text = await res.text();
+    let data = null;
+    if (text) {
+      try {
+        data = parseJSON(text);
+      } catch (_err) {
+        data = null;
+      }
+    }
+    if (!res.ok) throw new HttpError(method, path, res.status, data, text);
+    return data;
+  }
+
+  get(path, opts) {
+    return this.request('GET', path, undefined, opts);
+  }
+
+  post(path, body, opts) {
+    return this.request('POST', path, body === undefined ? {} : body, opts);
+  }
+}
+
+/** A bare JSON array, or the array in a `{data: [...]}` wrapper; else an error. */
+export function rowsOf(body, what) {
+  if (Array.isArray(body)) return body;
+  if (body && Array.isArray(body.data)) return body.data;
+  throw new Error(`${what}: expected a JSON array`);
+}
