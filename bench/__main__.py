@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.ext",
         "extension sync time vs history length (10^3..10^6), CAS updates/s with CMD fan-out",
     ),
+    "sdk": ("bench.sdk", "SDK cold sync of 10,000 messages + extensions; warm reconnect"),
 }
 
 

@@ -163,9 +163,14 @@ def test_message_from_json_with_extra() -> None:
         "channel_type": 2,
         "timestamp": 9,
         "payload": base64.b64encode(b'{"type":1,"content":"hi"}').decode(),
-        "message_extra": {"message_id": 5, "message_id_str": "12345678901234567890",
-                          "version": 2, "extra_version": 7, "status": "ok"},
-    }  # fmt: skip
+        "message_extra": {
+            "message_id": 5,
+            "message_id_str": "12345678901234567890",
+            "version": 2,
+            "extra_version": 7,
+            "status": "ok",
+        },
+    }
     m = message_from_json(item, Channel.group("g"))
     assert (m.message_id, m.channel, m.text) == (12345678901234567890, Channel.group("g"), "hi")
     assert m.ext is not None and (m.ext.version, m.ext.status) == (2, "ok")

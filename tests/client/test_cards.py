@@ -105,8 +105,13 @@ async def test_each_act_gets_a_fresh_action_id_and_base_zero_when_uncached(
 
 async def test_conflict(client: Client, fake: FakeCards) -> None:
     current = {"status": "rejected", "version": 5}
-    answer = {"winner": {"uid": "carol"}, "at": 1700000000123, "current": current,
-              "can_confirm": True, "code": "conflict"}  # fmt: skip
+    answer = {
+        "winner": {"uid": "carol"},
+        "at": 1700000000123,
+        "current": current,
+        "can_confirm": True,
+        "code": "conflict",
+    }
     fake.script = [httpx.Response(409, json=answer)]
     with pytest.raises(CardConflict) as info:
         await client.cards.act(MID, "approve")

@@ -5,10 +5,13 @@ kicks and the epoch rule (I7)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from magpie.app import Node
@@ -20,8 +23,10 @@ from magpie.client import (
     ConnectionTrigger,
     ConnectRefused,
     SendRefused,
+    Stream,
     SyncPhase,
 )
+from magpie.client.connection import ConnectionChange
 from tests.client.support import FAST, Proxy, T, client_of, ext_update, server_rows
 from tests.support.nodes import add_user, api, make_group, running_node
 
@@ -66,13 +71,36 @@ async def test_two_clients_see_messages_and_ext_changes_within_a_second(
         assert time.monotonic() - t1 < 1.0 and time.monotonic() - t0 < 2.0
         assert change.message_id == sent.message_id and change.old is None
         assert (change.new.status, dict(change.new.extra), change.new.version) == (
-            "approved", {"by": "carol"}, 1,
-        )  # fmt: skip
+            "approved",
+            {"by": "carol"},
+            1,
+        )
         assert change.message is not None and change.message.text == "please approve"
         ext = await bob.ext(sent.message_id)
         assert ext is not None and ext.status == "approved"
         (cached,) = await alice.history(G)
         assert cached.message_id == sent.message_id, "the sender caches its own message"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_person_channels_are_named_by_the_peer(node: Node, tmp_path: Path) -> None:
+    alice = await started(client_of(node, "alice", "tok-alice", None))
+    bob = await started(client_of(node, "bob", "tok-bob", None))
+    try:
+        got, bob_changes = bob.messages.stream(), bob.ext_changes.stream()
+        alice_changes = alice.ext_changes.stream()
+        sent = await alice.send(Channel.person("bob"), text("psst"))
+        message = await got.get(T)
+        assert message.channel == Channel.person("alice") and message.message_seq == 1
+        await ext_update(node, sent.message_id, status="read")
+        change = await bob_changes.get(T)
+        assert change.channel == Channel.person("alice") and change.new.status == "read"
+        mine = await alice_changes.get(T)
+        assert mine.channel == Channel.person("bob") and mine.message is not None
+        (cached,) = await bob.history(Channel.person("alice"))
+        assert cached.ext is not None and cached.ext.status == "read"
     finally:
         await alice.close()
         await bob.close()
@@ -156,8 +184,9 @@ async def test_reconnect_resends_and_the_message_is_stored_once(node: Node, tmp_
             assert not sending.done()
             proxy.cut()
             result = await asyncio.wait_for(sending, T)
-            stored = await node.store.get_messages("g1", 2, start_seq=0, end_seq=0, limit=10,
-                                                   pull_mode=0)  # fmt: skip
+            stored = await node.store.get_messages(
+                "g1", 2, start_seq=0, end_seq=0, limit=10, pull_mode=0
+            )
             assert [(m.message_id, m.message_seq) for m in stored] == [
                 (result.message_id, result.message_seq)
             ]
@@ -187,6 +216,29 @@ async def test_no_pong_means_a_dead_link_and_a_reconnect(node: Node, tmp_path: P
             assert sent.message_seq == 1
         finally:
             await alice.close()
+
+
+async def test_a_failed_sync_is_retried_while_connected(node: Node) -> None:
+    async with Proxy(node.api_port) as http_proxy:
+        http_proxy.refuse = True  # the gateway is up, the HTTP API is not
+        client = Client(
+            f"ws://127.0.0.1:{node.ws_port}",
+            "bob",
+            "tok-bob",
+            options=FAST,
+            api_url=f"http://127.0.0.1:{http_proxy.port}",
+        )
+        progress = client.sync_progress.stream()
+        await client.open()
+        try:
+            await client.wait_connected(T)
+            while (await progress.get(T)).phase is not SyncPhase.FAILED:
+                pass
+            http_proxy.refuse = False
+            await client.wait_synced(T)
+            assert client.sync_state.value == "synced"
+        finally:
+            await client.close()
 
 
 async def test_a_bad_token_is_refused_for_good(node: Node) -> None:
@@ -242,8 +294,14 @@ async def test_a_new_store_epoch_drops_the_cache(tmp_path: Path) -> None:
         async with api(one) as http:
             old = await _api_send(http, "from the old store")
         async with Proxy(one.ws_port) as ws, Proxy(one.api_port) as http_proxy:
-            bob = Client(ws.url, "bob", "tok-bob", cache_path=tmp_path / "b.db",
-                         api_url=f"http://127.0.0.1:{http_proxy.port}", options=FAST)  # fmt: skip
+            bob = Client(
+                ws.url,
+                "bob",
+                "tok-bob",
+                cache_path=tmp_path / "b.db",
+                api_url=f"http://127.0.0.1:{http_proxy.port}",
+                options=FAST,
+            )
             progress = bob.sync_progress.stream()
             await started(bob)
             try:
@@ -267,13 +325,11 @@ async def test_a_new_store_epoch_drops_the_cache(tmp_path: Path) -> None:
 # --- helpers -------------------------------------------------------------------------------
 
 
-async def _api_send(http: object, content: str) -> int:
-    import base64
-    import json
-
+async def _api_send(http: httpx.AsyncClient, content: str) -> int:
+    """Send a text message to g1 as alice through the business API; its id."""
     payload = base64.b64encode(json.dumps(text(content)).encode()).decode()
     body = {"from_uid": "alice", "channel_id": "g1", "channel_type": 2, "payload": payload}
-    r = await http.post("/message/send", json=body)  # type: ignore[attr-defined]
+    r = await http.post("/message/send", json=body)
     assert r.status_code == 200, r.text
     return int(r.json()["data"]["message_id"])
 
@@ -290,15 +346,15 @@ async def _stored(node: Node, seq: int) -> bool:
     return await node.store.max_seq("g1", 2) >= seq
 
 
-async def _until(check: object, timeout: float = T) -> None:
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = T) -> None:
     deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[operator]
+    while not await check():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
 
 
-async def _next_state(states: object, state: ConnectionState) -> object:
+async def _next_state(states: Stream[ConnectionChange], state: ConnectionState) -> ConnectionChange:
     while True:
-        change = await states.get(T)  # type: ignore[attr-defined]
+        change = await states.get(T)
         if change.new is state:
             return change

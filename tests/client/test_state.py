@@ -23,12 +23,22 @@ def test_connection_happy_path_and_reconnect() -> None:
     m = StateMachine(CONNECTION_TRANSITIONS, C.IDLE)
     path = [T.START, T.CONNACK_OK, T.LINK_LOST, T.RETRY, T.DIAL_FAILED, T.RETRY, T.CONNACK_OK]
     states = [m.fire(t).new for t in path]
-    assert states == [C.CONNECTING, C.CONNECTED, C.WAITING, C.CONNECTING, C.WAITING,
-                      C.CONNECTING, C.CONNECTED]  # fmt: skip
+    assert states == [
+        C.CONNECTING,
+        C.CONNECTED,
+        C.WAITING,
+        C.CONNECTING,
+        C.WAITING,
+        C.CONNECTING,
+        C.CONNECTED,
+    ]
     change = m.fire(T.KICK, reason=12, detail="login elsewhere")
     assert (change.old, change.new, change.reason, change.detail) == (
-        C.CONNECTED, C.KICKED, 12, "login elsewhere",
-    )  # fmt: skip
+        C.CONNECTED,
+        C.KICKED,
+        12,
+        "login elsewhere",
+    )
     assert m.state.terminal
 
 

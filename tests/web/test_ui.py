@@ -28,15 +28,17 @@ GROUP = ("demo-group", 2)
 CARD_TYPE = 3001
 
 
-async def update_status(node: Node, message_id: str, status: str, actor: str = "carol") -> None:
+async def update_status(
+    node: Node, message_id: str, status: str, actor: str = "carol", channel: tuple[str, int] = GROUP
+) -> None:
     """Change a message's extension status through the business API (last writer wins)."""
     async with api(node) as http:
         r = await http.post(
             "/message/extra/update",
             json={
                 "message_id": message_id,
-                "channel_id": GROUP[0],
-                "channel_type": GROUP[1],
+                "channel_id": channel[0],
+                "channel_type": channel[1],
                 "status": status,
                 "mode": "lww",
                 "action_id": uuid.uuid4().hex,
@@ -117,6 +119,7 @@ async def test_extension_change_patches_only_that_message_within_1s(
     await update_status(demo_node, message_id, "approved")
     await waiting
     elapsed = time.monotonic() - started
+    print(f"extension change shown after {elapsed * 1000:.0f} ms")
     assert elapsed < 1.0 * time_scale(), f"the change took {elapsed:.3f}s to show"
 
     await expect(target.locator(".chip")).to_have_text("Approved")
@@ -127,6 +130,17 @@ async def test_extension_change_patches_only_that_message_within_1s(
     await expect(other.locator(".chip")).to_have_count(0)
     # The sender's page follows too.
     await alice.wait_status_of(message_id, "approved", 5000)
+
+
+async def test_extension_change_in_a_direct_chat(ui: Ui, demo_node: Node) -> None:
+    bob = await ui.login("bob")
+    await bob.open("alice", 1)
+    seeded = bob.message_with_text("Hi Bob, this is a direct chat.")
+    message_id = await seeded.get_attribute("data-message-id")
+    assert message_id and message_id.isdigit()
+    await update_status(demo_node, message_id, "done", actor="alice", channel=("bob", 1))
+    await bob.wait_status_of(message_id, "done", 2000)
+    await expect(seeded.locator(".chip")).to_have_class(re.compile(r"\bchip--good\b"))
 
 
 async def test_offline_page_shows_the_change_after_reconnecting(ui: Ui, demo_node: Node) -> None:

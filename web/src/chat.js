@@ -270,7 +270,9 @@ export class ChatApp {
     this.renderConversations();
     if (!state.loaded) await this.loadLatest(state);
     else if (state.stale) await this.catchUp(state);
-    if (this.openChannel === channel) this.composer.focus();
+    if (this.openChannel !== channel) return;
+    this.markRead(conv);
+    this.composer.focus();
     await this.extras.sync(channel);
   }
 

@@ -16,6 +16,7 @@ See ``docs/client.md``. The package imports only :mod:`magpie.protocol`,
 
 from magpie.client.cards import Cards, CardState, new_action_id
 from magpie.client.client import SYNC_MESSAGE_EXTRA, Client
+from magpie.client.connection import ConnectionChange
 from magpie.client.errors import (
     ApiRequestFailed,
     ApiUnavailable,
@@ -58,6 +59,7 @@ __all__ = [
     "ClientOptions",
     "Command",
     "ConnectRefused",
+    "ConnectionChange",
     "ConnectionState",
     "ConnectionTrigger",
     "Conversation",

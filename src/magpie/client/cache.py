@@ -142,10 +142,16 @@ def _claim(uid: str, conn: sqlite3.Connection) -> tuple[str, int]:
 def _message_row(message: Message) -> tuple[Any, ...]:
     c = message.channel
     return (
-        c.channel_id, c.channel_type, message.message_seq, message.message_id,
-        message.client_msg_no, message.from_uid, message.timestamp, message.payload,
+        c.channel_id,
+        c.channel_type,
+        message.message_seq,
+        message.message_id,
+        message.client_msg_no,
+        message.from_uid,
+        message.timestamp,
+        message.payload,
         int(message.is_command),
-    )  # fmt: skip
+    )
 
 
 def _to_message(row: Sequence[Any]) -> Message:
@@ -164,12 +170,13 @@ class Stored:
 
 def _put_messages(messages: Sequence[Message], conn: sqlite3.Connection) -> Stored:
     def body() -> Stored:
-        fresh = []
-        for message in messages:
-            if conn.execute(_INSERT_MESSAGE, _message_row(message)).rowcount:
-                fresh.append(message)
-            c = message.channel
-            args = (c.channel_id, c.channel_type, message.message_seq, message.timestamp)
+        fresh = [m for m in messages if conn.execute(_INSERT_MESSAGE, _message_row(m)).rowcount]
+        tops: dict[Channel, Message] = {}
+        for m in messages:
+            if m.channel not in tops or m.message_seq > tops[m.channel].message_seq:
+                tops[m.channel] = m
+        for c, m in tops.items():
+            args = (c.channel_id, c.channel_type, m.message_seq, m.timestamp)
             conn.execute(_BUMP_CONVERSATION, args)
         changes = []
         for message in messages:
@@ -246,10 +253,14 @@ def _store_ext(channel: Channel, row: ExtSnapshot, conn: sqlite3.Connection) -> 
         "row) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET "
         "version = excluded.version, extra_version = excluded.extra_version, row = excluded.row",
         (
-            row.message_id, channel.channel_id, channel.channel_type, row.version,
-            row.extra_version, json.dumps(row.to_json(), separators=(",", ":")),
+            row.message_id,
+            channel.channel_id,
+            channel.channel_type,
+            row.version,
+            row.extra_version,
+            json.dumps(row.to_json(), separators=(",", ":")),
         ),
-    )  # fmt: skip
+    )
 
 
 def _apply_ext(

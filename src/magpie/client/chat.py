@@ -176,8 +176,9 @@ class Chat:
         except CardConflict as exc:
             hint = f" (/confirm {args[0]} {args[1]} to override)" if exc.can_confirm else ""
             current = json.dumps(dict(exc.current), ensure_ascii=False, separators=(",", ":"))
-            self.print("conflict", f"id={args[0]} winner={exc.winner} at={exc.at} "
-                       f"current={current}{hint}")  # fmt: skip
+            self.print(
+                "conflict", f"id={args[0]} winner={exc.winner} at={exc.at} current={current}{hint}"
+            )
             return
         self.print("card", f"id={state.message_id} v{state.version} status={state.status or '-'}")
 
@@ -192,8 +193,10 @@ class Chat:
         messages = await self.client.history(channel, limit=max(count, 1))
         for m in messages:
             state = f" [{_ext_text(m.ext)}]" if m.ext else ""
-            self.print("history", f"{channel} #{m.message_seq} id={m.message_id} "
-                       f"{m.from_uid}: {_body(m)}{state}")  # fmt: skip
+            self.print(
+                "history",
+                f"{channel} #{m.message_seq} id={m.message_id} {m.from_uid}: {_body(m)}{state}",
+            )
         self.print("history", f"{channel}: {len(messages)} message(s)")
 
     async def _channels(self, _: list[str]) -> None:

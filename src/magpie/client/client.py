@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -46,7 +47,7 @@ from magpie.client.model import (
 from magpie.client.options import ClientOptions
 from magpie.client.outbox import Outbox, PendingSend
 from magpie.client.raw import RawClient, ReceivedMessage
-from magpie.client.state import ConnectionState, SyncState
+from magpie.client.state import ConnectionState, SyncState, backoff_delay
 from magpie.client.sync import Coalescer, Syncer
 from magpie.client.topics import Topic
 from magpie.ext.merge import ExtSnapshot
@@ -122,6 +123,8 @@ class Client:
         self._connector = Connector(url, uid, token, int(device_flag), self.options, self)
         self._links = 0
         self._synced = asyncio.Event()
+        self._sync_failures = 0
+        self._retry: asyncio.TimerHandle | None = None
         self._opened = False
         self._closed = False
         #: Interactive cards (``await client.cards.act(...)``).
@@ -155,6 +158,7 @@ class Client:
         if self._closed:
             return
         self._closed = True
+        self._cancel_retry()
         await self._connector.close()
         self._outbox.fail_all(ClientClosed("the client was closed"))
         await self._outbox.close()
@@ -170,7 +174,11 @@ class Client:
         self.states.close()
 
     async def __aenter__(self) -> Client:
-        await self.open()
+        try:
+            await self.open()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(
@@ -265,9 +273,14 @@ class Client:
     async def _stored(self, pending: PendingSend, ack: Sendack) -> None:
         """A send was stored: cache it like a received message."""
         message = Message.of(
-            pending.channel, ack.message_id, ack.message_seq, pending.client_msg_no,
-            self.uid, int(time.time()), pending.payload,
-        )  # fmt: skip
+            pending.channel,
+            ack.message_id,
+            ack.message_seq,
+            pending.client_msg_no,
+            self.uid,
+            int(time.time()),
+            pending.payload,
+        )
         for fresh in (await self.cache.put_messages([message])).fresh:
             self.messages.publish(fresh)
 
@@ -312,6 +325,7 @@ class Client:
     def link_down(self) -> None:
         """Stop the sync of the lost link; the next link syncs again."""
         self._synced.clear()
+        self._cancel_retry()
         if self._syncer is not None:
             self._syncer.link_lost()
         self._full.cancel()
@@ -382,10 +396,29 @@ class Client:
     async def _full_sync(self, _: str) -> None:
         assert self._syncer is not None  # noqa: S101 - only scheduled with a syncer
         await self._syncer.full_sync()
+        self._sync_failures = 0
         self._synced.set()
 
     def _sync_failed(self, _: str, exc: BaseException) -> None:
-        log.info("sync failed: %s: %s", type(exc).__name__, exc)
+        """A full sync failed (e.g. the HTTP API is down while the gateway is up): retry
+        with the reconnect backoff while the link lasts."""
+        o = self.options
+        delay = backoff_delay(
+            self._sync_failures, o.backoff_initial, o.backoff_max, o.backoff_jitter, random.random
+        )
+        self._sync_failures += 1
+        log.info("sync failed (%s: %s); retry in %.1f s", type(exc).__name__, exc, delay)
+        self._cancel_retry()
+        self._retry = asyncio.get_running_loop().call_later(delay, self._retry_sync)
+
+    def _retry_sync(self) -> None:
+        if self._connector.link is not None and not self._closed:
+            self._full.kick(_FULL)
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
     def _card_changed(self, message_id: int) -> None:
         """A card action succeeded: pull its channel's extension changes now."""

@@ -217,6 +217,7 @@ class Syncer:
         self._report(SyncPhase.FAILED, detail=f"{type(exc).__name__}: {exc}")
 
     async def _run_once(self) -> None:
+        self._cold = set()
         cached = {channel for channel, _ in await self._cache.cached_seqs()}
         known = await self._cache.channels()
         probed = known[0] if known else None
@@ -259,18 +260,30 @@ class Syncer:
             self._skip(channel, exc)
 
     async def _fill_range(self, channel: Channel, hole: range) -> None:
+        """Pull the seqs of ``hole`` page by page. Seqs are gap-free (I3), so the next page
+        is asked for while the previous one is being written to the cache."""
         start, page_size = hole.start, self._options.sync_page_size
-        while start < hole.stop:
-            limit = min(page_size, hole.stop - start)
-            page = await self._api.history(channel, start, hole.stop, limit)
-            await self._check_epoch(page.epoch)
-            if not page.messages:
-                return
-            await self._store(page.messages)
-            self._report(SyncPhase.MESSAGES, channel, len(page.messages))
-            start = page.messages[-1].message_seq + 1
-            if not page.more:
-                return
+        writing: asyncio.Task[None] | None = None
+        try:
+            while start < hole.stop:
+                limit = min(page_size, hole.stop - start)
+                page = await self._api.history(channel, start, hole.stop, limit)
+                if writing is not None:
+                    await writing
+                await self._check_epoch(page.epoch)
+                if not page.messages:
+                    return
+                writing = asyncio.ensure_future(self._store_page(channel, page.messages))
+                start = page.messages[-1].message_seq + 1
+                if not page.more:
+                    return
+        finally:
+            if writing is not None:
+                await writing
+
+    async def _store_page(self, channel: Channel, messages: Sequence[Message]) -> None:
+        await self._store(messages)
+        self._report(SyncPhase.MESSAGES, channel, len(messages))
 
     async def _store(self, messages: Sequence[Message]) -> None:
         stored = await self._cache.put_messages(messages)

@@ -358,8 +358,9 @@ export class CardView {
   showConflict(conflict, action, params) {
     const at = whenText(conflict.at);
     const winner = conflict.winner || {};
-    const did = typeof winner === 'object' && (winner.action || winner.operation) ? ` ${humanize(winner.action || winner.operation).toLowerCase()}` : ' changed this card';
-    const text = `${who(winner)}${did} first${at ? ` at ${at}` : ''}. Your “${humanize(action)}” was not applied.`;
+    const theirs = typeof winner === 'object' ? winner.action || winner.operation || '' : '';
+    const detail = [theirs ? humanize(theirs) : '', at ? `at ${at}` : ''].filter(Boolean).join(' ');
+    const text = `${who(winner)} was first${detail ? ` (${detail})` : ''}. Your “${humanize(action)}” was not applied.`;
     const buttons = [];
     if (conflict.can_confirm) {
       buttons.push(

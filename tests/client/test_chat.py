@@ -1,0 +1,140 @@
+"""``magpie chat`` as a person uses it: a subprocess driven over stdin against a real node."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+from magpie.app import Node
+from magpie.client import Channel
+from tests.client.support import T, client_of, ext_update
+from tests.support.nodes import add_user, api, make_group, running_node
+
+
+class Terminal:
+    """The chat process: write command lines, wait for output lines."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.seen: list[str] = []
+
+    async def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def expect(self, pattern: str) -> re.Match[str]:
+        assert self.proc.stdout is not None
+        regex = re.compile(pattern)
+        while True:
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), T)
+            assert raw, f"the chat exited waiting for {pattern!r}; output: {self.seen}"
+            line = raw.decode().rstrip("\n")
+            self.seen.append(line)
+            if match := regex.search(line):
+                return match
+
+
+async def start_chat(node: Node, uid: str, cache: Path) -> Terminal:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "magpie.cli",
+        "chat",
+        "--uid",
+        uid,
+        "--token",
+        f"tok-{uid}",
+        "--url",
+        f"ws://127.0.0.1:{node.ws_port}",
+        "--api",
+        f"http://127.0.0.1:{node.api_port}",
+        "--cache",
+        str(cache),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    return Terminal(proc)
+
+
+async def test_chat_shows_messages_and_state_live_and_runs_commands(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "node", ext_coalesce_ms=0) as node:
+        for uid in ("alice", "bob"):
+            await add_user(node, uid)
+        await make_group(node, "g1", ["alice", "bob"])
+        alice = client_of(node, "alice", "tok-alice", None)
+        await alice.open()
+        await alice.wait_synced(T)
+        welcome = await alice.send(Channel.group("g1"), {"type": 1, "content": "welcome"})
+        bob = await start_chat(node, "bob", tmp_path / "bob.db")
+        try:
+            await bob.expect(r"^\[state\] connected")
+            await bob.expect(rf"^\[msg\] g1:2 #1 id={welcome.message_id} alice: welcome$")
+            await bob.expect(r"^\[sync\] done")
+
+            live = await alice.send(Channel.group("g1"), {"type": 1, "content": "hi bob"})
+            await bob.expect(rf"^\[msg\] g1:2 #2 id={live.message_id} alice: hi bob$")
+            await ext_update(node, welcome.message_id, status="approved", extra_patch={"n": 1})
+            await bob.expect(
+                rf'^\[ext\] g1:2 id={welcome.message_id} v1 status=approved extra={{"n":1}}'
+            )
+
+            heard = alice.messages.stream()
+            await bob.type("/send g1 hello alice")
+            sent = await bob.expect(r"^\[sent\] g1:2 #3 id=(\d+)$")
+            got = await heard.get(T)
+            assert (got.text, got.message_id) == ("hello alice", int(sent[1]))
+
+            await bob.type("/history g1:2")
+            await bob.expect(
+                rf"^\[history\] g1:2 #1 id={welcome.message_id} alice: welcome \[v1 status=approved"
+            )
+            await bob.expect(r"^\[history\] g1:2 #3 id=\d+ bob: hello alice$")
+            await bob.expect(r"^\[history\] g1:2: 3 message\(s\)$")
+
+            await bob.type("/act 12 approve")
+            await bob.expect(r"^\[error\] .*/cards/12/actions: HTTP 404")
+            await bob.type("/act twelve approve")
+            await bob.expect(r"^\[error\] usage: /act")
+            await bob.type("/bogus")
+            await bob.expect(r"^\[error\] unknown command '/bogus'")
+            await bob.type("/quit")
+            await bob.expect(r"^\[bye\] bob$")
+            assert await asyncio.wait_for(bob.proc.wait(), T) == 0
+        finally:
+            if bob.proc.returncode is None:
+                bob.proc.kill()
+                await bob.proc.wait()
+            await alice.close()
+
+
+async def test_chat_restarts_from_its_cache_offline(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "node") as node:
+        await add_user(node, "bob")
+        await make_group(node, "g1", ["bob"])
+        async with api(node) as http:
+            body = {
+                "from_uid": "bob",
+                "channel_id": "g1",
+                "channel_type": 2,
+                "payload": "eyJ0eXBlIjoxLCJjb250ZW50Ijoia2VwdCJ9",
+            }
+            assert (await http.post("/message/send", json=body)).status_code == 200
+        first = await start_chat(node, "bob", tmp_path / "bob.db")
+        await first.expect(r"^\[sync\] done")
+        await first.type("/quit")
+        assert await asyncio.wait_for(first.proc.wait(), T) == 0
+    again = await start_chat(node, "bob", tmp_path / "bob.db")  # the node is gone
+    try:
+        await again.type("/history g1")
+        await again.expect(r"^\[history\] g1:2 #1 id=\d+ bob: kept$")
+        await again.type("/state")
+        await again.expect(r"^\[state\] (connecting|waiting) sync=idle")
+        again.proc.stdin.close()  # type: ignore[union-attr]
+        await again.expect(r"^\[bye\] bob$")
+    finally:
+        if again.proc.returncode is None:
+            again.proc.kill()
+        await again.proc.wait()
