@@ -55,7 +55,7 @@ async def test_recvack_only_after_the_batch_is_cached(client: Client) -> None:
     spy(client, log)
     text = b'{"type":1,"content":"hi"}'
     batch = [recv(1, 1, text), recv(2, 2, text, Flags.RED_DOT | Flags.SYNC_ONCE)]
-    await client.received(FakeLink(log), batch)  # type: ignore[arg-type]
+    await client._received(FakeLink(log), batch)  # type: ignore[arg-type]
     assert log == [
         ("cached", [1, 2]),
         ("ack", 1, Flags.RED_DOT),
@@ -67,7 +67,7 @@ async def test_no_recvack_when_caching_fails(client: Client) -> None:
     log: list[Any] = []
     spy(client, log, fail=True)
     with pytest.raises(OSError, match="disk full"):
-        await client.received(FakeLink(log), [recv(1, 1, b'{"type":1}')])  # type: ignore[arg-type]
+        await client._received(FakeLink(log), [recv(1, 1, b'{"type":1}')])  # type: ignore[arg-type]
     assert log == [], "the server keeps the message and retries it"
 
 
@@ -75,8 +75,8 @@ async def test_duplicates_are_acked_but_published_once(client: Client) -> None:
     log: list[Any] = []
     messages = client.messages.stream()
     link: RawClient = FakeLink(log)  # type: ignore[assignment]
-    await client.received(link, [recv(1, 1, b'{"type":1,"content":"a"}')])
-    await client.received(link, [recv(1, 1, b'{"type":1,"content":"a"}')])
+    await client._received(link, [recv(1, 1, b'{"type":1,"content":"a"}')])
+    await client._received(link, [recv(1, 1, b'{"type":1,"content":"a"}')])
     assert [m.message_id for m in messages.pending()] == [1]
     assert [entry[1] for entry in log] == [1, 1]
 
@@ -85,7 +85,7 @@ async def test_commands_go_to_command_listeners(client: Client) -> None:
     log: list[Any] = []
     messages, commands = client.messages.stream(), client.commands.stream()
     cmd = b'{"type":99,"cmd":"syncMessageExtra","param":{"channel_id":"g1","channel_type":2}}'
-    await client.received(FakeLink(log), [recv(5, 0, cmd, Flags.SYNC_ONCE | Flags.NO_PERSIST)])  # type: ignore[arg-type]
+    await client._received(FakeLink(log), [recv(5, 0, cmd, Flags.SYNC_ONCE | Flags.NO_PERSIST)])  # type: ignore[arg-type]
     (command,) = commands.pending()
     assert command.cmd == "syncMessageExtra" and command.channel == Channel.group("g1")
     assert dict(command.param) == {"channel_id": "g1", "channel_type": 2}

@@ -49,6 +49,9 @@ HELP = """\
 /help                                   this text
 /quit                                   leave (so does end of input)"""
 _MAX_HISTORY = 1000
+#: Seconds a ``/send`` waits for its SENDACK before giving up (``[error]``), so the prompt
+#: stays usable while offline.
+SEND_TIMEOUT = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +167,8 @@ class Chat:
         if len(args) != 2 or not args[1].strip():
             raise ValueError("usage: /send <channel> <text>")
         channel = await self._channel(args[0])
-        result = await self.client.send(channel, {"type": 1, "content": args[1].strip()})
+        content = {"type": 1, "content": args[1].strip()}
+        result = await self.client.send(channel, content, timeout=SEND_TIMEOUT)
         self.print("sent", f"{channel} #{result.message_seq} id={result.message_id}")
 
     async def _act(self, args: list[str], confirm: bool = False) -> None:

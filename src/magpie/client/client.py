@@ -116,11 +116,13 @@ class Client:
         self.cache = Cache(cache_path, self.options.cache_synchronous)
         self._api = None if api_url is None else self._make_api(api_url, token, http_transport)
         self._syncer = (
-            None if self._api is None else Syncer(self.cache, self._api, self.options, self)
+            None
+            if self._api is None
+            else Syncer(self.cache, self._api, self.options, _Wiring(self))
         )
         self._full: Coalescer[str] = Coalescer(self._full_sync, self._sync_failed)
         self._outbox = Outbox(self._stored)
-        self._connector = Connector(url, uid, token, int(device_flag), self.options, self)
+        self._connector = Connector(url, uid, token, int(device_flag), self.options, _Wiring(self))
         self._links = 0
         self._synced = asyncio.Event()
         self._sync_failures = 0
@@ -213,11 +215,13 @@ class Client:
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until connected; :class:`ClientClosed` if the client stopped for good,
         ``TimeoutError`` after ``timeout`` seconds."""
-        await asyncio.wait_for(self._connector.wait_connected(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._connector.wait_connected()
 
     async def wait_synced(self, timeout: float | None = None) -> None:
         """Wait until the full sync after the current connection finished."""
-        await asyncio.wait_for(self._synced.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._synced.wait()
 
     async def sync(self) -> None:
         """Run a full sync now (or join the one running) and wait for it."""
@@ -262,7 +266,8 @@ class Client:
 
     async def _await_ack(self, pending: PendingSend, timeout: float | None) -> SendResult:
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(pending.future)
         except TimeoutError:
             self._outbox.forget(pending)
             raise SendTimeout(pending.client_msg_no) from None
@@ -310,9 +315,9 @@ class Client:
         self._require_open()
         return await self.cache.conversations()
 
-    # --- LinkHandler (called by the connector) -----------------------------------------------
+    # --- the connector's events (via _Wiring) --------------------------------------------------
 
-    async def link_up(self, link: RawClient) -> None:
+    async def _link_up(self, link: RawClient) -> None:
         """Resend what is pending, then sync."""
         self._links += 1
         self._outbox.flush(link, self._links)
@@ -322,7 +327,7 @@ class Client:
         else:
             self._full.kick(_FULL)
 
-    def link_down(self) -> None:
+    def _link_down(self) -> None:
         """Stop the sync of the lost link; the next link syncs again."""
         self._synced.clear()
         self._cancel_retry()
@@ -330,13 +335,13 @@ class Client:
             self._syncer.link_lost()
         self._full.cancel()
 
-    def state_changed(self, change: ConnectionChange) -> None:
+    def _state_changed(self, change: ConnectionChange) -> None:
         """Publish; fail pending sends when the client stopped for good."""
         if change.new in (ConnectionState.REFUSED, ConnectionState.KICKED):
             self._outbox.fail_all(self._connector.failure or ClientClosed(change.new.value))
         self.states.publish(change)
 
-    async def received(self, link: RawClient, batch: Sequence[ReceivedMessage]) -> None:
+    async def _received(self, link: RawClient, batch: Sequence[ReceivedMessage]) -> None:
         """Cache the batch durably, RECVACK each RECV, then tell the listeners."""
         messages = [m for m in map(_to_message, batch) if m is not None]
         fresh = (await self.cache.put_messages(messages)).fresh
@@ -363,32 +368,33 @@ class Client:
 
     async def _check_gaps(self, fresh: Sequence[Message]) -> None:
         """A live message above a missing seq: fill the channel (after a short delay)."""
-        lowest: dict[Channel, int] = {}
+        spans: dict[Channel, tuple[int, int]] = {}
         for m in fresh:
-            lowest[m.channel] = min(lowest.get(m.channel, m.message_seq), m.message_seq)
-        for channel, seq in lowest.items():
-            if seq > 1 and await self.cache.holes(channel, seq - 1, seq - 1):
+            low, high = spans.get(m.channel, (m.message_seq, m.message_seq))
+            spans[m.channel] = (min(low, m.message_seq), max(high, m.message_seq))
+        for channel, (low, high) in spans.items():
+            if await self.cache.holes(channel, max(1, low - 1), high):
                 assert self._syncer is not None  # noqa: S101 - checked by the caller
                 self._syncer.live_gap(channel)
 
-    # --- SyncSink (called by the syncer) ------------------------------------------------------
+    # --- the syncer's events (via _Wiring) ------------------------------------------------------
 
-    def progress(self, event: SyncProgress) -> None:
+    def _progress(self, event: SyncProgress) -> None:
         """Publish sync progress."""
         self.sync_progress.publish(event)
 
-    def ext_changes_applied(self, changes: Sequence[ExtChange]) -> None:
+    def _ext_changes_applied(self, changes: Sequence[ExtChange]) -> None:
         """Publish extension changes."""
         for change in changes:
             self.ext_changes.publish(change)
 
-    def synced_messages(self, messages: Sequence[Message]) -> None:
+    def _synced_messages(self, messages: Sequence[Message]) -> None:
         """Publish messages a sync cached (commands aside)."""
         for message in messages:
             if not message.is_command:
                 self.messages.publish(message)
 
-    def resync(self) -> None:
+    def _resync(self) -> None:
         """Run a full sync soon (the store epoch changed)."""
         if self._connector.link is not None:
             self._full.kick(_FULL)
@@ -433,6 +439,46 @@ class Client:
         message = task.result()
         if message is not None:
             self._syncer.ext_changed(message.channel)
+
+
+class _Wiring:
+    """The client's side of its connector (:class:`~.connection.LinkHandler`) and syncer
+    (:class:`~.sync.SyncSink`), kept off the client's public surface."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def link_up(self, link: RawClient) -> None:
+        """A link is up."""
+        await self._client._link_up(link)
+
+    async def received(self, link: RawClient, batch: Sequence[ReceivedMessage]) -> None:
+        """RECVs arrived."""
+        await self._client._received(link, batch)
+
+    def link_down(self) -> None:
+        """The link is gone."""
+        self._client._link_down()
+
+    def state_changed(self, change: ConnectionChange) -> None:
+        """The connection state changed."""
+        self._client._state_changed(change)
+
+    def progress(self, event: SyncProgress) -> None:
+        """A sync step happened."""
+        self._client._progress(event)
+
+    def synced_messages(self, messages: Sequence[Message]) -> None:
+        """A sync cached messages."""
+        self._client._synced_messages(messages)
+
+    def ext_changes_applied(self, changes: Sequence[ExtChange]) -> None:
+        """Extension changes were applied."""
+        self._client._ext_changes_applied(changes)
+
+    def resync(self) -> None:
+        """A full sync is needed."""
+        self._client._resync()
 
 
 def _to_message(item: ReceivedMessage) -> Message | None:

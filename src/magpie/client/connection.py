@@ -103,6 +103,7 @@ class Connector:
             CONNECTION_TRANSITIONS, ConnectionState.IDLE
         )
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._link: RawClient | None = None
         self._changed = asyncio.Event()
         #: Set when the client stopped for good (refused or kicked): the reason.
@@ -125,11 +126,14 @@ class Connector:
 
     async def close(self) -> None:
         """Stop: close the link and stop redialling."""
-        if self._machine.can(ConnectionTrigger.CLOSE):
-            if self._task is not None:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-            self._fire(ConnectionTrigger.CLOSE)
+        if not self._machine.can(ConnectionTrigger.CLOSE):
+            return
+        self._closing = True
+        while self._task is not None and not self._task.done():
+            # Repeated: a cancellation can be lost when it races a completing await.
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=0.1)
+        self._fire(ConnectionTrigger.CLOSE)
 
     async def wait_connected(self) -> None:
         """Wait until CONNECTED; :class:`ClientClosed` if the client stopped for good."""
@@ -160,7 +164,7 @@ class Connector:
 
     async def _run(self) -> None:
         attempt = 0
-        while True:
+        while not self._closing:
             link = await self._dial()
             if link is None:
                 if self.state.terminal:
@@ -178,7 +182,8 @@ class Connector:
             attempt += 1
             self._fire(trigger, delay=delay)
             await asyncio.sleep(delay)
-            self._fire(ConnectionTrigger.RETRY)
+            if not self._closing:
+                self._fire(ConnectionTrigger.RETRY)
 
     def _backoff(self, attempt: int) -> float:
         o = self._options
@@ -193,7 +198,8 @@ class Connector:
         )
         timeout = self._options.connect_timeout
         try:
-            await asyncio.wait_for(link.connect(timeout), timeout)
+            async with asyncio.timeout(timeout):
+                await link.connect(timeout)
         except RawRefused as exc:
             await _drop(link)
             self._refused(exc.reason)
@@ -202,6 +208,10 @@ class Connector:
             log.debug("dial %s failed: %s", self._url, exc)
             await _drop(link)
             return None
+        except BaseException:  # cancelled (closing): do not leave a half-open socket
+            with contextlib.suppress(Exception):
+                link.abort()
+            raise
         return link
 
     def _refused(self, reason: int) -> None:
@@ -262,7 +272,8 @@ class Connector:
             pongs.clear()
             await link.write(Ping())
             try:
-                await asyncio.wait_for(pongs.wait(), self._options.pong_timeout)
+                async with asyncio.timeout(self._options.pong_timeout):
+                    await pongs.wait()
             except TimeoutError:
                 log.info("no PONG within %.1f s: the link is dead", self._options.pong_timeout)
                 return
@@ -287,7 +298,8 @@ def _kick_of(link: RawClient, control: asyncio.Future[Any]) -> Disconnect | None
 async def _drop(link: RawClient) -> None:
     """Close a link, aborting the TCP connection if the close handshake hangs."""
     try:
-        await asyncio.wait_for(link.close(), _CLOSE_TIMEOUT)
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await link.close()
     except (TimeoutError, *_DIAL_ERRORS):
         with contextlib.suppress(Exception):
             link.abort()

@@ -95,7 +95,7 @@ class Coalescer(Generic[K]):
     def kick(self, key: K, delay: float = 0.0) -> asyncio.Task[None]:
         """Run ``work(key)`` soon (after ``delay`` if it is not already running)."""
         task = self._tasks.get(key)
-        if task is not None and not task.done():
+        if task is not None and not task.done() and not task.cancelling():
             self._again.add(key)
             return task
         task = asyncio.get_running_loop().create_task(self._loop(key, delay))

@@ -86,7 +86,8 @@ class Stream(Generic[T], AsyncIterator[T]):
         """The next event; ``TimeoutError`` after ``timeout`` seconds, ``EOFError`` when the
         topic closed."""
         try:
-            return await asyncio.wait_for(self.__anext__(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.__anext__()
         except StopAsyncIteration:
             raise EOFError("the topic is closed") from None
 
