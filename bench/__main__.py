@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "extension sync time vs history length (10^3..10^6), CAS updates/s with CMD fan-out",
     ),
     "sdk": ("bench.sdk", "SDK cold sync of 10,000 messages + extensions; warm reconnect"),
+    "cards": ("bench.cards", "1,000 members vote on one card within 1 s; 150 online clients"),
 }
 
 

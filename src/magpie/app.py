@@ -1,7 +1,8 @@
 """The composition root: the only place that chooses concrete backends.
 
 :class:`Node` builds one Magpie node from :class:`~magpie.config.Settings` — store, bus, core
-services, WebSocket gateway and HTTP API — starts it, and stops it cleanly.
+services, WebSocket gateway, HTTP API and the card service (over the in-process
+:class:`~magpie.cards_adapter.InProcessPort`) — starts it, and stops it cleanly.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from magpie.api import ApiContext, create_api
 from magpie.bus.memory import MemoryBus
+from magpie.cards import CardService, default_types
+from magpie.cards_adapter import InProcessPort
 from magpie.config import Settings
 from magpie.core.auth import new_api_key
 from magpie.core.ids import Snowflake
@@ -79,6 +83,13 @@ class Node:
             _gateway_config(settings), self.store, self.bus, self.messaging, self.metrics
         )
         self.ext = _ext_service(settings, self.store, self.messaging)
+        self.cards = CardService(
+            InProcessPort(self.messaging, self.ext, self.store, self._emit),
+            default_types(),
+            settings.cards_db_path,
+            clock_ms=_wall_ms,
+            max_state_bytes=settings.ext_max_extra_bytes,
+        )
         self._uvicorn: uvicorn.Server | None = None
         self._api_task: asyncio.Task[None] | None = None
         self.api_port = 0
@@ -104,8 +115,10 @@ class Node:
             metrics=self.metrics,
             ws_addr=self.settings.ws_public_addr or f"ws://{self.settings.host}:{self.ws_port}",
             ext=self.ext,
+            cards=self.cards,
         )
         await self.api.start()
+        await self.cards.start()  # re-arms pending card deadlines; may fire some at once
         await self._start_http(create_api(self.api))
         log.info(
             "gateway on ws://%s:%d, API on http://%s:%d",
@@ -141,12 +154,18 @@ class Node:
         if self._uvicorn is not None and self._api_task is not None:
             self._uvicorn.should_exit = True
             await self._api_task
+        await self.cards.stop()  # lets a deadline being fired finish; pending ones persist
         await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
         await self.gateway.stop()
         if self.api is not None:
             await self.api.stop()
         await self.bus.close()
         await self.store.close()
+
+    def _emit(self, event: str, data: Mapping[str, Any]) -> None:
+        """The card service's business webhooks, through the API's dispatcher."""
+        if self.api is not None:
+            self.api.emit(event, data)
 
 
 class _EmbeddedServer(uvicorn.Server):

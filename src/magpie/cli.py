@@ -9,10 +9,12 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from magpie import __version__
 from magpie.app import Node
+from magpie.cards import CreateRequest
 from magpie.client import chat as chat_cli
 from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
@@ -88,6 +90,41 @@ async def _seed_demo(node: Node) -> None:
     )
     payload = base64.b64encode(welcome).decode()
     print(f"magpie demo: try POST /message/send with payload {payload}", flush=True)
+    await _seed_cards(node)
+
+
+_DEMO_DAY_MS = 24 * 3600 * 1000
+
+
+def _demo_cards(now_ms: int) -> list[tuple[str, str, dict[str, object]]]:
+    """One card of each type in the demo group: (creator, client_msg_no, definition)."""
+    day = _DEMO_DAY_MS
+    lunch = [
+        {"id": "main", "kind": "single", "prompt": "Main course?", "options": ["Pizza", "Sushi"]},
+        {"id": "extras", "kind": "multiple", "prompt": "Extras?", "options": ["Salad", "Cake"],
+         "required": False},
+        {"id": "note", "kind": "text", "prompt": "Allergies or wishes?", "required": False},
+    ]  # fmt: skip
+    return [
+        ("alice", "demo-card-approval", {"type": "approval@1", "title": "Team offsite budget",
+         "description": "2 days, 4 people, 1,800 EUR", "approvers": ["bob", "carol"],
+         "mode": "all", "expires_at": now_ms + 7 * day}),
+        ("bob", "demo-card-survey", {"type": "survey@1", "title": "Friday lunch",
+         "questions": lunch, "closes_at": now_ms + 2 * day}),
+        ("alice", "demo-card-task", {"type": "task@1", "title": "Prepare the quarterly report",
+         "assignees": ["carol", "dave"], "due": now_ms + 3 * day}),
+        ("dave", "demo-card-vote", {"type": "vote@1", "title": "Next team event",
+         "options": ["Bowling", "Escape room", "Cooking class"], "closes_at": now_ms + 3 * day}),
+    ]  # fmt: skip
+
+
+async def _seed_cards(node: Node) -> None:
+    """One card of each type (approval, survey, task, vote) in the demo group."""
+    now_ms = time.time_ns() // 1_000_000
+    for creator, client_msg_no, card in _demo_cards(now_ms):
+        req = CreateRequest(creator, DEMO_GROUP, 2, card, "", client_msg_no)
+        await node.cards.create(req)
+    print("magpie demo: cards (approval, survey, task, vote) in the group", flush=True)
 
 
 def _settings(config: str | None, demo: bool) -> Settings:

@@ -100,6 +100,9 @@ class Settings:
     #: How far (ms) a caller-supplied last-writer-wins ``updated_at`` may be ahead of the
     #: server clock; a value further ahead would win every later write.
     ext_max_future_ms: int = 60_000
+    #: The card service's own SQLite file (deadlines, its secret) inside ``data_dir`` (or an
+    #: absolute path); the service runs in every node.
+    cards_db_file: str = "cards.db"
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -108,6 +111,12 @@ class Settings:
     def db_path(self) -> Path:
         """Absolute or data-dir-relative path of the SQLite file."""
         path = Path(self.db_file)
+        return path if path.is_absolute() else Path(self.data_dir) / path
+
+    @property
+    def cards_db_path(self) -> Path:
+        """Absolute or data-dir-relative path of the card service's SQLite file."""
+        path = Path(self.cards_db_file)
         return path if path.is_absolute() else Path(self.data_dir) / path
 
     def replace(self, **changes: Any) -> Settings:
@@ -171,6 +180,7 @@ def _validate(s: Settings) -> None:
         "must not exceed max_packet_bytes",
     )
     _check(bool(s.host), "host", s.host, "must not be empty")
+    _check(bool(s.cards_db_file), "cards_db_file", s.cards_db_file, "must not be empty")
     if s.host not in ("localhost", "0.0.0.0", "::"):  # noqa: S104 - a bind address, checked
         try:
             ipaddress.ip_address(s.host)

@@ -20,6 +20,7 @@ import { idString, toConversation, toMessage, toMessageExtra } from './convert.j
 import { ExtrasSync } from './extras.js';
 import { MessageCache, messageKey } from './state.js';
 import { CardController } from './cards/card.js';
+import { CardFormDialog } from './cards/create.js';
 import { ComposerView } from './views/composer.js';
 import { ConversationListView, PeopleView } from './views/conversations.js';
 import { MessageListView } from './views/messages.js';
@@ -54,7 +55,8 @@ export class ChatApp {
     this.sdk = WKSDK.shared();
     this.cache = new MessageCache();
     this.extras = new ExtrasSync(this.sdk, this.cache, (state, keys) => this.onExtrasApplied(state, keys));
-    this.cards = new CardController(api, this.me);
+    this.cards = new CardController(api, this.me, { names: this.names, people });
+    this.cardForm = new CardFormDialog({ api, me: this.me, people, names: this.names });
     this.openChannel = null;
     this.everConnected = false;
     this.sending = new Map(); // clientSeq -> message (local echoes awaiting SENDACK)
@@ -79,7 +81,7 @@ export class ChatApp {
     this.conversations = new ConversationListView({ me: this.me, names: this.names, onOpen: (c) => this.open(c) });
     this.peopleView = new PeopleView({ onOpen: (uid) => this.open(new Channel(uid, 1)) });
     this.messages = new MessageListView({ me: this.me, names: this.names, cards: this.cards, onLoadOlder: () => this.loadOlder() });
-    this.composer = new ComposerView((text) => this.sendText(text));
+    this.composer = new ComposerView((text) => this.sendText(text), { onNewCard: (type) => this.openChannel && this.cardForm.open(type, this.openChannel) });
     this.headerTitle = h('h2', { class: 'chat-title' }, 'Magpie');
     this.headerSub = h('p', { class: 'chat-sub' }, '');
     const me = this.names.get(this.me) || this.me;

@@ -14,12 +14,21 @@ export function h(tag, attrs, ...children) {
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key === 'style' && typeof value === 'object') Object.assign(el.style, value);
     else if (key.startsWith('on') && typeof value === 'function') {
-      el.addEventListener(key.slice(2).toLowerCase(), value);
+      // Handlers live on the element (el.__on) behind one stable listener, so morph() can
+      // hand a patched element the handlers of its replacement.
+      const type = key.slice(2).toLowerCase();
+      (el.__on || (el.__on = {}))[type] = value;
+      el.addEventListener(type, dispatch);
     } else if (value === true) el.setAttribute(key, '');
     else el.setAttribute(key, String(value));
   }
   append(el, children);
   return el;
+}
+
+function dispatch(event) {
+  const fn = this.__on && this.__on[event.type];
+  return fn ? fn.call(this, event) : undefined;
 }
 
 function append(el, children) {
@@ -79,4 +88,116 @@ export function uuid() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const x = [...b].map((v) => v.toString(16).padStart(2, '0')).join('');
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+// --- morph: patch a live subtree to look like a freshly built one ---------------------------
+//
+// Renderers rebuild their whole body on every state change; morph() applies the difference to
+// the live nodes instead of swapping them, so CSS transitions run (a tally bar's width, a
+// status colour), inputs keep focus, caret and typed text, and nothing flickers. Children
+// are matched by tag and `data-key` (unkeyed ones by position).
+
+function keyOf(node) {
+  return node.nodeType === 1 ? node.getAttribute('data-key') || '' : '';
+}
+
+function sameKind(a, b) {
+  return a.nodeType === b.nodeType && a.nodeName === b.nodeName && keyOf(a) === keyOf(b);
+}
+
+function morphAttributes(from, to) {
+  for (const { name } of [...from.attributes]) if (!to.hasAttribute(name)) from.removeAttribute(name);
+  for (const { name, value } of [...to.attributes]) if (from.getAttribute(name) !== value) from.setAttribute(name, value);
+}
+
+function morphHandlers(from, to) {
+  const next = to.__on || null;
+  if (next) for (const type of Object.keys(next)) if (!from.__on || !(type in from.__on)) from.addEventListener(type, dispatch);
+  from.__on = next ? { ...next } : from.__on ? {} : undefined;
+}
+
+/** Form controls: the live value follows the new node's (not while the user types in it). */
+function morphControl(from, to) {
+  if (from.tagName === 'TEXTAREA' || (from.tagName === 'INPUT' && !/^(checkbox|radio)$/i.test(from.type))) {
+    const want = to.tagName === 'TEXTAREA' ? to.textContent : to.getAttribute('value') || '';
+    if (from.value !== want && document.activeElement !== from) from.value = want;
+    if (from.tagName === 'TEXTAREA' && from.defaultValue !== want) from.defaultValue = want;
+  } else if (from.tagName === 'INPUT') {
+    from.checked = to.hasAttribute('checked');
+  } else if (from.tagName === 'SELECT') {
+    const want = to.querySelector('option[selected]');
+    if (want) from.value = want.value;
+  }
+}
+
+/** Make `from` (live) look like `to` (detached); returns the node now in the document. */
+export function morph(from, to) {
+  if (!sameKind(from, to)) {
+    from.replaceWith(to);
+    return to;
+  }
+  if (from.nodeType !== 1) {
+    if (from.nodeValue !== to.nodeValue) from.nodeValue = to.nodeValue;
+    return from;
+  }
+  morphAttributes(from, to);
+  morphHandlers(from, to);
+  if (from.tagName === 'TEXTAREA') {
+    morphControl(from, to);
+    return from;
+  }
+  if (from.tagName !== 'SELECT') morphChildren(from, [...to.childNodes]);
+  else from.replaceChildren(...to.childNodes);
+  if (from.tagName === 'INPUT' || from.tagName === 'SELECT') morphControl(from, to);
+  return from;
+}
+
+/** Make the children of `parent` look like `next` (nodes, strings, arrays, nulls skipped). */
+export function morphChildren(parent, next) {
+  const wanted = [];
+  (function flat(list) {
+    for (const c of list) {
+      if (c === undefined || c === null || c === false) continue;
+      if (Array.isArray(c)) flat(c);
+      else wanted.push(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  })(Array.isArray(next) ? next : [next]);
+  const old = [...parent.childNodes];
+  const keyed = new Map();
+  for (const node of old) if (keyOf(node)) keyed.set(keyOf(node), node);
+  const used = new Set();
+  let cursor = parent.firstChild;
+  for (const node of wanted) {
+    const key = keyOf(node);
+    let match = null;
+    if (key) {
+      const candidate = keyed.get(key);
+      if (candidate && !used.has(candidate) && sameKind(candidate, node)) match = candidate;
+    } else if (cursor && !keyOf(cursor) && sameKind(cursor, node)) match = cursor;
+    if (!match) {
+      parent.insertBefore(node, cursor);
+      continue;
+    }
+    used.add(match);
+    if (match === cursor) cursor = cursor.nextSibling;
+    else parent.insertBefore(match, cursor);
+    morph(match, node);
+  }
+  for (const node of old) if (!used.has(node) && node.parentNode === parent) node.remove();
+  return parent;
+}
+
+/** Unix ms -> "14:05" today, "tomorrow 09:00", "Tue 14:05" within a week, else "3 Dec 14:05". */
+export function formatWhen(ms) {
+  if (!ms) return '';
+  const d = new Date(ms);
+  const now = new Date();
+  const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  const day = (x) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  const days = Math.round((day(d) - day(now)) / 86400000);
+  if (days === 0) return `today ${hm}`;
+  if (days === 1) return `tomorrow ${hm}`;
+  if (days === -1) return `yesterday ${hm}`;
+  if (Math.abs(days) < 7) return `${d.toLocaleDateString([], { weekday: 'short' })} ${hm}`;
+  return `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${hm}`;
 }

@@ -4,8 +4,11 @@ import { Api } from './http.js';
 import { ChatApp } from './chat.js';
 import { LoginView, clearSession, loadSession, saveSession } from './login.js';
 
-// Card types register here as they are written, e.g.:
-//   import './cards/approval.js';   // registerCard('approval', renderApproval, {...})
+// The card types (each module calls registerCard; docs/cards.md has their projections).
+import './cards/approval.js';
+import './cards/survey.js';
+import './cards/task.js';
+import './cards/vote.js';
 
 export { cardRenderers, registerCard } from './cards/registry.js';
 

@@ -8,13 +8,15 @@ callback; :meth:`ApiContext.stop` drains and stops the dispatcher.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from magpie.api.presence import Presence, PresenceSource, offline_uids, onlinestatus_entry
 from magpie.api.render import message_resp
 from magpie.api.webhooks import WebhookConfig, WebhookDispatcher
 from magpie.bus.interface import Bus
+from magpie.cards.service import CardService
 from magpie.config import Settings
 from magpie.core.messaging import Messaging
 from magpie.errors import StoreError
@@ -42,6 +44,8 @@ class ApiContext:
     metrics: Metrics
     ws_addr: str
     ext: ExtService
+    #: The card service (``/cards`` routes and card projections in sync rows); ``None``: off.
+    cards: CardService | None = None
     webhooks: WebhookDispatcher | None = field(default=None, init=False)
     started: bool = field(default=False, init=False)
 
@@ -74,6 +78,12 @@ class ApiContext:
         if self.webhooks is not None:
             await self.webhooks.stop()
             self.webhooks = None
+
+    def emit(self, event: str, data: Mapping[str, Any]) -> None:
+        """Raise a business webhook for a service built on the node (``card.action``);
+        dropped when webhooks are off. Synchronous and non-blocking."""
+        if self.webhooks is not None:
+            self.webhooks.event(event, dict(data))
 
     def on_presence(self, uid: str, device_flag: int, online: bool, conn_id: str) -> None:
         """Gateway callback after a connection registered (``online``) or left: queues a

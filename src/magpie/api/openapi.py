@@ -3,6 +3,7 @@ requests), so it lists exactly the routes the app serves with the bodies it acce
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,9 +182,18 @@ def _parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    """``{name}`` segments of a path (e.g. ``/cards/{message_id}``)."""
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
 def _operation(ep: Endpoint[Any]) -> dict[str, Any]:
+    op_id = re.sub(r"[^A-Za-z0-9_]", "_", ep.path.replace("{", "").replace("}", ""))
     op: dict[str, Any] = {
-        "operationId": ep.method.lower() + ep.path.replace("/", "_").replace(".", "_"),
+        "operationId": ep.method.lower() + op_id,
         "summary": ep.summary,
         "tags": [ep.tag],
         "security": _SECURITY[ep.access],
@@ -192,8 +202,11 @@ def _operation(ep: Endpoint[Any]) -> dict[str, Any]:
     if ep.body is not None:
         content = {_JSON: {"schema": ep.body.schema()}}
         op["requestBody"] = {"required": True, "content": content}
+    parameters = _path_parameters(ep.path)
     if ep.query is not None:
-        op["parameters"] = _parameters(ep.query.schema())
+        parameters += _parameters(ep.query.schema())
+    if parameters:
+        op["parameters"] = parameters
     return op
 
 

@@ -8,6 +8,9 @@ Each event is ``POST <webhook_url>?event=<name>`` with a JSON body and two heade
 so a receiver can check origin and freshness (:func:`verify`). The secret is
 ``webhook_secret`` or, if that is empty, the business API key.
 
+Services built on the node raise their own events through :meth:`WebhookDispatcher.event`
+(the card service's ``card.action``), one request per event.
+
 Nothing here ever blocks the send path: the after-commit hook and the presence callback only
 append to bounded in-memory buffers. ``msg.notify`` and ``user.onlinestatus`` entries are
 batched every ``webhook_batch_interval`` seconds into one JSON array each; ``msg.offline``
@@ -184,6 +187,11 @@ class WebhookDispatcher:
     def online_status(self, entry: str) -> None:
         """Queue one ``user.onlinestatus`` string for the next batch."""
         self._status.push(entry)
+
+    def event(self, event: str, data: Any) -> None:
+        """Queue one event of another kind (e.g. the card service's ``card.action``): one
+        request per event, signed and retried like ``msg.offline``."""
+        self._enqueue(event, data)
 
     # lifecycle -------------------------------------------------------------------------------
 

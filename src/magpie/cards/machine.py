@@ -113,7 +113,7 @@ class Machine:
     table: Mapping[tuple[str, str], Transition]
 
     def __post_init__(self) -> None:
-        for (status, action), t in self.table.items():
+        for status, action in self.table:
             if action not in self.actions:
                 raise CardBug(f"transition ({status}, {action}) names an undeclared action")
             if status in self.terminal:
@@ -168,7 +168,7 @@ def _not_now(machine: Machine, status: str, action: str) -> Refusal:
     label = machine.actions[action].label.lower()
     if status in machine.terminal:
         return Refusal(Result.CONFLICT, "closed", f"the card is {status}")
-    return Refusal(Result.CONFLICT, "not_now", f"cannot {label} while the card is {status}")
+    return Refusal(Result.CONFLICT, "not_now", f"cannot {label} now (the card is {status})")
 
 
 def _guards(machine: Machine, act: Act[Any], req: Request) -> Transition | Refusal:
@@ -196,10 +196,12 @@ def _checks(t: Transition, act: Act[Any]) -> Refusal | None:
     return None
 
 
-def availability(machine: Machine, act: Act[Any], action: str) -> Refusal | None:
+def availability(
+    machine: Machine, act: Act[Any], action: str, *, deadline_passed: bool = False
+) -> Refusal | None:
     """``None`` when ``act``'s actor may take ``action`` now (parameters aside), else why
     not."""
-    t = _guards(machine, act, Request(action, None))
+    t = _guards(machine, act, Request(action, None, deadline_passed=deadline_passed))
     if isinstance(t, Refusal):
         return t
     return _checks(t, act)
@@ -207,7 +209,7 @@ def availability(machine: Machine, act: Act[Any], action: str) -> Refusal | None
 
 def _stale(t: Transition, req: Request) -> Refusal | None:
     changed = t.watches & req.stale_facets
-    if not changed or req.confirm and t.confirmable:
+    if not changed or (req.confirm and t.confirmable):
         return None
     what = ", ".join(sorted(changed))
     if t.confirmable:

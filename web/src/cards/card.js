@@ -1,24 +1,33 @@
 // The card shell: what every interactive card shares (cards/registry.js has the plug-in API).
 //
 // One CardView per card message, keyed by message id; the message list asks it for its
-// element and calls refresh() when the message's extension changed. State changes are
+// element and calls refresh() when the message's extension changed. The shell draws the
+// per-viewer projection of docs/cards.md: the one embedded in the message's extension
+// (`extra.card` of a /message/extra/sync row or of /channel/messagesync's message_extra), else
+// GET /cards/{id} (a card that arrived live before its first sync row). State changes are
 // patched in place so CSS transitions run: the tone/status classes swap (colours fade), the
+// body is morphed into its new shape (bars glide, inputs keep their text and focus), the
 // action buttons fade out and are then *removed* (never left greyed) while the outcome line
 // fades in within the same grid cell (no layout jump), and body changes animate their height.
 //
-// An action: buttons show a pending state at once, the renderer's optimistic projection (if
-// any) is shown; POST /cards/{id}/actions {action, params, action_id, base_version,
-// confirm?}. 200 -> the returned (or re-fetched) projection. 409 {winner, at, current,
-// can_confirm} -> roll back to `current`, say who won and when, and offer "Override" (same
-// action with confirm: true on the new base version) when can_confirm. Other errors roll back
-// and show the error.
+// An action: the card shows its pending state at once (and the renderer's optimistic
+// projection, if any); POST /cards/{id}/actions {action, params, action_id, base_version,
+// confirm?} — action_id a fresh uuid per click, kept for the automatic retries of a request
+// that never got an answer (network down, 5xx), base_version the version the page shows.
+// 200 -> the returned projection. 409 {winner, at, current, can_confirm} -> roll back to
+// `current`, say who won and when, and offer "… anyway" (the same action with confirm: true
+// on the new base version) when can_confirm. Other errors roll back and show the error.
 
-import { h, setChildren, swapClass, formatClock, uuid } from '../dom.js';
+import { h, formatClock, morphChildren, setChildren, swapClass, uuid } from '../dom.js';
 import { payloadOf } from '../convert.js';
-import { humanize, rendererFor, toneOf } from './registry.js';
+import { humanize, rendererFor, statusLabel, toneOf } from './registry.js';
 
 /** Fade-out time of the action buttons before they are removed (matches app.css). */
 const LEAVE_MS = 220;
+/** Automatic retries of an action that got no answer, and the pause before each (ms). */
+const RETRY_DELAYS_MS = [300, 1000, 2500];
+/** Longest wait for the browser to come back online before a retry. */
+const ONLINE_WAIT_MS = 30000;
 
 function statusSlug(status) {
   return String(status || 'pending').toLowerCase().replace(/[^a-z0-9_-]+/g, '-');
@@ -39,19 +48,41 @@ export function normalizeActions(actions) {
 
 const DANGER = /^(reject|decline|deny|withdraw|cancel|close|remove)/;
 
+/** Whether an object is a card projection (docs/cards.md section 4). */
+export function isProjection(v) {
+  return Boolean(v && typeof v === 'object' && 'status' in v && ('can_act' in v || 'actions' in v));
+}
+
 /** A projection from an action/GET response body (several shapes tolerated). */
 function projectionFrom(body) {
   if (!body || typeof body !== 'object') return null;
-  for (const candidate of [body.projection, body.card, body.data, body]) {
-    if (candidate && typeof candidate === 'object' && ('status' in candidate || 'can_act' in candidate)) return candidate;
-  }
+  for (const candidate of [body.projection, body.card, body.data, body]) if (isProjection(candidate)) return candidate;
   return null;
 }
 
-function who(winner) {
-  if (!winner) return 'Someone else';
-  if (typeof winner === 'string') return winner;
-  return winner.uid || winner.actor_uid || winner.by || (winner.updated_by && winner.updated_by.uid) || 'Someone else';
+/** Past tense of a card action, for conflict notices and the history ("approved"). */
+const PAST = {
+  create: 'created the card',
+  approve: 'approved',
+  reject: 'rejected',
+  withdraw: 'withdrew the card',
+  expire: 'expired the card',
+  respond: 'responded',
+  close: 'closed the card',
+  vote: 'voted',
+  accept: 'accepted',
+  decline: 'declined',
+  block: 'blocked the task',
+  unblock: 'unblocked the task',
+  complete: 'completed the task',
+  reassign: 'reassigned the task',
+  cancel: 'cancelled the card',
+  due: 'marked the task overdue',
+};
+
+export function pastTense(action) {
+  const a = String(action || 'update');
+  return PAST[a] || `${a.replace(/e$/, '')}ed`;
 }
 
 function whenText(at) {
@@ -59,6 +90,30 @@ function whenText(at) {
   if (typeof at === 'number') return formatClock(at);
   const parsed = Date.parse(at);
   return Number.isNaN(parsed) ? String(at) : formatClock(parsed);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resolves when the browser is online (at once when it is), or after `ms`. */
+function online(ms) {
+  if (navigator.onLine) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      window.removeEventListener('online', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    window.addEventListener('online', done);
+  });
+}
+
+/** An action request that got no answer (network, timeout) or a server failure: safe to
+ *  repeat with the same action_id (the server answers a repeat with the first result). */
+function retryable(err) {
+  if (!err) return false;
+  if (err.status === undefined) return true; // fetch failed / timed out: no answer at all
+  return err.status >= 500 || err.status === 429;
 }
 
 /** Height animation around a DOM change (FLIP), so a body that grows or shrinks glides. */
@@ -86,14 +141,27 @@ function morphHeight(el, mutate, animate) {
 }
 
 export class CardController {
-  /** `api`: http.Api with the user's token; `me`: the viewer's uid. */
-  constructor(api, me) {
+  /**
+   * `api`: http.Api with the user's token; `me`: the viewer's uid; `names`: uid -> display
+   * name; `people`: [{uid, name}] (pickers).
+   */
+  constructor(api, me, { names = new Map(), people = [] } = {}) {
     this.api = api;
     this.me = me;
+    this.names = names;
+    this.people = people;
     /** message id -> CardView */
     this.views = new Map();
     /** Set once the server says it has no /cards endpoints: use local projections. */
     this.cardsApiMissing = false;
+  }
+
+  /** A display name: "You" for the viewer, the demo name, else the uid. */
+  name(uid) {
+    if (!uid) return 'Someone';
+    if (uid === this.me) return 'You';
+    if (uid === 'system') return 'The server';
+    return this.names.get(uid) || uid;
   }
 
   /** The element of a card message (the same element for the same message id). */
@@ -118,6 +186,13 @@ export class CardController {
     view.refresh();
   }
 
+  /** The viewer's projection carried by the message's extension (sync rows), or null. */
+  embeddedProjection(message) {
+    const extra = message.remoteExtra && message.remoteExtra.extra;
+    const card = extra && extra.card;
+    return isProjection(card) ? card : null;
+  }
+
   /** What the page can show without the cards API: from the payload and the extension. */
   localProjection(message) {
     const payload = payloadOf(message);
@@ -137,13 +212,15 @@ export class CardController {
     };
   }
 
-  /** GET /cards/{id} (the per-viewer projection), or null when unavailable. */
+  /** GET /cards/{id} (the per-viewer projection); null when unavailable, {missing: true}
+   *  when the server has no such card (not a card of the cards service). */
   async fetchProjection(message) {
     if (this.cardsApiMissing || !message.messageID) return null;
     try {
       return projectionFrom(await this.api.get(`/cards/${encodeURIComponent(message.messageID)}`));
     } catch (err) {
       if (err.status === 404 && /no such endpoint/i.test(err.message)) this.cardsApiMissing = true;
+      else if (err.status === 404) return { missing: true };
       else console.warn('[magpie] card projection failed', err);
       return null;
     }
@@ -154,30 +231,12 @@ export class CardController {
     return this.api.post(`/cards/${encodeURIComponent(message.messageID)}/actions`, body);
   }
 
-  /**
-   * The message's operation log, oldest first: GET /cards/{id}/history (the cards service),
-   * else POST /message/extra/ops (the IM's log; business key only today, so a user token
-   * gets 401/403 and the panel says the history is unavailable).
-   */
+  /** The card's operation log, oldest first: GET /cards/{id}/ops (user token). */
   async fetchHistory(message) {
-    const id = String(message.messageID);
-    const sources = [
-      () => this.api.get(`/cards/${encodeURIComponent(id)}/history`),
-      () => this.api.post('/message/extra/ops', { message_id: id, limit: 100 }),
-    ];
-    let last = null;
-    for (const source of sources) {
-      try {
-        const body = await source();
-        if (Array.isArray(body)) return body;
-        for (const key of ['history', 'ops', 'data', 'rows']) if (body && Array.isArray(body[key])) return body[key];
-        return [];
-      } catch (err) {
-        if (![401, 403, 404, 405].includes(err.status)) throw err;
-        last = err;
-      }
-    }
-    throw last || new Error('no readable operation log');
+    const body = await this.api.get(`/cards/${encodeURIComponent(String(message.messageID))}/ops?limit=200`);
+    if (Array.isArray(body)) return body;
+    for (const key of ['data', 'ops', 'history', 'rows']) if (body && Array.isArray(body[key])) return body[key];
+    return [];
   }
 }
 
@@ -185,10 +244,12 @@ export class CardView {
   constructor(ctrl, message) {
     this.ctrl = ctrl;
     this.message = message;
-    this.projection = ctrl.localProjection(message);
-    this.pending = null; // {action, actionId, button}
+    this.projection = ctrl.embeddedProjection(message) || ctrl.localProjection(message);
+    this.pending = null; // {action, params, actionId}
+    this.draft = {}; // the renderer's scratch state (typed text, selections, open prompts)
     this.fetching = null;
     this.fetchAgain = false;
+    this.notOnServer = false; // GET /cards said 404: a card type the server does not run
     this.historyOpen = false;
     this.leaveTimer = null;
     this.build();
@@ -220,7 +281,18 @@ export class CardView {
   }
 
   ui() {
-    return { me: this.ctrl.me, act: (action, params) => this.act(action, params), pending: this.pending };
+    const offered = new Set(normalizeActions(this.projection.actions).map((a) => a.name));
+    return {
+      me: this.ctrl.me,
+      name: (uid) => this.ctrl.name(uid),
+      fullName: (uid) => this.ctrl.names.get(uid) || uid,
+      people: this.ctrl.people,
+      pending: this.pending,
+      draft: this.draft,
+      can: (action) => Boolean(this.projection.can_act) && offered.has(action),
+      act: (action, params) => this.act(action, params),
+      repaint: () => this.paint(true),
+    };
   }
 
   /** Draw the current projection (in place; `animate` runs the height/fade transitions). */
@@ -229,6 +301,7 @@ export class CardView {
     const renderer = rendererFor(this.message, p);
     const payload = payloadOf(this.message);
     const status = p.status || 'pending';
+    const ui = this.ui();
     swapClass(this.el, 'card--tone-', toneOf(status));
     swapClass(this.el, 'card--status-', statusSlug(status));
     this.el.classList.toggle('card--placeholder', Boolean(renderer.isPlaceholder));
@@ -238,22 +311,36 @@ export class CardView {
     this.el.dataset.canAct = p.can_act ? '1' : '0';
     this.el.dataset.cardType = String(p.type ?? '');
     this.kindEl.textContent = humanize(p.type || 'card');
-    const title = renderer.title ? renderer.title(payload, p) : (payload.card && payload.card.title) || '';
+    const title = renderer.title ? renderer.title(payload, p) : p.title || (payload.card && payload.card.title) || '';
     this.titleEl.textContent = title;
-    this.badgeText.textContent = humanize(status);
-    morphHeight(this.body, () => setChildren(this.body, renderer(this.message, p, this.ui())), animate);
-    this.paintActions(p, renderer, animate);
+    this.badgeText.textContent = statusLabel(status);
+    morphHeight(this.body, () => morphChildren(this.body, renderer(this.message, p, ui)), animate);
+    this.paintActions(p, renderer, ui, animate);
+    this.historyBtn.hidden = Boolean(p.local);
     this.versionEl.textContent = p.version ? `v${p.version}` : '';
   }
 
-  paintActions(p, renderer, animate) {
-    const actions = p.can_act && !renderer.hideActionBar ? normalizeActions(p.actions) : [];
-    const outcome = renderer.outcome ? renderer.outcome(p) : defaultOutcome(p);
+  /** The bar's buttons: the projection's actions the renderer does not offer in its body. */
+  barActions(p, renderer, ui) {
+    if (!p.can_act || renderer.hideActionBar) return [];
+    const out = [];
+    for (const a of normalizeActions(p.actions)) {
+      const extra = renderer.button ? renderer.button(a.name, p, ui) : {};
+      if (extra === null) continue;
+      out.push({ ...a, ...(extra || {}) });
+    }
+    return out;
+  }
+
+  paintActions(p, renderer, ui, animate) {
+    const actions = this.barActions(p, renderer, ui);
+    const outcome = renderer.outcome ? renderer.outcome(p, ui) : defaultOutcome(p);
     this.outcomeEl.textContent = outcome || '';
+    this.outcomeEl.classList.toggle('is-note', !p.local && !p.terminal);
     if (actions.length > 0) {
       clearTimeout(this.leaveTimer);
       this.actionsEl.classList.remove('is-leaving');
-      setChildren(this.actionsEl, actions.map((a) => this.button(a)));
+      morphChildren(this.actionsEl, actions.map((a) => this.button(a, renderer)));
       this.outcomeEl.classList.remove('is-shown');
       this.foot.hidden = false;
       return;
@@ -271,6 +358,7 @@ export class CardView {
     // Fade the buttons out, then remove them: gone, not greyed. The outcome line fades in
     // in the same grid cell, so the card keeps its height.
     this.actionsEl.classList.add('is-leaving');
+    for (const b of this.actionsEl.querySelectorAll('button')) b.disabled = true;
     clearTimeout(this.leaveTimer);
     this.leaveTimer = setTimeout(() => {
       this.actionsEl.replaceChildren();
@@ -279,26 +367,46 @@ export class CardView {
     }, LEAVE_MS);
   }
 
-  button(a) {
+  button(a, renderer) {
     const pendingHere = this.pending && this.pending.action === a.name;
     const style = a.style || (DANGER.test(a.name) ? 'danger' : 'primary');
     return h(
       'button',
       {
         type: 'button',
-        class: `btn btn--${style}${pendingHere ? ' is-pending' : ''}`,
-        dataset: { action: a.name },
-        disabled: Boolean(this.pending),
+        class: `btn btn--${style}${a.minor ? ' card-action--minor' : ''}${pendingHere ? ' is-pending' : ''}`,
+        dataset: { action: a.name, key: a.name },
+        disabled: Boolean(this.pending) || Boolean(a.disabled),
         'aria-busy': pendingHere ? 'true' : null,
-        onclick: () => this.act(a.name, a.params || {}),
+        title: a.hint || null,
+        onclick: () => this.clicked(a.name, renderer),
       },
       h('span', { class: 'spinner', 'aria-hidden': 'true' }),
       h('span', { class: 'btn-label' }, a.label),
     );
   }
 
-  /** Re-fetch the per-viewer projection (coalesced), or re-derive it locally. */
+  /** A bar button: the renderer supplies the parameters (or opens its own prompt). */
+  clicked(action, renderer) {
+    if (this.pending) return;
+    const params = renderer.params ? renderer.params(action, this.projection, this.ui()) : {};
+    if (params === null) return;
+    this.act(action, params || {});
+  }
+
+  /** Bring the card up to date: the projection of the newest sync row, else GET /cards/{id}. */
   async refresh() {
+    if (this.pending) return; // the action's answer repaints (and refreshes again)
+    const embedded = this.ctrl.embeddedProjection(this.message);
+    if (embedded || this.notOnServer) {
+      const next = embedded || this.ctrl.localProjection(this.message);
+      if (this.isNewer(next)) {
+        this.projection = next;
+        this.paint(true);
+      }
+      if (this.historyOpen) this.loadHistory();
+      return;
+    }
     if (this.fetching) {
       this.fetchAgain = true;
       return this.fetching;
@@ -306,13 +414,14 @@ export class CardView {
     this.fetching = (async () => {
       do {
         this.fetchAgain = false;
-        if (this.pending) return; // the action's answer repaints
         const fetched = await this.ctrl.fetchProjection(this.message);
         if (this.pending) return;
-        const next = fetched || this.ctrl.localProjection(this.message);
-        if (!this.projection.local && (next.version || 0) < (this.projection.version || 0)) continue;
-        this.projection = next;
-        this.paint(true);
+        if (fetched && fetched.missing) this.notOnServer = true;
+        const next = this.ctrl.embeddedProjection(this.message) || (fetched && !fetched.missing ? fetched : this.ctrl.localProjection(this.message));
+        if (this.isNewer(next)) {
+          this.projection = next;
+          this.paint(true);
+        }
         if (this.historyOpen) this.loadHistory();
       } while (this.fetchAgain);
     })().finally(() => {
@@ -321,46 +430,79 @@ export class CardView {
     return this.fetching;
   }
 
+  /** Whether `next` should replace what is shown (a newer card version, or real vs local). */
+  isNewer(next) {
+    const shown = this.projection;
+    if (!next) return false;
+    if (shown.local) return true;
+    if (next.local) return false;
+    return (next.version || 0) > (shown.version || 0);
+  }
+
   async act(action, params = {}, { confirm = false } = {}) {
     if (this.pending) return;
     const before = this.projection;
     const renderer = rendererFor(this.message, before);
-    this.pending = { action, actionId: uuid() };
+    this.pending = { action, params, actionId: uuid() };
     this.hideNotice();
-    const optimistic = renderer.optimistic ? renderer.optimistic(before, action, params) : null;
+    const optimistic = renderer.optimistic ? renderer.optimistic(before, action, params, this.ctrl.me) : null;
     this.projection = optimistic ? { ...before, ...optimistic } : before;
     this.paint(true);
     const body = { action, params, action_id: this.pending.actionId, base_version: before.version || 0 };
     if (confirm) body.confirm = true;
     try {
-      const answer = await this.ctrl.postAction(this.message, body);
+      const answer = await this.post(body);
       this.pending = null;
+      this.draft = {};
       const next = projectionFrom(answer);
-      this.projection = next || before;
+      this.projection = next && (next.version || 0) >= (before.version || 0) ? next : before;
       this.paint(true);
-      if (!next) this.refresh();
     } catch (err) {
       this.pending = null;
       this.rollback(before, err, action, params);
+    }
+    this.refresh(); // a sync row newer than the answer may have arrived meanwhile
+  }
+
+  /** POST the action; a request without an answer is repeated with the same action_id. */
+  async post(body) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.ctrl.postAction(this.message, body);
+      } catch (err) {
+        if (!retryable(err) || attempt >= RETRY_DELAYS_MS.length) throw err;
+        console.warn(`[magpie] card action ${body.action} failed, retrying (${attempt + 1})`, err);
+        await online(ONLINE_WAIT_MS);
+        await sleep(RETRY_DELAYS_MS[attempt]);
+      }
     }
   }
 
   rollback(before, err, action, params) {
     const conflict = err && err.status === 409 ? err.body || {} : null;
-    const current = conflict ? projectionFrom(conflict.current) || (conflict.current && typeof conflict.current === 'object' ? conflict.current : null) : null;
-    this.projection = current ? { ...before, ...current, can_act: 'can_act' in current ? current.can_act : false } : before;
+    const current = err && err.body && isProjection(err.body.current) ? err.body.current : null;
+    this.projection = current && (current.version || 0) >= (before.version || 0) ? current : before;
     this.paint(true);
     if (conflict) this.showConflict(conflict, action, params);
-    else this.showNotice(`Could not ${humanize(action).toLowerCase()}: ${(err && err.message) || err}`, []);
-    this.refresh();
+    else this.showNotice(`Could not ${humanize(action).toLowerCase()}: ${(err && err.body && err.body.msg) || (err && err.message) || err}`, []);
   }
 
+  /** The 409 notice: who won and when, and "… anyway" where the server allows it. */
   showConflict(conflict, action, params) {
-    const at = whenText(conflict.at);
-    const winner = conflict.winner || {};
-    const theirs = typeof winner === 'object' ? winner.action || winner.operation || '' : '';
-    const detail = [theirs ? humanize(theirs) : '', at ? `at ${at}` : ''].filter(Boolean).join(' ');
-    const text = `${who(winner)} was first${detail ? ` (${detail})` : ''}. Your “${humanize(action)}” was not applied.`;
+    const mine = `your “${humanize(action)}”`;
+    const winner = conflict.winner && typeof conflict.winner === 'object' ? conflict.winner : null;
+    const at = whenText(conflict.at || (winner && winner.at));
+    const reason = conflict.reason || '';
+    let text;
+    if (reason === 'expired') text = `The deadline has passed — ${mine} was not applied.`;
+    else if (winner && ['stale', 'changed', 'closed', 'not_now', 'cas_conflict', ''].includes(reason)) {
+      const who = winner.uid ? this.ctrl.name(winner.uid) : 'Someone';
+      text = `${who} ${pastTense(winner.action)}${at ? ` at ${at}` : ''}, before ${mine} went through.`;
+      if (conflict.can_confirm) text += ' It can still be applied.';
+    } else {
+      const msg = conflict.msg ? conflict.msg.replace(/^./, (c) => c.toUpperCase()) : 'The card changed';
+      text = `${msg} — ${mine} was not applied.`;
+    }
     const buttons = [];
     if (conflict.can_confirm) {
       buttons.push(
@@ -368,11 +510,12 @@ export class CardView {
       );
     }
     buttons.push(h('button', { type: 'button', class: 'btn btn--ghost btn--small', onclick: () => this.hideNotice() }, 'Dismiss'));
-    this.showNotice(text, buttons, 'conflict');
+    this.showNotice(text, buttons, 'conflict', { winner: winner ? winner.uid || '' : '', reason });
   }
 
-  showNotice(text, buttons, kind = 'error') {
+  showNotice(text, buttons, kind = 'error', data = {}) {
     swapClass(this.noticeEl, 'card-notice--', kind);
+    Object.assign(this.noticeEl.dataset, { kind, ...data });
     setChildren(this.noticeEl, h('p', { class: 'card-notice-text' }, text), buttons.length ? h('div', { class: 'card-notice-actions' }, buttons) : null);
     this.noticeEl.hidden = false;
   }
@@ -380,6 +523,7 @@ export class CardView {
   hideNotice() {
     this.noticeEl.hidden = true;
     this.noticeEl.replaceChildren();
+    for (const key of ['kind', 'winner', 'reason']) delete this.noticeEl.dataset[key];
   }
 
   toggleHistory() {
@@ -394,15 +538,16 @@ export class CardView {
     if (!this.historyEl.childElementCount) setChildren(this.historyEl, h('p', { class: 'card-history-empty' }, 'Loading…'));
     try {
       const ops = await this.ctrl.fetchHistory(this.message);
-      setChildren(this.historyEl, ops.length ? h('ol', { class: 'card-history-list' }, ops.map(historyRow)) : h('p', { class: 'card-history-empty' }, 'No changes yet.'));
+      const rows = ops.map((op) => historyRow(op, this.projection, (uid) => this.ctrl.name(uid)));
+      morphChildren(this.historyEl, ops.length ? h('ol', { class: 'card-history-list' }, rows) : h('p', { class: 'card-history-empty' }, 'No changes yet.'));
     } catch (err) {
-      setChildren(this.historyEl, h('p', { class: 'card-history-empty' }, `History unavailable (${err.message || err}).`));
+      setChildren(this.historyEl, h('p', { class: 'card-history-empty' }, `History unavailable (${(err.body && err.body.msg) || err.message || err}).`));
     }
   }
 }
 
 /** Statuses in which a card still waits for someone (no outcome line by default). */
-const OPEN_STATUSES = new Set(['pending', 'open', 'active', 'in_progress']);
+const OPEN_STATUSES = new Set(['pending', 'open', 'active', 'in_progress', 'todo', 'doing']);
 
 /**
  * The line that replaces the buttons: the projection's `outcome`, else why the viewer cannot
@@ -410,28 +555,49 @@ const OPEN_STATUSES = new Set(['pending', 'open', 'active', 'in_progress']);
  */
 export function defaultOutcome(p) {
   if (p.outcome) return p.outcome;
-  if (p.unavailable_reason) return p.unavailable_reason;
+  if (p.unavailable_reason) return p.unavailable_reason.replace(/^./, (c) => c.toUpperCase());
   const status = String(p.status || 'pending');
   if (OPEN_STATUSES.has(status.toLowerCase())) return '';
   const by = (p.updated_by && p.updated_by.uid) || p.decided_by || '';
   return `${humanize(status)}${by ? ` by ${by}` : ''}`;
 }
 
+/** What an op row's logged parameters add to its line ("“fine by me”", "for Bowling"). */
+function paramsText(op, projection, name) {
+  const params = op.params && typeof op.params === 'object' ? op.params : {};
+  const action = op.action || op.operation;
+  const quote = (s) => (s ? `“${s}”` : '');
+  if ((action === 'approve' || action === 'reject') && params.comment) return quote(params.comment);
+  if (action === 'block' && params.reason) return quote(params.reason);
+  if (action === 'reassign' && Array.isArray(params.assignees)) return `to ${params.assignees.map(name).join(', ')}`;
+  if (action === 'vote') {
+    const chosen = Array.isArray(params.options) ? params.options : Number.isInteger(params.option) ? [params.option] : [];
+    const labels = (projection && projection.state && projection.state.options) || [];
+    if (chosen.length) return `for ${chosen.map((i) => labels[i] ?? `#${i + 1}`).join(', ')}`;
+  }
+  return '';
+}
+
 /** One operation-log row: time, who, what, the status change and the result. */
-export function historyRow(op) {
-  const actor = op.actor_uid || (op.actor && op.actor.uid) || (op.updated_by && op.updated_by.uid) || '?';
-  const what = humanize(op.operation || op.action || 'update');
+export function historyRow(op, projection = null, name = (uid) => uid) {
+  const uid = op.actor_uid ?? (op.actor && op.actor.uid) ?? (op.updated_by && op.updated_by.uid) ?? '';
+  const actor = op.anonymous || (!uid && (op.action || op.operation) === 'vote') ? 'Anonymous voter' : uid ? name(uid) : '?';
+  const action = op.action || op.operation || 'update';
+  const result = op.result || 'applied';
+  const applied = result === 'applied';
+  const what = applied ? pastTense(action) : `tried to ${humanize(action).toLowerCase()}`;
   const before = op.status_before || '';
   const after = op.status_after || '';
-  const change = after && after !== before ? `${humanize(before || 'new')} → ${humanize(after)}` : '';
-  const result = op.result || 'applied';
+  const change = applied && after && after !== before && before ? `${statusLabel(before)} → ${statusLabel(after)}` : '';
+  const extra = applied ? paramsText(op, projection, name) : '';
   return h(
     'li',
-    { class: `card-history-row result-${result}`, dataset: { opId: String(op.op_id ?? '') } },
+    { class: `card-history-row result-${result}`, dataset: { opId: String(op.op_id ?? ''), key: `op-${op.op_id ?? ''}`, action, result } },
     h('time', { class: 'card-history-time' }, formatClock(op.created_at || op.at)),
     h('span', { class: 'card-history-actor' }, actor),
     h('span', { class: 'card-history-what' }, what),
+    extra ? h('span', { class: 'card-history-params' }, extra) : null,
     change ? h('span', { class: 'card-history-change' }, change) : null,
-    result !== 'applied' ? h('span', { class: 'card-history-result' }, humanize(result)) : null,
+    !applied ? h('span', { class: 'card-history-result', title: op.detail || '' }, op.code ? humanize(op.code) : humanize(result)) : null,
   );
 }

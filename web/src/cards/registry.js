@@ -12,19 +12,31 @@
 // `card.kind` of the payload, then the payload's numeric content type; nothing found -> the
 // placeholder, which shows the `content` fallback. `projection` is the per-viewer view of the
 // card (GET /cards/{message_id}: type, status, extra, version, can_act, actions,
-// unavailable_reason, my_vote / my_response, ...). `ui` offers:
+// unavailable_reason, my_vote / my_response, ...; docs/cards.md section 4). `ui` offers:
 //
 //     ui.me                      the viewer's uid
+//     ui.name(uid)               a display name ("You" for the viewer)
+//     ui.fullName(uid)           the display name, also for the viewer
+//     ui.people                  [{uid, name}] the demo users (pickers)
 //     ui.act(action, params)     run an action with the shell's pending/rollback/409 handling
-//     ui.pending                 the action in flight, or null
+//     ui.pending                 {action, params} in flight, or null
+//     ui.can(action)             whether projection.actions offers `action` now
+//     ui.draft                   this card's scratch object (typed comments, selections, an
+//                                open prompt); it survives repaints, cleared after a success
+//     ui.repaint()               draw again (after changing ui.draft)
 //
-// A renderer is re-run on every state change and must show controls of its own (vote
-// options, survey inputs) only while projection.can_act is true. Optional properties of a
-// renderer function:
+// A renderer is re-run on every state change; the shell morphs the new body into the old one
+// (dom.js morph), so give repeated rows a `data-key` and CSS transitions run. It must show
+// controls of its own (vote options, survey inputs) only while the projection offers the
+// action. Optional properties of a renderer function:
 //
 //     renderer.title = (payload, projection) => 'Expense approval'   header text
 //     renderer.optimistic = (projection, action, params) => projection'   shown while pending
-//     renderer.outcome = (projection) => 'Approved by bob'   the line that replaces the buttons
+//     renderer.outcome = (projection, ui) => 'Approved by bob'   the line that replaces the buttons
+//     renderer.button = (action, projection, ui) => null | {label, disabled}   null: the body
+//                       offers this action itself, leave it out of the action bar
+//     renderer.params = (action, projection, ui) => params | null   the parameters of a bar
+//                       click (null: the body collects input first, e.g. opens a prompt)
 //     renderer.hideActionBar = true   the body renders all its controls itself
 
 import { h } from '../dom.js';
@@ -81,6 +93,9 @@ export const STATUS_TONES = {
   open: 'open',
   active: 'open',
   in_progress: 'open',
+  todo: 'open',
+  doing: 'open',
+  blocked: 'warn',
   approved: 'good',
   accepted: 'good',
   done: 'good',
@@ -98,6 +113,18 @@ export const STATUS_TONES = {
 
 export function toneOf(status) {
   return STATUS_TONES[String(status || 'pending').toLowerCase()] || 'neutral';
+}
+
+/** Status words that read better than their humanized id. */
+export const STATUS_LABELS = {
+  todo: 'To do',
+  doing: 'In progress',
+};
+
+/** The badge text of a status. */
+export function statusLabel(status) {
+  const s = String(status || 'pending');
+  return STATUS_LABELS[s.toLowerCase()] || humanize(s);
 }
 
 /** "in_progress" -> "In progress". */

@@ -1,13 +1,16 @@
-// The text composer: Enter sends, Shift+Enter starts a new line.
+// The text composer: Enter sends, Shift+Enter starts a new line; "+ Card" opens the menu of
+// card types (cards/create.js) when the page passes `onNewCard`.
 
 import { h } from '../dom.js';
+import { NewCardMenu } from '../cards/create.js';
 
 /** Longest text the composer sends (the server's payload limit is far above it). */
 const MAX_TEXT = 4000;
 
 export class ComposerView {
-  constructor(onSend) {
+  constructor(onSend, { onNewCard = null } = {}) {
     this.onSend = onSend;
+    this.newCard = onNewCard ? new NewCardMenu(onNewCard) : null;
     this.input = h('textarea', {
       class: 'composer-input',
       rows: '1',
@@ -32,6 +35,7 @@ export class ComposerView {
           this.submit();
         },
       },
+      this.newCard ? this.newCard.el : null,
       this.input,
       this.button,
     );
@@ -41,6 +45,7 @@ export class ComposerView {
   setEnabled(on) {
     this.input.disabled = !on;
     this.button.disabled = !on;
+    if (this.newCard) this.newCard.setEnabled(on);
   }
 
   focus() {

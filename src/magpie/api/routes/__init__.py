@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from magpie.api.endpoint import Endpoint
-from magpie.api.routes import channels, demo, ext, messages, ops, sync, users
+from magpie.api.routes import (
+    business,
+    cards,
+    channels,
+    demo,
+    ext,
+    messages,
+    ops,
+    sync,
+    users,
+)
 from magpie.config import Settings
 
 __all__ = ["all_endpoints"]
@@ -19,6 +29,8 @@ def all_endpoints(settings: Settings) -> list[Endpoint[Any]]:
         *messages.endpoints(settings),
         *sync.endpoints(settings),
         *ext.endpoints(settings),
+        *business.endpoints(settings),
+        *cards.endpoints(settings),
         *ops.endpoints(settings),
         *demo.endpoints(settings),
     ]

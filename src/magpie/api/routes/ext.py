@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from magpie.api.auth import require_user_or_token
+from magpie.api.card_views import project_rows
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare, ok_data
@@ -354,6 +355,7 @@ async def extra_sync(ctx: ApiContext, request: Request, req: ExtraSyncReq) -> Re
     limit = req.limit or DEFAULT_EXTRA_SYNC_LIMIT
     page = await ctx.ext.sync(channel_id, req.channel_type, req.extra_version, limit)
     rows = [ext_row(state, caller.uid) for state in page.rows]
+    await project_rows(ctx, zip(page.rows, rows, strict=True), caller)  # cards: per viewer
     headers = {EPOCH_HEADER: page.epoch}
     if req.envelope:
         return bare({"epoch": page.epoch, "rows": rows, "more": int(page.more)}, headers)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from magpie.api.auth import Caller, require_user
+from magpie.api.card_views import project_message_extras
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare
@@ -224,12 +225,14 @@ async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -
         pull_mode=req.pull_mode,
     )
     exts = await ctx.ext.states([m.message_id for m in got])
+    messages = [message_with_extra(m, exts.get(m.message_id), caller.uid) for m in got]
+    await project_message_extras(ctx, messages, exts, caller)  # cards: per viewer
     return bare(
         {
             "start_message_seq": req.start_message_seq,
             "end_message_seq": req.end_message_seq,
             "more": await _more(ctx, channel_id, req, got),
-            "messages": [message_with_extra(m, exts.get(m.message_id), caller.uid) for m in got],
+            "messages": messages,
         },
         headers={EPOCH_HEADER: ctx.store.epoch},
     )

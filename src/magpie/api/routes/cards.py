@@ -1,0 +1,273 @@
+"""Card endpoints (ARCHITECTURE: cards; shapes in ``docs/cards.md``).
+
+* ``POST /cards`` — create a card: a user (member; user token) or the business server
+  (business key, naming the creator ``uid``). Answer: the creator's projection plus
+  ``message_seq`` and ``client_msg_no``; idempotent by ``client_msg_no``.
+* ``GET /cards/{message_id}`` — the asking user's projection (members only, 403).
+* ``POST /cards/{message_id}/actions`` ``{action, params, action_id, base_version,
+  confirm?}`` — 200: the actor's projection (plus ``action_id``, ``duplicate``, ``op_id``);
+  409 ``{winner, at, current, can_confirm, reason}``; 403 / 400 / 413 with ``current``.
+* ``GET /cards/{message_id}/ops`` (alias ``/history``) — the card's history panel:
+  ``{"status": 200, "data": [op, ...]}``, oldest first (members only).
+
+The projection answers are bare JSON objects (as the Python SDK's ``Cards.act`` and the web
+UI read them): ``status`` there is the *card's* status string. Each endpoint takes a user
+token (its user, or the body's / query's ``uid`` that the token must belong to) or the
+business key acting for ``uid``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from magpie.api.auth import Caller, require_user_or_token
+from magpie.api.context import ApiContext
+from magpie.api.endpoint import Access, Endpoint
+from magpie.api.http import bare, ok_data
+from magpie.api.routes._shared import SEQ, array_of, data_schema
+from magpie.api.schema import (
+    AnyObject,
+    ChannelId,
+    ChannelType,
+    F,
+    Flag,
+    IntOrString,
+    Object,
+    String,
+    Uid,
+)
+from magpie.cards import ActionRequest, CardService, CreateRequest
+from magpie.config import Settings
+from magpie.errors import BadRequest, NotFound
+
+__all__ = ["endpoints"]
+
+#: Longest plain-text fallback, action name and device.
+MAX_CONTENT = 2000
+MAX_ACTION = 64
+MAX_DEVICE = 128
+#: Longest ``action_id`` (the client SDK's limit too) and ``client_msg_no``.
+MAX_ACTION_ID = 128
+MAX_CLIENT_MSG_NO = 128
+#: Default and largest ``limit`` of the ops endpoint.
+DEFAULT_OPS_LIMIT, MAX_OPS_LIMIT = 100, 1000
+
+_MESSAGE_ID = IntOrString(1)
+_UID = F("uid", Uid(allow_empty=True), "", "acting user: required with the business key")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateReq:
+    """``POST /cards``."""
+
+    uid: str
+    channel_id: str
+    channel_type: int
+    card: dict[str, Any]
+    content: str
+    client_msg_no: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActReq:
+    """``POST /cards/{message_id}/actions``."""
+
+    uid: str
+    action: str
+    params: dict[str, Any] | None
+    action_id: str
+    base_version: int
+    confirm: int
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class ViewQuery:
+    """``GET /cards/{message_id}``."""
+
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpsQuery:
+    """``GET /cards/{message_id}/ops``."""
+
+    uid: str
+    after_op_id: int
+    limit: int
+
+
+CREATE = Object(
+    CreateReq,
+    [
+        _UID,
+        F("channel_id", ChannelId(), description="the peer uid for person channels"),
+        F("channel_type", ChannelType()),
+        F("card", AnyObject("the definition: {type: 'approval@1', title, ...}")),
+        F("content", String(MAX_CONTENT), "", "plain-text fallback; default: generated"),
+        F("client_msg_no", String(MAX_CLIENT_MSG_NO), "", "idempotency key; default: fresh"),
+        F("device", String(MAX_DEVICE), "", "the creator's device (recorded)"),
+    ],
+)
+ACT = Object(
+    ActReq,
+    [
+        _UID,
+        F("action", String(MAX_ACTION, 1), description="e.g. approve, vote, respond"),
+        F("params", AnyObject("the action's parameters"), None),
+        F("action_id", String(MAX_ACTION_ID, 1), description="idempotency key (per user)"),
+        F("base_version", SEQ, description="the card's version as the client last saw it"),
+        F("confirm", Flag(), 0, "apply although the card changed since base_version"),
+        F("device", String(MAX_DEVICE), "", "the actor's device (recorded)"),
+    ],
+)
+VIEW = Object(ViewQuery, [_UID])
+OPS = Object(
+    OpsQuery,
+    [
+        _UID,
+        F("after_op_id", IntOrString(0), 0, "paging cursor: the last op_id read"),
+        F("limit", IntOrString(1, MAX_OPS_LIMIT), DEFAULT_OPS_LIMIT),
+    ],
+)
+
+
+def _cards(ctx: ApiContext) -> CardService:
+    if ctx.cards is None:
+        raise NotFound("the card service is not running")
+    return ctx.cards
+
+
+def _message_id(request: Request) -> int:
+    return _MESSAGE_ID.parse(request.path_params.get("message_id"), "message_id")
+
+
+async def _caller(ctx: ApiContext, request: Request, uid: str, *, acting: bool) -> Caller:
+    """The user (token), or the business server acting for ``uid``."""
+    caller = await require_user_or_token(request, ctx.api_key, ctx.store, uid)
+    if acting and not caller.uid:
+        raise BadRequest("uid is required with the business key", field="uid")
+    return caller
+
+
+async def create_card(ctx: ApiContext, request: Request, req: CreateReq) -> Response:
+    """Send a card message and initialise its state."""
+    caller = await _caller(ctx, request, req.uid, acting=True)
+    created = await _cards(ctx).create(
+        CreateRequest(
+            creator=caller.uid,
+            channel_id=req.channel_id,
+            channel_type=req.channel_type,
+            card=req.card,
+            content=req.content,
+            client_msg_no=req.client_msg_no or f"card-{uuid.uuid4().hex}",
+            device=req.device,
+        )
+    )
+    return bare(created)
+
+
+async def get_card(ctx: ApiContext, request: Request, q: ViewQuery) -> Response:
+    """The card as the caller sees it."""
+    message_id = _message_id(request)
+    caller = await _caller(ctx, request, q.uid, acting=False)
+    return bare(await _cards(ctx).view(message_id, caller.uid, business=caller.business))
+
+
+async def act(ctx: ApiContext, request: Request, req: ActReq) -> Response:
+    """Apply one action (idempotent by the caller's ``action_id``)."""
+    message_id = _message_id(request)
+    caller = await _caller(ctx, request, req.uid, acting=True)
+    result = await _cards(ctx).act(
+        ActionRequest(
+            message_id=message_id,
+            uid=caller.uid,
+            action=req.action,
+            params=req.params or {},
+            action_id=req.action_id,
+            base_version=req.base_version,
+            confirm=bool(req.confirm),
+            device=req.device,
+        )
+    )
+    extra = {"action_id": req.action_id, "duplicate": result.duplicate, "op_id": result.op.op_id}
+    return bare({**result.view, **extra})
+
+
+async def card_ops(ctx: ApiContext, request: Request, q: OpsQuery) -> Response:
+    """The card's operation log, oldest first."""
+    message_id = _message_id(request)
+    caller = await _caller(ctx, request, q.uid, acting=False)
+    rows = await _cards(ctx).ops(
+        message_id, caller.uid, q.after_op_id, q.limit, business=caller.business
+    )
+    return ok_data(rows)
+
+
+# --- the route table -----------------------------------------------------------------------
+
+_PROJECTION: dict[str, Any] = {
+    "type": "object",
+    "description": "A card as one user sees it (docs/cards.md): type, status, version, "
+    "can_act, actions, unavailable, unavailable_reason, outcome, definition, state, my_*",
+    "properties": {
+        "message_id": {"type": "integer", "format": "int64"},
+        "message_id_str": {"type": "string"},
+        "type": {"type": "string"},
+        "type_tag": {"type": "string"},
+        "status": {"type": "string", "description": "the card's status"},
+        "version": {"type": "integer"},
+        "can_act": {"type": "boolean"},
+        "actions": array_of({"type": "object"}),
+        "unavailable": {"type": "object"},
+        "unavailable_reason": {"type": "string"},
+        "state": {"type": "object"},
+    },
+}
+_OP_ROW: dict[str, Any] = {"type": "object", "description": "one history row (docs/cards.md)"}
+_ACT_ERRORS = (
+    (404, "no such card"),
+    (409, "conflict: {winner, at, current, can_confirm, reason}"),
+)
+
+
+def _card_endpoint(method: str, path: str, summary: str, handler: Any, **kw: Any) -> Endpoint[Any]:
+    return Endpoint(method, path, summary, Access.USER, handler, tag="cards", **kw)
+
+
+def endpoints(_: Settings) -> list[Endpoint[Any]]:
+    """The card routes."""
+    ops = {"query": OPS, "response": data_schema(array_of(_OP_ROW)), "errors": _ACT_ERRORS[:1]}
+    return [
+        _card_endpoint(
+            "POST", "/cards", "Create a card", create_card, body=CREATE, response=_PROJECTION
+        ),
+        _card_endpoint(
+            "GET",
+            "/cards/{message_id}",
+            "A card as the caller sees it",
+            get_card,
+            query=VIEW,
+            response=_PROJECTION,
+            errors=_ACT_ERRORS[:1],
+        ),
+        _card_endpoint(
+            "POST",
+            "/cards/{message_id}/actions",
+            "Act on a card",
+            act,
+            body=ACT,
+            response=_PROJECTION,
+            errors=_ACT_ERRORS,
+        ),
+        _card_endpoint("GET", "/cards/{message_id}/ops", "A card's history", card_ops, **ops),
+        _card_endpoint(
+            "GET", "/cards/{message_id}/history", "A card's history (alias)", card_ops, **ops
+        ),
+    ]

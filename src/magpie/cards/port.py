@@ -1,0 +1,106 @@
+"""The card service's view of the IM: :class:`ImPort`, what a separate business server can do.
+
+The card service never imports the IM core or the store (import-linter enforces it). It
+sends messages, changes extensions, reads messages and extensions, checks membership, reads
+the operation log and raises business webhooks through this one interface, which has two
+implementations:
+
+* ``magpie.cards_adapter.InProcessPort`` (the embedded default, wired by ``magpie.app``):
+  direct calls of the send flow and :class:`~magpie.ext.service.ExtService`; ``update``
+  hands the pure ``mutate`` to the store, which runs it inside the change's transaction;
+* :class:`magpie.cards.http_port.HttpImPort`: the business HTTP API with the business key;
+  ``update`` reads, decides with the same ``mutate`` and commits with compare-and-set on the
+  version it read, retrying a bounded number of times when another change won in between.
+
+Channel ids here are *storage* ids: a person channel is ``a@b`` (spec §4) — the value a
+message or extension row carries for the business server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from magpie.ext.model import Actor, ExtState, Mutate, OpRecord, UpdateResult
+
+__all__ = ["ImMessage", "ImPort", "Outgoing", "Sent"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImMessage:
+    """A committed channel-log message as the business server sees it."""
+
+    message_id: int
+    message_seq: int
+    channel_id: str  # storage id
+    channel_type: int
+    from_uid: str
+    payload: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send on behalf of ``from_uid``; ``channel_id`` as the sender sees it
+    (the peer uid for a person channel). ``client_msg_no`` makes the send idempotent."""
+
+    from_uid: str
+    channel_id: str
+    channel_type: int
+    payload: bytes
+    client_msg_no: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A sent (or, on a repeated ``client_msg_no``, the original) message."""
+
+    message_id: int
+    message_seq: int
+
+
+class ImPort(Protocol):
+    """What the card service needs from the IM (see the module docstring)."""
+
+    async def send(self, message: Outgoing) -> Sent:
+        """Send through the send flow as the business API; a refusal raises an
+        :class:`~magpie.errors.ApiError`."""
+        ...
+
+    async def message(self, message_id: int) -> ImMessage | None:
+        """A channel-log message, or ``None``."""
+        ...
+
+    async def extension(self, message_id: int) -> ExtState | None:
+        """The message's extension, if it was ever changed."""
+        ...
+
+    async def update(
+        self,
+        message_id: int,
+        *,
+        mutate: Mutate,
+        action_id: str,
+        actor: Actor,
+        operation: str,
+        patch: Mapping[str, Any],
+        important: bool,
+    ) -> UpdateResult:
+        """Decide and record one change with ``mutate`` (a pure function of the current
+        state); idempotent by ``action_id`` (a repeat returns the original result). 404
+        :class:`~magpie.errors.NotFound` when there is no such channel-log message."""
+        ...
+
+    async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:
+        """Whether ``uid`` belongs to the channel (storage id; a person channel's parties)."""
+        ...
+
+    async def ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
+        """The message's operation log after ``after_op_id``, oldest first."""
+        ...
+
+    def emit(self, event: str, data: Mapping[str, Any]) -> None:
+        """Raise a business webhook (signed and retried by the IM's dispatcher when it runs
+        one). Never blocks."""
+        ...

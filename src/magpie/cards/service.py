@@ -1,0 +1,480 @@
+"""The card service: create cards, act on them, project them per viewer, fire deadlines.
+
+Every state change goes through :meth:`ImPort.update <magpie.cards.port.ImPort.update>` with
+a pure decision (:mod:`magpie.cards.decide`), so it is atomic, versioned, idempotent by action
+id, logged (applied or not) and pushed with a ``syncMessageExtra`` CMD. Around it the service
+does what needs I/O or secrets and therefore cannot happen inside the decision:
+
+* **who**: the creator/admin roles come from the definition, membership from the IM
+  (checked before the change; listed roles are derived from the state inside it);
+* **idempotency namespaces**: the extension's action id is ``HMAC(secret, uid, action_id)``,
+  so one user can never replay (or read the outcome of) another user's action id, and the
+  operation log reveals nothing about who sent it;
+* **anonymity**: on an anonymous vote the ballot key is ``HMAC(secret, message_id, uid)``,
+  the ballot's op-log row and extension ``updated_by`` have no actor, and its choice is not
+  logged — no voter id is stored anywhere the IM serves;
+* **after the change**: the business webhook ``card.action`` (every applied action, the
+  server's own transitions included) and the deadlines (scheduled at creation, cancelled
+  when the card reaches a terminal status).
+
+Refusals become :class:`~magpie.errors.ApiError` with the viewer's current projection:
+409 ``conflict`` (``winner``, ``at``, ``current``, ``can_confirm``, ``reason``), 403
+``forbidden``, 400 ``invalid``, 413 ``too_large``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from magpie.cards.cardtype import CardType, CardTypes
+from magpie.cards.decide import ActionInput, action_mutate, create_mutate, current_card
+from magpie.cards.model import (
+    CARD_CONTENT_TYPE,
+    CHANNEL_PERSON,
+    SYSTEM_UID,
+    CardInvalid,
+    CardState,
+    Definition,
+    Role,
+    Viewer,
+)
+from magpie.cards.port import ImMessage, ImPort, Outgoing
+from magpie.cards.projection import CARD_OP_PREFIX, project, render_op
+from magpie.cards.scheduler import CardDb, Scheduler
+from magpie.errors import ApiError, Conflict, Forbidden, NotFound, PayloadTooLarge
+from magpie.ext.model import Actor, ExtState, OpRecord, Result, UpdateResult
+from magpie.ext.patch import encode
+
+__all__ = [
+    "CARD_ACTION_EVENT",
+    "ActResult",
+    "ActionRequest",
+    "CardService",
+    "CreateRequest",
+    "Loaded",
+]
+
+#: The business webhook raised after every applied card action.
+CARD_ACTION_EVENT = "card.action"
+#: Action id of the initialisation of a card's state (one per message).
+CREATE_ACTION_ID = "card.create"
+#: Definitions kept in memory (messages are immutable, so entries never go stale).
+DEFINITION_CACHE = 4096
+#: Hex characters of an anonymous ballot key (80 bits: no collision among realistic voters).
+PSEUDONYM_HEX = 20
+#: Largest action ``params`` (compact JSON bytes), and the most of them the log keeps.
+MAX_PARAMS = 64 * 1024
+MAX_LOGGED_PARAMS = 8 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A card message with its type and parsed definition."""
+
+    message: ImMessage
+    ctype: CardType[Any]
+    definition: Definition
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """``POST /cards``: ``channel_id`` as the creator sees it (the peer for person chats)."""
+
+    creator: str
+    channel_id: str
+    channel_type: int
+    card: Mapping[str, Any]
+    content: str
+    client_msg_no: str
+    device: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """``POST /cards/{message_id}/actions`` by ``uid``."""
+
+    message_id: int
+    uid: str
+    action: str
+    params: Mapping[str, Any]
+    action_id: str
+    base_version: int
+    confirm: bool = False
+    device: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActResult:
+    """An applied action: the actor's projection, whether it was a repeat, the log row."""
+
+    view: dict[str, Any]
+    duplicate: bool
+    op: OpRecord
+
+
+def _card_payload(payload: bytes) -> Mapping[str, Any] | None:
+    try:
+        content = json.loads(payload)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(content, dict) or content.get("type") != CARD_CONTENT_TYPE:
+        return None
+    card = content.get("card")
+    return card if isinstance(card, Mapping) and isinstance(card.get("type"), str) else None
+
+
+def _check_params(params: Mapping[str, Any]) -> None:
+    """400 unless ``params`` is plain JSON; 413 above :data:`MAX_PARAMS` bytes."""
+    try:
+        size = len(encode(params).encode())
+    except (TypeError, ValueError):
+        raise CardInvalid("params must be a JSON object", field="params") from None
+    if size > MAX_PARAMS:
+        raise PayloadTooLarge(f"params above {MAX_PARAMS} bytes", field="params")
+
+
+def _winner(op: OpRecord | None) -> dict[str, Any] | None:
+    if op is None:
+        return None
+    action = op.operation.removeprefix(CARD_OP_PREFIX)
+    return {"uid": op.actor.uid, "action": action, "at": op.created_at, "version": op.version_after}
+
+
+class CardService:
+    """Interactive cards over an :class:`~magpie.cards.port.ImPort` (module docstring).
+
+    ``db_path`` is the service's own SQLite file; ``max_state_bytes`` bounds a message's
+    ``extra`` with the card state (the extension limit); ``clock_ms`` is wall time."""
+
+    def __init__(
+        self,
+        port: ImPort,
+        types: CardTypes,
+        db_path: Path,
+        *,
+        clock_ms: Callable[[], int],
+        max_state_bytes: int,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self._port = port
+        self._types = types
+        self._db = CardDb(db_path)
+        self._clock_ms = clock_ms
+        self._max_bytes = max_state_bytes
+        self._scheduler = Scheduler(
+            self._db, self.fire, clock_ms=clock_ms, retry_seconds=retry_seconds
+        )
+        self._secret = b""
+        self._cache: OrderedDict[int, Loaded | None] = OrderedDict()
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The deadline timer."""
+        return self._scheduler
+
+    async def start(self) -> None:
+        """Open the service's database and re-arm the pending deadlines."""
+        await self._db.open()
+        self._secret = await self._db.secret()
+        await self._scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop the timer and close the database."""
+        await self._scheduler.stop()
+        await self._db.close()
+
+    # keys ----------------------------------------------------------------------------------
+
+    def _mac(self, *parts: str) -> str:
+        msg = "\0".join(parts).encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
+
+    def _key(self, loaded: Loaded, uid: str) -> str:
+        """The viewer's ballot key: a per-card pseudonym on anonymous cards, else the uid."""
+        if uid and loaded.ctype.anonymous(loaded.definition):
+            return self._mac("ballot", str(loaded.message.message_id), uid)[:PSEUDONYM_HEX]
+        return uid
+
+    def _action_id(self, uid: str, action_id: str) -> str:
+        return self._mac("action", uid, action_id)[:32]
+
+    # loading -------------------------------------------------------------------------------
+
+    def _parse(self, message: ImMessage) -> Loaded | None:
+        raw = _card_payload(message.payload)
+        ctype = None if raw is None else self._types.get(str(raw["type"]))
+        if raw is None or ctype is None or message.message_seq <= 0:
+            return None
+        try:
+            definition = ctype.parse(raw, message.from_uid, None)
+        except CardInvalid:
+            return None
+        return Loaded(message, ctype, definition)
+
+    async def load(self, message_id: int) -> Loaded | None:
+        """The card in message ``message_id``, or ``None`` (no message, not a card)."""
+        if message_id in self._cache:
+            self._cache.move_to_end(message_id)
+            return self._cache[message_id]
+        message = await self._port.message(message_id)
+        if message is None:
+            return None
+        loaded = self._parse(message)
+        self._cache[message_id] = loaded
+        if len(self._cache) > DEFINITION_CACHE:
+            self._cache.popitem(last=False)
+        return loaded
+
+    async def _require(self, message_id: int) -> Loaded:
+        loaded = await self.load(message_id)
+        if loaded is None:
+            raise NotFound("no such card", field="message_id")
+        return loaded
+
+    async def _is_member(self, loaded: Loaded, uid: str) -> bool:
+        m = loaded.message
+        return bool(uid) and await self._port.is_member(m.channel_id, m.channel_type, uid)
+
+    async def _roles(self, loaded: Loaded, uid: str, member: bool | None) -> frozenset[Role]:
+        """The static roles of ``uid``; ``member`` ``None``: ask the IM."""
+        common = loaded.definition.common
+        if member is None:
+            member = await self._is_member(loaded, uid)
+        roles = {Role.MEMBER} if member else set()
+        if uid and uid == common.creator:
+            roles.add(Role.CREATOR)
+        if uid and uid in common.admins:
+            roles.add(Role.ADMIN)
+        return frozenset(roles)
+
+    # projections ---------------------------------------------------------------------------
+
+    def _project(self, loaded: Loaded, ext: ExtState | None, viewer: Viewer) -> dict[str, Any]:
+        ctype, d = loaded.ctype, loaded.definition
+        card = current_card(ctype, d, {} if ext is None else ext.extra)
+        return project(ctype, d, card, ext, loaded.message.message_id, viewer)
+
+    async def _viewer(self, loaded: Loaded, uid: str, member: bool | None) -> Viewer:
+        roles = await self._roles(loaded, uid, member)
+        return Viewer(uid, self._key(loaded, uid), roles, self._clock_ms())
+
+    async def view(self, message_id: int, uid: str, *, business: bool = False) -> dict[str, Any]:
+        """The card as ``uid`` sees it; a user must be a member of its chat (403)."""
+        loaded = await self._require(message_id)
+        member = await self._is_member(loaded, uid)
+        if not member and not business:
+            raise Forbidden("not a member of this card's chat", field="message_id")
+        ext = await self._port.extension(message_id)
+        return self._project(loaded, ext, await self._viewer(loaded, uid, member))
+
+    async def project_state(
+        self, state: ExtState, uid: str, member: bool | None
+    ) -> dict[str, Any] | None:
+        """The projection replacing the stored card state in a sync row, or ``None`` when
+        the row is not a card's. ``member``: whether ``uid`` was found a member (``None``:
+        ask)."""
+        if CardState.from_extra(state.extra) is None:
+            return None
+        loaded = await self.load(state.message_id)
+        if loaded is None:
+            return None
+        return self._project(loaded, state, await self._viewer(loaded, uid, member))
+
+    async def ops(
+        self, message_id: int, uid: str, after_op_id: int, limit: int, *, business: bool = False
+    ) -> list[dict[str, Any]]:
+        """The card's operation log for its history panel (members only)."""
+        loaded = await self._require(message_id)
+        if not business and not await self._is_member(loaded, uid):
+            raise Forbidden("not a member of this card's chat", field="message_id")
+        return [render_op(op) for op in await self._port.ops(message_id, after_op_id, limit)]
+
+    # creating ------------------------------------------------------------------------------
+
+    async def _check_people(self, req: CreateRequest, ctype: CardType[Any], d: Any) -> None:
+        """The creator, the listed users and the admins must belong to the chat."""
+        people = [req.creator, *sorted(ctype.listed(d, ctype.initial(d))), *d.common.admins]
+        for uid in dict.fromkeys(people):
+            if req.channel_type == CHANNEL_PERSON:
+                ok = uid in (req.creator, req.channel_id)
+            else:
+                ok = await self._port.is_member(req.channel_id, req.channel_type, uid)
+            if not ok:
+                raise Forbidden(f"{uid} is not a member of this chat", field="channel_id")
+
+    async def create(self, req: CreateRequest) -> dict[str, Any]:
+        """Send a card message and initialise its state; the creator's projection plus
+        ``message_seq`` and ``client_msg_no``. Idempotent by ``client_msg_no``."""
+        tag = req.card.get("type")
+        ctype = self._types.get(tag) if isinstance(tag, str) else None
+        if ctype is None:
+            known = ", ".join(self._types.tags())
+            raise CardInvalid(f"card.type must be one of {known}", field="card.type")
+        d = ctype.parse(req.card, req.creator, self._clock_ms())
+        await self._check_people(req, ctype, d)
+        content = {"type": CARD_CONTENT_TYPE, "content": req.content or ctype.fallback(d)}
+        payload = json.dumps({**content, "card": ctype.payload_card(d)}, ensure_ascii=False)
+        sent = await self._port.send(
+            Outgoing(
+                req.creator, req.channel_id, req.channel_type, payload.encode(), req.client_msg_no
+            )
+        )
+        loaded = await self._require(sent.message_id)
+        result = await self._port.update(
+            sent.message_id,
+            mutate=create_mutate(loaded.ctype, loaded.definition, self._max_bytes),
+            action_id=CREATE_ACTION_ID,
+            actor=Actor(loaded.definition.common.creator, req.device),
+            operation=CARD_OP_PREFIX + "create",
+            patch={"action": "create", "type": ctype.tag},
+            important=True,
+        )
+        # "exists": a member acted first (the state initialises itself), e.g. when a crash
+        # came between the send and this update and the creator now retries.
+        if not result.applied and result.op.code != "exists":
+            raise await self._refusal(loaded, result, loaded.definition.common.creator)
+        await self._created(loaded, result)
+        view = self._project(loaded, result.state, await self._viewer(loaded, req.creator, True))
+        return {**view, "message_seq": sent.message_seq, "client_msg_no": req.client_msg_no}
+
+    async def _created(self, loaded: Loaded, result: UpdateResult) -> None:
+        """Arm the deadline (idempotent; not for a card already ended) and, for a fresh
+        creation, raise the webhook."""
+        deadline = loaded.ctype.deadline(loaded.definition)
+        if deadline is not None and result.state.status not in loaded.ctype.machine.terminal:
+            await self._scheduler.add(loaded.message.message_id, *deadline)
+        if result.applied and not result.duplicate:
+            self._emit(loaded, result, "create", {})
+
+    # acting --------------------------------------------------------------------------------
+
+    def _important(self, ctype: CardType[Any], action: str) -> bool:
+        """Whether the action can change the status (its CMD is then persisted)."""
+        table = ctype.machine.table
+        return any(t.targets - {s} for (s, a), t in table.items() if a == action)
+
+    def _log_params(self, loaded: Loaded, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What the log and the webhook show of ``params``: nothing when private, a marker
+        when oversized (whatever a client sends is logged before it is validated)."""
+        if loaded.ctype.private_params(loaded.definition, action):
+            return {}
+        if len(encode(params)) > MAX_LOGGED_PARAMS:
+            return {"omitted": "too large"}
+        return dict(params)
+
+    async def act(self, req: ActionRequest) -> ActResult:
+        """Apply one user action (see the module docstring); raises on refusal."""
+        _check_params(req.params)
+        loaded = await self._require(req.message_id)
+        ctype, d = loaded.ctype, loaded.definition
+        viewer = await self._viewer(loaded, req.uid, None)
+        inp = ActionInput(
+            action=req.action,
+            params=req.params,
+            base_version=req.base_version,
+            confirm=req.confirm,
+            uid=req.uid,
+            key=viewer.key,
+            static_roles=viewer.roles,
+            now=viewer.now,
+        )
+        hidden = ctype.anonymous_action(d, req.action)
+        logged = self._log_params(loaded, req.action, req.params)
+        result = await self._port.update(
+            req.message_id,
+            mutate=action_mutate(ctype, d, inp, self._max_bytes),
+            action_id=self._action_id(req.uid, req.action_id),
+            actor=Actor("", "") if hidden else Actor(req.uid, req.device),
+            operation=CARD_OP_PREFIX + req.action,
+            patch={"action": req.action, "params": logged, "confirm": req.confirm},
+            important=self._important(ctype, req.action),
+        )
+        if not result.applied:
+            raise await self._refusal(loaded, result, req.uid, viewer)
+        if not result.duplicate:
+            await self._applied(loaded, result, req.action, logged)
+        return ActResult(self._project(loaded, result.state, viewer), result.duplicate, result.op)
+
+    async def _applied(
+        self, loaded: Loaded, result: UpdateResult, action: str, params: Mapping[str, Any]
+    ) -> None:
+        if result.state.status in loaded.ctype.machine.terminal:
+            await self._scheduler.cancel(loaded.message.message_id)
+        self._emit(loaded, result, action, params)
+
+    def _emit(
+        self, loaded: Loaded, result: UpdateResult, action: str, params: Mapping[str, Any]
+    ) -> None:
+        m, op = loaded.message, result.op
+        self._port.emit(
+            CARD_ACTION_EVENT,
+            {
+                "message_id": m.message_id,
+                "message_id_str": str(m.message_id),
+                "channel_id": m.channel_id,
+                "channel_type": m.channel_type,
+                "card_type": loaded.ctype.tag,
+                "action": action,
+                "actor": {"uid": op.actor.uid, "device": op.actor.device},
+                "anonymous": not op.actor.uid,
+                "params": dict(params),
+                "status_before": op.status_before,
+                "status_after": op.status_after,
+                "version": op.version_after,
+                "op_id": op.op_id,
+                "at": op.created_at,
+            },
+        )
+
+    async def _refusal(
+        self, loaded: Loaded, result: UpdateResult, uid: str, viewer: Viewer | None = None
+    ) -> ApiError:
+        """The API error of a rejected attempt, with the viewer's current projection."""
+        op = result.op
+        viewer = viewer or await self._viewer(loaded, uid, None)
+        message = op.detail.partition(": ")[2] or op.code
+        detail: dict[str, Any] = {
+            "reason": op.code,
+            "current": self._project(loaded, result.state, viewer),
+            "duplicate": result.duplicate,
+        }
+        if op.result is Result.CONFLICT:
+            winner = _winner(result.last_applied)
+            at = None if winner is None else winner["at"]
+            return Conflict(message, winner=winner, at=at, can_confirm=op.code == "stale", **detail)
+        if op.result is Result.FORBIDDEN:
+            return Forbidden(message, **detail)
+        if op.code == "too_large":
+            return PayloadTooLarge(message, **detail)
+        return CardInvalid(message, **detail)
+
+    # deadlines -----------------------------------------------------------------------------
+
+    async def fire(self, message_id: int, action: str) -> bool:
+        """The server's own transition at a deadline (scheduler callback, actor
+        ``system``); true when done with (applied, or no longer applicable)."""
+        loaded = await self.load(message_id)
+        deadline = None if loaded is None else loaded.ctype.deadline(loaded.definition)
+        if loaded is None or deadline is None or deadline[0] != action:
+            return True
+        system = frozenset({Role.SYSTEM})
+        inp = ActionInput(action, {}, None, False, SYSTEM_UID, SYSTEM_UID, system, self._clock_ms())
+        result = await self._port.update(
+            message_id,
+            mutate=action_mutate(loaded.ctype, loaded.definition, inp, self._max_bytes),
+            action_id=f"system:{action}:{deadline[1]}",
+            actor=Actor(SYSTEM_UID, "scheduler"),
+            operation=CARD_OP_PREFIX + action,
+            patch={"action": action, "params": {"deadline": deadline[1]}},
+            important=True,
+        )
+        if result.applied and not result.duplicate:
+            await self._applied(loaded, result, action, {"deadline": deadline[1]})
+        return True
