@@ -10,20 +10,40 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     ├── ConfigError              config_invalid      a setting is missing or bad (names the key)
     ├── ProtocolError            protocol_error      ``reason``: the reason code to answer with
     │   ├── LocalProtocolError   protocol_misuse     *we* misused the protocol
-    │   └── RemoteProtocolError  protocol_violation  *the peer* sent something invalid
-    │       ├── FrameTooLarge    frame_too_large     a length limit exceeded
-    │       ├── MalformedPacket  malformed_packet    truncated, garbage, trailing bytes
-    │       ├── UnexpectedPacket unexpected_packet   a packet not allowed now / from this role
-    │       └── CryptoError      crypto_error        bad key or msgKey, undecryptable payload
+    │   ├── RemoteProtocolError  protocol_violation  *the peer* sent something invalid
+    │   │   ├── FrameTooLarge    frame_too_large     a length limit exceeded
+    │   │   ├── MalformedPacket  malformed_packet    truncated, garbage, trailing bytes
+    │   │   ├── UnexpectedPacket unexpected_packet   a packet not allowed now / from this role
+    │   │   └── CryptoError      crypto_error        bad key or msgKey, undecryptable payload
+    │   └── client.raw.ConnectRefused  connect_refused  CONNACK with a failure reason
     ├── StoreError               store_error         the store failed
     │   └── MigrationError       migration_error     the schema cannot be brought up to date
-    └── ApiError                 (per subclass)      an HTTP/SDK-level refusal with a status
-        ├── BadRequest           bad_request    400  input failed validation (``field``)
-        ├── Unauthorized         unauthorized   401  missing or unknown credential
-        ├── Forbidden            forbidden      403  credential valid but not allowed
-        ├── NotFound             not_found      404  no such user/channel/message
-        ├── Conflict             conflict       409  lost a compare-and-set or a race
-        └── PayloadTooLarge      too_large      413  body or field above its limit
+    ├── core.messaging.Refused   send_refused        internal: a send refused with a reason code
+    ├── cards.model.CardBug      card_bug            a card type broke its own contract
+    ├── ApiError                 (per subclass)      an HTTP/SDK-level refusal with a status
+    │   ├── BadRequest           bad_request    400  input failed validation (``field``)
+    │   │   ├── api.http.BadJson             bad_json      400  body is not JSON
+    │   │   ├── api.http.SendRefused         send_refused  400  ``reason``: the send flow said no
+    │   │   ├── cards_adapter.CardSendRefused send_refused 400  the same, for a card message
+    │   │   ├── api.routes.ext.Invalid       invalid       400  an extension change is invalid
+    │   │   └── cards.model.CardInvalid      invalid       400  a card definition/action is invalid
+    │   ├── Unauthorized         unauthorized   401  missing or unknown credential
+    │   ├── Forbidden            forbidden      403  credential valid but not allowed
+    │   ├── NotFound             not_found      404  no such user/channel/message
+    │   │   └── api.routes.demo.UnknownDemoUser  unknown_demo_user  404
+    │   ├── api.http.MethodNotAllowed  method_not_allowed  405
+    │   ├── Conflict             conflict       409  lost a compare-and-set or a race
+    │   │   └── api.routes.ext.Stale         stale         409  an older last-writer-wins write
+    │   ├── PayloadTooLarge      too_large      413  body or field above its limit
+    │   ├── api.http.InternalError     internal_error      500  detail in the log only
+    │   ├── api.http.ServiceUnavailable  unavailable       503  store closed / not ready
+    │   └── cards.http_port.ImUnavailable  im_unavailable  503  the IM API could not be reached
+    └── client.errors.ClientError  client_error      the Python SDK's errors (see that module):
+        InvalidArgument, CacheMismatch, ClientClosed, ConnectRefused, SendRefused,
+        SendTimeout, ApiRequestFailed > CardConflict, ApiUnavailable, sync.EpochChanged
+
+Subclasses live beside the code that raises them (module paths relative to ``magpie``);
+this drawing is the one place that lists them all, so keep it in step.
 
 Protocol errors keep the split of wsproto/h11: a :class:`LocalProtocolError` is a bug on our
 side, a :class:`RemoteProtocolError` is the peer's fault and tells the caller which reason code
