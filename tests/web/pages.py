@@ -132,6 +132,23 @@ class DemoPage:
         """The card shown for a card message."""
         return CardHandle(self, self.page.locator(f'.card[data-card-for="{message_id}"]'))
 
+    def card_titled(self, title: str) -> CardHandle:
+        """The card whose header shows ``title``."""
+        return CardHandle(
+            self,
+            self.page.locator(".card").filter(
+                has=self.page.locator(".card-title", has_text=re.compile(f"^{re.escape(title)}$"))
+            ),
+        )
+
+    async def new_card(self, kind: str) -> Locator:
+        """Open the composer's "New card" menu, pick ``kind``; returns the form dialog."""
+        await self.page.locator(".composer-new").click()
+        await self.page.locator(f'.new-card-item[data-card-kind="{kind}"]').click()
+        dialog = self.page.locator("dialog.card-dialog[open]")
+        await expect(dialog).to_be_visible(timeout=self.ms())
+        return dialog
+
     async def register_card_renderer(self, card_type: str, body_js: str) -> None:
         """Register a card renderer from JS: ``body_js`` is the body of
         ``(message, projection, ui) => Element``."""
@@ -196,3 +213,42 @@ class CardHandle:
     async def state(self) -> dict[str, Any]:
         """The card's data attributes (status, version, canAct, cardType)."""
         return dict(await self.root.evaluate("el => ({...el.dataset})"))
+
+    @property
+    def outcome(self) -> Locator:
+        """The line that replaces the buttons (who decided and when, why not ...)."""
+        return self.root.locator(".card-outcome")
+
+    def person(self, uid: str) -> Locator:
+        """An approver's / assignee's row (``data-decision`` on approvers)."""
+        return self.root.locator(f'.person-row[data-uid="{uid}"]')
+
+    def option(self, index: int) -> Locator:
+        """A vote option (``data-tally``: its count when visible, ``data-mine``)."""
+        return self.root.locator(f'.vote-option[data-option="{index}"]')
+
+    async def tallies(self) -> list[str]:
+        """The shown tally of every vote option ('' while results are hidden)."""
+        return list(
+            await self.root.locator(".vote-option").evaluate_all(
+                "els => els.map(el => el.dataset.tally)"
+            )
+        )
+
+    async def expect_tallies(self, tallies: list[int], timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the vote shows exactly ``tallies``."""
+        want = [str(n) for n in tallies]
+        options = self.root.locator(".vote-option")
+        await expect(options).to_have_count(len(want), timeout=self.owner.ms(timeout_ms))
+        for i, n in enumerate(want):
+            await expect(options.nth(i)).to_have_attribute(
+                "data-tally", n, timeout=self.owner.ms(timeout_ms)
+            )
+
+    async def reveal(self) -> None:
+        """Scroll the card to the middle of the message list (for the screenshots)."""
+        await self.root.evaluate("el => el.scrollIntoView({block: 'center'})")
+
+    async def expect_no_buttons(self, timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the action bar is gone (removed, not greyed)."""
+        await expect(self.buttons).to_have_count(0, timeout=self.owner.ms(timeout_ms))

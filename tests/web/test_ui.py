@@ -1,10 +1,6 @@
 """The demo page in a real browser: login, live messages, extension changes, reconnects,
 and the card framework (renderer registry, status classes, pending state, rollback and the
-409 prompt, the history panel).
-
-The cards service does not exist yet: the framework test serves ``/cards/*`` from the test
-(Playwright routing) with the documented shapes; real card-type tests will talk to the
-server instead.
+409 prompt, the history panel) on the real cards API; the card types are in test_cards.py.
 """
 
 from __future__ import annotations
@@ -17,14 +13,14 @@ import time
 import uuid
 from typing import Any
 
-from playwright.async_api import Route, expect
+from playwright.async_api import Request, Route, expect
 
 from magpie.app import Node
 from tests.support.nodes import api, time_scale
 from tests.web.conftest import Ui
+from tests.web.helpers import GROUP, act, create_card, shown
 
-GROUP = ("demo-group", 2)
-#: A card message's payload type in these tests (any custom content type).
+#: A card type the server does not run (its own content type): the page's placeholder.
 CARD_TYPE = 3001
 
 
@@ -187,112 +183,57 @@ async def test_unknown_card_type_shows_the_fallback_and_follows_status(
     await expect(card.buttons).to_have_count(0)
 
 
-class FakeCards:
-    """``/cards/{id}`` as the cards service will answer it (ARCHITECTURE: the 409 carries
-    the winner, when, the current state and whether an override may be confirmed)."""
-
-    def __init__(self) -> None:
-        self.projection: dict[str, Any] = {
-            "type": "expense",
-            "status": "pending",
-            "version": 1,
-            "extra": {},
-            "can_act": True,
-            "actions": [{"action": "approve", "label": "Approve"}, "reject"],
-            "unavailable_reason": "",
-        }
-        self.posted: list[dict[str, Any]] = []
-        self.release = asyncio.Event()
-        self.history = [
-            {
-                "op_id": 1,
-                "actor": {"uid": "carol"},
-                "operation": "reject",
-                "status_before": "pending",
-                "status_after": "rejected",
-                "result": "applied",
-                "created_at": int(time.time() * 1000),
-            },
-        ]
-
-    async def handle(self, route: Route) -> None:
-        request = route.request
-        if request.url.endswith("/history"):
-            await route.fulfill(json=self.history)
-        elif request.method == "GET":
-            await route.fulfill(json=self.projection)
-        else:
-            await self.act(route, request.post_data_json)
-
-    async def act(self, route: Route, body: dict[str, Any]) -> None:
-        self.posted.append(body)
-        await self.release.wait()  # hold the answer: the page shows its pending state
-        if not body.get("confirm"):
-            self.projection = {
-                **self.projection,
-                "status": "rejected",
-                "version": 2,
-                "can_act": False,
-                "actions": [],
-            }
-            conflict = {
-                "status": 409,
-                "code": "conflict",
-                "msg": "lost the race",
-                "winner": {"uid": "carol", "action": "reject"},
-                "at": int(time.time() * 1000),
-                "current": self.projection,
-                "can_confirm": True,
-            }
-            await route.fulfill(status=409, json=conflict)
-            return
-        self.projection = {
-            **self.projection,
-            "status": "approved",
-            "version": 3,
-            "outcome": "Approved by bob",
-        }
-        await route.fulfill(json={"status": 200, "projection": self.projection})
-
-
 async def test_card_pending_conflict_rollback_and_confirm(ui: Ui, demo_node: Node) -> None:
+    """The shell on the real cards API: pending state while the request is out, a 409
+    ``stale`` rolls back to ``current`` and names the winner, "… anyway" re-sends with
+    ``confirm`` on the new base version, and the history panel lists every attempt."""
     bob = await ui.login("bob")
-    fake = FakeCards()
-    await bob.page.route(re.compile(r"/cards/"), fake.handle)
-    await bob.register_card_renderer(
-        "expense",
-        "const p = document.createElement('p'); p.className = 'test-body';"
-        " p.textContent = `${message.content.contentObj.card.amount} EUR, ${projection.status}`;"
-        " return p;",
-    )
     await bob.open(*GROUP)
-    message_id = await send_card(demo_node, {"type": "expense", "amount": 120}, "Expense: 120 EUR")
-    card = bob.card(message_id)
-    await expect(card.button("approve")).to_be_visible(timeout=bob.ms(5000))
-    await expect(card.buttons).to_have_count(2)
-    await expect(card.root.locator(".test-body")).to_have_text("120 EUR, pending")
+    message_id = await create_card(
+        demo_node,
+        "alice",
+        {"type": "task@1", "title": "Order pizza", "assignees": ["bob", "carol"]},
+    )
+    card = await shown(bob, message_id)
+    await expect(card.buttons).to_have_count(2)  # accept, decline
     assert await card.tone() == "open"
 
-    await card.click("approve")  # held by the fake until released
-    await expect(card.root).to_have_class(re.compile(r"\bis-pending\b"))
-    await expect(card.button("approve")).to_have_class(re.compile(r"\bis-pending\b"))
-    assert fake.posted[0]["action"] == "approve" and fake.posted[0]["base_version"] == 1
-    assert fake.posted[0]["action_id"]
-    fake.release.set()
+    posted: list[dict[str, Any]] = []
+    arrived, release = asyncio.Event(), asyncio.Event()
 
-    # 409: rolled back to the winner's state; buttons removed (not greyed); prompt to confirm.
-    await card.expect_status("rejected")
-    assert await card.tone() == "bad"
-    await expect(card.buttons).to_have_count(0)
-    await expect(card.notice).to_contain_text("carol")
+    async def hold(route: Route, request: Request) -> None:
+        posted.append(json.loads(request.post_data or "{}"))
+        arrived.set()
+        await release.wait()  # the page shows its pending state meanwhile
+        await route.continue_()
+
+    await bob.page.route(re.compile(r"/cards/\d+/actions$"), hold)
+    await card.click("accept")
+    await asyncio.wait_for(arrived.wait(), 5 * time_scale())
+    await expect(card.root).to_have_class(re.compile(r"\bis-pending\b"))
+    await expect(card.button("accept")).to_have_class(re.compile(r"\bis-pending\b"))
+    assert posted[0]["action"] == "accept" and posted[0]["base_version"] == 1
+    assert posted[0]["action_id"]
+    await act(demo_node, "carol", message_id, "accept")  # carol is first
+    release.set()
+
+    # 409 stale: rolled back to carol's state, who and when, and the offer to confirm.
+    await card.expect_status("doing")
+    await expect(card.notice).to_contain_text("Carol accepted at")
+    await expect(card.notice).to_have_attribute("data-reason", "stale")
     await expect(card.root).not_to_have_class(re.compile(r"\bis-pending\b"))
+    await expect(card.person("bob")).to_contain_text("Waiting")
     await card.confirm_button.click()
-    await card.expect_status("approved")
-    assert fake.posted[1]["confirm"] is True and fake.posted[1]["base_version"] == 2
-    assert await card.tone() == "good"
+    await expect(card.person("bob")).to_contain_text("Accepted")
+    assert posted[1]["confirm"] is True and posted[1]["base_version"] == 2
+    assert posted[1]["action_id"] != posted[0]["action_id"]
     await expect(card.notice).to_be_hidden()
-    await expect(card.root.locator(".card-outcome")).to_have_text("Approved by bob")
+    await expect(card.button("accept")).to_have_count(0)  # removed once it no longer applies
+    await expect(card.button("complete")).to_be_visible()
 
     await card.open_history()
-    await expect(card.history).to_have_count(1)
-    await expect(card.history.first).to_contain_text("carol")
+    await expect(card.history).to_have_count(4)  # create, carol, bob refused, bob confirmed
+    await expect(card.history.nth(2)).to_have_attribute("data-result", "conflict")
+    await expect(card.history.nth(2)).to_contain_text("You tried to accept")
+    await expect(card.history.nth(3)).to_contain_text("You accepted")
+    await card.reveal()

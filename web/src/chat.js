@@ -61,7 +61,10 @@ export class ChatApp {
     this.everConnected = false;
     this.sending = new Map(); // clientSeq -> message (local echoes awaiting SENDACK)
     this.readSeqs = loadReadSeqs(this.me);
-    this.api.onEpochChange(() => this.extras.reset());
+    this.api.onEpochChange(() => {
+      this.cards.reset(); // card versions restart with the store: accept whatever comes next
+      this.extras.reset();
+    });
   }
 
   start() {

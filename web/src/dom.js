@@ -124,9 +124,6 @@ function morphControl(from, to) {
     if (from.tagName === 'TEXTAREA' && from.defaultValue !== want) from.defaultValue = want;
   } else if (from.tagName === 'INPUT') {
     from.checked = to.hasAttribute('checked');
-  } else if (from.tagName === 'SELECT') {
-    const want = to.querySelector('option[selected]');
-    if (want) from.value = want.value;
   }
 }
 
@@ -146,9 +143,14 @@ export function morph(from, to) {
     morphControl(from, to);
     return from;
   }
-  if (from.tagName !== 'SELECT') morphChildren(from, [...to.childNodes]);
-  else from.replaceChildren(...to.childNodes);
-  if (from.tagName === 'INPUT' || from.tagName === 'SELECT') morphControl(from, to);
+  if (from.tagName === 'SELECT') {
+    const want = to.querySelector('option[selected]');
+    from.replaceChildren(...to.childNodes);
+    if (want) from.value = want.value;
+    return from;
+  }
+  morphChildren(from, [...to.childNodes]);
+  if (from.tagName === 'INPUT') morphControl(from, to);
   return from;
 }
 
@@ -199,5 +201,6 @@ export function formatWhen(ms) {
   if (days === 1) return `tomorrow ${hm}`;
   if (days === -1) return `yesterday ${hm}`;
   if (Math.abs(days) < 7) return `${d.toLocaleDateString([], { weekday: 'short' })} ${hm}`;
-  return `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })} ${hm}`;
+  const year = d.getFullYear() === now.getFullYear() ? undefined : 'numeric';
+  return `${d.toLocaleDateString([], { day: 'numeric', month: 'short', year })} ${hm}`;
 }

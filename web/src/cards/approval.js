@@ -29,7 +29,7 @@ function approverRow(uid, index, p, ui, decisions) {
   } else if (s.mode === 'sequential' && p.status === 'pending') {
     if (index === s.step) {
       state = 'turn';
-      note = 'Their turn';
+      note = uid === ui.me ? 'Your turn' : 'Their turn';
     } else note = 'Later';
   }
   const tone = { approved: 'good', rejected: 'bad', turn: 'open', sending: 'open' }[state] || 'muted';

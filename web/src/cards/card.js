@@ -178,6 +178,12 @@ export class CardController {
     return view.el;
   }
 
+  /** The store was replaced (a new X-Magpie-Epoch): versions restart, so the next
+   *  projection of every card replaces the shown one whatever its version. */
+  reset() {
+    for (const view of this.views.values()) view.epochReset = true;
+  }
+
   /** The message's extension changed: re-project and repaint that card only. */
   refresh(message) {
     const view = this.views.get(String(message.messageID));
@@ -250,6 +256,7 @@ export class CardView {
     this.fetching = null;
     this.fetchAgain = false;
     this.notOnServer = false; // GET /cards said 404: a card type the server does not run
+    this.epochReset = false; // the store was replaced: take the next projection as it is
     this.historyOpen = false;
     this.leaveTimer = null;
     this.build();
@@ -399,12 +406,7 @@ export class CardView {
     if (this.pending) return; // the action's answer repaints (and refreshes again)
     const embedded = this.ctrl.embeddedProjection(this.message);
     if (embedded || this.notOnServer) {
-      const next = embedded || this.ctrl.localProjection(this.message);
-      if (this.isNewer(next)) {
-        this.projection = next;
-        this.paint(true);
-      }
-      if (this.historyOpen) this.loadHistory();
+      this.show(embedded || this.ctrl.localProjection(this.message));
       return;
     }
     if (this.fetching) {
@@ -417,12 +419,7 @@ export class CardView {
         const fetched = await this.ctrl.fetchProjection(this.message);
         if (this.pending) return;
         if (fetched && fetched.missing) this.notOnServer = true;
-        const next = this.ctrl.embeddedProjection(this.message) || (fetched && !fetched.missing ? fetched : this.ctrl.localProjection(this.message));
-        if (this.isNewer(next)) {
-          this.projection = next;
-          this.paint(true);
-        }
-        if (this.historyOpen) this.loadHistory();
+        this.show(this.ctrl.embeddedProjection(this.message) || (fetched && !fetched.missing ? fetched : this.ctrl.localProjection(this.message)));
       } while (this.fetchAgain);
     })().finally(() => {
       this.fetching = null;
@@ -430,11 +427,20 @@ export class CardView {
     return this.fetching;
   }
 
+  /** Paint `next` when it is newer than what is shown. */
+  show(next) {
+    if (!this.isNewer(next)) return;
+    this.epochReset = false;
+    this.projection = next;
+    this.paint(true);
+    if (this.historyOpen) this.loadHistory();
+  }
+
   /** Whether `next` should replace what is shown (a newer card version, or real vs local). */
   isNewer(next) {
     const shown = this.projection;
     if (!next) return false;
-    if (shown.local) return true;
+    if (shown.local || this.epochReset) return true;
     if (next.local) return false;
     return (next.version || 0) > (shown.version || 0);
   }
@@ -461,6 +467,7 @@ export class CardView {
       this.pending = null;
       this.rollback(before, err, action, params);
     }
+    if (this.historyOpen) this.loadHistory(); // the attempt is a row, applied or not
     this.refresh(); // a sync row newer than the answer may have arrived meanwhile
   }
 
@@ -578,6 +585,19 @@ function paramsText(op, projection, name) {
   return '';
 }
 
+/** Why an attempt was refused, in a few words (op row `code`). */
+const REFUSALS = {
+  stale: 'the card had changed',
+  changed: 'the card had changed',
+  closed: 'the card was closed',
+  not_now: 'not possible then',
+  expired: 'too late',
+  not_allowed: 'not allowed',
+  not_member: 'not a member',
+  bad_params: 'invalid input',
+  cas_conflict: 'busy, not applied',
+};
+
 /** One operation-log row: time, who, what, the status change and the result. */
 export function historyRow(op, projection = null, name = (uid) => uid) {
   const uid = op.actor_uid ?? (op.actor && op.actor.uid) ?? (op.updated_by && op.updated_by.uid) ?? '';
@@ -594,10 +614,15 @@ export function historyRow(op, projection = null, name = (uid) => uid) {
     'li',
     { class: `card-history-row result-${result}`, dataset: { opId: String(op.op_id ?? ''), key: `op-${op.op_id ?? ''}`, action, result } },
     h('time', { class: 'card-history-time' }, formatClock(op.created_at || op.at)),
-    h('span', { class: 'card-history-actor' }, actor),
-    h('span', { class: 'card-history-what' }, what),
-    extra ? h('span', { class: 'card-history-params' }, extra) : null,
-    change ? h('span', { class: 'card-history-change' }, change) : null,
-    !applied ? h('span', { class: 'card-history-result', title: op.detail || '' }, op.code ? humanize(op.code) : humanize(result)) : null,
+    h(
+      'span',
+      { class: 'card-history-text' },
+      h('span', { class: 'card-history-actor' }, actor),
+      ' ',
+      h('span', { class: 'card-history-what' }, what),
+      extra ? [' ', h('span', { class: 'card-history-params' }, extra)] : null,
+      change ? [' ', h('span', { class: 'card-history-change' }, change)] : null,
+      !applied ? [' ', h('span', { class: 'card-history-result', title: op.detail || '' }, REFUSALS[op.code] || humanize(op.code || result).toLowerCase())] : null,
+    ),
   );
 }

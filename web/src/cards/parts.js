@@ -6,12 +6,8 @@ import { h, avatar, formatClock, formatWhen } from '../dom.js';
 export function metaLine(parts, extraClass = '') {
   const items = parts.filter(Boolean);
   if (!items.length) return null;
-  const out = [];
-  items.forEach((part, i) => {
-    if (i > 0) out.push(h('span', { class: 'card-dot', 'aria-hidden': 'true' }, '·'));
-    out.push(typeof part === 'string' ? h('span', {}, part) : part);
-  });
-  return h('p', { class: `card-info ${extraClass}`.trim() }, out);
+  // The separator is each item's ::before (app.css), so a wrapped line never ends in a dot.
+  return h('p', { class: `card-info ${extraClass}`.trim() }, items.map((part) => (typeof part === 'string' ? h('span', {}, part) : part)));
 }
 
 /** The card's description, when it has one. */

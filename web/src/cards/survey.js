@@ -65,6 +65,10 @@ function questionBlock(q, n, answers, p, ui, enabled) {
             dataset: { key: `${q.id}-text` },
             oninput: (e) => {
               answers[q.id] = e.target.value;
+              if (missing && e.target.value.trim()) {
+                ui.draft.missing = ui.draft.missing.filter((id) => id !== q.id);
+                ui.repaint();
+              }
             },
           },
           answers[q.id] || '',
@@ -130,7 +134,13 @@ function renderSurvey(message, p, ui) {
     'div',
     { class: 'card-survey' },
     description(p),
-    metaLine([`${s.questions.length} ${s.questions.length === 1 ? 'question' : 'questions'}`, count, s.final ? 'Answers are final' : '', closes]),
+    metaLine([
+      `${s.questions.length} ${s.questions.length === 1 ? 'question' : 'questions'}`,
+      count,
+      p.my_response && canRespond ? `you answered at ${at(p.my_response.at)}` : '',
+      s.final ? 'Answers are final' : '',
+      closes,
+    ]),
     canRespond ? h('form', { class: 'survey-form', dataset: { key: 'form' }, onsubmit: (e) => e.preventDefault() }, s.questions.map((q, n) => questionBlock(q, n, answers, p, ui, !ui.pending))) : null,
     !canRespond && p.my_response ? myAnswers(p, s.questions) : null,
     Array.isArray(s.results) ? results(p, s.questions, ui) : null,

@@ -19,6 +19,10 @@ function sameSet(a, b) {
   return a.length === b.length && [...a].sort().join() === [...b].sort().join();
 }
 
+function meFirst(uids, me) {
+  return uids.includes(me) ? [me, ...uids.filter((u) => u !== me)] : uids;
+}
+
 function choiceText(s) {
   if (!s.multiple) return 'Single choice';
   return s.max_selections && s.max_selections < (s.options || []).length ? `Up to ${s.max_selections} choices` : 'Multiple choice';
@@ -34,6 +38,7 @@ function optionRow(label, i, p, ui, ctx) {
   const voters = visible && Array.isArray(s.voters_by_option) ? s.voters_by_option[i] || [] : [];
   const pick = () => {
     if (s.multiple) {
+      if (!selection.includes(i) && s.max_selections && selection.length >= s.max_selections) return; // at most max_selections
       ui.draft.selection = selection.includes(i) ? selection.filter((x) => x !== i) : [...selection, i].sort((a, b) => a - b);
       ui.repaint();
     } else if (!chosen) ui.act('vote', { options: [i] });
@@ -58,7 +63,7 @@ function optionRow(label, i, p, ui, ctx) {
       chosen ? h('span', { class: 'vote-mine' }, 'Your vote') : null,
       visible ? h('span', { class: 'vote-count' }, String(n), h('small', {}, ` · ${Math.round(share * 100)}%`)) : null,
     ),
-    voters.length ? h('p', { class: 'vote-voters' }, voters.map((uid) => ui.name(uid)).join(', ') + (n > voters.length ? ` and ${n - voters.length} more` : '')) : null,
+    voters.length ? h('p', { class: 'vote-voters' }, meFirst(voters, ui.me).map((uid) => ui.name(uid)).join(', ') + (n > voters.length ? ` and ${n - voters.length} more` : '')) : null,
   );
 }
 
@@ -91,8 +96,12 @@ function outcome(p, ui) {
   const labels = s.options || [];
   const mine = (p.my_vote || []).map((i) => labels[i]).filter(Boolean);
   if (mine.length) {
-    const change = ui.can('vote') ? (s.multiple ? '' : ' — pick another option to change it') : '';
+    const change = ui.can('vote') ? (s.multiple ? ' — change the selection to vote again' : ' — pick another option to change it') : '';
     return `You voted for ${mine.join(', ')}${change}`;
+  }
+  if (ui.can('vote') && s.multiple) {
+    const most = s.max_selections && s.max_selections < labels.length ? `up to ${s.max_selections} options` : 'one or more options';
+    return `Choose ${most}, then vote`;
   }
   if (p.outcome) return p.outcome;
   return p.unavailable_reason ? p.unavailable_reason.replace(/^./, (c) => c.toUpperCase()) : '';
@@ -128,14 +137,10 @@ registerCard('vote', renderVote, {
     if (action !== 'vote') return {};
     const s = p.state || {};
     if (!s.multiple) return null; // the options are the buttons
+    // The button takes the outcome line's place once there is something new to send.
     const selection = selectionOf(p, ui);
-    const tooMany = s.max_selections && selection.length > s.max_selections;
-    const unchanged = sameSet(selection, p.my_vote || []);
-    return {
-      label: p.my_vote ? 'Change vote' : selection.length ? `Vote (${selection.length})` : 'Vote',
-      disabled: !selection.length || tooMany || unchanged,
-      hint: tooMany ? `Choose at most ${s.max_selections}` : '',
-    };
+    if (!selection.length || sameSet(selection, p.my_vote || [])) return null;
+    return { label: p.my_vote ? 'Change vote' : `Vote (${selection.length})` };
   },
   params: (action, p, ui) => (action === 'vote' ? { options: [...selectionOf(p, ui)].sort((a, b) => a - b) } : {}),
 });
