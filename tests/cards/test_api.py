@@ -383,3 +383,25 @@ async def test_a_card_whose_initialisation_was_lost_still_works(
     )
     assert retry.status_code == 200 and retry.json()["message_id"] == mid
     assert retry.json()["state"]["tallies"] == [0, 1]
+
+
+async def test_reassigning_a_task_to_a_non_member_is_refused_and_nothing_changes(
+    a: httpx.AsyncClient,
+) -> None:
+    card = await create(a, type="task@1", title="Fix it", assignees=["b"])
+    mid, seen = card["message_id"], card["version"]
+    r = await act(a, mid, "reassign", {"assignees": ["c", "out"]}, base=seen)
+    assert r.status_code == 403 and "out" in r.json()["msg"]
+    now = (await a.get(f"/cards/{mid}")).json()
+    assert now["version"] == seen and now["state"]["assignees"] == ["b"]
+    ok = await act(a, mid, "reassign", {"assignees": ["c"]}, base=seen)
+    assert ok.status_code == 200 and ok.json()["state"]["assignees"] == ["c"]
+
+
+async def test_an_admin_withdrawal_names_the_admin(
+    a: httpx.AsyncClient, c: httpx.AsyncClient
+) -> None:
+    card = await create(a, type="approval@1", title="Budget", approvers=["b"], admins=["c"])
+    r = await act(c, card["message_id"], "withdraw", base=card["version"])
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "withdrawn" and r.json()["outcome"] == "Withdrawn by c"

@@ -97,6 +97,11 @@ def _to(status: str) -> Effect:
     return effect
 
 
+def _withdraw(act: Act[ApprovalDef]) -> Step:
+    # The creator or an admin may withdraw: remember which, for the outcome line.
+    return Step(WITHDRAWN, {**act.data, "withdrawn_by": act.uid})
+
+
 def _not_decided(act: Act[ApprovalDef]) -> Refusal | None:
     if _decided(act.data, act.uid) is None:
         return None
@@ -142,7 +147,7 @@ MACHINE = Machine(
             _comment,
             _DECIDE_CHECKS,
         ),
-        (PENDING, "withdraw"): Transition(_OWNER, frozenset({WITHDRAWN}), _to(WITHDRAWN)),
+        (PENDING, "withdraw"): Transition(_OWNER, frozenset({WITHDRAWN}), _withdraw),
         (PENDING, "expire"): Transition(
             frozenset({Role.SYSTEM}), frozenset({EXPIRED}), _to(EXPIRED)
         ),
@@ -219,7 +224,7 @@ class ApprovalType(CardType[ApprovalDef]):
             note = f": {last[2]}" if last[2] else ""
             return f"{card.status.capitalize()} by {last[0]}{note}"
         if card.status == WITHDRAWN:
-            return f"Withdrawn by {d.common.creator}"
+            return f"Withdrawn by {card.data.get('withdrawn_by') or d.common.creator}"
         return "Expired" if card.status == EXPIRED else ""
 
     def fallback(self, d: ApprovalDef) -> str:

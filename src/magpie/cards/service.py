@@ -119,6 +119,10 @@ class ActResult:
     op: OpRecord
 
 
+#: The action parameter that names people who get work (task ``reassign``).
+_PEOPLE_PARAM = "assignees"
+
+
 def _card_payload(payload: bytes) -> Mapping[str, Any] | None:
     try:
         content = json.loads(payload)
@@ -375,6 +379,7 @@ class CardService:
         loaded = await self._require(req.message_id)
         ctype, d = loaded.ctype, loaded.definition
         viewer = await self._viewer(loaded, req.uid, None)
+        await self._check_named_people(loaded, req.params)
         inp = ActionInput(
             action=req.action,
             params=req.params,
@@ -401,6 +406,16 @@ class CardService:
         if not result.duplicate:
             await self._applied(loaded, result, req.action, logged)
         return ActResult(self._project(loaded, result.state, viewer), result.duplicate, result.op)
+
+    async def _check_named_people(self, loaded: Loaded, params: Mapping[str, Any]) -> None:
+        """People an action hands work to (a task's new ``assignees``) must belong to the
+        chat, as the listed users of a new card must (:meth:`_check_people`)."""
+        named = params.get(_PEOPLE_PARAM)
+        if not isinstance(named, list):
+            return  # absent or malformed: the type's own parameter check answers
+        for uid in dict.fromkeys(u for u in named if isinstance(u, str)):
+            if not await self._is_member(loaded, uid):
+                raise Forbidden(f"{uid} is not a member of this chat", field="params")
 
     async def _applied(
         self, loaded: Loaded, result: UpdateResult, action: str, params: Mapping[str, Any]
