@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from magpie import __version__
 from magpie.app import Node
@@ -40,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(node: Node, after_start: object = None) -> None:
+async def _run(node: Node, after_start: Callable[[Node], Awaitable[None]] | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,7 +47,7 @@ async def _run(node: Node, after_start: object = None) -> None:
     await node.start()
     try:
         if after_start is not None:
-            await after_start  # type: ignore[misc]
+            await after_start(node)
         _announce(node)
         await stop.wait()
         print("magpie: draining connections and stopping", flush=True)
@@ -66,6 +65,8 @@ def _announce(node: Node) -> None:
     if node.api_key_path is not None:
         print(f"magpie: business API key in {node.api_key_path}", flush=True)
     print(f"magpie: data in {s.db_path}", flush=True)
+    if s.demo_ui:
+        print(f"magpie: demo page at http://{s.host}:{node.api_port}/", flush=True)
 
 
 async def _seed_demo(node: Node) -> None:
@@ -88,8 +89,6 @@ async def _seed_demo(node: Node) -> None:
         f"'{DEMO_GROUP}', direct chat alice<->bob",
         flush=True,
     )
-    payload = base64.b64encode(welcome).decode()
-    print(f"magpie demo: try POST /message/send with payload {payload}", flush=True)
     await _seed_cards(node)
 
 
@@ -146,8 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
         node = Node(settings)
-        seed = _seed_demo(node) if args.command == "demo" else None
-        asyncio.run(_run(node, seed))
+        asyncio.run(_run(node, _seed_demo if args.command == "demo" else None))
     except ConfigError as exc:
         print(f"magpie: bad setting {exc.message}", file=sys.stderr)
         return 2
