@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 #: Content type of command messages (spec §4.1).
 CMD_CONTENT_TYPE = 99
 
+# Plain ints for flag tests on the send path: IntFlag arithmetic runs Python code.
+_NO_PERSIST = int(Flags.NO_PERSIST)
+_SYNC_ONCE = int(Flags.SYNC_ONCE)
+_NOT_DUP = int(~Flags.DUP)  # the flag nibble without DUP
+
 AfterCommit = Callable[[StoredMessage, tuple[str, ...]], Awaitable[None]]
 
 
@@ -144,7 +149,7 @@ class Messaging:
             channel_type=req.channel_type,
             timestamp=int(self._clock()),
             payload=req.payload,
-            flags=int(req.flags & ~Flags.DUP),
+            flags=int(req.flags) & _NOT_DUP,
             setting=req.setting,
             topic=req.topic,
             expire=req.expire,
@@ -153,7 +158,7 @@ class Messaging:
 
     @staticmethod
     def _check_flags(req: SendRequest) -> None:
-        if req.flags & Flags.SYNC_ONCE and not req.from_api:
+        if int(req.flags) & _SYNC_ONCE and not req.from_api:
             raise Refused(ReasonCode.NOT_SUPPORT_HEADER, "clients may not send sync-once")
         if not req.client_msg_no or len(req.client_msg_no) > 128:
             raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "client_msg_no must be 1–128 chars")
@@ -204,9 +209,9 @@ class Messaging:
         self, new: NewMessage, recipients: tuple[str, ...], exclude_conn: str
     ) -> SendResult:
         queue_seqs: dict[str, int] = {}
-        if new.flags & Flags.NO_PERSIST:
+        if new.flags & _NO_PERSIST:
             stored, duplicate = _unstored(new), False
-        elif new.flags & Flags.SYNC_ONCE:
+        elif new.flags & _SYNC_ONCE:
             appended, queue_seqs = await self._store.append_to_queues(new, recipients)
             stored, duplicate = appended.message, appended.duplicate
         else:

@@ -65,6 +65,17 @@ _MASTER = 1
 _KICK_REASON = "login in other device"
 _CLOSE_POLICY = 1008
 _CLOSE_GOING_AWAY = 1001
+# Plain ints for flag tests in hot paths: IntFlag arithmetic runs Python code.
+_NO_PERSIST = int(Flags.NO_PERSIST)
+_SYNC_ONCE = int(Flags.SYNC_ONCE)
+_PERSISTED_CMD_MASK = _SYNC_ONCE | _NO_PERSIST
+#: The RECV flags a message keeps, and those for the sender's other devices (no red dot).
+_RECV_FLAG_MASK = int(Flags.RED_DOT | Flags.SYNC_ONCE | Flags.NO_PERSIST)
+_OWN_FLAG_MASK = int(Flags.SYNC_ONCE | Flags.NO_PERSIST)
+_RECV_FLAGS = tuple(Flags(i) for i in range(_RECV_FLAG_MASK + 1))
+_RECEIPT = int(Setting.RECEIPT)
+#: SENDACK flags by SEND flag nibble: the same without DUP (§1.6).
+_ACK_FLAGS = tuple(Flags(i & ~Flags.DUP) for i in range(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,8 @@ class Gateway:
         self._bus = bus
         self._messaging = messaging
         self._metrics = metrics
+        # labels() locks and looks the child up on every call; the child never changes.
+        self._client_messages = metrics.messages.labels(origin="client")
         self._clock = clock
         self._sessions: dict[str, list[Session]] = {}
         self._conn_ids = itertools.count(1)
@@ -274,16 +287,29 @@ class Gateway:
         session.inflight.clear()
 
     async def _serve(self, session: Session) -> None:
+        recv = session.ws.recv
+        conn = session.conn
+        clock = self._clock
+        inflight = session.inflight
         while not session.closed:
-            data = await session.ws.recv()
-            session.last_seen = self._clock()
-            for packet in session.conn.receive_data(_as_bytes(data)):
+            data = await recv()
+            session.last_seen = clock()
+            # Hot path: one RECVACK per delivered message, recognised without building packet
+            # objects or awaiting; anything else (malformed included) takes the normal path.
+            ack = conn.receive_recvack(data) if type(data) is bytes else None
+            if ack is not None:
+                message_id, message_seq, flags = ack
+                inflight.pop(message_id, None)
+                if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
+                    await self._ack_queue(session, message_seq)
+                continue
+            for packet in conn.receive_data(_as_bytes(data)):
                 await self._dispatch(session, packet)
 
     async def _dispatch(self, session: Session, packet: Packet) -> None:
-        if isinstance(packet, Send):
+        if type(packet) is Send:
             await self._on_send(session, packet)
-        elif isinstance(packet, Recvack):
+        elif type(packet) is Recvack:
             await self._on_recvack(session, packet)
         elif isinstance(packet, Ping):
             session.push(session.conn.send(Pong()))
@@ -323,7 +349,7 @@ class Gateway:
         )
         if result.reason is ReasonCode.SUCCESS:
             if not result.duplicate:
-                self._metrics.messages.labels(origin="client").inc()
+                self._client_messages.inc()
         else:
             self._metrics.send_refused.labels(reason=result.reason.name.lower()).inc()
         self._ack(session, send, result.message_id, result.message_seq, result.reason)
@@ -331,16 +357,19 @@ class Gateway:
 
     def _ack(self, session: Session, send: Send, message_id: int, seq: int, reason: int) -> None:
         # SENDACK echoes client_seq (the SDK matches on it alone) and the SEND's flags (§1.6).
-        ack = Sendack(message_id, send.client_seq, seq, reason, flags=send.flags & ~Flags.DUP)
+        ack = Sendack(message_id, send.client_seq, seq, reason, flags=_ACK_FLAGS[send.flags])
         session.push(session.conn.send(ack))
 
     async def _on_recvack(self, session: Session, ack: Recvack) -> None:
-        # Hot path: one RECVACK per delivered message; the store is touched only for
-        # persisted commands acknowledged by a master device.
         session.inflight.pop(ack.message_id, None)
-        persisted_cmd = ack.flags & Flags.SYNC_ONCE and not ack.flags & Flags.NO_PERSIST
-        if persisted_cmd and session.device_level == _MASTER and ack.message_seq > 0:
-            await self._store.ack_queue(session.uid, ack.message_seq)
+        if ack.flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
+            await self._ack_queue(session, ack.message_seq)
+
+    async def _ack_queue(self, session: Session, message_seq: int) -> None:
+        # A RECVACK of a persisted command (SYNC_ONCE, not NO_PERSIST): the store is touched
+        # only when a master device acknowledges it.
+        if session.device_level == _MASTER and message_seq > 0:
+            await self._store.ack_queue(session.uid, message_seq)
 
     # delivery -------------------------------------------------------------------------------
 
@@ -354,51 +383,74 @@ class Gateway:
     def _deliver(self, event: Delivery) -> None:
         msg = event.message
         # Everything that does not depend on the receiving connection is computed once.
-        flags = Flags(msg.flags) & (Flags.RED_DOT | Flags.SYNC_ONCE | Flags.NO_PERSIST)
-        own_flags = flags & ~Flags.RED_DOT  # the sender's other devices get no red dot
-        setting = Setting(msg.setting & Setting.RECEIPT)
-        track = not msg.flags & Flags.NO_PERSIST and self.config.retry_attempts > 0
+        flags = _RECV_FLAGS[msg.flags & _RECV_FLAG_MASK]
+        own_flags = _RECV_FLAGS[msg.flags & _OWN_FLAG_MASK]  # no red dot for own devices
+        setting = Setting.RECEIPT if msg.setting & _RECEIPT else Setting.NONE
+        track = not msg.flags & _NO_PERSIST and self.config.retry_attempts > 0
+        # retry_interval is constant, so due times are appended in order: a FIFO suffices.
+        due = self._clock() + self.config.retry_interval if track else 0.0
         person = msg.channel_type == CHANNEL_PERSON
+        sessions = self._sessions
+        queue_seqs = event.queue_seqs
+        exclude = event.exclude_conn
+        deliver_one = self._deliver_one
+        retry_due = due if track else None
+        # Outside person channels without per-recipient queue seqs, a RECV depends on the
+        # recipient only through the red-dot flag: build the two variants once, lazily.
+        shared = not person and not queue_seqs
+        recv_other: Recv | None = None
+        recv_own: Recv | None = None
         written = 0
         for uid in event.recipients:
-            group = self._sessions.get(uid)
+            group = sessions.get(uid)
             if not group:
                 continue
-            recv = Recv(
-                setting,
-                "",
-                msg.from_uid,
-                peer_of(msg.channel_id, uid) if person else msg.channel_id,
-                msg.channel_type,
-                msg.client_msg_no,
-                msg.message_id,
-                event.queue_seqs.get(uid, msg.message_seq),
-                msg.timestamp,
-                msg.payload,
-                own_flags if uid == msg.from_uid else flags,
-            )
+            own = uid == msg.from_uid
+            recv = (recv_own if own else recv_other) if shared else None
+            if recv is None:
+                recv = Recv(
+                    setting,
+                    "",
+                    msg.from_uid,
+                    peer_of(msg.channel_id, uid) if person else msg.channel_id,
+                    msg.channel_type,
+                    msg.client_msg_no,
+                    msg.message_id,
+                    queue_seqs.get(uid, msg.message_seq) if queue_seqs else msg.message_seq,
+                    msg.timestamp,
+                    msg.payload,
+                    own_flags if own else flags,
+                )
+                if shared:
+                    if own:
+                        recv_own = recv
+                    else:
+                        recv_other = recv
+            if len(group) == 1:
+                session = group[0]
+                if session.conn_id != exclude:
+                    written += deliver_one(session, recv, retry_due)
+                continue
             for session in tuple(group):
-                if session.conn_id != event.exclude_conn:
-                    written += self._deliver_one(session, recv, track)
+                if session.conn_id != exclude:
+                    written += deliver_one(session, recv, retry_due)
         self._metrics.deliveries.inc(written)
 
-    def _deliver_one(self, session: Session, recv: Recv, track: bool) -> int:
-        """Seal ``recv`` with the session's key and queue it; 1 if written."""
+    def _deliver_one(self, session: Session, recv: Recv, due: float | None) -> int:
+        """Seal ``recv`` with the session's key and queue it; 1 if written. ``due`` is when
+        to resend it if unacked, or None for a message that is not retried."""
         cipher = session.cipher
         if cipher is None or session.closed:
             return 0
         frame = session.conn.send(seal_recv(cipher, recv))
         if not session.push(frame):
             return 0
-        if track:
+        if due is not None:
             if not session.track(recv.message_id, frame):
                 session.log.info("too many unacked messages; closing so the client resyncs")
                 self._slow_consumer(session)
                 return 1
-            # retry_interval is constant, so due times are appended in order: a FIFO suffices.
-            self._retries.append(
-                (self._clock() + self.config.retry_interval, session, recv.message_id)
-            )
+            self._retries.append((due, session, recv.message_id))
         return 1
 
     def _kick(self, kick: Kick) -> None:

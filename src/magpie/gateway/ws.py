@@ -6,13 +6,19 @@ The gateway sees only :class:`WsConn`; swapping the library (``websockets`` toda
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 __all__ = ["ConnectionClosed", "WebsocketsConn", "WsConn", "start_server"]
+
+log = logging.getLogger(__name__)
+
+_OPEN = State.OPEN
 
 
 class WsConn(Protocol):
@@ -47,11 +53,11 @@ class WsConn(Protocol):
 class WebsocketsConn:
     """:class:`WsConn` over a ``websockets`` server connection."""
 
-    __slots__ = ("_c", "_one")
+    __slots__ = ("_c", "_p")
 
     def __init__(self, conn: ServerConnection) -> None:
         self._c = conn
-        self._one = (conn,)
+        self._p = conn.protocol
 
     @property
     def remote(self) -> str:
@@ -63,8 +69,16 @@ class WebsocketsConn:
         return await self._c.recv()
 
     def write(self, frame: bytes) -> None:
-        """Write without flow control (``broadcast`` to a single connection)."""
-        broadcast(self._one, frame)
+        """Write without flow control: what ``websockets.broadcast`` does for one connection
+        (skipped unless open; a failure is logged, not raised), minus its per-call setup."""
+        conn = self._c
+        if self._p.state is not _OPEN or conn.send_in_progress is not None:
+            return
+        try:
+            self._p.send_binary(frame)
+            conn.send_data()
+        except Exception as exc:
+            log.warning("skipped write: %s", exc)
 
     async def send(self, frame: bytes) -> None:
         """Write and wait for the buffer to drain below the high-water mark."""

@@ -294,11 +294,13 @@ def _frame(type_bits: int, flags: int, parts: list[bytes], limits: Limits) -> by
     """Prefix the body parts with the fixed header (spec §1.2)."""
     if type(flags) is not int or not 0 <= flags <= 0x0F:
         raise LocalProtocolError(f"header flags {flags!r} do not fit in a nibble")
-    length = sum(map(len, parts))
+    body = b"".join(parts)
+    length = len(body)
     if length > limits.max_remaining_length:
         raise LocalProtocolError(f"body of {length} bytes exceeds max_remaining_length")
-    parts.insert(0, bytes((type_bits | flags,)) + encode_varint(length))
-    return b"".join(parts)
+    if length < 0x80:  # the common case: a one-byte remaining length
+        return bytes((type_bits | flags, length)) + body
+    return bytes((type_bits | flags,)) + encode_varint(length) + body
 
 
 # --------------------------------------------------------------------------- decoding

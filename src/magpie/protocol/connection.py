@@ -35,6 +35,7 @@ packet that follows a closing one in the *same* chunk of data is the peer's
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from enum import Enum
 from types import MappingProxyType
@@ -111,6 +112,25 @@ TRANSITIONS: Mapping[tuple[Role, State, PacketType], State] = MappingProxyType(_
 _UNAUTHENTICATED = frozenset({_S.AWAIT_CONNECT, _S.AWAIT_CONNACK})
 
 
+def _by_state() -> dict[tuple[Role, State], dict[PacketType, State]]:
+    """:data:`TRANSITIONS` split per (sender, state), so that checking one packet hashes only
+    its (int) type: hashing a plain :class:`Enum` member runs Python code."""
+    tables: dict[tuple[Role, State], dict[PacketType, State]] = {
+        (role, state): {} for role in Role for state in State
+    }
+    for (role, state, kind), following in TRANSITIONS.items():
+        tables[role, state][kind] = following
+    return tables
+
+
+_BY_STATE = _by_state()
+
+# A whole RECVACK frame as the fast path sees it: header byte, one length byte, the body.
+_RECVACK_FRAME_V5 = struct.Struct(">BBqI")  # message_id i64, message_seq u32 (version ≤ 5)
+_RECVACK_FRAME_V6 = struct.Struct(">BBqQ")  # message_seq u64 from version 6
+_RECVACK_KIND = int(PacketType.RECVACK)
+
+
 class Connection:
     """One end of one WuKongIM connection: checks and frames every packet both ways.
 
@@ -120,12 +140,23 @@ class Connection:
     lowered to CONNACK's ``server_version`` if the server reports an older one (§1.4).
     """
 
-    __slots__ = ("_decoder", "_error", "_limits", "_role", "_state", "_version")
+    __slots__ = (
+        "_decoder",
+        "_error",
+        "_in",
+        "_limits",
+        "_out",
+        "_role",
+        "_state",
+        "_version",
+    )
 
     def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS) -> None:
         self._role = role
         self._limits = limits
         self._state = State.AWAIT_CONNECT
+        self._out = _BY_STATE[role, self._state]  # what we may send now
+        self._in = _BY_STATE[role.peer, self._state]  # what the peer may send now
         self._version = INITIAL_VERSION
         self._decoder = Decoder(version=INITIAL_VERSION, limits=limits)
         self._error: RemoteProtocolError | None = None
@@ -169,6 +200,32 @@ class Connection:
             raise
         return packets
 
+    def receive_recvack(self, data: bytes) -> tuple[int, int, int] | None:
+        """Fast path for a server's commonest packet, equivalent to :meth:`receive_data`.
+
+        If ``data`` is exactly one well-formed RECVACK frame (minimal one-byte length, at the
+        current version's layout) that :meth:`receive_data` would accept now, return its
+        ``(message_id, message_seq, flag nibble)``. Otherwise return ``None`` and change
+        nothing: the caller hands ``data`` to :meth:`receive_data`, which decodes it (or
+        raises) as usual.
+        """
+        decoder = self._decoder
+        layout = _RECVACK_FRAME_V6 if decoder.version >= 6 else _RECVACK_FRAME_V5
+        size = layout.size
+        if (
+            len(data) != size
+            or data[0] >> 4 != _RECVACK_KIND
+            or data[1] != size - 2
+            or self._state is not State.ESTABLISHED
+            or self._role is not Role.SERVER
+            or self._error is not None
+            or decoder.buffered
+            or size - 2 > self._limits.max_remaining_length
+        ):
+            return None
+        header, _, message_id, message_seq = layout.unpack(data)
+        return message_id, message_seq, header & 0x0F
+
     def send(self, packet: Packet) -> bytes:
         """Check that we may send ``packet`` now and return its bytes.
 
@@ -179,7 +236,7 @@ class Connection:
         kind = getattr(packet, "packet_type", None)
         if not isinstance(kind, PacketType):
             raise LocalProtocolError(f"not a packet: {type(packet).__name__}")
-        following = self._following(self._role, kind, packet)
+        following = self._following(self._out, kind, packet)
         if following is None:
             raise LocalProtocolError(self._refusal(self._role, kind))
         if self._error is not None and following is not State.CLOSED:
@@ -187,16 +244,20 @@ class Connection:
         version = self._outbound_version(packet)
         data = encode(packet, version, self._limits)
         self._set_version(version)
-        self._state = following
+        if following is not self._state:
+            self._set_state(following)
         return data
 
     def _check_open(self) -> None:
         if self._state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
 
-    def _following(self, sender: Role, kind: PacketType, packet: Packet) -> State | None:
-        """The state after ``sender`` sends ``packet``, or ``None`` if not allowed."""
-        following = TRANSITIONS.get((sender, self._state, kind))
+    def _following(
+        self, table: Mapping[PacketType, State], kind: PacketType, packet: Packet
+    ) -> State | None:
+        """The state after ``packet`` (of ``kind``) is sent, or ``None`` if not allowed;
+        ``table`` is the sender's share of :data:`TRANSITIONS` for the current state."""
+        following = table.get(kind)
         if isinstance(packet, Connack) and packet.reason_code != ReasonCode.SUCCESS:
             return State.CLOSED if following is not None else None
         return following
@@ -208,15 +269,21 @@ class Connection:
 
     def _receive(self, packet: Packet) -> None:
         """Apply one packet from the peer to the state, or raise UnexpectedPacket."""
-        peer = self._role.peer
-        following = self._following(peer, packet.packet_type, packet)
+        following = self._following(self._in, packet.packet_type, packet)
         if following is None:
+            peer = self._role.peer
             raise UnexpectedPacket(self._refusal(peer, packet.packet_type), self._reason())
         if isinstance(packet, Connect):
             self._set_version(min(packet.version, LATEST_VERSION))
         elif isinstance(packet, Connack) and 0 < packet.server_version < self._version:
             self._set_version(packet.server_version)
-        self._state = following
+        if following is not self._state:
+            self._set_state(following)
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._out = _BY_STATE[self._role, state]
+        self._in = _BY_STATE[self._role.peer, state]
 
     def _reason(self) -> ReasonCode:
         """The reason code to answer an unexpected packet with (module docstring)."""
