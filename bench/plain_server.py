@@ -13,6 +13,7 @@ import signal
 import sys
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 _ACK_SIZE = 16
 
@@ -26,10 +27,10 @@ async def main(mode: str, port: int) -> None:
             async for data in ws:
                 if mode == "echo":
                     await ws.send(data)
-                elif (
-                    len(data) > _ACK_SIZE
-                ):  # short frames are the load client's acks: read, dropped
+                elif len(data) > _ACK_SIZE:  # short frames are acks: read and dropped
                     broadcast([c for c in clients if c is not ws], data)
+        except ConnectionClosed:
+            pass  # the load client exits without a closing handshake
         finally:
             clients.discard(ws)
 
