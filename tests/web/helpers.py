@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playwright.async_api import expect
 
 from magpie.app import Node
 from tests.support.nodes import api
 from tests.web.pages import CardHandle, DemoPage
+
+if TYPE_CHECKING:
+    from tests.web.conftest import Ui
 
 GROUP = ("demo-group", 2)
 #: "09:10:05" or "9:10:05 AM": the clock the conflict notice and the outcome lines show.
@@ -47,6 +50,14 @@ async def act(node: Node, uid: str, message_id: str, action: str, **params: Any)
 async def open_group(*pages: DemoPage) -> None:
     """Open the demo group on every page."""
     await asyncio.gather(*(p.open(*GROUP) for p in pages))
+
+
+async def alice_and_bob(ui: Ui) -> tuple[DemoPage, DemoPage]:
+    """alice and bob logged in (two browser contexts), both with the demo group open."""
+    alice = await ui.login("alice")
+    bob = await ui.login("bob")
+    await open_group(alice, bob)
+    return alice, bob
 
 
 async def shown(page: DemoPage, message_id: str) -> CardHandle:

@@ -19,13 +19,11 @@ from playwright.async_api import Request, Route, expect
 from magpie.app import Node
 from tests.support.nodes import time_scale
 from tests.web.conftest import Ui
-from tests.web.helpers import CLOCK, GROUP, act, create_card, open_group, shown
+from tests.web.helpers import CLOCK, GROUP, act, alice_and_bob, create_card, open_group, shown
 
 
 async def test_approval_turns_green_on_the_creators_page_within_1s(ui: Ui, demo_node: Node) -> None:
-    alice = await ui.login("alice")
-    bob = await ui.login("bob")
-    await open_group(alice, bob)
+    alice, bob = await alice_and_bob(ui)
     message_id = await create_card(
         demo_node,
         "alice",
@@ -175,9 +173,7 @@ async def test_concurrent_single_approval_one_wins_the_other_is_told(
 
 
 async def test_offline_page_shows_the_new_state_after_reconnecting(ui: Ui, demo_node: Node) -> None:
-    alice = await ui.login("alice")
-    bob = await ui.login("bob")
-    await open_group(alice, bob)
+    alice, bob = await alice_and_bob(ui)
     message_id = await create_card(
         demo_node,
         "alice",
@@ -264,9 +260,7 @@ async def test_survey_answers_and_live_results_for_the_creator(ui: Ui, demo_node
 
 
 async def test_cards_created_from_the_page_form(ui: Ui) -> None:
-    alice = await ui.login("alice")
-    bob = await ui.login("bob")
-    await open_group(alice, bob)
+    alice, bob = await alice_and_bob(ui)
 
     # Vote: anonymous, results hidden until it closes.
     form = await alice.new_card("vote")
