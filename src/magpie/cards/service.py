@@ -20,6 +20,13 @@ does what needs I/O or secrets and therefore cannot happen inside the decision:
 Refusals become :class:`~magpie.errors.ApiError` with the viewer's current projection:
 409 ``conflict`` (``winner``, ``at``, ``current``, ``can_confirm``, ``reason``), 403
 ``forbidden``, 400 ``invalid``, 413 ``too_large``.
+
+**Outsiders** (users who are not members of the card's chat) learn nothing: viewing, reading
+the history or acting is answered 404 ``not_found`` exactly as for a message that is no card
+(so the answer does not even tell that the card exists), without any card data; an action of
+theirs is refused *before* the extension transaction, so it leaves no row in the operation log
+the members read — only an audit line in the node's log (logger ``magpie.cards.service``).
+The business key acting for a non-member uid is told 403 ``not_member``, again without data.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +62,7 @@ from magpie.ext.patch import encode
 
 __all__ = [
     "CARD_ACTION_EVENT",
+    "NOT_MEMBER",
     "ActResult",
     "ActionRequest",
     "CardService",
@@ -61,6 +70,10 @@ __all__ = [
     "Loaded",
 ]
 
+log = logging.getLogger(__name__)
+
+#: The reason code of a refusal because the actor is not a member of the card's chat.
+NOT_MEMBER = "not_member"
 #: The business webhook raised after every applied card action.
 CARD_ACTION_EVENT = "card.action"
 #: Action id of the initialisation of a card's state (one per message).
@@ -108,6 +121,8 @@ class ActionRequest:
     base_version: int
     confirm: bool = False
     device: str = ""
+    #: The business key acts for ``uid`` (a refusal may then say why).
+    business: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +157,11 @@ def _check_params(params: Mapping[str, Any]) -> None:
         raise CardInvalid("params must be a JSON object", field="params") from None
     if size > MAX_PARAMS:
         raise PayloadTooLarge(f"params above {MAX_PARAMS} bytes", field="params")
+
+
+def _hidden() -> NotFound:
+    """What a card looks like to somebody who may not see it: as if there were none."""
+    return NotFound("no such card", field="message_id")
 
 
 def _winner(op: OpRecord | None) -> dict[str, Any] | None:
@@ -239,7 +259,7 @@ class CardService:
     async def _require(self, message_id: int) -> Loaded:
         loaded = await self.load(message_id)
         if loaded is None:
-            raise NotFound("no such card", field="message_id")
+            raise _hidden()
         return loaded
 
     async def _is_member(self, loaded: Loaded, uid: str) -> bool:
@@ -274,7 +294,7 @@ class CardService:
         loaded = await self._require(message_id)
         member = await self._is_member(loaded, uid)
         if not member and not business:
-            raise Forbidden("not a member of this card's chat", field="message_id")
+            raise _hidden()
         ext = await self._port.extension(message_id)
         return self._project(loaded, ext, await self._viewer(loaded, uid, member))
 
@@ -297,7 +317,7 @@ class CardService:
         """The card's operation log for its history panel (members only)."""
         loaded = await self._require(message_id)
         if not business and not await self._is_member(loaded, uid):
-            raise Forbidden("not a member of this card's chat", field="message_id")
+            raise _hidden()
         return [render_op(op) for op in await self._port.ops(message_id, after_op_id, limit)]
 
     # creating ------------------------------------------------------------------------------
@@ -379,6 +399,8 @@ class CardService:
         loaded = await self._require(req.message_id)
         ctype, d = loaded.ctype, loaded.definition
         viewer = await self._viewer(loaded, req.uid, None)
+        if Role.MEMBER not in viewer.roles:
+            raise self._outsider(loaded, req)
         await self._check_named_people(loaded, req.params)
         inp = ActionInput(
             action=req.action,
@@ -406,6 +428,20 @@ class CardService:
         if not result.duplicate:
             await self._applied(loaded, result, req.action, logged)
         return ActResult(self._project(loaded, result.state, viewer), result.duplicate, result.op)
+
+    @staticmethod
+    def _outsider(loaded: Loaded, req: ActionRequest) -> ApiError:
+        """The refusal of an action by a non-member: nothing is written (the members' log
+        stays clean), the node's log keeps an audit line, the answer carries no data."""
+        log.info(
+            "audit: card %d: action %r by non-member %r refused",
+            loaded.message.message_id,
+            req.action[:64],
+            req.uid,
+        )
+        if req.business:
+            return Forbidden(f"{req.uid} is not a member of this card's chat", reason=NOT_MEMBER)
+        return _hidden()
 
     async def _check_named_people(self, loaded: Loaded, params: Mapping[str, Any]) -> None:
         """People an action hands work to (a task's new ``assignees``) must belong to the
@@ -455,6 +491,8 @@ class CardService:
         op = result.op
         viewer = viewer or await self._viewer(loaded, uid, None)
         message = op.detail.partition(": ")[2] or op.code
+        if Role.MEMBER not in viewer.roles or op.code == NOT_MEMBER:
+            return Forbidden(message, reason=op.code)  # left the chat meanwhile: no data
         detail: dict[str, Any] = {
             "reason": op.code,
             "current": self._project(loaded, result.state, viewer),

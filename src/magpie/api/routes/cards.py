@@ -3,12 +3,14 @@
 * ``POST /cards`` — create a card: a user (member; user token) or the business server
   (business key, naming the creator ``uid``). Answer: the creator's projection plus
   ``message_seq`` and ``client_msg_no``; idempotent by ``client_msg_no``.
-* ``GET /cards/{message_id}`` — the asking user's projection (members only, 403).
+* ``GET /cards/{message_id}`` — the asking user's projection (members only: anybody else
+  gets 404, as for a message that is no card).
 * ``POST /cards/{message_id}/actions`` ``{action, params, action_id, base_version,
   confirm?}`` — 200: the actor's projection (plus ``action_id``, ``duplicate``, ``op_id``);
-  409 ``{winner, at, current, can_confirm, reason}``; 403 / 400 / 413 with ``current``.
+  409 ``{winner, at, current, can_confirm, reason}``; 403 / 400 / 413 with ``current``
+  (members only; a non-member gets 404 without data and nothing is logged).
 * ``GET /cards/{message_id}/ops`` (alias ``/history``) — the card's history panel:
-  ``{"status": 200, "data": [op, ...]}``, oldest first (members only).
+  ``{"status": 200, "data": [op, ...]}``, oldest first (members only, else 404).
 
 The projection answers are bare JSON objects (as the Python SDK's ``Cards.act`` and the web
 UI read them): ``status`` there is the *card's* status string. Each endpoint takes a user
@@ -194,6 +196,7 @@ async def act(ctx: ApiContext, request: Request, req: ActReq) -> Response:
             base_version=req.base_version,
             confirm=bool(req.confirm),
             device=req.device,
+            business=caller.business,
         )
     )
     extra = {"action_id": req.action_id, "duplicate": result.duplicate, "op_id": result.op.op_id}
