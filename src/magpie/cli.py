@@ -127,11 +127,13 @@ async def _seed_cards(node: Node) -> None:
 
 
 def _settings(config: str | None, demo: bool) -> Settings:
-    if demo:
-        if config:
-            return load_settings(config)
-        return load_settings(None, data_dir="var/demo", demo_login=True)
-    return load_settings(config)
+    """``serve``: the settings as given (no demo page unless ``demo_ui``); ``demo``: the page
+    and the demo login on, data in ``var/demo`` unless a config file says otherwise."""
+    if not demo:
+        return load_settings(config)
+    if config:
+        return load_settings(config, demo_ui=True, demo_login=True)
+    return load_settings(None, data_dir="var/demo", demo_ui=True, demo_login=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,10 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "chat":
         return chat_cli.run(args)
     try:
-        settings = _settings(args.config, args.command == "demo")
+        # Logging first, so warnings about the settings themselves are printed.
         logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
+        settings = _settings(args.config, args.command == "demo")
+        logging.getLogger().setLevel(settings.log_level)
         node = Node(settings)
         asyncio.run(_run(node, _seed_demo if args.command == "demo" else None))
     except ConfigError as exc:

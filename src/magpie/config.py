@@ -9,7 +9,9 @@ key and the value.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +22,9 @@ from urllib.parse import urlsplit
 
 from magpie.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["SECRET_KEYS", "TOOL_VARIABLES", "Settings", "load_settings"]
+
+log = logging.getLogger(__name__)
 
 _ENV_PREFIX = "MAGPIE_"
 
@@ -75,8 +79,8 @@ class Settings:
     webhook_batch_interval: float = 0.5
     #: Delivery attempts per webhook batch.
     webhook_attempts: int = 5
-    #: Serve the browser demo page (``GET /`` and ``/static/*``).
-    demo_ui: bool = True
+    #: Serve the browser demo page (``GET /`` and ``/static/*``); ``magpie demo`` turns it on.
+    demo_ui: bool = False
     #: Enable ``POST /demo/login`` and ``GET /demo/users``: anybody who can reach the API may
     #: log in as any demo user (the server issues a fresh token, acting as the business
     #: server). For ``magpie demo`` only; never turn it on for real users.
@@ -105,6 +109,8 @@ class Settings:
     cards_db_file: str = "cards.db"
 
     def __post_init__(self) -> None:
+        for key, choices in _CHOICES.items():
+            object.__setattr__(self, key, _choice(key, getattr(self, key), choices))
         _validate(self)
 
     @property
@@ -129,6 +135,22 @@ def _check(cond: bool, key: str, value: object, why: str) -> None:
         raise ConfigError(key, f"{why} (got {value!r})")
 
 
+#: Settings whose value is one of a few words, matched without regard to case.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "sqlite_synchronous": ("FULL", "EXTRA", "NORMAL", "OFF"),
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+def _choice(key: str, value: object, choices: tuple[str, ...]) -> object:
+    """The canonical spelling of ``value`` among ``choices`` (``info`` -> ``INFO``)."""
+    if isinstance(value, str):
+        for choice in choices:
+            if value.strip().upper() == choice:
+                return choice
+    raise ConfigError(key, f"must be {', '.join(choices[:-1])} or {choices[-1]} (got {value!r})")
+
+
 def _validate_ports(s: Settings) -> None:
     for key in ("ws_port", "api_port"):
         value = getattr(s, key)
@@ -137,41 +159,51 @@ def _validate_ports(s: Settings) -> None:
         raise ConfigError("api_port", f"must differ from ws_port (both {s.ws_port})")
 
 
-def _validate_positive(s: Settings) -> None:
-    for key in (
-        "connect_timeout",
-        "idle_timeout",
-        "retry_interval",
-        "webhook_batch_interval",
-        "max_inflight",
-        "outbound_max_frames",
-        "outbound_max_bytes",
-        "max_packet_bytes",
-        "max_payload_bytes",
-        "webhook_attempts",
-        "ext_max_patch_bytes",
-        "ext_max_extra_bytes",
-        "ext_max_keys",
-        "ext_max_depth",
-        "ext_sync_max_limit",
-    ):
+_POSITIVE = (
+    "connect_timeout",
+    "idle_timeout",
+    "retry_interval",
+    "webhook_batch_interval",
+    "max_inflight",
+    "outbound_max_frames",
+    "outbound_max_bytes",
+    "max_packet_bytes",
+    "max_payload_bytes",
+    "webhook_attempts",
+    "ext_max_patch_bytes",
+    "ext_max_extra_bytes",
+    "ext_max_keys",
+    "ext_max_depth",
+    "ext_sync_max_limit",
+)
+_NOT_NEGATIVE = (
+    "retry_attempts",
+    "ext_coalesce_ms",
+    "ext_max_future_ms",
+)
+
+
+def _validate_numbers(s: Settings) -> None:
+    for key in _POSITIVE:
         value = getattr(s, key)
         _check(value > 0, key, value, "must be greater than 0")
-    _check(s.retry_attempts >= 0, "retry_attempts", s.retry_attempts, "must be 0 or more")
-    for key in ("ext_coalesce_ms", "ext_max_future_ms"):
+    for key in _NOT_NEGATIVE:
         value = getattr(s, key)
         _check(value >= 0, key, value, "must be 0 or more")
 
 
+def _validate_host(key: str, host: str) -> None:
+    _check(bool(host), key, host, "must not be empty")
+    if host not in ("localhost", "0.0.0.0", "::"):  # noqa: S104 - a bind address, checked
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            _check(False, key, host, "must be an IP address or localhost")
+
+
 def _validate(s: Settings) -> None:
     _validate_ports(s)
-    _validate_positive(s)
-    _check(
-        s.sqlite_synchronous in ("FULL", "NORMAL", "OFF", "EXTRA"),
-        "sqlite_synchronous",
-        s.sqlite_synchronous,
-        "must be FULL, EXTRA, NORMAL or OFF",
-    )
+    _validate_numbers(s)
     _check(0 <= s.node_id <= 1023, "node_id", s.node_id, "must be 0–1023")
     _check(
         s.max_payload_bytes <= s.max_packet_bytes,
@@ -179,13 +211,8 @@ def _validate(s: Settings) -> None:
         s.max_payload_bytes,
         "must not exceed max_packet_bytes",
     )
-    _check(bool(s.host), "host", s.host, "must not be empty")
+    _validate_host("host", s.host)
     _check(bool(s.cards_db_file), "cards_db_file", s.cards_db_file, "must not be empty")
-    if s.host not in ("localhost", "0.0.0.0", "::"):  # noqa: S104 - a bind address, checked
-        try:
-            ipaddress.ip_address(s.host)
-        except ValueError:
-            _check(False, "host", s.host, "must be an IP address or localhost")
     if s.webhook_url:
         parts = urlsplit(s.webhook_url)
         _check(
@@ -194,12 +221,6 @@ def _validate(s: Settings) -> None:
             s.webhook_url,
             "must be an http(s) URL",
         )
-    _check(
-        s.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
-        "log_level",
-        s.log_level,
-        "must be DEBUG, INFO, WARNING or ERROR",
-    )
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -222,12 +243,25 @@ def _coerce(key: str, kind: type, raw: object) -> object:
             return int(raw) if kind is int else float(raw)
         except ValueError:
             raise ConfigError(key, f"must be a number (got {raw!r})") from None
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return ",".join(raw)  # a TOML array for a comma-separated list setting
     if not isinstance(raw, str | int | float):
         raise ConfigError(key, f"must be a string (got {raw!r})")
     return str(raw)
 
 
 _KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+
+#: Settings that may be read from a file named by ``<KEY>_FILE`` (the container-secrets
+#: convention: ``MAGPIE_API_KEY_FILE=/run/secrets/magpie_api_key``).
+SECRET_KEYS = ("api_key", "webhook_secret")
+_FILE_SUFFIX = "_file"
+
+#: ``MAGPIE_*`` variables read by Magpie's test and benchmark tools, not by the server.
+TOOL_VARIABLES = frozenset(
+    {"MAGPIE_TIME_SCALE", "MAGPIE_NODE", "MAGPIE_CHROMIUM", "MAGPIE_SDK_CONFIG"}
+)
+_TOOL_PREFIXES = ("MAGPIE_BENCH_",)
 
 
 def _field_kinds() -> dict[str, type]:
@@ -248,26 +282,85 @@ def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return section
 
 
+def _read_secret(name: str, raw: object) -> str:
+    """The content of the secret file ``raw`` (surrounding white space removed); ``name`` is
+    the variable or key that named it. Never puts the secret in an error."""
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(name, f"must be a file path (got {raw!r})")
+    try:
+        text = Path(raw).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(name, f"cannot read {raw}: {reason}") from None
+    if not text:
+        raise ConfigError(name, f"{raw} is empty")
+    return text
+
+
+def _source_values(
+    items: Mapping[str, object], kinds: Mapping[str, type], name_of: Any
+) -> tuple[dict[str, object], list[str]]:
+    """Coerced settings from one source (file or environment) and the names it does not
+    know. ``name_of(key)`` is how the source spells a key (for errors)."""
+    values: dict[str, object] = {}
+    unknown: list[str] = []
+    for key, raw in items.items():
+        if key in kinds:
+            values[key] = _coerce(name_of(key), kinds[key], raw)
+        elif key.endswith(_FILE_SUFFIX) and key[: -len(_FILE_SUFFIX)] in SECRET_KEYS:
+            secret = key[: -len(_FILE_SUFFIX)]
+            if secret in items:
+                raise ConfigError(name_of(key), f"set {name_of(secret)} or this, not both")
+            values[secret] = _read_secret(name_of(key), raw)
+        else:
+            unknown.append(key)
+    return values, unknown
+
+
+def _env_items(env: Mapping[str, str]) -> dict[str, str]:
+    """``MAGPIE_*`` variables by lower-case key, without the tools' own variables."""
+    out: dict[str, str] = {}
+    for name, raw in env.items():
+        if not name.startswith(_ENV_PREFIX) or name in TOOL_VARIABLES:
+            continue
+        if name.startswith(_TOOL_PREFIXES):
+            continue
+        out[name[len(_ENV_PREFIX) :].lower()] = raw
+    return out
+
+
+def _warn_unknown(names: list[str], kinds: Mapping[str, type]) -> None:
+    known = [_ENV_PREFIX + key.upper() for key in kinds]
+    known += [_ENV_PREFIX + (key + _FILE_SUFFIX).upper() for key in SECRET_KEYS]
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        log.warning("unknown environment variable %s is ignored%s", name, hint)
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
-    """Build the :class:`Settings` from a TOML file, ``MAGPIE_*`` variables and overrides."""
+    """Build the :class:`Settings` from a TOML file, ``MAGPIE_*`` variables and overrides.
+
+    ``api_key`` and ``webhook_secret`` may instead be read from a file: ``api_key_file`` in
+    the TOML file, ``MAGPIE_API_KEY_FILE`` in the environment. An unknown ``MAGPIE_*``
+    variable is logged as a warning naming it; an unknown key in the file is an error."""
     kinds = _field_kinds()
     values: dict[str, object] = {}
     if path is not None:
-        for key, raw in _read_file(path).items():
-            if key not in kinds:
-                raise ConfigError(key, "unknown setting in config file")
-            values[key] = _coerce(key, kinds[key], raw)
+        from_file, unknown = _source_values(_read_file(path), kinds, lambda key: key)
+        if unknown:
+            raise ConfigError(unknown[0], "unknown setting in config file")
+        values.update(from_file)
     env = os.environ if environ is None else environ
-    for name, raw in env.items():
-        if not name.startswith(_ENV_PREFIX) or name == "MAGPIE_TIME_SCALE":
-            continue
-        key = name[len(_ENV_PREFIX) :].lower()
-        if key in kinds:
-            values[key] = _coerce(name, kinds[key], raw)
+    from_env, unknown = _source_values(
+        _env_items(env), kinds, lambda key: _ENV_PREFIX + key.upper()
+    )
+    _warn_unknown([_ENV_PREFIX + key.upper() for key in unknown], kinds)
+    values.update(from_env)
     for key, raw in overrides.items():
         if key not in kinds:
             raise ConfigError(key, "unknown setting")

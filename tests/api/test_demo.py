@@ -17,8 +17,8 @@ from tests.support.nodes import connect, running_node, time_scale
 
 @pytest.fixture
 async def demo_node(tmp_path: Path) -> AsyncIterator[Node]:
-    """A node with demo login on."""
-    async with running_node(tmp_path, demo_login=True) as node:
+    """A node with the demo page and login on (what ``magpie demo`` sets)."""
+    async with running_node(tmp_path, demo_ui=True, demo_login=True) as node:
         yield node
 
 
@@ -76,11 +76,13 @@ async def test_demo_login_refuses_bad_input(
     assert r.json().get("field") == "uid"
 
 
-async def test_demo_login_is_off_by_default(anon: httpx.AsyncClient) -> None:
+async def test_demo_page_and_login_are_off_by_default(anon: httpx.AsyncClient) -> None:
     assert (await anon.post("/demo/login", json={"uid": "alice"})).status_code == 404
     assert (await anon.get("/demo/users")).status_code == 404
+    assert (await anon.get("/")).status_code == 404
+    assert (await anon.get("/static/app.css")).status_code == 404
     doc = (await anon.get("/openapi.json")).json()
-    assert "/demo/login" not in doc["paths"] and "/" in doc["paths"]
+    assert "/demo/login" not in doc["paths"] and "/" not in doc["paths"]
 
 
 async def test_openapi_documents_the_demo_routes(demo: httpx.AsyncClient) -> None:
@@ -91,28 +93,21 @@ async def test_openapi_documents_the_demo_routes(demo: httpx.AsyncClient) -> Non
     assert "get" in doc["paths"]["/demo/users"]
 
 
-async def test_page_and_static_files_are_served(anon: httpx.AsyncClient) -> None:
-    r = await anon.get("/")
+async def test_page_and_static_files_are_served(demo: httpx.AsyncClient) -> None:
+    r = await demo.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert '<script defer src="/static/app.js">' in r.text
-    css = await anon.get("/static/app.css")
+    css = await demo.get("/static/app.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
-    missing = await anon.get("/static/nope.js")
+    missing = await demo.get("/static/nope.js")
     assert missing.status_code == 404
-    assert (await anon.get("/static/../config.py")).status_code == 404
+    assert (await demo.get("/static/../config.py")).status_code == 404
 
 
-async def test_demo_ui_off_serves_no_page(tmp_path: Path) -> None:
-    async with (
-        running_node(tmp_path, demo_ui=False) as node,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.api_port}") as client,
-    ):
-        assert (await client.get("/")).status_code == 404
-        assert (await client.get("/static/app.css")).status_code == 404
-
-
-def test_magpie_demo_turns_demo_login_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MAGPIE_DEMO_LOGIN", "MAGPIE_DATA_DIR"):
+def test_magpie_demo_turns_the_page_and_login_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MAGPIE_DEMO_LOGIN", "MAGPIE_DEMO_UI", "MAGPIE_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
-    assert _settings(None, demo=True).demo_login is True
-    assert _settings(None, demo=False).demo_login is False
+    demo = _settings(None, demo=True)
+    assert demo.demo_login is True and demo.demo_ui is True
+    serve = _settings(None, demo=False)
+    assert serve.demo_login is False and serve.demo_ui is False

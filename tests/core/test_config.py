@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
-from magpie.config import load_settings
+from magpie.config import Settings, load_settings
 from magpie.errors import ConfigError
 
 
@@ -59,3 +60,83 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(cfg, environ={})
     with pytest.raises(ConfigError):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "value"),
+    [
+        ({"MAGPIE_LOG_LEVEL": "info"}, "log_level", "INFO"),
+        ({"MAGPIE_LOG_LEVEL": " Warning "}, "log_level", "WARNING"),
+        ({"MAGPIE_SQLITE_SYNCHRONOUS": "full"}, "sqlite_synchronous", "FULL"),
+        ({"MAGPIE_SQLITE_SYNCHRONOUS": "Normal"}, "sqlite_synchronous", "NORMAL"),
+        ({"MAGPIE_TOKEN_AUTH": "FALSE"}, "token_auth", False),
+    ],
+)
+def test_words_are_case_insensitive(env: dict[str, str], key: str, value: object) -> None:
+    assert getattr(load_settings(environ=env), key) == value
+
+
+def test_case_is_normalised_for_direct_construction_too() -> None:
+    assert Settings(log_level="debug").log_level == "DEBUG"
+    with pytest.raises(ConfigError) as info:
+        Settings(log_level="loud")
+    assert info.value.key == "log_level" and "loud" in info.value.message
+
+
+def test_secrets_are_read_from_files(tmp_path: Path) -> None:
+    key, secret = tmp_path / "key", tmp_path / "secret"
+    key.write_text("k-123\n")
+    secret.write_text("  s-456  \n")
+    env = {"MAGPIE_API_KEY_FILE": str(key), "MAGPIE_WEBHOOK_SECRET_FILE": str(secret)}
+    s = load_settings(environ=env)
+    assert (s.api_key, s.webhook_secret) == ("k-123", "s-456")
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[magpie]\napi_key_file = "{key}"\n')
+    assert load_settings(cfg, environ={}).api_key == "k-123"
+
+
+@pytest.mark.parametrize("content", [None, "", "\n  \n"])
+def test_missing_or_empty_secret_file_names_the_variable(
+    tmp_path: Path, content: str | None
+) -> None:
+    path = tmp_path / "key"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"MAGPIE_API_KEY_FILE": str(path)})
+    assert info.value.key == "MAGPIE_API_KEY_FILE" and str(path) in info.value.message
+
+
+def test_secret_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("from-file")
+    env = {"MAGPIE_API_KEY": "direct", "MAGPIE_API_KEY_FILE": str(path)}
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert info.value.key == "MAGPIE_API_KEY_FILE"
+    assert "from-file" not in info.value.message and "direct" not in info.value.message
+
+
+def test_only_secrets_come_from_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "port"
+    path.write_text("6000")
+    with caplog.at_level(logging.WARNING, logger="magpie.config"):
+        s = load_settings(environ={"MAGPIE_WS_PORT_FILE": str(path)})
+    assert s.ws_port == 5200
+    assert "MAGPIE_WS_PORT_FILE" in caplog.text
+
+
+def test_unknown_variable_is_a_warning_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    env = {
+        "MAGPIE_API_KYE": "x",
+        "MAGPIE_TIME_SCALE": "3",
+        "MAGPIE_BENCH_CONNECTIONS": "10",
+        "MAGPIE_WS_PORT": "6200",
+        "OTHER_THING": "y",
+    }
+    with caplog.at_level(logging.WARNING, logger="magpie.config"):
+        s = load_settings(environ=env)
+    assert s.ws_port == 6200
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert "MAGPIE_API_KYE" in warnings[0] and "did you mean MAGPIE_API_KEY?" in warnings[0]

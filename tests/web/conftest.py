@@ -83,7 +83,7 @@ def bundle() -> Path:
 @pytest.fixture
 async def demo_node(tmp_path: Path) -> AsyncIterator[Node]:
     """A started node with demo login on and the ``magpie demo`` data set."""
-    async with running_node(tmp_path, demo_login=True) as node:
+    async with running_node(tmp_path, demo_ui=True, demo_login=True) as node:
         await _seed_demo(node)
         yield node
 
