@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import stat
 import time
 import uuid
@@ -90,7 +91,7 @@ class Node:
             clock_ms=_wall_ms,
             max_state_bytes=settings.ext_max_extra_bytes,
         )
-        self._uvicorn: uvicorn.Server | None = None
+        self._uvicorn: _EmbeddedServer | None = None
         self._api_task: asyncio.Task[None] | None = None
         self.api_port = 0
         self.api: ApiContext | None = None
@@ -152,7 +153,7 @@ class Node:
     async def stop(self) -> None:
         """Drain: stop the API, close client connections, flush and close the store."""
         if self._uvicorn is not None and self._api_task is not None:
-            self._uvicorn.should_exit = True
+            self._uvicorn.request_exit()
             await self._api_task
         await self.cards.stop()  # lets a deadline being fired finish; pending ones persist
         await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
@@ -169,7 +170,36 @@ class Node:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside a Magpie node: the node owns SIGTERM/SIGINT, not uvicorn."""
+    """uvicorn inside a Magpie node: the node owns SIGTERM/SIGINT, not uvicorn, and a stop
+    request takes effect at once instead of at uvicorn's next 0.1 s tick."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
+
+    def request_exit(self) -> None:
+        """Begin the graceful shutdown now."""
+        self.should_exit = True
+        self._exit_requested.set()
+
+    async def main_loop(self) -> None:
+        """uvicorn's tick loop (it refreshes the Date header), woken early by a stop request."""
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's graceful shutdown; with no connection or request left to drain, its fixed
+        0.1 s grace pause is skipped (lifespan is off, so closing the listeners is all)."""
+        if self.server_state.connections or self.server_state.tasks or sockets:
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            await server.wait_closed()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

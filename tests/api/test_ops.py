@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import httpx
+import pytest
 from starlette.routing import Mount, Route
 
 from magpie.api import create_api
 from magpie.app import Node
+from magpie.store.interface import TokenRow
 from tests.api.helpers import text
+from tests.support.nodes import api, running_node, time_scale
 
 
 async def test_health(anon: httpx.AsyncClient) -> None:
@@ -86,3 +92,47 @@ async def test_every_documented_route_is_served(node: Node, anon: httpx.AsyncCli
         for method in ops:
             r = await anon.request(method.upper(), path)
             assert r.status_code not in (404, 405), (method, path, r.text)
+
+
+async def test_stop_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
+    """With a request still running, stopping the node takes uvicorn's graceful path: the
+    answer is sent before the listener goes away, and the node refuses new connections."""
+    async with running_node(tmp_path) as node:
+        entered, release = asyncio.Event(), asyncio.Event()
+        original = node.store.set_token
+
+        async def held(row: TokenRow) -> None:
+            entered.set()
+            await release.wait()
+            await original(row)
+
+        node.store.set_token = held  # type: ignore[method-assign]
+        async with api(node) as http:
+            call = asyncio.create_task(http.post("/user/token", json={"uid": "a", "token": "t"}))
+            await asyncio.wait_for(entered.wait(), 10 * time_scale())
+            stopping = asyncio.create_task(node.stop())
+            await asyncio.sleep(0.2 * time_scale())
+            assert not stopping.done(), "the stop waits for the request in flight"
+            release.set()
+            r = await asyncio.wait_for(call, 10 * time_scale())
+            assert (r.status_code, r.json()) == (200, {"status": 200})
+            await asyncio.wait_for(stopping, 10 * time_scale())
+            with pytest.raises(httpx.ConnectError):
+                await http.get("/health")
+        node.stop = _no_second_stop  # type: ignore[method-assign]
+
+
+async def test_stop_closes_idle_keep_alive_connections(tmp_path: Path) -> None:
+    """Nothing to drain but an idle keep-alive connection: the node still stops and the
+    client's next request finds no server."""
+    async with running_node(tmp_path) as node:
+        async with api(node) as http:
+            assert (await http.get("/health")).status_code == 200
+            await asyncio.wait_for(node.stop(), 10 * time_scale())
+            with pytest.raises(httpx.TransportError):
+                await http.get("/health")
+        node.stop = _no_second_stop  # type: ignore[method-assign]
+
+
+async def _no_second_stop() -> None:
+    """``running_node`` stops the node on exit; these tests stopped it already."""

@@ -1,15 +1,24 @@
-"""Bad input on every endpoint: status, stable code, the field named, and nothing written."""
+"""Bad input on every endpoint: status, stable code, the field named, and nothing written.
+
+Every test here is refused input that must leave the store unchanged (each checks the whole
+database before and after), so the module shares one seeded node instead of starting one per
+case: a case that wrongly writes fails itself, and the next case compares its own before/after.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from magpie.app import Node
 from tests.api.helpers import MAX_PAYLOAD, b64, db_dump, text
-from tests.support.nodes import add_user, make_group
+from tests.support.nodes import add_user, api, make_group, running_node
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OK_SEND = {"from_uid": "a", "channel_id": "g1", "channel_type": 2, "payload": text("x")}
 UIDS_1001 = [f"u{i}" for i in range(1001)]
@@ -208,7 +217,22 @@ CASES: list[tuple[str, Any, int, str, str | None]] = [
 ]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Node]:
+    """One node for the module (SQLite NORMAL, free ports, key ``API_KEY``)."""
+    data_dir = tmp_path_factory.mktemp("validation")
+    async with running_node(data_dir, max_payload_bytes=MAX_PAYLOAD) as n:
+        yield n
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def http(node: Node) -> AsyncIterator[httpx.AsyncClient]:
+    """A client sending the business key."""
+    async with api(node) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def seeded(node: Node, http: httpx.AsyncClient) -> Node:
     """State a wrong write would disturb: a user, a group, a message, a queued command."""
     await add_user(node, "a")
@@ -253,19 +277,21 @@ async def test_bad_json_is_400_bad_json(node: Node, http: httpx.AsyncClient, raw
 
 
 async def test_oversize_body_is_413(node: Node, http: httpx.AsyncClient) -> None:
-    big = b'{"uid": "a", "token": "' + b"x" * (3 * 1024 * 1024) + b'"}'
+    before = db_dump(node)
+    big = b'{"uid": "big", "token": "' + b"x" * (3 * 1024 * 1024) + b'"}'
     r = await http.post("/user/token", content=big)
     assert (r.status_code, r.json()["code"]) == (413, "too_large")
 
     async def chunks():  # no Content-Length: the limit holds while streaming
-        yield b'{"uid": "a", "token": "'
+        yield b'{"uid": "big", "token": "'
         for _ in range(48):
             yield b"x" * 65536
         yield b'"}'
 
     r = await http.post("/user/token", content=chunks())
     assert (r.status_code, r.json()["code"]) == (413, "too_large")
-    assert await node.store.get_token("a", 0) is None
+    assert await node.store.get_token("big", 0) is None
+    assert db_dump(node) == before
 
 
 @pytest.mark.parametrize(
@@ -278,5 +304,7 @@ async def test_oversize_body_is_413(node: Node, http: httpx.AsyncClient) -> None
 async def test_lone_surrogates_are_400(
     node: Node, http: httpx.AsyncClient, raw: bytes, field: str
 ) -> None:
+    before = db_dump(node)
     r = await http.post("/user/token", content=raw)
     assert (r.status_code, r.json()["code"], r.json()["field"]) == (400, "bad_request", field)
+    assert db_dump(node) == before
