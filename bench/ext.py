@@ -28,8 +28,8 @@ import httpx
 
 from bench._servers import API_KEY, cpu_seconds, magpie_server, percentile
 from magpie.client.raw import RawClient
+from magpie.domain.ext import Actor
 from magpie.ext.changes import FieldChange
-from magpie.ext.model import Actor
 from magpie.ext.notify import Cmd, Notifier
 from magpie.ext.patch import PatchLimits
 from magpie.ext.service import ExtService

@@ -33,8 +33,8 @@ from magpie.client import Channel, Client
 from magpie.config import load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
+from magpie.domain.ext import Actor
 from magpie.ext.changes import FieldChange
-from magpie.ext.model import Actor
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from magpie.cards.port import ImMessage, Outgoing, Sent
-from magpie.core.channels import CHANNEL_PERSON, parties
 from magpie.core.messaging import Messaging, SendRequest
+from magpie.domain.channels import PERSON, is_fake_id, parties
+from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.errors import BadRequest
-from magpie.ext.model import Actor, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.ext.service import ExtService
 from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.interface import Store
@@ -107,8 +107,8 @@ class InProcessPort:
 
     async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:
         """A subscriber of the channel; a party of a person channel (``a@b``)."""
-        if channel_type == CHANNEL_PERSON:
-            return "@" in channel_id and uid in parties(channel_id)
+        if channel_type == PERSON:
+            return is_fake_id(channel_id, channel_type) and uid in parties(channel_id)
         return await self._store.is_subscriber(channel_id, channel_type, uid)
 
     async def ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:

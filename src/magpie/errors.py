@@ -25,7 +25,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   │   ├── api.http.BadJson             bad_json      400  body is not JSON
     │   │   ├── api.http.SendRefused         send_refused  400  ``reason``: the send flow said no
     │   │   ├── cards_adapter.CardSendRefused send_refused 400  the same, for a card message
-    │   │   ├── api.routes.ext.Invalid       invalid       400  an extension change is invalid
+    │   │   ├── ext.rejection.Invalid        invalid       400  an extension change is invalid
     │   │   └── cards.model.CardInvalid      invalid       400  a card definition/action is invalid
     │   ├── Unauthorized         unauthorized   401  missing or unknown credential
     │   ├── Forbidden            forbidden      403  credential valid but not allowed
@@ -33,11 +33,10 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   │   └── api.routes.demo.UnknownDemoUser  unknown_demo_user  404
     │   ├── api.http.MethodNotAllowed  method_not_allowed  405
     │   ├── Conflict             conflict       409  lost a compare-and-set or a race
-    │   │   └── api.routes.ext.Stale         stale         409  an older last-writer-wins write
+    │   │   └── ext.rejection.Stale          stale         409  an older last-writer-wins write
     │   ├── PayloadTooLarge      too_large      413  body or field above its limit
     │   ├── api.http.InternalError     internal_error      500  detail in the log only
-    │   ├── api.http.ServiceUnavailable  unavailable       503  store closed / not ready
-    │   └── cards.http_port.ImUnavailable  im_unavailable  503  the IM API could not be reached
+    │   └── api.http.ServiceUnavailable  unavailable       503  store closed / not ready
     └── client.errors.ClientError  client_error      the Python SDK's errors (see that module):
         InvalidArgument, CacheMismatch, ClientClosed, ConnectRefused, SendRefused,
         SendTimeout, ApiRequestFailed > CardConflict, ApiUnavailable, sync.EpochChanged

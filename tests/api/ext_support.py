@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 
 from magpie.app import Node
-from magpie.ext.merge import ExtCache, ExtSnapshot
+from magpie.domain.ext import ExtState
 from tests.api.helpers import db_dump, text
+from tests.support.ext_cache import ExtCache
 
 GROUP = 2
 PERSON = 1
@@ -46,7 +47,7 @@ async def full_sync(
     r = await client.post("/message/extra/sync", json=body)
     assert r.status_code == 200, r.text
     page = r.json()
-    return ExtCache().apply(page["epoch"], [ExtSnapshot.from_json(x) for x in page["rows"]])
+    return ExtCache().apply(page["epoch"], [ExtState.from_json(x) for x in page["rows"]])
 
 
 async def catch_up(
@@ -66,7 +67,7 @@ async def catch_up(
         assert r.status_code == 200, r.text
         requests += 1
         page = r.json()
-        cache = cache.apply(page["epoch"], [ExtSnapshot.from_json(x) for x in page["rows"]])
+        cache = cache.apply(page["epoch"], [ExtState.from_json(x) for x in page["rows"]])
         if not page["more"]:
             return cache, requests
 

@@ -10,7 +10,7 @@ import json
 import httpx
 
 from magpie.app import Node
-from magpie.core.channels import fake_channel_id
+from magpie.domain.channels import fake_channel_id
 from magpie.protocol.packets import Flags
 from tests.api.helpers import b64, db_dump, text
 from tests.support.nodes import add_user, connect, make_group, time_scale

@@ -15,7 +15,7 @@ from magpie.cards.cardtype import CardType
 from magpie.cards.decide import ActionInput, action_mutate, create_mutate
 from magpie.cards.model import SYSTEM_UID, CardState, Definition, Role
 from magpie.core.auth import hash_token
-from magpie.ext.model import Decision, ExtState, Result
+from magpie.domain.ext import Decision, ExtState, Result
 from magpie.store.interface import TokenRow
 from tests.support.nodes import time_scale
 

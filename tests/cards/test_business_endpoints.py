@@ -1,5 +1,4 @@
-"""The business primitives the HTTP card adapter uses: ``/message/get``, ``/channel/member``
-and ``/message/extra/commit`` (business key only)."""
+"""The business primitives: ``/message/get`` and ``/channel/member`` (business key only)."""
 
 from __future__ import annotations
 
@@ -41,54 +40,6 @@ async def test_channel_member(http: httpx.AsyncClient, node: Node) -> None:
     assert await member("g1", 2, "a") and not await member("g1", 2, "out")
     assert await member("a@b", 1, "b") and not await member("a@b", 1, "c")
     assert not await member("b", 1, "b")  # a person channel by its storage id only
-
-
-async def test_commit_is_idempotent_compare_and_set_with_business_rejections(
-    http: httpx.AsyncClient,
-) -> None:
-    mid = await send(http, "a", "g1")
-
-    async def commit(**body: object) -> httpx.Response:
-        base = {"message_id": mid, "action_id": "c1", "expected_version": 0}
-        return await http.post("/message/extra/commit", json={**base, **body})
-
-    r = await commit(status="open", extra={"k": [1, 2]}, operation="demo.open", log={"why": 1})
-    assert r.status_code == 200, r.text
-    out = r.json()
-    assert (out["data"]["status"], out["data"]["extra"], out["data"]["version"]) == (
-        "open",
-        {"k": [1, 2]},
-        1,
-    )
-    assert (out["op"]["operation"], out["op"]["patch"], out["duplicate"]) == (
-        "demo.open",
-        {"why": 1},
-        False,
-    )
-    again = await commit(status="other", extra={})
-    assert again.status_code == 200 and again.json()["duplicate"] is True
-    missed = await commit(action_id="c2", extra={"k": 0})
-    assert missed.status_code == 409
-    assert (
-        missed.json()["op"]["code"] == "cas_conflict" and missed.json()["current"]["version"] == 1
-    )
-    replaced = await commit(action_id="c3", expected_version=1, extra={"only": True})
-    assert replaced.json()["data"]["extra"] == {"only": True}  # the whole document
-    assert replaced.json()["data"]["status"] == "open"  # status kept when not given
-    refused = await commit(
-        action_id="c4", expected_version=2, outcome="forbidden", code="nope", detail="no way"
-    )
-    assert refused.status_code == 403 and refused.json()["op"]["code"] == "nope"
-    big = await commit(action_id="c5", expected_version=2, extra={"x": "y" * 70_000})
-    assert big.status_code == 413
-    ops = (await http.post("/message/extra/ops", json={"message_id": mid})).json()["data"]
-    assert [(o["action_id"], o["result"]) for o in ops] == [
-        ("c1", "applied"),
-        ("c2", "conflict"),
-        ("c3", "applied"),
-        ("c4", "forbidden"),
-        ("c5", "invalid"),
-    ]
 
 
 async def test_cards_in_a_person_chat_and_revoked_cards(

@@ -14,7 +14,7 @@ import pytest
 
 from magpie.cards.machine import ActionInfo, Machine, Transition
 from magpie.cards.model import CardBug, Role, Step
-from magpie.ext.model import Result
+from magpie.domain.ext import Result
 from tests.cards.support import NOW, Sim, outcome
 
 MEMBERS = {"a", "b", "c", "d", "x"}

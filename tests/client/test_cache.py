@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from magpie.client.cache import Cache
 from magpie.client.errors import CacheMismatch
 from magpie.client.model import Channel, Conversation, Message
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.ext import ExtState, Fields
 
 G = Channel.group("g1")
 P = Channel.person("bob")
@@ -25,15 +25,14 @@ def msg(seq: int, channel: Channel = G, mid: int | None = None, **kw: object) ->
     return Message.of(channel, mid, seq, f"c{mid}", "alice", 1_700_000_000 + seq, payload, **kw)  # type: ignore[arg-type]
 
 
-def row(mid: int, version: int, extra_version: int, status: str = "") -> ExtSnapshot:
-    return ExtSnapshot(
+def row(mid: int, version: int, extra_version: int, status: str = "") -> ExtState:
+    return ExtState(
         message_id=mid,
         version=version,
         extra_version=extra_version,
         channel_id="g1",
         channel_type=2,
-        status=status or f"s{version}",
-        extra={"v": version},
+        fields=Fields(status=status or f"s{version}", extra={"v": version}),
     )
 
 
@@ -170,7 +169,7 @@ async def test_a_cache_of_another_schema_is_rebuilt(tmp_path: Path) -> None:
 _chains = st.lists(st.integers(1, 5), min_size=1, max_size=4)
 
 
-def _history(chain_lengths: list[int]) -> list[ExtSnapshot]:
+def _history(chain_lengths: list[int]) -> list[ExtState]:
     rows, extra_version = [], 0
     pending = {mid: 1 for mid in range(len(chain_lengths))}
     while pending:

@@ -20,7 +20,7 @@ from magpie.client import (
     ClientOptions,
 )
 from magpie.client.model import Message
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.ext import ExtState
 
 MID = 4242
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -73,7 +73,7 @@ async def client(fake: FakeCards) -> AsyncIterator[Client]:
 async def cache_card(client: Client, version: int) -> None:
     g = Channel.group("g1")
     await client.cache.put_messages([Message.of(g, MID, 1, "c", "bob", 1, b'{"type":7}')])
-    await client.cache.apply_ext(g, [ExtSnapshot(MID, version=version, extra_version=version)])
+    await client.cache.apply_ext(g, [ExtState(MID, version=version, extra_version=version)])
 
 
 async def test_act_sends_the_cached_base_version_and_returns_the_state(

@@ -17,7 +17,7 @@ from magpie.client.cache import Cache
 from magpie.client.http import HttpApi
 from magpie.client.model import ExtChange, Message
 from magpie.client.sync import Coalescer, Syncer
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.ext import ExtState, Fields
 
 G = Channel.group("g1")
 
@@ -28,7 +28,7 @@ class FakeServer:
     def __init__(self) -> None:
         self.epoch = "e1"
         self.messages: dict[int, dict[str, Any]] = {}  # seq -> MessageResp
-        self.rows: dict[int, ExtSnapshot] = {}  # message_id -> current row
+        self.rows: dict[int, ExtState] = {}  # message_id -> current row
         self.extra_version = 0
         self.paths: list[str] = []
         self.refuse: int | None = None
@@ -50,8 +50,14 @@ class FakeServer:
         mid = 100 + seq
         self.extra_version += 1
         old = self.rows.get(mid)
-        self.rows[mid] = ExtSnapshot(
-            mid, (old.version if old else 0) + 1, self.extra_version, seq, "g1", 2, status
+        self.rows[mid] = ExtState(
+            mid,
+            "g1",
+            2,
+            seq,
+            Fields(status),
+            version=(old.version if old else 0) + 1,
+            extra_version=self.extra_version,
         )
 
     def __call__(self, request: httpx.Request) -> httpx.Response:

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from magpie.core.channels import fake_channel_id, peer_of, validate_channel_type, validate_uid
+from magpie.core.channels import validate_channel_type, validate_uid
 from magpie.core.ids import SNOWFLAKE_EPOCH_MS, Snowflake
+from magpie.domain.channels import fake_channel_id, peer_of
 from magpie.errors import BadRequest
 
 uids = st.text(

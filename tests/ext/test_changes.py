@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from magpie.domain.ext import Actor, Decision, ExtState, Fields, Result
 from magpie.errors import BadRequest, PayloadTooLarge
 from magpie.ext.changes import MAX_STATUS_LENGTH, FieldChange, cas, edit, lww, revoke
-from magpie.ext.model import Actor, Decision, ExtState, Fields, Result
 from magpie.ext.patch import PatchLimits
 
 LIMITS = PatchLimits(max_patch_bytes=1000, max_extra_bytes=1000, max_keys=3, max_depth=3)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from magpie.domain.ext import Actor, Result
 from magpie.errors import BadRequest, NotFound
 from magpie.ext.changes import FieldChange
 from magpie.ext.hlc import Hlc, pack, physical_ms
-from magpie.ext.model import Actor, Result
 from magpie.ext.notify import Notifier
 from magpie.ext.patch import PatchLimits
 from magpie.ext.service import ExtService

@@ -145,7 +145,7 @@ async def test_bad_msg_key_gets_reason_and_nothing_stored(node: Node) -> None:
 
 
 async def _all_messages(node: Node, a: str, b: str):  # type: ignore[no-untyped-def]
-    from magpie.core.channels import fake_channel_id
+    from magpie.domain.channels import fake_channel_id
 
     for m in await node.store.get_messages(
         fake_channel_id(a, b), 1, start_seq=0, end_seq=0, limit=100, pull_mode=0

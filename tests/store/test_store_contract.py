@@ -12,23 +12,28 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
+from magpie.domain.ext import (
+    Actor,
+    Decision,
+    ExtAttempt,
+    ExtState,
+    Fields,
+    Mutate,
+    Result,
+)
 from magpie.errors import MigrationError, StoreError
 from magpie.store.interface import (
     AppendResult,
     ChannelInfo,
     ConversationRow,
-    ExtAttempt,
-    ExtDecision,
-    ExtFields,
-    ExtRow,
     NewMessage,
     Store,
-    StoredMessage,
     TokenRow,
 )
 from magpie.store.sqlite import SqliteStore
@@ -465,31 +470,6 @@ async def test_conversations_are_listed_newest_first(store: Store) -> None:
     assert [c.channel_id for c in await store.list_conversations("bob")] == ["new", "mid", "old"]
 
 
-async def test_set_unread_and_delete_conversation(store: Store) -> None:
-    await store.append_message(msg(1), ["bob"])
-    await store.append_message(msg(2), ["bob"])
-    before = await conversation(store, "bob")
-    await store.set_unread("bob", "g1", GROUP, 0, 2)
-    cleared = await conversation(store, "bob")
-    assert before is not None and cleared is not None
-    assert (cleared.unread, cleared.readed_to_msg_seq, cleared.last_msg_seq) == (0, 2, 2)
-    assert cleared.version > before.version
-    await store.set_unread("bob", "g1", GROUP, 5, 1)
-    again = await conversation(store, "bob")
-    assert again is not None and (again.unread, again.readed_to_msg_seq) == (5, 1)
-
-    await store.set_unread("bob", "g9", GROUP, 3, 0)  # no such conversation: nothing created
-    assert [c.channel_id for c in await store.list_conversations("bob")] == ["g1"]
-
-    await store.delete_conversation("bob", "g1", GROUP)
-    await store.delete_conversation("bob", "g1", GROUP)
-    assert await store.list_conversations("bob") == []
-    await store.append_message(msg(3), ["bob"])
-    reborn = await conversation(store, "bob")
-    assert reborn is not None and (reborn.unread, reborn.last_msg_seq) == (1, 3)
-    assert reborn.version > again.version  # versions never go back, even after a delete
-
-
 # --- offline command queue -----------------------------------------------------------------
 
 
@@ -517,8 +497,8 @@ async def test_queue_append_and_read(store: Store) -> None:
     assert await store.read_queue("bob", 2, 10) == []
     assert await store.read_queue("bob", 0, 0) == []
     assert await store.read_queue("nobody", 0, 10) == []
-    assert await store.queue_seq_of("carol", 1_000_001) == 1
-    assert await store.queue_seq_of("carol", 1_000_002) is None
+    carol = await store.read_queue("carol", 0, 10)
+    assert [(e.queue_seq, e.message.message_id) for e in carol] == [(1, 1_000_001)]
 
 
 async def test_queue_duplicate_queues_nothing(store: Store) -> None:
@@ -539,9 +519,8 @@ async def test_queue_ack_moves_forward_only(store: Store) -> None:
     assert await store.queue_cursor("bob") == 2
     assert await store.ack_queue("bob", 1) == 2  # never backwards
     assert await store.queue_cursor("bob") == 2
-    assert [e.queue_seq for e in await store.read_queue("bob", 0, 10)] == [3]
-    assert await store.queue_seq_of("bob", 1_000_001) is None  # acknowledged, discarded
-    assert await store.queue_seq_of("bob", 1_000_003) == 3
+    left = await store.read_queue("bob", 0, 10)  # acknowledged entries are discarded
+    assert [(e.queue_seq, e.message.message_id) for e in left] == [(3, 1_000_003)]
 
     assert await store.ack_queue("bob", 99) == 3  # not past the last queued seq
     _, seqs = await store.append_to_queues(msg(4), ["bob"])
@@ -572,31 +551,26 @@ async def test_an_appended_message_is_visible_to_a_fresh_store(backend: Backend)
 
 # --- message extensions (I6) ---------------------------------------------------------------
 
-Decide = Callable[[ExtRow | None, StoredMessage], ExtDecision]
-
 
 def attempt(message_id: int, action_id: str, **patch: object) -> ExtAttempt:
-    return ExtAttempt(message_id, action_id, "carol", "web", "test", patch, 1_700_000_000_000)
+    actor = Actor("carol", "web")
+    return ExtAttempt(message_id, action_id, actor, "test", patch, 1_700_000_000_000)
 
 
-def set_status(status: str, at: int = 100, extra: dict[str, object] | None = None) -> Decide:
+def set_status(status: str, at: int = 100, extra: dict[str, object] | None = None) -> Mutate:
     """Apply: set ``status`` (and ``extra``) on whatever is there."""
 
-    def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
-        base = row.fields if row is not None else ExtFields()
-        fields = ExtFields(status, base.extra if extra is None else extra, *_rest(base))
-        return ExtDecision("applied", fields, at, row.version if row else 0)
+    def decide(state: ExtState) -> Decision:
+        base = state.fields
+        fields = replace(base, status=status, extra=base.extra if extra is None else extra)
+        return Decision.applied(fields, updated_at=at)
 
     return decide
 
 
-def _rest(f: ExtFields) -> tuple[bool, str, object, int, int]:
-    return (f.revoke, f.revoker, f.content_edit, f.edited_at, f.readed_count)
-
-
-def reject(result: str) -> Decide:
-    def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
-        return ExtDecision(result, None, 0, 7, f"{result}: no")
+def reject(result: str) -> Mutate:
+    def decide(state: ExtState) -> Decision:
+        return Decision.rejected(Result(result), "no", base_version=7)
 
     return decide
 
@@ -605,8 +579,8 @@ async def test_update_ext_applies_and_logs(store: Store) -> None:
     await store.append_message(msg(1), [])
     extra = {"votes": {"yes": 2}, "note": "ünïcode ✓", "list": [1, 2.5, None, True]}
     out = await store.update_ext(attempt(1_000_001, "a1", s="open"), set_status("open", 5, extra))
-    assert out is not None and not out.duplicate and out.row is not None
-    row = out.row
+    assert out is not None and not out.duplicate
+    row = out.state
     assert (row.message_id, row.channel_id, row.channel_type, row.message_seq) == (
         1_000_001,
         "g1",
@@ -614,11 +588,11 @@ async def test_update_ext_applies_and_logs(store: Store) -> None:
         1,
     )
     assert (row.version, row.extra_version, row.updated_at) == (1, 1, 5)
-    assert (row.updated_uid, row.updated_device) == ("carol", "web")
+    assert row.updated_by == Actor("carol", "web")
     assert row.fields.status == "open" and dict(row.fields.extra) == extra
     assert row.fields.content_edit is None and row.fields.revoke is False
     op = out.op
-    assert (op.message_id, op.action_id, op.actor_uid, op.actor_device, op.operation) == (
+    assert (op.message_id, op.action_id, op.actor.uid, op.actor.device, op.operation) == (
         1_000_001,
         "a1",
         "carol",
@@ -626,19 +600,18 @@ async def test_update_ext_applies_and_logs(store: Store) -> None:
         "test",
     )
     assert (op.result, op.status_before, op.status_after, op.version_after) == (
-        "applied",
+        Result.APPLIED,
         "",
         "open",
         1,
     )
     assert dict(op.patch) == {"s": "open"} and op.created_at == 1_700_000_000_000
-    assert out.last_applied == op and row.last_op_id == op.op_id
-    assert out.message.message_id == 1_000_001
+    assert out.last_applied == op and op.detail == ""
     assert await store.get_ext(1_000_001) == row
     second = await store.update_ext(attempt(1_000_001, "a2"), set_status("done", 9))
-    assert second is not None and second.row is not None
-    assert (second.row.version, second.row.extra_version) == (2, 2)
-    assert dict(second.row.fields.extra) == extra, "fields the decision kept stay"
+    assert second is not None
+    assert (second.state.version, second.state.extra_version) == (2, 2)
+    assert dict(second.state.fields.extra) == extra, "fields the decision kept stay"
     assert (second.op.status_before, second.op.status_after) == ("open", "done")
     assert second.op.op_id > op.op_id
 
@@ -650,8 +623,8 @@ async def test_extra_version_is_per_channel_and_strictly_increasing(store: Store
     seen = []
     for n, mid in enumerate([1_000_001, 1_000_002, 1_000_001, 1_000_003, 1_000_002]):
         out = await store.update_ext(attempt(mid, f"x{n}"), set_status(f"s{n}"))
-        assert out is not None and out.row is not None
-        seen.append((out.row.channel_id, out.row.extra_version))
+        assert out is not None
+        seen.append((out.state.channel_id, out.state.extra_version))
     assert seen == [("g1", 1), ("g1", 2), ("g1", 3), ("g2", 1), ("g1", 4)]
     row = await store.get_ext(1_000_001)
     assert row is not None and (row.version, row.extra_version) == (2, 3)
@@ -663,23 +636,24 @@ async def test_a_rejection_is_logged_and_changes_nothing(store: Store, result: s
     first = await store.update_ext(attempt(1_000_001, "a1"), set_status("open"))
     assert first is not None
     out = await store.update_ext(attempt(1_000_001, "a2"), reject(result))
-    assert out is not None and out.row == first.row and not out.duplicate
-    assert (out.op.result, out.op.base_version, out.op.detail) == (result, 7, f"{result}: no")
+    assert out is not None and out.state == first.state and not out.duplicate
+    assert (out.op.result.value, out.op.base_version, out.op.detail) == (result, 7, f"{result}: no")
     assert (out.op.status_before, out.op.status_after, out.op.version_after) == ("open", "open", 1)
     assert out.last_applied == first.op
-    assert await store.get_ext(1_000_001) == first.row
+    assert await store.get_ext(1_000_001) == first.state
     nxt = await store.update_ext(attempt(1_000_001, "a3"), set_status("x"))
-    assert nxt is not None and nxt.row is not None
-    assert (nxt.row.version, nxt.row.extra_version) == (2, 2), "no number consumed"
+    assert nxt is not None
+    assert (nxt.state.version, nxt.state.extra_version) == (2, 2), "no number consumed"
     ops = await store.list_ops(1_000_001, 0, 10)
-    assert [o.result for o in ops] == ["applied", result, "applied"]
+    assert [o.result.value for o in ops] == ["applied", result, "applied"]
 
 
 async def test_a_rejection_of_a_never_changed_message(store: Store) -> None:
     await store.append_message(msg(1), [])
     out = await store.update_ext(attempt(1_000_001, "a1"), reject("conflict"))
-    assert out is not None and out.row is None and out.last_applied is None
-    assert out.op.version_after == 0 and out.op.result == "conflict"
+    never_changed = ExtState(1_000_001, "g1", GROUP, 1)
+    assert out is not None and out.state == never_changed and out.last_applied is None
+    assert out.op.version_after == 0 and out.op.result is Result.CONFLICT
     assert await store.get_ext(1_000_001) is None
     assert await store.sync_ext("g1", GROUP, 0, 10) == []
 
@@ -689,18 +663,18 @@ async def test_a_repeated_action_id_returns_the_original(store: Store) -> None:
     first = await store.update_ext(attempt(1_000_001, "same"), set_status("one"))
     calls: list[int] = []
 
-    def must_not_run(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+    def must_not_run(state: ExtState) -> Decision:
         calls.append(1)
         raise AssertionError("decide ran for a duplicate")
 
     again = await store.update_ext(attempt(1_000_001, "same", other=1), must_not_run)
     assert first is not None and again is not None and calls == []
-    assert again.duplicate and again.op == first.op and again.row == first.row
+    assert again.duplicate and again.op == first.op and again.state == first.state
     rejected = await store.update_ext(attempt(1_000_001, "r"), reject("stale"))
     assert rejected is not None
     replay = await store.update_ext(attempt(1_000_001, "r"), set_status("would apply"))
     assert replay is not None and replay.duplicate and replay.op == rejected.op
-    assert replay.row == first.row and replay.last_applied == first.op
+    assert replay.state == first.state and replay.last_applied == first.op
     assert len(await store.list_ops(1_000_001, 0, 10)) == 2
     await store.append_message(msg(2), [])
     other = await store.update_ext(attempt(1_000_002, "same"), set_status("two"))
@@ -717,30 +691,38 @@ async def test_update_ext_needs_a_channel_log_message(store: Store) -> None:
 async def test_a_failing_decision_commits_nothing(store: Store) -> None:
     await store.append_message(msg(1), [])
 
-    def boom(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
+    def boom(state: ExtState) -> Decision:
         raise ValueError("decision failed")
+
+    def nonsense(state: ExtState) -> Decision:
+        return Decision("nonsense")  # type: ignore[arg-type]
+
+    def unstamped(state: ExtState) -> Decision:
+        return Decision.applied(Fields("no updated_at"))
 
     with pytest.raises(ValueError, match="decision failed"):
         await store.update_ext(attempt(1_000_001, "a1"), boom)
     with pytest.raises(StoreError):
-        await store.update_ext(attempt(1_000_001, "a2"), reject("nonsense"))
+        await store.update_ext(attempt(1_000_001, "a2"), nonsense)
+    with pytest.raises(StoreError):
+        await store.update_ext(attempt(1_000_001, "a3"), unstamped)
     assert await store.get_ext(1_000_001) is None
     assert await store.list_ops(1_000_001, 0, 10) == []
     ok = await store.update_ext(attempt(1_000_001, "a1"), set_status("fine"))
-    assert ok is not None and ok.row is not None and ok.row.extra_version == 1
+    assert ok is not None and ok.state.extra_version == 1
 
 
 async def test_fields_round_trip(store: Store) -> None:
     await store.append_message(msg(1), [])
     edit = {"type": 1, "content": "fixed 🐦", "nested": {"a": [1, {"b": None}]}}
-    fields = ExtFields("s", {"k": 1.5}, True, "bob", edit, 1_700_000_123, 42)
+    fields = Fields("s", {"k": 1.5}, True, "bob", edit, 1_700_000_123, 42)
 
-    def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
-        return ExtDecision("applied", fields, 2**62, 0)
+    def decide(state: ExtState) -> Decision:
+        return Decision.applied(fields, updated_at=2**62, base_version=0)
 
     out = await store.update_ext(attempt(1_000_001, "a"), decide)
     stored = await store.get_ext(1_000_001)
-    assert out is not None and stored is not None and stored == out.row
+    assert out is not None and stored is not None and stored == out.state
     assert stored.fields == fields and stored.updated_at == 2**62
 
 
@@ -790,12 +772,12 @@ async def test_get_exts_and_list_ops(store: Store) -> None:
 async def test_concurrent_cas_has_one_winner_per_version(store: Store) -> None:
     await store.append_message(msg(1), [])
 
-    def cas(expected: int, tag: str) -> Decide:
-        def decide(row: ExtRow | None, message: StoredMessage) -> ExtDecision:
-            current = row.version if row is not None else 0
+    def cas(expected: int, tag: str) -> Mutate:
+        def decide(state: ExtState) -> Decision:
+            current = state.version
             if current != expected:
-                return ExtDecision("conflict", None, 0, expected, "conflict: lost")
-            return ExtDecision("applied", ExtFields(tag), current + 1, expected)
+                return Decision.rejected(Result.CONFLICT, "lost", base_version=expected)
+            return Decision.applied(Fields(tag), updated_at=current + 1, base_version=expected)
 
         return decide
 
@@ -806,7 +788,7 @@ async def test_concurrent_cas_has_one_winner_per_version(store: Store) -> None:
             version = row.version if row is not None else 0
             out = await store.update_ext(attempt(1_000_001, f"{task}-{rnd}"), cas(version, "t"))
             assert out is not None
-            if out.op.result == "applied":
+            if out.op.result is Result.APPLIED:
                 won.append(out.op.version_after)
         return won
 
@@ -815,7 +797,7 @@ async def test_concurrent_cas_has_one_winner_per_version(store: Store) -> None:
     assert row is not None and sorted(wins) == list(range(1, row.version + 1))
     ops = await store.list_ops(1_000_001, 0, 1000)
     assert len(ops) == 100
-    assert sorted(o.version_after for o in ops if o.result == "applied") == sorted(wins)
+    assert sorted(o.version_after for o in ops if o.result is Result.APPLIED) == sorted(wins)
 
 
 async def test_an_extension_is_visible_to_a_fresh_store(backend: Backend) -> None:
@@ -824,6 +806,6 @@ async def test_an_extension_is_visible_to_a_fresh_store(backend: Backend) -> Non
     await writer.append_message(msg(1), [])
     out = await writer.update_ext(attempt(1_000_001, "a"), set_status("durable"))
     async with opened(backend) as fresh:
-        assert out is not None and await fresh.get_ext(1_000_001) == out.row
+        assert out is not None and await fresh.get_ext(1_000_001) == out.state
         assert [o.op_id for o in await fresh.list_ops(1_000_001, 0, 5)] == [out.op.op_id]
     await writer.close()

@@ -15,7 +15,7 @@ from typing import Any
 from magpie.api.auth import Caller
 from magpie.api.context import ApiContext
 from magpie.cards import STATE_KEY
-from magpie.ext.model import ExtState
+from magpie.domain.ext import ExtState
 
 __all__ = ["project_message_extras", "project_rows"]
 

@@ -7,7 +7,7 @@ by a *viewer* uid — the asking user, or the sender for webhooks (so the busine
 the receiver, as WuKongIM does).
 
 Extension rows (``/message/extra/sync``, ``message_extra`` in ``/channel/messagesync``) use the
-shape of :meth:`magpie.ext.merge.ExtSnapshot.to_json`, the one the SDKs parse.
+shape of :meth:`magpie.domain.ext.ExtState.to_json`, the one the SDKs parse.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from magpie.core.channels import CHANNEL_PERSON, peer_of
-from magpie.ext.merge import ExtSnapshot
-from magpie.ext.model import ExtState, OpRecord
+from magpie.domain.channels import visible_channel_id
+from magpie.domain.ext import ExtState, OpRecord
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ConversationRow, StoredMessage
 
@@ -27,15 +26,7 @@ __all__ = [
     "message_resp",
     "message_with_extra",
     "op_resp",
-    "visible_channel_id",
 ]
-
-
-def visible_channel_id(channel_id: str, channel_type: int, viewer: str) -> str:
-    """``channel_id`` as ``viewer`` sees it: the peer for person channels."""
-    if channel_type == CHANNEL_PERSON and "@" in channel_id:
-        return peer_of(channel_id, viewer)
-    return channel_id
 
 
 def _header(flags: int) -> dict[str, int]:
@@ -89,29 +80,9 @@ def conversation_resp(
 def ext_row(state: ExtState, viewer: str | None) -> dict[str, Any]:
     """A sync row of ``state`` as ``viewer`` sees it; ``None``: the storage channel id (the
     business server's view, e.g. ``a@b`` for a person channel)."""
-    channel_id = state.channel_id
-    if viewer is not None:
-        channel_id = visible_channel_id(state.channel_id, state.channel_type, viewer)
-    f = state.fields
-    snapshot = ExtSnapshot(
-        message_id=state.message_id,
-        version=state.version,
-        extra_version=state.extra_version,
-        message_seq=state.message_seq,
-        channel_id=channel_id,
-        channel_type=state.channel_type,
-        status=f.status,
-        extra=f.extra,
-        revoke=int(f.revoke),
-        revoker=f.revoker,
-        readed_count=f.readed_count,
-        content_edit=f.content_edit,
-        edited_at=f.edited_at,
-        updated_at=state.updated_at,
-        updated_by_uid=state.updated_by.uid,
-        updated_by_device=state.updated_by.device,
-    )
-    return snapshot.to_json()
+    if viewer is None:
+        return state.to_json()
+    return state.to_json(visible_channel_id(state.channel_id, state.channel_type, viewer))
 
 
 def message_with_extra(msg: StoredMessage, ext: ExtState | None, viewer: str) -> dict[str, Any]:

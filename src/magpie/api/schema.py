@@ -20,12 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from magpie.core.channels import (
-    MAX_ID_LENGTH,
-    validate_channel_id,
-    validate_channel_type,
-    validate_uid,
-)
+from magpie.core.channels import validate_channel_id, validate_channel_type, validate_uid
+from magpie.domain.channels import MAX_ID_LENGTH
 from magpie.errors import BadRequest, PayloadTooLarge
 
 __all__ = [

@@ -16,13 +16,13 @@ Modules:
   interface and registry);
 * :mod:`~magpie.cards.decide` — the pure decisions run inside the extension transaction;
   :mod:`~magpie.cards.projection` — what one viewer sees;
-* :mod:`~magpie.cards.port` — :class:`ImPort`, the only way the service talks to the IM (an
-  in-process adapter in ``magpie.cards_adapter``, an HTTP one in
-  :mod:`~magpie.cards.http_port`); :mod:`~magpie.cards.scheduler` — durable deadlines;
-  :mod:`~magpie.cards.service` — :class:`CardService`.
+* :mod:`~magpie.cards.port` — :class:`ImPort`, the only way the service talks to the IM (its
+  in-process implementation lives in ``magpie.cards_adapter``);
+  :mod:`~magpie.cards.scheduler` — durable deadlines; :mod:`~magpie.cards.service` —
+  :class:`CardService`.
 
-``cards`` imports the extension *models* and this package only: never the store, the IM
-core, the gateway or the API (import-linter contract in ``pyproject.toml``).
+``cards`` imports the shared vocabulary (``magpie.domain``) and this package only: never the
+store, the IM core, the gateway or the API (import-linter contract in ``pyproject.toml``).
 """
 
 from magpie.cards.approval import APPROVAL

@@ -1,9 +1,9 @@
-"""The card service's :data:`~magpie.ext.model.Mutate` functions: pure decisions on the
+"""The card service's :data:`~magpie.domain.ext.Mutate` functions: pure decisions on the
 current extension, run inside the extension transaction (in-process) or between a read and a
 compare-and-set (HTTP adapter) — either way on the state the change will replace.
 
 A decision never raises for the user's input: every refusal becomes a rejected
-:class:`~magpie.ext.model.Decision`, which the extension service records in the operation
+:class:`~magpie.domain.ext.Decision`, which the extension service records in the operation
 log (every attempt is logged). Time is an argument.
 """
 
@@ -24,7 +24,7 @@ from magpie.cards.model import (
     Role,
     Step,
 )
-from magpie.ext.model import Decision, ExtState, Mutate, Result
+from magpie.domain.ext import Decision, ExtState, Mutate, Result
 from magpie.ext.patch import encode
 
 __all__ = [

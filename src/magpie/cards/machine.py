@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from magpie.cards.model import Act, CardBug, Refusal, Role, Step
-from magpie.ext.model import Result
+from magpie.domain.ext import Result
 
 __all__ = [
     "STATUS_ONLY",

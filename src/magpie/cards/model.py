@@ -9,7 +9,7 @@ A card is a message plus its extension:
   under ``extra["card"]`` (:class:`CardState`), changed only through the extension update
   primitive, so every change is versioned, logged and pushed.
 
-Plain frozen dataclasses; the only Magpie imports are the extension *models* and the error
+Plain frozen dataclasses; the only Magpie imports are the shared vocabulary and the error
 tree, so the card logic never sees the store or the IM core.
 """
 
@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from magpie.domain.ext import Result
 from magpie.errors import BadRequest, MagpieError
-from magpie.ext.model import Result
 
 __all__ = [
     "CARD_CONTENT_TYPE",
-    "CHANNEL_PERSON",
     "STATE_KEY",
     "SYSTEM_UID",
     "Act",
@@ -48,8 +47,6 @@ CARD_CONTENT_TYPE = 3000
 STATE_KEY = "card"
 #: The actor uid of transitions the server performs itself (deadlines).
 SYSTEM_UID = "system"
-#: WuKongIM's person channel type (spec §4): its two parties are its members.
-CHANNEL_PERSON = 1
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

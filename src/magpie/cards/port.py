@@ -2,15 +2,12 @@
 
 The card service never imports the IM core or the store (import-linter enforces it). It
 sends messages, changes extensions, reads messages and extensions, checks membership, reads
-the operation log and raises business webhooks through this one interface, which has two
-implementations:
-
-* ``magpie.cards_adapter.InProcessPort`` (the embedded default, wired by ``magpie.app``):
-  direct calls of the send flow and :class:`~magpie.ext.service.ExtService`; ``update``
-  hands the pure ``mutate`` to the store, which runs it inside the change's transaction;
-* :class:`magpie.cards.http_port.HttpImPort`: the business HTTP API with the business key;
-  ``update`` reads, decides with the same ``mutate`` and commits with compare-and-set on the
-  version it read, retrying a bounded number of times when another change won in between.
+the operation log and raises business webhooks through this one interface. Its implementation
+in a node is ``magpie.cards_adapter.InProcessPort`` (wired by ``magpie.app``): direct calls of
+the send flow and :class:`~magpie.ext.service.ExtService`; ``update`` hands the pure
+``mutate`` to the store, which runs it inside the change's transaction. A business server on
+another machine would implement it over the business HTTP API (read, decide, compare-and-set
+with ``/message/extra/update``).
 
 Channel ids here are *storage* ids: a person channel is ``a@b`` (spec §4) — the value a
 message or extension row carries for the business server.
@@ -22,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from magpie.ext.model import Actor, ExtState, Mutate, OpRecord, UpdateResult
+from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
 
 __all__ = ["ImMessage", "ImPort", "Outgoing", "Sent"]
 

@@ -17,8 +17,8 @@ from magpie.cards.cardtype import CardType
 from magpie.cards.decide import deadline_passed, roles_of
 from magpie.cards.machine import availability
 from magpie.cards.model import Act, CardState, Definition, Role, Viewer
+from magpie.domain.ext import ExtState, OpRecord, Result
 from magpie.ext.hlc import physical_ms
-from magpie.ext.model import ExtState, OpRecord, Result
 
 __all__ = ["CARD_OP_PREFIX", "action_of", "project", "render_op"]
 

@@ -45,7 +45,6 @@ from magpie.cards.cardtype import CardType, CardTypes
 from magpie.cards.decide import ActionInput, action_mutate, create_mutate, current_card
 from magpie.cards.model import (
     CARD_CONTENT_TYPE,
-    CHANNEL_PERSON,
     SYSTEM_UID,
     CardInvalid,
     CardState,
@@ -56,9 +55,12 @@ from magpie.cards.model import (
 from magpie.cards.port import ImMessage, ImPort, Outgoing
 from magpie.cards.projection import CARD_OP_PREFIX, project, render_op
 from magpie.cards.scheduler import CardDb, Scheduler
-from magpie.errors import ApiError, Conflict, Forbidden, NotFound, PayloadTooLarge
-from magpie.ext.model import Actor, ExtState, OpRecord, Result, UpdateResult
+from magpie.domain.channels import PERSON
+from magpie.domain.content import decode_content
+from magpie.domain.ext import Actor, ExtState, OpRecord, Result, UpdateResult
+from magpie.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
 from magpie.ext.patch import encode
+from magpie.ext.rejection import rejection_error
 
 __all__ = [
     "CARD_ACTION_EVENT",
@@ -139,11 +141,8 @@ _PEOPLE_PARAM = "assignees"
 
 
 def _card_payload(payload: bytes) -> Mapping[str, Any] | None:
-    try:
-        content = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(content, dict) or content.get("type") != CARD_CONTENT_TYPE:
+    content = decode_content(payload)
+    if content is None or content.get("type") != CARD_CONTENT_TYPE:
         return None
     card = content.get("card")
     return card if isinstance(card, Mapping) and isinstance(card.get("type"), str) else None
@@ -326,7 +325,7 @@ class CardService:
         """The creator, the listed users and the admins must belong to the chat."""
         people = [req.creator, *sorted(ctype.listed(d, ctype.initial(d))), *d.common.admins]
         for uid in dict.fromkeys(people):
-            if req.channel_type == CHANNEL_PERSON:
+            if req.channel_type == PERSON:
                 ok = uid in (req.creator, req.channel_id)
             else:
                 ok = await self._port.is_member(req.channel_id, req.channel_type, uid)
@@ -490,9 +489,9 @@ class CardService:
         """The API error of a rejected attempt, with the viewer's current projection."""
         op = result.op
         viewer = viewer or await self._viewer(loaded, uid, None)
-        message = op.detail.partition(": ")[2] or op.code
         if Role.MEMBER not in viewer.roles or op.code == NOT_MEMBER:
-            return Forbidden(message, reason=op.code)  # left the chat meanwhile: no data
+            message = op.message or op.code  # left the chat meanwhile: no data
+            return Forbidden(message, reason=op.code)
         detail: dict[str, Any] = {
             "reason": op.code,
             "current": self._project(loaded, result.state, viewer),
@@ -500,13 +499,9 @@ class CardService:
         }
         if op.result is Result.CONFLICT:
             winner = _winner(result.last_applied)
-            at = None if winner is None else winner["at"]
-            return Conflict(message, winner=winner, at=at, can_confirm=op.code == "stale", **detail)
-        if op.result is Result.FORBIDDEN:
-            return Forbidden(message, **detail)
-        if op.code == "too_large":
-            return PayloadTooLarge(message, **detail)
-        return CardInvalid(message, **detail)
+            detail |= {"winner": winner, "at": None if winner is None else winner["at"]}
+            detail["can_confirm"] = op.code == "stale"
+        return rejection_error(op, invalid=CardInvalid, **detail)
 
     # deadlines -----------------------------------------------------------------------------
 

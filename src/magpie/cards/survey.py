@@ -27,7 +27,7 @@ from magpie.cards import fields
 from magpie.cards.cardtype import CardType, Deadline
 from magpie.cards.machine import ActionInfo, Machine, ParamError, Transition
 from magpie.cards.model import Act, CardState, Common, Definition, Refusal, Role, Step, Viewer
-from magpie.ext.model import Result
+from magpie.domain.ext import Result
 
 __all__ = ["SURVEY", "Question", "SurveyDef", "SurveyType"]
 

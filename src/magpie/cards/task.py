@@ -37,7 +37,7 @@ from magpie.cards.machine import (
     no_params,
 )
 from magpie.cards.model import Act, CardState, Common, Definition, Refusal, Role, Step, Viewer
-from magpie.ext.model import Result
+from magpie.domain.ext import Result
 
 __all__ = ["TASK", "TaskDef", "TaskType"]
 

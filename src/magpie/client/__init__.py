@@ -11,7 +11,8 @@
         await c.cards.act(message_id, "approve")
 
 See ``docs/client.md``. The package imports only :mod:`magpie.protocol`,
-:mod:`magpie.ext.merge` and the error tree of Magpie (import-linter enforces it).
+:mod:`magpie.domain` (the shared vocabulary) and the error tree of Magpie (import-linter
+enforces it).
 """
 
 from magpie.client.cards import Cards, CardState, new_action_id
@@ -42,7 +43,7 @@ from magpie.client.model import (
 from magpie.client.options import ClientOptions
 from magpie.client.state import ConnectionState, ConnectionTrigger, StateChange, SyncState
 from magpie.client.topics import Stream, Subscription, Topic
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.ext import ExtState
 
 __all__ = [
     "SYNC_MESSAGE_EXTRA",
@@ -64,7 +65,7 @@ __all__ = [
     "ConnectionTrigger",
     "Conversation",
     "ExtChange",
-    "ExtSnapshot",
+    "ExtState",
     "InvalidArgument",
     "Message",
     "SendRefused",

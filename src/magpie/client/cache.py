@@ -5,7 +5,7 @@ What it keeps (all per user; the file records its uid and refuses another):
 * ``messages``: every cached message of every channel, keyed by ``(channel, message_seq)``,
   unique by ``message_id`` (so a RECV delivered twice is stored once);
 * ``extensions``: the newest known extension row of each message and its ``version`` —
-  replaced only through :func:`magpie.ext.merge.apply_if_newer` (I6), so duplicates and
+  replaced only through :func:`magpie.domain.ext.apply_if_newer` (I6), so duplicates and
   out-of-order deliveries change nothing;
 * ``ext_cursors``: per channel, the highest ``extra_version`` received (the next
   ``/message/extra/sync`` asks for rows above it);
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from magpie.client._worker import SqliteWorker
 from magpie.client.errors import CacheMismatch
 from magpie.client.model import Channel, Conversation, ExtChange, Message
-from magpie.ext.merge import ExtSnapshot, apply_if_newer
+from magpie.domain.ext import ExtState, apply_if_newer
 
 __all__ = ["SCHEMA_VERSION", "Cache", "Stored"]
 
@@ -155,7 +155,7 @@ def _message_row(message: Message) -> tuple[Any, ...]:
 
 
 def _to_message(row: Sequence[Any]) -> Message:
-    ext = None if row[8] is None else ExtSnapshot.from_json(json.loads(row[8]))
+    ext = None if row[8] is None else ExtState.from_json(json.loads(row[8]))
     return Message.of(Channel(row[0], row[1]), row[2], row[3], row[4], row[5], row[6], row[7], ext)
 
 
@@ -234,9 +234,9 @@ def _message(message_id: int, conn: sqlite3.Connection) -> Message | None:
     return None if row is None else _to_message(row)
 
 
-def _ext(message_id: int, conn: sqlite3.Connection) -> ExtSnapshot | None:
+def _ext(message_id: int, conn: sqlite3.Connection) -> ExtState | None:
     row = conn.execute("SELECT row FROM extensions WHERE message_id = ?", (message_id,)).fetchone()
-    return None if row is None else ExtSnapshot.from_json(json.loads(row[0]))
+    return None if row is None else ExtState.from_json(json.loads(row[0]))
 
 
 def _cursor(channel: Channel, conn: sqlite3.Connection) -> int:
@@ -247,7 +247,7 @@ def _cursor(channel: Channel, conn: sqlite3.Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _store_ext(channel: Channel, row: ExtSnapshot, conn: sqlite3.Connection) -> None:
+def _store_ext(channel: Channel, row: ExtState, conn: sqlite3.Connection) -> None:
     conn.execute(
         "INSERT INTO extensions (message_id, channel_id, channel_type, version, extra_version, "
         "row) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET "
@@ -264,7 +264,7 @@ def _store_ext(channel: Channel, row: ExtSnapshot, conn: sqlite3.Connection) -> 
 
 
 def _apply_ext(
-    channel: Channel, rows: Sequence[ExtSnapshot], conn: sqlite3.Connection
+    channel: Channel, rows: Sequence[ExtState], conn: sqlite3.Connection
 ) -> list[ExtChange]:
     """Each row applied if newer (I6); the channel cursor moved to the highest
     ``extra_version`` seen. Returns the rows that changed something."""
@@ -414,7 +414,7 @@ class Cache:
         """The cached message ``message_id`` with its extension."""
         return await self._worker.run(partial(_message, message_id))
 
-    async def ext(self, message_id: int) -> ExtSnapshot | None:
+    async def ext(self, message_id: int) -> ExtState | None:
         """The cached extension of ``message_id``."""
         return await self._worker.run(partial(_ext, message_id))
 
@@ -422,7 +422,7 @@ class Cache:
         """The highest ``extra_version`` received for ``channel``."""
         return await self._worker.run(partial(_cursor, channel))
 
-    async def apply_ext(self, channel: Channel, rows: Iterable[ExtSnapshot]) -> list[ExtChange]:
+    async def apply_ext(self, channel: Channel, rows: Iterable[ExtState]) -> list[ExtChange]:
         """Apply extension rows of ``channel`` if newer; returns the effective changes."""
         return await self._worker.run(partial(_apply_ext, channel, list(rows)))
 

@@ -34,7 +34,7 @@ from magpie.client.client import Client
 from magpie.client.connection import ConnectionChange
 from magpie.client.errors import CardConflict, ClientError
 from magpie.client.model import Channel, ExtChange, Message, SyncPhase, SyncProgress
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.ext import ExtState
 
 __all__ = ["Chat", "add_arguments", "run"]
 
@@ -74,11 +74,11 @@ def _cache_path(args: argparse.Namespace) -> Path | None:
     return Path.home() / ".cache" / "magpie" / f"chat-{args.uid}.db"
 
 
-def _ext_text(ext: ExtSnapshot | None) -> str:
+def _ext_text(ext: ExtState | None) -> str:
     if ext is None:
         return ""
     extra = json.dumps(dict(ext.extra), ensure_ascii=False, separators=(",", ":"))
-    revoked = " revoked" if ext.revoke else ""
+    revoked = " revoked" if ext.fields.revoke else ""
     return f"v{ext.version} status={ext.status or '-'} extra={extra}{revoked}"
 
 

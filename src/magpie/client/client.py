@@ -50,7 +50,8 @@ from magpie.client.raw import RawClient, ReceivedMessage
 from magpie.client.state import ConnectionState, SyncState, backoff_delay
 from magpie.client.sync import Coalescer, Syncer
 from magpie.client.topics import Topic
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.channels import MAX_ID_LENGTH, uid_problem
+from magpie.domain.ext import ExtState
 from magpie.protocol.packets import DeviceFlag, Recvack, Sendack
 
 __all__ = ["SYNC_MESSAGE_EXTRA", "Client"]
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 #: The CMD the server sends after every extension change of a channel (spec §5.2).
 SYNC_MESSAGE_EXTRA = "syncMessageExtra"
 _FULL = "full"
-_UID_LIMIT = 128
 
 
 def _check_url(url: object, argument: str, schemes: tuple[str, ...]) -> str:
@@ -70,10 +70,9 @@ def _check_url(url: object, argument: str, schemes: tuple[str, ...]) -> str:
 
 
 def _check_identity(uid: object, token: object, device_flag: object) -> None:
-    if not isinstance(uid, str) or not uid or len(uid) > _UID_LIMIT or "@" in uid:
-        raise InvalidArgument("uid", "must be 1–128 characters without '@'")
-    if any(ch.isspace() for ch in uid):
-        raise InvalidArgument("uid", "must not contain whitespace")
+    problem = uid_problem(uid)
+    if problem is not None:
+        raise InvalidArgument("uid", problem)
     if not isinstance(token, str) or not token:
         raise InvalidArgument("token", "must be a non-empty string")
     if isinstance(device_flag, bool) or device_flag not in set(DeviceFlag):
@@ -260,7 +259,7 @@ class Client:
     def _client_msg_no(given: str | None) -> str:
         if given is None:
             return secrets.token_hex(16) + "p"
-        if not isinstance(given, str) or not 1 <= len(given) <= _UID_LIMIT:
+        if not isinstance(given, str) or not 1 <= len(given) <= MAX_ID_LENGTH:
             raise InvalidArgument("client_msg_no", "must be a string of 1–128 characters")
         return given
 
@@ -305,7 +304,7 @@ class Client:
         self._require_open()
         return await self.cache.message(message_id)
 
-    async def ext(self, message_id: int) -> ExtSnapshot | None:
+    async def ext(self, message_id: int) -> ExtState | None:
         """The cached extension of ``message_id``."""
         self._require_open()
         return await self.cache.ext(message_id)

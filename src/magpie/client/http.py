@@ -23,7 +23,7 @@ import httpx
 
 from magpie.client.errors import ApiRequestFailed, ApiUnavailable
 from magpie.client.model import Channel, Conversation, Message, message_from_json
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.ext import ExtState
 
 __all__ = ["EPOCH_HEADER", "ExtPage", "HistoryPage", "HttpApi", "Recents"]
 
@@ -39,7 +39,7 @@ class ExtPage:
     """A page of ``/message/extra/sync``: rows ascending by ``extra_version``."""
 
     epoch: str
-    rows: list[ExtSnapshot]
+    rows: list[ExtState]
     more: bool
 
 
@@ -153,7 +153,7 @@ class HttpApi:
             more = bool(data.get("more"))
         else:  # a bare array (TSDD shape): a full page may have more behind it
             rows, more = data, len(data) >= limit
-        return ExtPage(epoch, [ExtSnapshot.from_json(r) for r in rows], more)
+        return ExtPage(epoch, [ExtState.from_json(r) for r in rows], more)
 
 
 def _conversation(channel: Channel, item: Mapping[str, Any]) -> Conversation:

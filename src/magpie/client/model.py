@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -19,7 +18,15 @@ from types import MappingProxyType
 from typing import Any
 
 from magpie.client.errors import InvalidArgument
-from magpie.ext.merge import ExtSnapshot
+from magpie.domain.channels import (
+    GROUP,
+    PERSON,
+    channel_id_problem,
+    channel_type_problem,
+    uid_problem,
+)
+from magpie.domain.content import CMD, check_content, decode_content
+from magpie.domain.ext import ExtState
 
 __all__ = [
     "CMD_TYPE",
@@ -37,25 +44,17 @@ __all__ = [
 ]
 
 #: Content type of a command message (spec §4.1).
-CMD_TYPE = 99
-#: Longest channel id or uid (the server's ``MAX_ID_LENGTH``).
-MAX_ID_LENGTH = 128
-_PERSON = 1
-_CHANNEL_TYPES = range(1, 13)  # spec §4: 1 person, 2 group, ... 12 agent group
-_ID_RE = re.compile(r"[^\s\x00-\x1f\x7f]+")
+CMD_TYPE = CMD
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _check_id(value: object, argument: str, person: bool) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(argument, "must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH or not _ID_RE.fullmatch(value):
-        raise InvalidArgument(
-            argument, f"must be at most {MAX_ID_LENGTH} characters without spaces"
-        )
-    if person and "@" in value:
-        raise InvalidArgument(argument, "a person channel id is the peer's uid (no '@')")
-    return value
+    problem = channel_id_problem(value)
+    if problem is None and person and uid_problem(value) is not None:
+        problem = "must be the peer's uid for a person channel (no '@')"
+    if problem is not None:
+        raise InvalidArgument(argument, problem)
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -67,22 +66,23 @@ class Channel:
 
     def __post_init__(self) -> None:
         kind = self.channel_type
-        if isinstance(kind, bool) or not isinstance(kind, int) or kind not in _CHANNEL_TYPES:
-            raise InvalidArgument("channel_type", f"must be an int 1–12, got {kind!r}")
-        _check_id(self.channel_id, "channel_id", kind == _PERSON)
+        problem = channel_type_problem(kind)
+        if problem is not None:
+            raise InvalidArgument("channel_type", f"{problem}, got {kind!r}")
+        _check_id(self.channel_id, "channel_id", kind == PERSON)
 
     @classmethod
     def person(cls, uid: str) -> Channel:
         """The direct chat with ``uid``."""
-        return cls(uid, _PERSON)
+        return cls(uid, PERSON)
 
     @classmethod
     def group(cls, group_id: str) -> Channel:
         """A group channel (type 2)."""
-        return cls(group_id, 2)
+        return cls(group_id, GROUP)
 
     @classmethod
-    def parse(cls, text: str, default_type: int = _PERSON) -> Channel:
+    def parse(cls, text: str, default_type: int = PERSON) -> Channel:
         """``"id:type"`` or ``"id"`` (then of ``default_type``)."""
         head, sep, tail = text.rpartition(":")
         if sep and tail.isdigit():
@@ -95,11 +95,8 @@ class Channel:
 
 def parse_content(payload: bytes) -> Mapping[str, Any]:
     """A payload's JSON object, or an empty mapping if it is not one."""
-    try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        return _EMPTY
-    return value if isinstance(value, dict) else _EMPTY
+    content = decode_content(payload)
+    return _EMPTY if content is None else content
 
 
 def encode_content(content: object, max_bytes: int) -> bytes:
@@ -108,10 +105,11 @@ def encode_content(content: object, max_bytes: int) -> bytes:
     Raises :class:`InvalidArgument` otherwise."""
     if not isinstance(content, Mapping):
         raise InvalidArgument("content", f"must be a JSON object (dict), not {type(content)}")
-    kind = content.get("type")
-    if isinstance(kind, bool) or not isinstance(kind, int):
-        raise InvalidArgument("content", "needs an integer 'type' (1 = text, spec §4)")
-    if kind == CMD_TYPE:
+    try:
+        kind = check_content(dict(content))["type"]
+    except ValueError:
+        raise InvalidArgument("content", "needs an integer 'type' (1 = text, spec §4)") from None
+    if kind == CMD:
         raise InvalidArgument("content", "type 99 is a command; clients may not send commands")
     try:
         data = json.dumps(
@@ -137,7 +135,7 @@ class Message:
     timestamp: int
     payload: bytes
     content: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
-    ext: ExtSnapshot | None = field(default=None, compare=False)
+    ext: ExtState | None = field(default=None, compare=False)
 
     @classmethod
     def of(
@@ -149,7 +147,7 @@ class Message:
         from_uid: str,
         timestamp: int,
         payload: bytes,
-        ext: ExtSnapshot | None = None,
+        ext: ExtState | None = None,
     ) -> Message:
         """A message with ``content`` parsed from ``payload``."""
         content = parse_content(payload)
@@ -212,11 +210,11 @@ def message_from_json(item: Mapping[str, Any], channel: Channel | None = None) -
     )
 
 
-def _extra(row: object) -> ExtSnapshot | None:
+def _extra(row: object) -> ExtState | None:
     """A ``message_extra`` row; absent or never changed (``null`` / version 0): ``None``."""
     if not isinstance(row, Mapping):
         return None
-    snapshot = ExtSnapshot.from_json(row)
+    snapshot = ExtState.from_json(row)
     return snapshot if snapshot.order > (0, 0) else None
 
 
@@ -254,8 +252,8 @@ class ExtChange:
 
     channel: Channel
     message_id: int
-    old: ExtSnapshot | None
-    new: ExtSnapshot
+    old: ExtState | None
+    new: ExtState
     message: Message | None = None
 
 

@@ -17,7 +17,7 @@ Besides, a ``syncMessageExtra`` CMD pulls that channel's extension changes, and 
 that leaves a hole fills that channel after a short delay. Pulls of one channel never overlap:
 a request during a pull makes exactly one more pull after it (:class:`Coalescer`). Whatever
 arrives twice or out of order is harmless: messages are unique by id and seq, extension rows
-are applied only if newer (:mod:`magpie.ext.merge`).
+are applied only if newer (:mod:`magpie.domain.ext`).
 
 **Cursor 0.** Asked for rows above ``extra_version`` 0, the server answers with the channel's
 *newest* rows only (TangSengDaoDao's rule, spec §5.2): older changes are expected to come with

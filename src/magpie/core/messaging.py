@@ -10,7 +10,6 @@ or through ``/message/send`` from a business server. Invariants (ARCHITECTURE.md
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,23 +17,20 @@ from dataclasses import dataclass, field
 
 from magpie.bus.interface import Bus, Delivery
 from magpie.core.channels import (
-    CHANNEL_PERSON,
-    fake_channel_id,
     validate_channel_id,
     validate_channel_type,
     validate_uid,
 )
 from magpie.core.ids import Snowflake
+from magpie.domain.channels import PERSON, fake_channel_id
+from magpie.domain.content import CMD, read_payload
 from magpie.errors import BadRequest, MagpieError
 from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.interface import NewMessage, Store, StoredMessage
 
-__all__ = ["CMD_CONTENT_TYPE", "AfterCommit", "Messaging", "SendRequest", "SendResult"]
+__all__ = ["AfterCommit", "Messaging", "SendRequest", "SendResult"]
 
 log = logging.getLogger(__name__)
-
-#: Content type of command messages (spec §4.1).
-CMD_CONTENT_TYPE = 99
 
 # Plain ints for flag tests on the send path: IntFlag arithmetic runs Python code.
 _NO_PERSIST = int(Flags.NO_PERSIST)
@@ -88,20 +84,14 @@ class Refused(MagpieError):
 
 
 def parse_payload(payload: bytes, max_bytes: int) -> dict[str, object]:
-    """Messages carry a UTF-8 JSON object with an integer ``type`` (spec §4): the JS SDK
-    cannot handle anything else, so anything else is refused here."""
+    """The payload's content; refuses what breaks the payload rule
+    (:func:`magpie.domain.content.read_payload`) or is above ``max_bytes``."""
     if len(payload) > max_bytes:
         raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, f"payload above {max_bytes} bytes")
     try:
-        content = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "payload is not UTF-8 JSON") from None
-    if not isinstance(content, dict):
-        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "payload must be a JSON object")
-    kind = content.get("type")
-    if isinstance(kind, bool) or not isinstance(kind, int):
-        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "payload needs an integer 'type'")
-    return content
+        return read_payload(payload)
+    except ValueError as exc:
+        raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, str(exc)) from None
 
 
 class Messaging:
@@ -138,7 +128,7 @@ class Messaging:
     async def _send(self, req: SendRequest) -> SendResult:
         self._check_flags(req)
         content = parse_payload(req.payload, self._max_payload)
-        if content["type"] == CMD_CONTENT_TYPE and not req.from_api:
+        if content["type"] == CMD and not req.from_api:
             raise Refused(ReasonCode.NOT_ALLOW_SEND, "clients may not send commands")
         channel_id, recipients = await self._route(req)
         new = NewMessage(
@@ -172,7 +162,7 @@ class Messaging:
                 validate_uid(req.from_uid, "from_uid")
         except BadRequest as exc:
             raise Refused(ReasonCode.CHANNEL_ID_ERROR, exc.message) from None
-        if req.channel_type == CHANNEL_PERSON:
+        if req.channel_type == PERSON:
             return self._route_person(req)
         return await self._route_channel(req)
 

@@ -1,4 +1,4 @@
-"""Builders of the common :data:`~magpie.ext.model.Mutate` functions: compare-and-set and
+"""Builders of the common :data:`~magpie.domain.ext.Mutate` functions: compare-and-set and
 last-writer-wins changes of the business fields, revoke, and edit.
 
 Each builder validates what it can without the current state and returns a pure function of
@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from magpie.domain.ext import Actor, Decision, ExtState, Fields, Mutate, Result
 from magpie.errors import BadRequest
-from magpie.ext.model import Actor, Decision, ExtState, Fields, Mutate, Result
 from magpie.ext.patch import PatchLimits, check_patch, document_problem, merge_patch
 
 __all__ = ["MAX_STATUS_LENGTH", "FieldChange", "apply_change", "cas", "edit", "lww", "revoke"]

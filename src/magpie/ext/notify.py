@@ -27,14 +27,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from magpie.domain.channels import is_fake_id, parties
+from magpie.domain.content import CMD
+
 __all__ = ["CMD_NAME", "Cmd", "CmdSender", "Notifier", "commands"]
 
 log = logging.getLogger(__name__)
 
 #: The CMD name clients listen for (TangSengDaoDao, spec §5.2).
 CMD_NAME = "syncMessageExtra"
-_CMD_CONTENT_TYPE = 99  # spec §4.1
-_PERSON = 1  # channel type (spec §4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +58,16 @@ CmdSender = Callable[[Cmd], Awaitable[bool]]
 
 def _payload(channel_id: str, channel_type: int, extra_version: int) -> bytes:
     param = {"channel_id": channel_id, "channel_type": channel_type, "extra_version": extra_version}
-    body = {"type": _CMD_CONTENT_TYPE, "cmd": CMD_NAME, "param": param}
+    body = {"type": CMD, "cmd": CMD_NAME, "param": param}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 def commands(channel_id: str, channel_type: int, extra_version: int, important: bool) -> list[Cmd]:
     """The CMDs announcing ``extra_version`` in the channel stored as ``channel_id``."""
-    if channel_type != _PERSON or "@" not in channel_id:
+    if not is_fake_id(channel_id, channel_type):
         payload = _payload(channel_id, channel_type, extra_version)
         return [Cmd("", channel_id, channel_type, payload, important)]
-    first, _, second = channel_id.partition("@")
+    first, second = parties(channel_id)
     out = []
     for me, peer in dict.fromkeys([(first, second), (second, first)]):
         payload = _payload(peer, channel_type, extra_version)

@@ -4,7 +4,7 @@
 updates of business fields, revoke and edit here, and the card state machines of
 ``magpie.cards`` later:
 
-1. the caller's :data:`~magpie.ext.model.Mutate` function is handed to the store, which runs
+1. the caller's :data:`~magpie.domain.ext.Mutate` function is handed to the store, which runs
    it **inside** the change's transaction on the current state, so the decision is atomic
    (a concurrent change cannot slip in between read and write) and safe to re-run;
 2. the store checks idempotency by ``(message_id, action_id)`` first: a repeat returns the
@@ -23,38 +23,29 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from magpie.domain.ext import (
+    Actor,
+    Decision,
+    ExtAttempt,
+    ExtState,
+    Mutate,
+    OpRecord,
+    Result,
+    UpdateResult,
+)
 from magpie.errors import BadRequest, NotFound
 from magpie.ext import changes
 from magpie.ext.changes import FieldChange
 from magpie.ext.hlc import Hlc, physical_ms
-from magpie.ext.model import (
-    Actor,
-    Decision,
-    ExtState,
-    Fields,
-    Mutate,
-    OpRecord,
-    Result,
-    SyncPage,
-    UpdateResult,
-)
 from magpie.ext.notify import Notifier
 from magpie.ext.patch import PatchLimits, check_patch
-from magpie.store.interface import (
-    ExtAttempt,
-    ExtDecision,
-    ExtFields,
-    ExtOp,
-    ExtOutcome,
-    ExtRow,
-    Store,
-    StoredMessage,
-)
+from magpie.store.interface import Store
 
-__all__ = ["MAX_ACTION_ID_LENGTH", "ExtService", "new_action_id"]
+__all__ = ["MAX_ACTION_ID_LENGTH", "ExtService", "SyncPage", "new_action_id"]
 
 #: Longest ``action_id`` (the idempotency key of a change).
 MAX_ACTION_ID_LENGTH = 128
@@ -65,88 +56,24 @@ def new_action_id() -> str:
     return uuid.uuid4().hex
 
 
-# --- store rows <-> ext values ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    """An answer to a sync: rows ascending by ``extra_version``, whether more rows follow the
+    last one, and the store epoch (I7)."""
+
+    epoch: str
+    rows: list[ExtState]
+    more: bool
 
 
-def _fields(f: ExtFields) -> Fields:
-    return Fields(
-        f.status, f.extra, f.revoke, f.revoker, f.content_edit, f.edited_at, f.readed_count
-    )
-
-
-def _ext_fields(f: Fields) -> ExtFields:
-    return ExtFields(
-        f.status, f.extra, f.revoke, f.revoker, f.content_edit, f.edited_at, f.readed_count
-    )
-
-
-def state_of(row: ExtRow) -> ExtState:
-    """The :class:`ExtState` of a stored row."""
-    return ExtState(
-        message_id=row.message_id,
-        channel_id=row.channel_id,
-        channel_type=row.channel_type,
-        message_seq=row.message_seq,
-        fields=_fields(row.fields),
-        version=row.version,
-        extra_version=row.extra_version,
-        updated_at=row.updated_at,
-        updated_by=Actor(row.updated_uid, row.updated_device),
-    )
-
-
-def _state(row: ExtRow | None, message: StoredMessage) -> ExtState:
-    """The state of a message, with defaults when it was never changed."""
-    if row is not None:
-        return state_of(row)
-    m = message
-    return ExtState(m.message_id, m.channel_id, m.channel_type, m.message_seq)
-
-
-def _op(op: ExtOp) -> OpRecord:
-    return OpRecord(
-        op_id=op.op_id,
-        message_id=op.message_id,
-        action_id=op.action_id,
-        actor=Actor(op.actor_uid, op.actor_device),
-        operation=op.operation,
-        patch=op.patch,
-        base_version=op.base_version,
-        status_before=op.status_before,
-        status_after=op.status_after,
-        version_after=op.version_after,
-        result=Result(op.result),
-        detail=op.detail,
-        created_at=op.created_at,
-    )
-
-
-def _decide(
-    row: ExtRow | None, message: StoredMessage, *, mutate: Mutate, stamp: int
-) -> ExtDecision:
-    """Store-side decision: run ``mutate`` on the current state. A change without its own
-    ``updated_at`` is stamped after the state it replaces (the HLC receive rule), so the
-    stored ``updated_at`` of a message only grows."""
-    state = _state(row, message)
-    decision: Decision = mutate(state)
-    base = state.version if decision.base_version is None else decision.base_version
-    if decision.result is not Result.APPLIED or decision.fields is None:
-        detail = f"{decision.code or decision.result.value}: {decision.detail}"
-        return ExtDecision(decision.result.value, None, state.updated_at, base, detail)
-    at = decision.updated_at
-    if at is None:
-        at = max(stamp, state.updated_at + 1)
-    return ExtDecision("applied", _ext_fields(decision.fields), at, base)
-
-
-def _result(outcome: ExtOutcome) -> UpdateResult:
-    last = outcome.last_applied
-    return UpdateResult(
-        state=_state(outcome.row, outcome.message),
-        op=_op(outcome.op),
-        duplicate=outcome.duplicate,
-        last_applied=None if last is None else _op(last),
-    )
+def _stamped(state: ExtState, *, mutate: Mutate, stamp: int) -> Decision:
+    """Run ``mutate`` on the current state (inside the store transaction). A change without
+    its own ``updated_at`` is stamped after the state it replaces (the HLC receive rule), so
+    the stored ``updated_at`` of a message only grows."""
+    decision = mutate(state)
+    if decision.result is not Result.APPLIED or decision.updated_at is not None:
+        return decision
+    return replace(decision, updated_at=max(stamp, state.updated_at + 1))
 
 
 def _check_action_id(action_id: str) -> None:
@@ -204,20 +131,16 @@ class ExtService:
         ``operation`` names the kind of change and ``patch`` what was asked, for the
         operation log. ``important`` sends the CMD as a persisted sync-once command."""
         _check_action_id(action_id)
-        attempt = ExtAttempt(
-            message_id, action_id, actor.uid, actor.device, operation, patch, self._clock_ms()
-        )
-        decide = partial(_decide, mutate=mutate, stamp=self.hlc.now())
-        outcome = await self._store.update_ext(attempt, decide)
-        if outcome is None:
+        attempt = ExtAttempt(message_id, action_id, actor, operation, patch, self._clock_ms())
+        decide = partial(_stamped, mutate=mutate, stamp=self.hlc.now())
+        result = await self._store.update_ext(attempt, decide)
+        if result is None:
             raise NotFound("no such message", field="message_id")
-        row = outcome.row
-        if row is not None:
-            self.hlc.update(row.updated_at)  # stay ahead of every stored value
-        result = _result(outcome)
-        if row is not None and result.applied and not result.duplicate:
+        state = result.state
+        self.hlc.update(state.updated_at)  # stay ahead of every stored value
+        if result.applied and not result.duplicate:
             self._notifier.changed(
-                row.channel_id, row.channel_type, row.extra_version, important=important
+                state.channel_id, state.channel_type, state.extra_version, important=important
             )
         return result
 
@@ -319,13 +242,11 @@ class ExtService:
 
     async def get(self, message_id: int) -> ExtState | None:
         """The extension of a message, if it was ever changed."""
-        row = await self._store.get_ext(message_id)
-        return None if row is None else state_of(row)
+        return await self._store.get_ext(message_id)
 
     async def states(self, message_ids: Sequence[int]) -> dict[int, ExtState]:
         """The extensions of those of ``message_ids`` that have one (page embedding)."""
-        rows = await self._store.get_exts(message_ids)
-        return {mid: state_of(row) for mid, row in rows.items()}
+        return await self._store.get_exts(message_ids)
 
     async def sync(
         self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
@@ -337,14 +258,13 @@ class ExtService:
         epoch = self._store.epoch
         if after_extra_version <= 0:
             rows = await self._store.sync_ext(channel_id, channel_type, 0, limit)
-            return SyncPage(epoch, [state_of(r) for r in rows], more=False)
+            return SyncPage(epoch, rows, more=False)
         rows = await self._store.sync_ext(channel_id, channel_type, after_extra_version, limit + 1)
-        page = [state_of(r) for r in rows[:limit]]
-        return SyncPage(epoch, page, more=len(rows) > limit)
+        return SyncPage(epoch, rows[:limit], more=len(rows) > limit)
 
     async def ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """The message's operation log after ``after_op_id``, ascending."""
-        return [_op(op) for op in await self._store.list_ops(message_id, after_op_id, limit)]
+        return await self._store.list_ops(message_id, after_op_id, limit)
 
     async def close(self) -> None:
         """Send the pending CMDs (at shutdown)."""

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from magpie.bus.interface import Bus, BusEvent, Delivery, Kick
 from magpie.core.auth import token_matches
-from magpie.core.channels import CHANNEL_PERSON, peer_of, validate_uid
+from magpie.core.channels import validate_uid
 from magpie.core.messaging import Messaging, SendRequest
+from magpie.domain.channels import PERSON, peer_of
 from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
 from magpie.gateway.session import OutboundLimits, Session
 from magpie.gateway.ws import ConnectionClosed, WsConn, start_server
@@ -389,7 +390,7 @@ class Gateway:
         track = not msg.flags & _NO_PERSIST and self.config.retry_attempts > 0
         # retry_interval is constant, so due times are appended in order: a FIFO suffices.
         due = self._clock() + self.config.retry_interval if track else 0.0
-        person = msg.channel_type == CHANNEL_PERSON
+        person = msg.channel_type == PERSON
         sessions = self._sessions
         queue_seqs = event.queue_seqs
         exclude = event.exclude_conn

@@ -21,18 +21,19 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from magpie.errors import StoreError
-from magpie.store.interface import (
-    EXT_RESULTS,
+from magpie.domain.ext import (
+    Actor,
+    Decision,
     ExtAttempt,
-    ExtDecide,
-    ExtDecision,
-    ExtFields,
-    ExtOp,
-    ExtOutcome,
-    ExtRow,
-    StoredMessage,
+    ExtState,
+    Fields,
+    Mutate,
+    OpRecord,
+    Result,
+    UpdateResult,
 )
+from magpie.errors import StoreError
+from magpie.store.interface import StoredMessage
 
 __all__ = ["SqliteExtMethods"]
 
@@ -132,8 +133,9 @@ def _json(value: object) -> str:
     )
 
 
-def _ext_row(r: Sequence[Any]) -> ExtRow:
-    fields = ExtFields(
+def _ext_row(r: Sequence[Any]) -> tuple[ExtState, int]:
+    """A ``message_ext`` row: the state and its ``last_op_id``."""
+    fields = Fields(
         status=r[4],
         extra=json.loads(r[5]),
         revoke=bool(r[6]),
@@ -142,69 +144,77 @@ def _ext_row(r: Sequence[Any]) -> ExtRow:
         edited_at=r[9],
         readed_count=r[10],
     )
-    return ExtRow(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], r[14], r[15], r[16])
+    state = ExtState(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], Actor(r[14], r[15]))
+    return state, r[16]
 
 
-def _op(r: Sequence[Any]) -> ExtOp:
-    return ExtOp(
+def _op(r: Sequence[Any]) -> OpRecord:
+    return OpRecord(
         op_id=r[0],
         message_id=r[1],
         action_id=r[2],
-        actor_uid=r[3],
-        actor_device=r[4],
+        actor=Actor(r[3], r[4]),
         operation=r[5],
         patch=json.loads(r[6]),
         base_version=r[7],
         status_before=r[8],
         status_after=r[9],
         version_after=r[10],
-        result=r[11],
+        result=Result(r[11]),
         detail=r[12],
         created_at=r[13],
     )
 
 
-def _fetch_op(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> ExtOp | None:
+def _fetch_op(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> OpRecord | None:
     row = conn.execute(sql, args).fetchone()
     return None if row is None else _op(row)
 
 
-def _fetch_ext(conn: sqlite3.Connection, message_id: int) -> ExtRow | None:
+def _fetch_ext(conn: sqlite3.Connection, message_id: int) -> tuple[ExtState, int] | None:
     row = conn.execute(_GET_EXT, (message_id,)).fetchone()
     return None if row is None else _ext_row(row)
+
+
+def _get_ext(conn: sqlite3.Connection, message_id: int) -> ExtState | None:
+    found = _fetch_ext(conn, message_id)
+    return None if found is None else found[0]
 
 
 # --- the update transaction (writer thread) ------------------------------------------------
 
 
-def _checked(decision: ExtDecision) -> ExtDecision:
+def _checked(decision: Decision) -> Decision:
     """Refuse a decision the log could not record (a bug in the decide function)."""
-    if decision.result not in EXT_RESULTS:
+    if not isinstance(decision.result, Result):
         raise StoreError(f"unknown extension result {decision.result!r}")
-    if decision.result == "applied" and decision.fields is None:
-        raise StoreError("an applied extension decision needs fields")
+    if decision.result is Result.APPLIED and (
+        decision.fields is None or decision.updated_at is None
+    ):
+        raise StoreError("an applied extension decision needs fields and updated_at")
     return decision
 
 
 def _append_op(
     conn: sqlite3.Connection,
     attempt: ExtAttempt,
-    decision: ExtDecision,
+    decision: Decision,
+    base_version: int,
     statuses: tuple[str, str],
     version_after: int,
-) -> ExtOp:
+) -> OpRecord:
     values = (
         attempt.message_id,
         attempt.action_id,
-        attempt.actor_uid,
-        attempt.actor_device,
+        attempt.actor.uid,
+        attempt.actor.device,
         attempt.operation,
         _json(attempt.patch),
-        decision.base_version,
+        base_version,
         *statuses,
         version_after,
-        decision.result,
-        decision.detail,
+        decision.result.value,
+        decision.log_detail,
         attempt.created_at,
     )
     op_id: int = conn.execute(_INSERT_OP, values).fetchone()[0]
@@ -215,12 +225,12 @@ def _write_ext(
     conn: sqlite3.Connection,
     message: StoredMessage,
     attempt: ExtAttempt,
-    decision: ExtDecision,
+    decision: Decision,
     version: int,
     op_id: int,
-) -> ExtRow:
+) -> ExtState:
     """Write the applied decision with the channel's next extra_version."""
-    fields = decision.fields or ExtFields()
+    fields = decision.fields or Fields()
     channel = (message.channel_id, message.channel_type)
     extra_version: int = conn.execute(_NEXT_EXTRA_VERSION, channel).fetchone()[0]
     edit = "" if fields.content_edit is None else _json(fields.content_edit)
@@ -238,47 +248,54 @@ def _write_ext(
         version,
         extra_version,
         decision.updated_at,
-        attempt.actor_uid,
-        attempt.actor_device,
+        attempt.actor.uid,
+        attempt.actor.device,
         op_id,
     )
     conn.execute(_UPSERT_EXT, values)
-    return _ext_row(values)
+    return _ext_row(values)[0]
+
+
+def _blank(message: StoredMessage) -> ExtState:
+    """The state of a message that was never changed."""
+    m = message
+    return ExtState(m.message_id, m.channel_id, m.channel_type, m.message_seq)
 
 
 def _update_ext(
-    conn: sqlite3.Connection, attempt: ExtAttempt, decide: ExtDecide
-) -> ExtOutcome | None:
+    conn: sqlite3.Connection, attempt: ExtAttempt, decide: Mutate
+) -> UpdateResult | None:
     found = conn.execute(_GET_LOG_MESSAGE, (attempt.message_id,)).fetchone()
     if found is None:
         return None
     message = StoredMessage(*found)
     row = _fetch_ext(conn, message.message_id)
+    state, last_op_id = row if row is not None else (_blank(message), 0)
     original = _fetch_op(conn, _FIND_OP, (message.message_id, attempt.action_id))
     if original is not None:
-        return ExtOutcome(message, original, row, True, _last_applied(conn, row))
-    decision = _checked(decide(row, message))
-    version = row.version if row is not None else 0
-    before = row.fields if row is not None else ExtFields()
-    applied = decision.result == "applied"
-    after = decision.fields if applied and decision.fields is not None else before
-    op = _append_op(conn, attempt, decision, (before.status, after.status), version + applied)
+        return UpdateResult(state, original, True, _last_applied(conn, last_op_id))
+    decision = _checked(decide(state))
+    base = state.version if decision.base_version is None else decision.base_version
+    applied = decision.result is Result.APPLIED
+    after = decision.fields if applied and decision.fields is not None else state.fields
+    statuses = (state.status, after.status)
+    op = _append_op(conn, attempt, decision, base, statuses, state.version + applied)
     if applied:
-        row = _write_ext(conn, message, attempt, decision, version + 1, op.op_id)
-        return ExtOutcome(message, op, row, False, op)
-    return ExtOutcome(message, op, row, False, _last_applied(conn, row))
+        state = _write_ext(conn, message, attempt, decision, state.version + 1, op.op_id)
+        return UpdateResult(state, op, False, op)
+    return UpdateResult(state, op, False, _last_applied(conn, last_op_id))
 
 
-def _last_applied(conn: sqlite3.Connection, row: ExtRow | None) -> ExtOp | None:
-    return None if row is None else _fetch_op(conn, _GET_OP, (row.last_op_id,))
+def _last_applied(conn: sqlite3.Connection, last_op_id: int) -> OpRecord | None:
+    return _fetch_op(conn, _GET_OP, (last_op_id,)) if last_op_id else None
 
 
-def _get_exts(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ExtRow]:
-    out: dict[int, ExtRow] = {}
+def _get_exts(conn: sqlite3.Connection, ids: list[int]) -> dict[int, ExtState]:
+    out: dict[int, ExtState] = {}
     for start in range(0, len(ids), _IDS_PER_QUERY):
         chunk = _json(ids[start : start + _IDS_PER_QUERY])
         for r in conn.execute(_GET_EXTS, (chunk,)):
-            out[r[0]] = _ext_row(r)
+            out[r[0]] = _ext_row(r)[0]
     return out
 
 
@@ -296,15 +313,15 @@ class SqliteExtMethods:
     async def _read(self, what: str, job: _Job[T]) -> T:
         raise NotImplementedError  # provided by SqliteStore
 
-    async def update_ext(self, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+    async def update_ext(self, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
         """Decide and record one change in one transaction (see the interface)."""
         return await self._write("update_ext", partial(_update_ext, attempt=attempt, decide=decide))
 
-    async def get_ext(self, message_id: int) -> ExtRow | None:
+    async def get_ext(self, message_id: int) -> ExtState | None:
         """The extension of one message, if it was ever changed."""
-        return await self._read("get_ext", partial(_fetch_ext, message_id=message_id))
+        return await self._read("get_ext", partial(_get_ext, message_id=message_id))
 
-    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtRow]:
+    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtState]:
         """The extensions of those of ``message_ids`` that have one."""
         ids = list(dict.fromkeys(message_ids))
         if not ids:
@@ -313,7 +330,7 @@ class SqliteExtMethods:
 
     async def sync_ext(
         self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
-    ) -> list[ExtRow]:
+    ) -> list[ExtState]:
         """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``)."""
         if limit <= 0:
             return []
@@ -324,9 +341,9 @@ class SqliteExtMethods:
             args = (channel_id, channel_type, limit)
             rows = await self._read("sync_ext", lambda c: c.execute(_SYNC_LATEST, args).fetchall())
             rows.reverse()
-        return [_ext_row(r) for r in rows]
+        return [_ext_row(r)[0] for r in rows]
 
-    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[ExtOp]:
+    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """Operation-log rows of a message after ``after_op_id``, ascending."""
         if limit <= 0:
             return []

@@ -5,8 +5,7 @@ here knows about threads or asyncio.
 Migrations are ``migrations/NNNN_name.sql`` (package data), numbered 1, 2, … without gaps.
 ``schema_migrations`` records each applied version; :func:`migrate` applies the missing ones
 in order, each in its own transaction together with its ``schema_migrations`` row, and
-refuses a database whose schema is newer than the code. The PostgreSQL backend keeps its own
-files with the same numbers.
+refuses a database whose schema is newer than the code.
 """
 
 from __future__ import annotations

@@ -9,36 +9,31 @@ PostgreSQL backend can implement it with the same guarantees:
   deduplicates by ``(from_uid, client_msg_no)`` for the message's lifetime (I2);
 * a method returns only after its transaction is durable (I1: ack = durable).
 
-Person channels are stored under their *fake channel id* (``magpie.core.channels``); the store
-never rewrites channel ids.
+Person channels are stored under their *fake channel id* (``magpie.domain.channels``); the
+store never rewrites channel ids.
 
 Message extensions (I6) follow the same rule — :meth:`Store.update_ext` is one transaction:
 the idempotency check on ``(message_id, action_id)``, the decision on the current row, the
 row's ``version + 1``, the channel's ``extra_version + 1`` and the operation-log row commit
-together or not at all. JSON values (``extra``, ``content_edit``, an op's ``patch``) cross the
-interface as decoded objects; a backend stores them as it likes (SQLite: text; PostgreSQL:
-``jsonb``) and must give back equal objects.
+together or not at all. Extensions cross the interface as the shared value types of
+:mod:`magpie.domain.ext` (:class:`ExtState`, :class:`OpRecord`, ...), the same the rest of
+Magpie speaks. JSON values (``extra``, ``content_edit``, an op's ``patch``) are decoded
+objects; a backend stores them as it likes (SQLite: text; PostgreSQL: ``jsonb``) and must
+give back equal objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from magpie.domain.ext import ExtAttempt, ExtState, Mutate, OpRecord, UpdateResult
 
 __all__ = [
-    "EXT_RESULTS",
     "AppendResult",
     "ChannelInfo",
     "ConversationRow",
-    "ExtAttempt",
-    "ExtDecide",
-    "ExtDecision",
-    "ExtFields",
-    "ExtOp",
-    "ExtOutcome",
-    "ExtRow",
     "NewMessage",
     "QueueEntry",
     "Store",
@@ -134,110 +129,6 @@ class QueueEntry:
     uid: str
     queue_seq: int
     message: StoredMessage
-
-
-# --- message extensions (I6) --------------------------------------------------------------
-
-#: The results an operation-log row may record.
-EXT_RESULTS = frozenset({"applied", "conflict", "forbidden", "invalid", "stale"})
-
-
-@dataclass(frozen=True, slots=True)
-class ExtFields:
-    """The changeable fields of a message's extension (``content_edit`` ``None`` = none)."""
-
-    status: str = ""
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    revoke: bool = False
-    revoker: str = ""
-    content_edit: Mapping[str, Any] | None = None
-    edited_at: int = 0
-    readed_count: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ExtRow:
-    """A message's extension. ``channel_id``/``channel_type``/``message_seq`` are the
-    message's (``channel_id`` is the storage id); ``version`` counts accepted changes;
-    ``extra_version`` comes from the channel's counter; ``updated_at`` is an HLC value;
-    ``last_op_id`` names the operation-log row of the last accepted change."""
-
-    message_id: int
-    channel_id: str
-    channel_type: int
-    message_seq: int
-    fields: ExtFields
-    version: int
-    extra_version: int
-    updated_at: int
-    updated_uid: str
-    updated_device: str
-    last_op_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExtAttempt:
-    """An attempted change, as the operation log records it (``created_at``: unix ms)."""
-
-    message_id: int
-    action_id: str
-    actor_uid: str
-    actor_device: str
-    operation: str
-    patch: Mapping[str, Any]
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExtDecision:
-    """What the decide function of :meth:`Store.update_ext` chose. ``result`` is one of
-    :data:`EXT_RESULTS`; when it is ``"applied"``, ``fields`` and ``updated_at`` are the new
-    state. ``base_version`` and ``detail`` go to the operation log."""
-
-    result: str
-    fields: ExtFields | None
-    updated_at: int
-    base_version: int
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ExtOp:
-    """One row of the append-only operation log."""
-
-    op_id: int
-    message_id: int
-    action_id: str
-    actor_uid: str
-    actor_device: str
-    operation: str
-    patch: Mapping[str, Any]
-    base_version: int
-    status_before: str
-    status_after: str
-    version_after: int
-    result: str
-    detail: str
-    created_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExtOutcome:
-    """What :meth:`Store.update_ext` did: ``op`` is this attempt's log row, or the original
-    row when ``duplicate`` (the action id was seen before and nothing changed); ``row`` the
-    extension after the call (``None`` if the message never had one); ``last_applied`` the
-    log row named by ``row.last_op_id``."""
-
-    message: StoredMessage
-    op: ExtOp
-    row: ExtRow | None
-    duplicate: bool
-    last_applied: ExtOp | None
-
-
-#: Decides a change from the current row (``None``: never changed) and its message. Called
-#: inside the transaction, so it must be pure and quick.
-ExtDecide = Callable[[ExtRow | None, StoredMessage], ExtDecision]
 
 
 class Store(Protocol):
@@ -350,16 +241,6 @@ class Store(Protocol):
         """The user's conversations, newest first."""
         ...
 
-    async def set_unread(
-        self, uid: str, channel_id: str, channel_type: int, unread: int, readed_to_seq: int
-    ) -> None:
-        """Set the unread count (0 = clear) and the read cursor of one conversation."""
-        ...
-
-    async def delete_conversation(self, uid: str, channel_id: str, channel_type: int) -> None:
-        """Remove a conversation from the user's list."""
-        ...
-
     # offline command queue (persisted sync-once messages) ----------------------------------
 
     async def append_to_queues(
@@ -383,42 +264,41 @@ class Store(Protocol):
         after the call. Entries at or below the cursor may be discarded."""
         ...
 
-    async def queue_seq_of(self, uid: str, message_id: int) -> int | None:
-        """The queue seq under which ``message_id`` was queued for ``uid``, if any."""
-        ...
-
     # message extensions (I6) ---------------------------------------------------------------
 
-    async def update_ext(self, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+    async def update_ext(self, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
         """One transaction: ``None`` if there is no channel-log message (``message_seq > 0``)
         with ``attempt.message_id``. Else, if the log has a row for ``(message_id,
-        action_id)``, return it (``duplicate``) and change nothing. Else call ``decide(row,
-        message)``; when it applies, write the row with ``version + 1``, the channel's next
-        ``extra_version`` (strictly increasing per channel), the decision's fields and
-        ``updated_at``, and ``updated_uid``/``updated_device`` from the attempt. In every
-        case append one operation-log row (``version_after``: the version after the call;
-        ``status_before``/``status_after``: the status before and after). An exception from
-        ``decide`` rolls everything back and propagates."""
+        action_id)``, return it (``duplicate``) and change nothing. Else call ``decide`` on
+        the current state (the default state, version 0, of a message never changed); when
+        it applies, write the decision's fields and ``updated_at`` (required) with
+        ``version + 1``, the channel's next ``extra_version`` (strictly increasing per
+        channel) and ``updated_by`` = the attempt's actor. In every case append one
+        operation-log row (``base_version``: the decision's, default the current version;
+        ``version_after``: the version after the call; ``status_before``/``status_after``;
+        ``detail``: :attr:`Decision.log_detail <magpie.domain.ext.Decision.log_detail>`).
+        ``last_applied`` is the log row of the change that produced the answer's state. An
+        exception from ``decide`` rolls everything back and propagates."""
         ...
 
-    async def get_ext(self, message_id: int) -> ExtRow | None:
+    async def get_ext(self, message_id: int) -> ExtState | None:
         """The extension of one message, if it was ever changed."""
         ...
 
-    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtRow]:
+    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtState]:
         """The extensions of those of ``message_ids`` that have one."""
         ...
 
     async def sync_ext(
         self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
-    ) -> list[ExtRow]:
+    ) -> list[ExtState]:
         """The channel's extension rows with ``extra_version > after_extra_version``, the
         oldest ``limit`` of them, ascending; ``after_extra_version == 0`` gives the newest
         ``limit`` rows, ascending. Reads only changed rows (an index on ``(channel,
         extra_version)``), whatever the length of the channel's history."""
         ...
 
-    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[ExtOp]:
+    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """The message's operation-log rows with ``op_id > after_op_id``, ascending, at most
         ``limit``."""
         ...

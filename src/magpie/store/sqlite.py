@@ -164,14 +164,6 @@ _UPSERT_CONVERSATION = """
         last_client_msg_no = excluded.last_client_msg_no,
         timestamp = excluded.timestamp,
         version = excluded.version"""
-_SET_UNREAD = """
-    UPDATE conversations SET unread = ?, readed_to_msg_seq = ?,
-        version = (SELECT last_version FROM conversation_clock WHERE uid = conversations.uid)
-    WHERE uid = ? AND channel_id = ? AND channel_type = ?"""
-_HAS_CONVERSATION = """
-    SELECT 1 FROM conversations WHERE uid = ? AND channel_id = ? AND channel_type = ?"""
-_DELETE_CONVERSATION = """
-    DELETE FROM conversations WHERE uid = ? AND channel_id = ? AND channel_type = ?"""
 _LIST_CONVERSATIONS = """
     SELECT uid, channel_id, channel_type, unread, last_msg_seq, last_client_msg_no,
         readed_to_msg_seq, timestamp, version
@@ -195,7 +187,6 @@ _ACK_QUEUE = """
     UPDATE queue_counter SET ack_seq = MAX(ack_seq, MIN(?, last_seq)) WHERE uid = ?
     RETURNING ack_seq"""
 _DROP_ACKED = "DELETE FROM user_queue WHERE uid = ? AND queue_seq <= ?"
-_QUEUE_SEQ_OF = "SELECT queue_seq FROM user_queue WHERE uid = ? AND message_id = ?"
 
 
 # --- transaction bodies (run on the writer thread) -----------------------------------------
@@ -292,13 +283,6 @@ def _add_subscribers(
     if reset:
         conn.execute(_CLEAR_SUBSCRIBERS, channel)
     conn.executemany(_ADD_SUBSCRIBER, [(*channel, uid) for uid in uids])
-
-
-def _set_unread(conn: sqlite3.Connection, key: tuple[str, str, int], unread: int, to: int) -> None:
-    if conn.execute(_HAS_CONVERSATION, key).fetchone() is None:
-        return
-    conn.execute(_BUMP_CLOCK, (key[0],))
-    conn.execute(_SET_UNREAD, (unread, to, *key))
 
 
 def _ack_queue(conn: sqlite3.Connection, uid: str, seq: int) -> int:
@@ -601,21 +585,6 @@ class SqliteStore(SqliteExtMethods):
         rows = await self._fetch_all("list_conversations", _LIST_CONVERSATIONS, (uid,))
         return [ConversationRow(*row) for row in rows]
 
-    async def set_unread(
-        self, uid: str, channel_id: str, channel_type: int, unread: int, readed_to_seq: int
-    ) -> None:
-        """Set the unread count and read cursor of an existing conversation (new version);
-        does nothing when the user has no such conversation."""
-        job = partial(
-            _set_unread, key=(uid, channel_id, channel_type), unread=unread, to=readed_to_seq
-        )
-        await self._write("set_unread", job)
-
-    async def delete_conversation(self, uid: str, channel_id: str, channel_type: int) -> None:
-        """Remove a conversation; a later message recreates it with a higher version."""
-        args = (uid, channel_id, channel_type)
-        await self._write("delete_conversation", lambda c: c.execute(_DELETE_CONVERSATION, args))
-
     # offline command queue ------------------------------------------------------------------
 
     async def append_to_queues(
@@ -646,12 +615,6 @@ class SqliteStore(SqliteExtMethods):
         (an ack from the future cannot swallow entries queued later); entries at or below
         the cursor are deleted. Returns the cursor after the call."""
         return await self._write("ack_queue", partial(_ack_queue, uid=uid, seq=seq))
-
-    async def queue_seq_of(self, uid: str, message_id: int) -> int | None:
-        """The queue seq of ``message_id`` in ``uid``'s queue; ``None`` if it was never
-        queued for ``uid`` or has been acknowledged (and so discarded)."""
-        row = await self._fetch_one("queue_seq_of", _QUEUE_SEQ_OF, (uid, message_id))
-        return None if row is None else int(row[0])
 
 
 def _check_key(msg: NewMessage) -> None:

@@ -18,13 +18,13 @@ from magpie.api.http import ok
 from magpie.api.routes._shared import OK, uid_list
 from magpie.api.schema import ChannelId, ChannelType, F, Flag, Object
 from magpie.config import Settings
-from magpie.core.channels import CHANNEL_PERSON
+from magpie.domain.channels import PERSON
 from magpie.errors import BadRequest, NotFound
 from magpie.store.interface import ChannelInfo
 
 __all__ = ["endpoints"]
 
-_GROUPISH = ChannelType(exclude=(CHANNEL_PERSON,))
+_GROUPISH = ChannelType(exclude=(PERSON,))
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,11 +48,13 @@ from magpie.api.schema import (
     Uid,
 )
 from magpie.config import Settings
-from magpie.core.channels import CHANNEL_PERSON, parties
-from magpie.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from magpie.domain.channels import names_channel
+from magpie.domain.content import check_content
+from magpie.domain.ext import Actor, Result, UpdateResult
+from magpie.errors import ApiError, BadRequest, NotFound
 from magpie.ext.changes import MAX_STATUS_LENGTH, FieldChange
 from magpie.ext.hlc import physical_ms
-from magpie.ext.model import Actor, Result, UpdateResult
+from magpie.ext.rejection import Invalid, Stale, rejection_error
 from magpie.ext.service import MAX_ACTION_ID_LENGTH, new_action_id
 
 __all__ = ["Invalid", "Stale", "endpoints"]
@@ -68,18 +70,6 @@ MAX_DEVICE_LENGTH = 128
 _MESSAGE_ID = IntOrString(1)
 _ROW: dict[str, Any] = {"$ref": "#/components/schemas/ExtRow"}
 _OP: dict[str, Any] = {"$ref": "#/components/schemas/ExtOp"}
-
-
-class Stale(Conflict):
-    """A last-writer-wins change older than the stored state (recorded, changed nothing)."""
-
-    code = "stale"
-
-
-class Invalid(BadRequest):
-    """A change not valid for the current state (e.g. editing a revoked message)."""
-
-    code = "invalid"
 
 
 # --- request bodies ------------------------------------------------------------------------
@@ -227,28 +217,18 @@ def _extra_sync_schema() -> Object[ExtraSyncReq]:
 # --- handlers ------------------------------------------------------------------------------
 
 
-def _names_channel(stored_id: str, stored_type: int, channel_id: str, channel_type: int) -> bool:
-    """Whether the caller's ``channel_id``/``channel_type`` (empty/0 = unspecified) name the
-    stored channel; a person channel by its fake id or either party."""
-    if channel_type and channel_type != stored_type:
-        return False
-    if not channel_id or channel_id == stored_id:
-        return True
-    return stored_type == CHANNEL_PERSON and channel_id in parties(stored_id)
-
-
 async def _check_channel(ctx: ApiContext, message_id: int, channel_id: str, kind: int) -> None:
     """404 unless the message exists in the named channel (when one is named)."""
     if not channel_id and not kind:
         return
     msg = await ctx.store.get_message(message_id)
-    if msg is None or not _names_channel(msg.channel_id, msg.channel_type, channel_id, kind):
+    if msg is None or not names_channel(msg.channel_id, msg.channel_type, channel_id, kind):
         raise NotFound("no such message in this channel", field="message_id")
 
 
 def _rejection(result: UpdateResult) -> ApiError:
     """The HTTP error of a rejected change, carrying who holds the current state."""
-    state, last = result.state, result.last_applied
+    state, last, code = result.state, result.last_applied, result.op.code
     detail: dict[str, Any] = {
         "current": ext_row(state, None),
         "updated_by": {"uid": state.updated_by.uid, "device": state.updated_by.device},
@@ -258,16 +238,9 @@ def _rejection(result: UpdateResult) -> ApiError:
         "op": op_resp(result.op),
         "duplicate": result.duplicate,
     }
-    message = result.op.detail.partition(": ")[2] or result.result.value
-    if result.result is Result.CONFLICT:
-        return Conflict(message, **detail)
-    if result.result is Result.STALE:
-        return Stale(message, **detail)
-    if result.result is Result.FORBIDDEN:
-        return Forbidden(message, **detail)
-    if result.op.code == "too_large":
-        return PayloadTooLarge(message, **detail)
-    return Invalid(message, rejection=result.op.code, **detail)
+    if result.result is Result.INVALID and code != "too_large":
+        detail["rejection"] = code  # why it is invalid (``revoked``, ...)
+    return rejection_error(result.op, **detail)
 
 
 def _answer(result: UpdateResult) -> Response:
@@ -326,9 +299,11 @@ async def revoke(ctx: ApiContext, _: Request, req: RevokeReq) -> Response:
 
 async def edit(ctx: ApiContext, _: Request, req: EditReq) -> Response:
     """Replace a message's displayed content (``content_edit``, ``edited_at``)."""
-    kind = req.content_edit.get("type")
-    if isinstance(kind, bool) or not isinstance(kind, int):
-        raise BadRequest("content_edit needs an integer 'type' (spec §4)", field="content_edit")
+    try:
+        check_content(req.content_edit)
+    except ValueError:
+        msg = "content_edit needs an integer 'type' (spec §4)"
+        raise BadRequest(msg, field="content_edit") from None
     await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
     result = await ctx.ext.edit(
         req.message_id,

@@ -36,8 +36,8 @@ from magpie.api.schema import (
     Uid,
 )
 from magpie.config import Settings
-from magpie.core.channels import CHANNEL_PERSON
 from magpie.core.messaging import SendRequest, SendResult
+from magpie.domain.channels import PERSON
 from magpie.protocol.packets import Flags, ReasonCode
 
 __all__ = ["Header", "endpoints", "new_client_msg_no"]
@@ -216,7 +216,7 @@ async def sendbatch(ctx: ApiContext, _: Request, req: SendBatchReq) -> Response:
             SendRequest(
                 from_uid=req.from_uid,
                 channel_id=uid,
-                channel_type=CHANNEL_PERSON,
+                channel_type=PERSON,
                 payload=req.payload,
                 client_msg_no=new_client_msg_no(),
                 flags=req.header.flags(),

@@ -22,7 +22,7 @@ from magpie.api.card_views import project_message_extras
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare
-from magpie.api.render import conversation_resp, message_with_extra, visible_channel_id
+from magpie.api.render import conversation_resp, message_with_extra
 from magpie.api.routes._shared import MAX_RECENTS, MAX_SYNC_LIMIT, MESSAGE_RESP, SEQ, array_of
 from magpie.api.schema import (
     Array,
@@ -36,7 +36,8 @@ from magpie.api.schema import (
     Uid,
 )
 from magpie.config import Settings
-from magpie.core.channels import CHANNEL_PERSON, fake_channel_id, validate_uid
+from magpie.core.channels import validate_uid
+from magpie.domain.channels import PERSON, fake_channel_id, visible_channel_id
 from magpie.errors import BadRequest, Forbidden
 from magpie.store.interface import ConversationRow, StoredMessage
 
@@ -185,7 +186,7 @@ async def readable_channel(
     """The storage id of the channel, if ``caller`` may read it: a person channel is always
     the caller's own (its id is the peer); other channels need membership, unless the
     business server asks."""
-    if channel_type == CHANNEL_PERSON:
+    if channel_type == PERSON:
         validate_uid(channel_id, "channel_id")
         if not caller.uid:
             raise BadRequest("login_uid is required for person channels", field="login_uid")

@@ -1,0 +1,118 @@
+"""Channels: types, id rules and person channels (spec §4).
+
+A person channel between ``a`` and ``b`` is stored under the *fake channel id* ``"x@y"``
+where the uid with the larger CRC32 comes first (WuKongIM ``GetFakeChannelIDWith``); both
+parties share its sequence. Each party sees the *other* uid as the channel id. Uids never
+contain ``@``, so a fake id splits unambiguously.
+
+The rules return a problem (``None`` when the value is fine), phrased to follow a field
+name: ``f"{field} {problem}"``. Each layer raises it as its own error (the server's
+``BadRequest``, the SDK's ``InvalidArgument``).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+__all__ = [
+    "CHANNEL_TYPES",
+    "GROUP",
+    "MAX_ID_LENGTH",
+    "PERSON",
+    "channel_id_problem",
+    "channel_type_problem",
+    "fake_channel_id",
+    "is_fake_id",
+    "names_channel",
+    "parties",
+    "peer_of",
+    "uid_problem",
+    "visible_channel_id",
+]
+
+#: The person (direct chat) channel type.
+PERSON = 1
+#: The group channel type.
+GROUP = 2
+#: The WuKongIM channel types 1–12 (1 person, 2 group, … 12 agent group).
+CHANNEL_TYPES = range(1, 13)
+#: Longest uid or channel id.
+MAX_ID_LENGTH = 128
+
+_UID = re.compile(r"[^\s@\x00-\x1f\x7f]+")
+_CHANNEL_ID = re.compile(r"[^\s\x00-\x1f\x7f]+")
+
+
+def uid_problem(uid: object) -> str | None:
+    """A uid is 1–128 characters without whitespace, control characters or ``@``."""
+    if not isinstance(uid, str) or not uid:
+        return "must be a non-empty string"
+    if len(uid) > MAX_ID_LENGTH or not _UID.fullmatch(uid):
+        return f"must be at most {MAX_ID_LENGTH} characters without spaces or '@'"
+    return None
+
+
+def channel_id_problem(channel_id: object) -> str | None:
+    """A channel id is 1–128 characters without whitespace or control characters."""
+    if not isinstance(channel_id, str) or not channel_id:
+        return "must be a non-empty string"
+    if len(channel_id) > MAX_ID_LENGTH or not _CHANNEL_ID.fullmatch(channel_id):
+        return f"must be at most {MAX_ID_LENGTH} characters without spaces"
+    return None
+
+
+def channel_type_problem(channel_type: object) -> str | None:
+    """A channel type is one of the WuKongIM types 1–12 (an ``int``, not a ``bool``)."""
+    if isinstance(channel_type, bool) or not isinstance(channel_type, int):
+        return "must be an integer"
+    if channel_type not in CHANNEL_TYPES:
+        return "must be a channel type 1–12"
+    return None
+
+
+def _crc(uid: str) -> int:
+    return zlib.crc32(uid.encode())
+
+
+def fake_channel_id(a: str, b: str) -> str:
+    """The storage id of the person channel between ``a`` and ``b`` (order-independent).
+
+    WuKongIM puts the uid with the larger CRC32 first; on a CRC tie we order by the uid so
+    the id stays the same whichever side asks."""
+    first, second = (a, b) if (_crc(a), a) > (_crc(b), b) else (b, a)
+    return f"{first}@{second}"
+
+
+def is_fake_id(channel_id: str, channel_type: int) -> bool:
+    """Whether ``channel_id`` is the storage id of a person channel."""
+    return channel_type == PERSON and "@" in channel_id
+
+
+def parties(fake_id: str) -> tuple[str, str]:
+    """The two uids of the person channel ``fake_id``."""
+    first, _, second = fake_id.partition("@")
+    return first, second
+
+
+def peer_of(fake_id: str, uid: str) -> str:
+    """The channel id ``uid`` sees for the person channel ``fake_id``: the other party."""
+    first, second = parties(fake_id)
+    return second if first == uid else first
+
+
+def visible_channel_id(channel_id: str, channel_type: int, viewer: str) -> str:
+    """The storage id ``channel_id`` as ``viewer`` sees it: the peer for person channels."""
+    if is_fake_id(channel_id, channel_type):
+        return peer_of(channel_id, viewer)
+    return channel_id
+
+
+def names_channel(stored_id: str, stored_type: int, channel_id: str, channel_type: int) -> bool:
+    """Whether a caller's ``channel_id``/``channel_type`` (empty/0 = unspecified) name the
+    stored channel; a person channel by its fake id or either party."""
+    if channel_type and channel_type != stored_type:
+        return False
+    if not channel_id or channel_id == stored_id:
+        return True
+    return is_fake_id(stored_id, stored_type) and channel_id in parties(stored_id)
