@@ -1,8 +1,12 @@
-"""Shared pytest options: slow soak/chaos runs are opt-in."""
+"""Shared pytest options (slow soak/chaos runs are opt-in) and the PostgreSQL session database."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests.support.postgres import session_database
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -16,3 +20,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for this test session (dropped at the end);
+    skipped when the server is missing, failed under ``CI=true``."""
+    yield from session_database()

@@ -17,7 +17,8 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   │   └── CryptoError      crypto_error        bad key or msgKey, undecryptable payload
     │   └── client.raw.ConnectRefused  connect_refused  CONNACK with a failure reason
     ├── StoreError               store_error         the store failed
-    │   └── MigrationError       migration_error     the schema cannot be brought up to date
+    │   ├── MigrationError       migration_error     the schema cannot be brought up to date
+    │   └── StoreUnavailable     store_unavailable   the database cannot be reached; retry later
     ├── core.messaging.Refused   send_refused        internal: a send refused with a reason code
     ├── cards.model.CardBug      card_bug            a card type broke its own contract
     ├── ApiError                 (per subclass)      an HTTP/SDK-level refusal with a status
@@ -70,6 +71,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "StoreError",
+    "StoreUnavailable",
     "Unauthorized",
     "UnexpectedPacket",
 ]
@@ -160,6 +162,16 @@ class MigrationError(StoreError):
     """The schema could not be migrated."""
 
     code = "migration_error"
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or the connection was lost (a server restart, a
+    network fault, no free connection slot). Retryable: the operation may or may not have
+    committed when the connection broke mid-call, so a caller retries with the same
+    idempotency key (``client_msg_no``, ``action_id``), and a client is told to retry later
+    (SENDACK failure, HTTP 503 with ``Retry-After``)."""
+
+    code = "store_unavailable"
 
 
 class ApiError(MagpieError):

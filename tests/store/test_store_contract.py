@@ -1,9 +1,10 @@
 """The store contract: every backend must pass this suite (STYLE habit 9).
 
-Backends plug in through ``BACKENDS``: a factory that takes pytest's ``tmp_path`` and returns a
-:class:`Backend`, which builds fresh, unopened stores on named databases (the same name gives
-the same data) and can tamper with a database's schema version. To add PostgreSQL, write a
-``PostgresBackend`` (one database or schema per test) and add it to ``BACKENDS``.
+Backends plug in through ``BACKENDS``: a factory that takes the pytest request and its
+``tmp_path`` and returns a :class:`Backend`, which builds fresh, unopened stores on named
+databases (the same name gives the same data) and can tamper with a database's schema version.
+SQLite uses files under ``tmp_path``; PostgreSQL one fresh schema per test and name in the
+session's database (``tests.support.postgres``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from magpie.store.interface import (
     TokenRow,
 )
 from magpie.store.sqlite import SqliteStore
+from tests.support.postgres import PostgresBackend
 
 GROUP = 2
 PERSON = 1
@@ -90,12 +92,15 @@ class SqliteBackend:
             conn.close()
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": SqliteBackend}
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+    "sqlite": lambda request, tmp_path: SqliteBackend(tmp_path),
+    "postgres": lambda request, tmp_path: PostgresBackend(request.getfixturevalue("pg_database")),
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @asynccontextmanager

@@ -11,17 +11,15 @@ refuses a database whose schema is newer than the code.
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
-from importlib import resources
 from typing import TypeVar
 
 from magpie.errors import MigrationError, StoreError
+from magpie.store._migrations import Migration, load_migrations
 
 __all__ = [
     "SYNCHRONOUS_MODES",
@@ -40,33 +38,7 @@ T = TypeVar("T")
 #: spliced into the PRAGMA (which takes no parameters).
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
-_MIGRATION_FILE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
-
-
 # --- migrations ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One numbered schema migration (``migrations/NNNN_name.sql``)."""
-
-    version: int
-    name: str
-    sql: str
-
-
-def load_migrations() -> list[Migration]:
-    """The packaged migrations, ascending; their numbers must run 1, 2, … without gaps."""
-    folder = resources.files("magpie.store").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_FILE.fullmatch(entry.name)
-        if match:
-            found.append(Migration(int(match[1]), entry.name, entry.read_text("utf-8")))
-    found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise MigrationError("packaged migrations are not numbered 1..n without gaps")
-    return found
 
 
 def split_statements(script: str) -> list[str]:

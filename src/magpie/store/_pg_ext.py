@@ -1,0 +1,255 @@
+"""The message-extension methods of :class:`magpie.store.postgres.PostgresStore` (I6).
+
+:meth:`PgExtMethods.update_ext` is one transaction on one pooled connection:
+
+1. lock the message row (``SELECT … FOR NO KEY UPDATE``; that lock mode leaves the foreign
+   keys of other rows pointing at the message unblocked), so every change of one message —
+   from any node — waits for the previous one to commit;
+2. read, in a *new* statement (which sees what the previous holder committed), the
+   extension row, the op-log row of this ``action_id`` (a repeat returns it unchanged) and
+   the op named by the row's ``last_op_id``;
+3. ``decide`` in Python, inside the transaction (it is pure, so a run aborted by a deadlock is
+   simply run again);
+4. one statement writes the op-log row and, when applied, the channel's next
+   ``extra_version`` (its ``ext_channel_clock`` row locked until commit, so the values are
+   strictly increasing in commit order) and the extension row.
+
+Tables (``postgres_migrations/0002_extensions.sql``): ``message_ext``, ``ext_channel_clock``,
+``message_ext_ops`` (unique on ``(message_id, action_id)``), JSON in ``jsonb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from magpie.errors import StoreError
+from magpie.store import _pg_rows as rows
+from magpie.store._pg_rows import EXT_COLUMNS, MESSAGE_COLUMNS, OP_COLUMNS
+from magpie.store.interface import (
+    EXT_RESULTS,
+    ExtAttempt,
+    ExtDecide,
+    ExtDecision,
+    ExtFields,
+    ExtOp,
+    ExtOutcome,
+    ExtRow,
+    StoredMessage,
+)
+
+if TYPE_CHECKING:
+    from magpie.store._pg_setup import Conn
+
+__all__ = ["PgExtMethods"]
+
+T = TypeVar("T")
+
+
+def _prefixed(alias: str, columns: str) -> str:
+    return ", ".join(f"{alias}.{c}" for c in columns.split(", "))
+
+
+# --- SQL -----------------------------------------------------------------------------------
+
+# Only channel-log messages (message_seq > 0) carry extensions.
+_LOCK_LOG_MESSAGE = f"""
+    SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1 AND message_seq > 0
+    FOR NO KEY UPDATE"""  # noqa: S608
+# Columns: the extension row (17), this action's op (14), the last applied op (14).
+_READ_STATE = f"""
+    SELECT {_prefixed("e", EXT_COLUMNS)}, {_prefixed("o", OP_COLUMNS)},
+        {_prefixed("l", OP_COLUMNS)}
+    FROM (SELECT $1::bigint AS message_id) AS m
+    LEFT JOIN message_ext AS e ON e.message_id = m.message_id
+    LEFT JOIN message_ext_ops AS o ON o.message_id = m.message_id AND o.action_id = $2
+    LEFT JOIN message_ext_ops AS l ON l.op_id = e.last_op_id"""  # noqa: S608
+_INSERT_OP = """
+    INSERT INTO message_ext_ops (message_id, action_id, actor_uid, actor_device, operation,
+        patch, base_version, status_before, status_after, version_after, result, detail,
+        created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"""
+_RECORD_REJECTED = _INSERT_OP + " RETURNING op_id"
+# $14..$16: the message's channel and seq; $17..$23: the fields (rows.ext_field_args);
+# $24: the new version; $25: updated_at.
+_RECORD_APPLIED = f"""
+    WITH op AS ({_INSERT_OP} RETURNING op_id
+    ), clock AS (
+        INSERT INTO ext_channel_clock (channel_id, channel_type, last_extra_version)
+        VALUES ($14, $15, 1)
+        ON CONFLICT (channel_id, channel_type) DO UPDATE
+        SET last_extra_version = ext_channel_clock.last_extra_version + 1
+        RETURNING last_extra_version
+    ), ext AS (
+        INSERT INTO message_ext ({EXT_COLUMNS})
+        SELECT $1, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
+            clock.last_extra_version, $25, $3, $4, op.op_id
+        FROM op, clock
+        ON CONFLICT (message_id) DO UPDATE SET
+            status = excluded.status, extra = excluded.extra, revoke = excluded.revoke,
+            revoker = excluded.revoker, content_edit = excluded.content_edit,
+            edited_at = excluded.edited_at, readed_count = excluded.readed_count,
+            version = excluded.version, extra_version = excluded.extra_version,
+            updated_at = excluded.updated_at, updated_uid = excluded.updated_uid,
+            updated_device = excluded.updated_device, last_op_id = excluded.last_op_id
+        RETURNING extra_version, last_op_id
+    )
+    SELECT last_op_id, extra_version FROM ext"""  # noqa: S608
+
+_GET_EXT = f"SELECT {EXT_COLUMNS} FROM message_ext WHERE message_id = $1"  # noqa: S608
+_GET_EXTS = f"SELECT {EXT_COLUMNS} FROM message_ext WHERE message_id = ANY($1::bigint[])"  # noqa: S608
+_SYNC_AFTER = f"""
+    SELECT {EXT_COLUMNS} FROM message_ext
+    WHERE channel_id = $1 AND channel_type = $2 AND extra_version > $3
+    ORDER BY extra_version ASC LIMIT $4"""  # noqa: S608
+_SYNC_LATEST = f"""
+    SELECT {EXT_COLUMNS} FROM message_ext
+    WHERE channel_id = $1 AND channel_type = $2
+    ORDER BY extra_version DESC LIMIT $3"""  # noqa: S608
+_LIST_OPS = f"""
+    SELECT {OP_COLUMNS} FROM message_ext_ops WHERE message_id = $1 AND op_id > $2
+    ORDER BY op_id ASC LIMIT $3"""  # noqa: S608
+
+
+# --- the update transaction ----------------------------------------------------------------
+
+
+def _checked(decision: ExtDecision) -> ExtDecision:
+    """Refuse a decision the log could not record (a bug in the decide function)."""
+    if decision.result not in EXT_RESULTS:
+        raise StoreError(f"unknown extension result {decision.result!r}")
+    if decision.result == "applied" and decision.fields is None:
+        raise StoreError("an applied extension decision needs fields")
+    return decision
+
+
+def _op_args(
+    attempt: ExtAttempt, decision: ExtDecision, statuses: tuple[str, str], version_after: int
+) -> tuple[Any, ...]:
+    """``$1..$13`` of an op-log insert, in ``OP_COLUMNS`` order less ``op_id``."""
+    return (
+        attempt.message_id,
+        attempt.action_id,
+        attempt.actor_uid,
+        attempt.actor_device,
+        attempt.operation,
+        attempt.patch,
+        decision.base_version,
+        *statuses,
+        version_after,
+        decision.result,
+        decision.detail,
+        attempt.created_at,
+    )
+
+
+async def _update_ext(conn: Conn, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+    found = await conn.fetchrow(_LOCK_LOG_MESSAGE, attempt.message_id)
+    if found is None:
+        return None
+    message = rows.stored_message(found)
+    state = await conn.fetchrow(_READ_STATE, message.message_id, attempt.action_id)
+    if state is None:  # unreachable: the outer join always yields one row
+        raise StoreError("the extension state could not be read")
+    row, original, last = rows.ext_row(state), rows.ext_op(state, 17), rows.ext_op(state, 31)
+    if original is not None:
+        return ExtOutcome(message, original, row, True, last)
+    decision = _checked(decide(row, message))
+    version = row.version if row is not None else 0
+    before = row.fields if row is not None else ExtFields()
+    if decision.result != "applied" or decision.fields is None:
+        op_args = _op_args(attempt, decision, (before.status, before.status), version)
+        op_id = await conn.fetchval(_RECORD_REJECTED, *op_args)
+        return ExtOutcome(message, ExtOp(op_id, *op_args), row, False, last)
+    return await _apply(conn, message, attempt, decision, before, version + 1)
+
+
+async def _apply(
+    conn: Conn,
+    message: StoredMessage,
+    attempt: ExtAttempt,
+    decision: ExtDecision,
+    before: ExtFields,
+    version: int,
+) -> ExtOutcome:
+    fields = decision.fields or ExtFields()
+    op_args = _op_args(attempt, decision, (before.status, fields.status), version)
+    place = (message.channel_id, message.channel_type, message.message_seq)
+    args = (*op_args, *place, *rows.ext_field_args(fields), version, decision.updated_at)
+    written = await conn.fetchrow(_RECORD_APPLIED, *args)
+    if written is None:  # unreachable: the statement writes one row
+        raise StoreError("the extension row was not written")
+    op = ExtOp(written[0], *op_args)
+    row = ExtRow(
+        message.message_id,
+        *place,
+        fields,
+        version,
+        written[1],
+        decision.updated_at,
+        attempt.actor_uid,
+        attempt.actor_device,
+        op.op_id,
+    )
+    return ExtOutcome(message, op, row, False, op)
+
+
+# --- the mixin -----------------------------------------------------------------------------
+
+
+class PgExtMethods:
+    """Extension methods of the PostgreSQL store (see :class:`magpie.store.interface.Store`)."""
+
+    __slots__ = ()
+
+    async def _transaction(self, what: str, body: Callable[[Conn], Awaitable[T]]) -> T:
+        raise NotImplementedError  # provided by PostgresStore
+
+    async def _fetch(self, what: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+        raise NotImplementedError  # provided by PostgresStore
+
+    async def _fetchrow(self, what: str, sql: str, *args: Any) -> asyncpg.Record | None:
+        raise NotImplementedError  # provided by PostgresStore
+
+    async def update_ext(self, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+        """Decide and record one change in one transaction (see the interface)."""
+        return await self._transaction(
+            "update_ext", lambda conn: _update_ext(conn, attempt, decide)
+        )
+
+    async def get_ext(self, message_id: int) -> ExtRow | None:
+        """The extension of one message, if it was ever changed."""
+        found = await self._fetchrow("get_ext", _GET_EXT, message_id)
+        return None if found is None else rows.ext_row(found)
+
+    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtRow]:
+        """The extensions of those of ``message_ids`` that have one."""
+        ids = list(dict.fromkeys(message_ids))
+        if not ids:
+            return {}
+        found = await self._fetch("get_exts", _GET_EXTS, ids)
+        return {r[0]: row for r in found if (row := rows.ext_row(r)) is not None}
+
+    async def sync_ext(
+        self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
+    ) -> list[ExtRow]:
+        """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``)."""
+        if limit <= 0:
+            return []
+        if after_extra_version > 0:
+            args = (channel_id, channel_type, after_extra_version, limit)
+            found = await self._fetch("sync_ext", _SYNC_AFTER, *args)
+        else:
+            found = (await self._fetch("sync_ext", _SYNC_LATEST, channel_id, channel_type, limit))[
+                ::-1
+            ]
+        return [row for r in found if (row := rows.ext_row(r)) is not None]
+
+    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[ExtOp]:
+        """Operation-log rows of a message after ``after_op_id``, ascending."""
+        if limit <= 0:
+            return []
+        found = await self._fetch("list_ops", _LIST_OPS, message_id, after_op_id, limit)
+        return [op for r in found if (op := rows.ext_op(r)) is not None]

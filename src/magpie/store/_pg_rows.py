@@ -1,0 +1,165 @@
+"""PostgreSQL rows <-> the store interface's types: the one place that knows both.
+
+Every ``SELECT`` of :mod:`magpie.store.postgres` and :mod:`magpie.store._pg_ext` names its
+columns with the lists below, so a record converts by position; when a row type of
+:mod:`magpie.store.interface` changes, this module and the column lists change together.
+JSON columns are ``jsonb``; :func:`register_json` makes asyncpg encode and decode them with
+the standard library (compact, non-ASCII kept, read-only mappings allowed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from magpie.store.interface import (
+    ChannelInfo,
+    ConversationRow,
+    ExtFields,
+    ExtOp,
+    ExtRow,
+    NewMessage,
+    QueueEntry,
+    StoredMessage,
+    TokenRow,
+)
+
+__all__ = [
+    "CONVERSATION_COLUMNS",
+    "EXT_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "OP_COLUMNS",
+    "TOKEN_COLUMNS",
+    "channel_info",
+    "conversation_row",
+    "ext_field_args",
+    "ext_op",
+    "ext_row",
+    "json_text",
+    "message_args",
+    "queue_entry",
+    "register_json",
+    "stored_message",
+    "token_row",
+]
+
+#: In :class:`StoredMessage` field order.
+MESSAGE_COLUMNS = (
+    "message_id, message_seq, client_msg_no, from_uid, channel_id, channel_type, timestamp, "
+    "payload, flags, setting, topic, expire"
+)
+#: In :class:`TokenRow` field order.
+TOKEN_COLUMNS = "uid, device_flag, token_hash, device_level"  # noqa: S105 (column names)
+#: In :class:`ConversationRow` field order.
+CONVERSATION_COLUMNS = (
+    "uid, channel_id, channel_type, unread, last_msg_seq, last_client_msg_no, "
+    "readed_to_msg_seq, timestamp, version"
+)
+#: In the order :func:`ext_row` reads them.
+EXT_COLUMNS = (
+    "message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker, "
+    "content_edit, edited_at, readed_count, version, extra_version, updated_at, updated_uid, "
+    "updated_device, last_op_id"
+)
+#: In :class:`ExtOp` field order.
+OP_COLUMNS = (
+    "op_id, message_id, action_id, actor_uid, actor_device, operation, patch, base_version, "
+    "status_before, status_after, version_after, result, detail, created_at"
+)
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    """``json.dumps`` hook: any read-only mapping (``MappingProxyType``) is an object."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def json_text(value: object) -> str:
+    """Compact JSON text, as sent to a ``jsonb`` parameter."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_mapping
+    )
+
+
+async def register_json(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Connection setup: ``jsonb`` values cross as Python objects."""
+    await conn.set_type_codec(
+        "jsonb", encoder=json_text, decoder=json.loads, schema="pg_catalog", format="text"
+    )
+
+
+def stored_message(r: asyncpg.Record, start: int = 0) -> StoredMessage:
+    """A message from ``MESSAGE_COLUMNS`` beginning at column ``start``."""
+    return StoredMessage(*r[start : start + 12])
+
+
+def token_row(r: asyncpg.Record) -> TokenRow:
+    """A token from ``TOKEN_COLUMNS``."""
+    return TokenRow(r[0], r[1], bytes(r[2]), r[3])
+
+
+def channel_info(r: asyncpg.Record) -> ChannelInfo:
+    """A channel from ``channel_id, channel_type, large, ban``."""
+    return ChannelInfo(r[0], r[1], r[2], r[3])
+
+
+def conversation_row(r: asyncpg.Record) -> ConversationRow:
+    """A conversation from ``CONVERSATION_COLUMNS``."""
+    return ConversationRow(*r)
+
+
+def queue_entry(r: asyncpg.Record) -> QueueEntry:
+    """A queue entry from ``uid, queue_seq`` followed by ``MESSAGE_COLUMNS``."""
+    return QueueEntry(r[0], r[1], stored_message(r, 2))
+
+
+def ext_row(record: asyncpg.Record, start: int = 0) -> ExtRow | None:
+    """An extension row from ``EXT_COLUMNS`` beginning at column ``start`` (``None`` when
+    they are the NULLs of an outer join that found no row)."""
+    r = record[start : start + 17]
+    if r[0] is None:
+        return None
+    fields = ExtFields(
+        status=r[4],
+        extra=r[5],
+        revoke=r[6],
+        revoker=r[7],
+        content_edit=r[8],
+        edited_at=r[9],
+        readed_count=r[10],
+    )
+    return ExtRow(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], r[14], r[15], r[16])
+
+
+def ext_op(record: asyncpg.Record, start: int = 0) -> ExtOp | None:
+    """An operation-log row from ``OP_COLUMNS`` beginning at column ``start`` (``None`` for
+    the NULLs of an outer join)."""
+    r = record[start : start + 14]
+    return None if r[0] is None else ExtOp(*r)
+
+
+def message_args(m: NewMessage) -> tuple[Any, ...]:
+    """The parameters ``$1..$11`` of a message insert, in ``MESSAGE_COLUMNS`` order less
+    ``message_seq`` (which the statement allocates)."""
+    return (
+        m.message_id,
+        m.client_msg_no,
+        m.from_uid,
+        m.channel_id,
+        m.channel_type,
+        m.timestamp,
+        m.payload,
+        m.flags,
+        m.setting,
+        m.topic,
+        m.expire,
+    )
+
+
+def ext_field_args(f: ExtFields) -> tuple[Any, ...]:
+    """``status, extra, revoke, revoker, content_edit, edited_at, readed_count`` of a row."""
+    return (f.status, f.extra, f.revoke, f.revoker, f.content_edit, f.edited_at, f.readed_count)
