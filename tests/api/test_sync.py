@@ -112,9 +112,9 @@ async def test_user_token_cannot_act_for_someone_else(
     assert (r.status_code, r.json()["code"]) == (403, "forbidden")
     r = await anon.post(path, json=body)
     assert (r.status_code, r.json()["code"]) == (401, "unauthorized")
-    async with as_user(node, "made-up") as stranger:
+    async with as_user(node, "made-up") as stranger:  # no user's token: not a credential
         r = await stranger.post(path, json=body)
-    assert (r.status_code, r.json()["code"]) == (403, "forbidden")
+    assert (r.status_code, r.json()["code"]) == (401, "unauthorized")
 
 
 async def test_non_member_cannot_sync_group(node: Node, http: httpx.AsyncClient) -> None:

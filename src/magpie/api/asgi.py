@@ -16,12 +16,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from magpie import __version__
-from magpie.api.auth import require_business, require_credential
+from magpie.api.auth import authenticate, require_business
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import (
@@ -36,7 +38,7 @@ from magpie.api.routes import all_endpoints, demo
 from magpie.api.routes.ops import openapi_endpoint
 from magpie.errors import ApiError, NotFound, StoreError
 
-__all__ = ["create_api", "endpoints_of"]
+__all__ = ["EscapedPathGuard", "create_api", "endpoints_of"]
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,30 @@ def create_api(ctx: ApiContext) -> Starlette:
         Route(ep.path, _bind(ctx, ep), methods=[ep.method]) for ep in endpoints_of(ctx)
     ]
     routes += demo.static_routes(ctx.settings)  # the demo page's files (not API routes)
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},
+        middleware=[Middleware(EscapedPathGuard)],
+    )
     app.router.redirect_slashes = False  # a POST must not be redirected to another path
     return app
+
+
+class EscapedPathGuard:
+    """ASGI middleware: 404 for a request whose raw path holds a percent-escape (see the
+    module docstring), before any route is chosen."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse escaped paths; pass everything else on."""
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if isinstance(raw, bytes) and b"%" in raw:
+            refusal = NotFound("no such endpoint: the path holds a percent-escape")
+            await error_response(refusal)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 async def _input(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Any:
@@ -75,7 +98,7 @@ async def _run(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Response
     if ep.access is Access.BUSINESS:
         require_business(request, ctx.api_key)
     elif ep.access is Access.USER:
-        require_credential(request)  # 401 before 400; the uid check needs the body
+        await authenticate(request, ctx.api_key, ctx.store)  # 401 before 400 (auth.py)
     return await ep.handler(ctx, request, await _input(ctx, ep, request))
 
 

@@ -9,13 +9,19 @@ send them, a ``token: <credential>`` header.
 * **User-or-business endpoints** (:func:`require_user`) also accept a user token. A token
   identifies a user only together with a uid — the store keeps token digests per
   ``(uid, device_flag)`` — so the body names the uid (``uid`` / ``login_uid``) and the token
-  must match that uid's token for one of its device flags. No credential is 401
-  ``unauthorized``; a credential that is neither the API key nor a token of the named uid is
-  403 ``forbidden`` (a user asking about somebody else lands here).
+  must match that uid's token for one of its device flags. No credential, or one that is
+  neither the API key nor any user's token, is 401 ``unauthorized``; a valid token of
+  another uid is 403 ``forbidden`` (a user asking about somebody else lands here).
 * **Token-only endpoints** (:func:`require_user_or_token`, ``/message/extra/sync``, whose
   TangSengDaoDao body names no uid) also accept a user token *without* a uid: the token's
   digest is looked up, and it identifies its user when exactly one uid registered it. An
   unknown token is 401; a token registered by several uids needs the uid in the body (400).
+
+**Order.** The credential is checked first: :func:`authenticate` runs before the input is
+parsed, so a missing *or unknown* credential is 401 whatever the body holds (a caller
+without a valid credential learns nothing about the input rules, and a malformed body with
+a bad token is not 400). It looks the token's digest up once; the answer is kept on the
+request for the handler's uid check.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from magpie.core.auth import api_key_matches, hash_token, token_matches
+from magpie.core.auth import api_key_matches, hash_token
 from magpie.errors import BadRequest, Forbidden, Unauthorized
-from magpie.protocol.packets import DeviceFlag
 from magpie.store.interface import Store
 
 __all__ = [
     "Caller",
+    "Credential",
+    "authenticate",
     "credential",
     "require_business",
     "require_credential",
@@ -39,6 +46,8 @@ __all__ = [
 ]
 
 _BEARER = "bearer "
+#: Where :func:`authenticate` keeps its answer on ``request.state``.
+_STATE_KEY = "magpie_credential"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,15 @@ class Caller:
 
     uid: str
     business: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A presented credential that is valid: the API key, or a token that ``uids``
+    registered (for at least one device flag each)."""
+
+    business: bool
+    uids: frozenset[str]
 
 
 def credential(request: Request) -> str:
@@ -71,6 +89,25 @@ def require_business(request: Request, api_key: str) -> None:
         raise Unauthorized("this endpoint requires the business API key")
 
 
+async def authenticate(request: Request, api_key: str, store: Store) -> Credential:
+    """The valid credential of ``request``: 401 when there is none or it is neither the API
+    key nor a registered user token. The lookup is by SHA-256 digest, so its timing tells
+    nothing useful about the token; the answer is cached on the request."""
+    cached = getattr(request.state, _STATE_KEY, None)
+    if isinstance(cached, Credential):
+        return cached
+    presented = require_credential(request)
+    if api_key_matches(presented, api_key):
+        found = Credential(business=True, uids=frozenset())
+    else:
+        rows = await store.find_tokens(hash_token(presented))
+        if not rows:
+            raise Unauthorized("unknown credential")
+        found = Credential(business=False, uids=frozenset(row.uid for row in rows))
+    setattr(request.state, _STATE_KEY, found)
+    return found
+
+
 async def require_user(
     request: Request, api_key: str, store: Store, uid: str, *, field: str = "uid"
 ) -> Caller:
@@ -78,12 +115,12 @@ async def require_user(
 
     ``uid`` comes from the already validated body (its key is ``field``); an empty ``uid``
     is allowed only with the business key (the call is then on behalf of nobody)."""
-    presented = require_credential(request)
-    if api_key_matches(presented, api_key):
+    found = await authenticate(request, api_key, store)
+    if found.business:
         return Caller(uid, business=True)
     if not uid:
         raise BadRequest(f"{field} is required with a user token", field=field)
-    if await _is_token_of(store, uid, presented):
+    if uid in found.uids:
         return Caller(uid, business=False)
     raise Forbidden("the credential is not the API key nor a token of this uid")
 
@@ -92,27 +129,12 @@ async def require_user_or_token(
     request: Request, api_key: str, store: Store, uid: str, *, field: str = "uid"
 ) -> Caller:
     """Like :func:`require_user` when ``uid`` is given; without it, the business server (on
-    behalf of nobody) or the one user whose token was presented. The lookup is by SHA-256
-    digest, so its timing tells nothing useful about the token."""
+    behalf of nobody) or the one user whose token was presented."""
     if uid:
         return await require_user(request, api_key, store, uid, field=field)
-    presented = require_credential(request)
-    if api_key_matches(presented, api_key):
+    found = await authenticate(request, api_key, store)
+    if found.business:
         return Caller("", business=True)
-    uids = sorted({row.uid for row in await store.find_tokens(hash_token(presented))})
-    if not uids:
-        raise Unauthorized("unknown credential")
-    if len(uids) > 1:
+    if len(found.uids) > 1:
         raise BadRequest(f"{field} is required: several users share this token", field=field)
-    return Caller(uids[0], business=False)
-
-
-async def _is_token_of(store: Store, uid: str, token: str) -> bool:
-    """Whether ``token`` is registered for ``uid`` on any device flag (checks every flag, so
-    the time taken does not tell which one matched)."""
-    matched = False
-    for flag in DeviceFlag:
-        row = await store.get_token(uid, int(flag))
-        if row is not None and token_matches(token, row.token_hash):
-            matched = True
-    return matched
+    return Caller(next(iter(found.uids)), business=False)
