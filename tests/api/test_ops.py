@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -90,7 +91,8 @@ async def test_every_documented_route_is_served(node: Node, anon: httpx.AsyncCli
     doc = (await anon.get("/openapi.json")).json()
     for path, ops in doc["paths"].items():
         for method in ops:
-            r = await anon.request(method.upper(), path)
+            url = re.sub(r"{\w+}", "1", path)  # a path parameter's value
+            r = await anon.request(method.upper(), url)
             assert r.status_code not in (404, 405), (method, path, r.text)
 
 
