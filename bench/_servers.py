@@ -1,10 +1,14 @@
-"""Start the servers a benchmark compares: a real ``magpie serve`` and the plain baseline.
+"""Start the servers a benchmark compares: a real ``magpie serve`` and the plain baselines.
 
-Both run as separate processes so their CPU time can be read from ``/proc/<pid>/stat``.
+Every server runs as a separate process pinned to one core (:data:`SERVER_CPUS`), so its CPU
+time can be read from ``/proc/<pid>/stat`` and compared; load generators are pinned to the
+other cores (:data:`LOAD_CPUS`), so they never compete with the server they measure. On a
+one-core machine both share it (the figures then say so).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,13 +17,33 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 API_KEY = "bench-key"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+_CPUS = sorted(os.sched_getaffinity(0))
+#: The core every measured server runs on.
+SERVER_CPUS = frozenset(_CPUS[:1])
+#: The cores load generators run on (the rest; the same core on a one-core machine).
+LOAD_CPUS = frozenset(_CPUS[1:] or _CPUS)
+
+
+def pinned(cpus: frozenset[int]) -> Callable[[], None]:
+    """A ``preexec_fn`` that pins the child process to ``cpus`` (what ``taskset`` does)."""
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
+def pinning() -> str:
+    """One line saying where servers and load run."""
+    shared = " (shared: one core)" if SERVER_CPUS == LOAD_CPUS else ""
+    return f"server pinned to CPU {sorted(SERVER_CPUS)}, load on CPU {sorted(LOAD_CPUS)}{shared}"
 
 
 def free_port() -> int:
@@ -30,7 +54,17 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process."""
+    """CPU time of a process: the sum over its threads of ``/proc/PID/task/TID/schedstat``
+    (nanoseconds), else user + system time from ``/proc/PID/stat`` (clock ticks)."""
+    try:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+        if total:
+            return total / 1e9
+    except (FileNotFoundError, ValueError, IndexError):
+        pass
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
@@ -50,6 +84,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     ws_url: str
     api_url: str = ""
+    tcp_url: str = ""
 
     @property
     def pid(self) -> int:
@@ -91,32 +126,46 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def magpie_server(**settings: object) -> Iterator[Server]:
     """``magpie serve`` on free ports with a throwaway data dir."""
-    ws_port, api_port = free_port(), free_port()
+    ws_port, api_port, tcp_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="magpie-bench-") as data_dir:
         env = dict(os.environ)
         env.update(
             MAGPIE_DATA_DIR=data_dir,
             MAGPIE_WS_PORT=str(ws_port),
             MAGPIE_API_PORT=str(api_port),
+            MAGPIE_TCP_PORT=str(tcp_port),
             MAGPIE_API_KEY=API_KEY,
             MAGPIE_LOG_LEVEL="WARNING",
         )
         env.update({f"MAGPIE_{k.upper()}": str(v) for k, v in settings.items()})
-        proc = subprocess.Popen([sys.executable, "-m", "magpie.cli", "serve"], env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "magpie.cli", "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,  # its start-up banner would cut the tables
+            preexec_fn=pinned(SERVER_CPUS),
+        )
         try:
             _wait_port(ws_port, proc)
             _wait_port(api_port, proc)
-            yield Server(proc, f"ws://127.0.0.1:{ws_port}", f"http://127.0.0.1:{api_port}")
+            yield Server(
+                proc,
+                f"ws://127.0.0.1:{ws_port}",
+                f"http://127.0.0.1:{api_port}",
+                f"tcp://127.0.0.1:{tcp_port}",
+            )
         finally:
             _stop(proc)
 
 
 @contextmanager
-def plain_server(mode: str) -> Iterator[Server]:
-    """The baseline: the same WebSocket library with no IM logic (``broadcast`` or ``echo``)."""
+def plain_server(lib: str, mode: str) -> Iterator[Server]:
+    """A baseline: WebSocket library ``lib`` (``picows`` or ``websockets``) with no IM logic,
+    in mode ``broadcast`` or ``echo`` (``bench/plain_server.py``)."""
     port = free_port()
     script = Path(__file__).with_name("plain_server.py")
-    proc = subprocess.Popen([sys.executable, str(script), mode, str(port)])
+    proc = subprocess.Popen(
+        [sys.executable, str(script), lib, mode, str(port)], preexec_fn=pinned(SERVER_CPUS)
+    )
     try:
         _wait_port(port, proc)
         yield Server(proc, f"ws://127.0.0.1:{port}")
@@ -131,3 +180,75 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]
+
+
+@contextmanager
+def load_client(mode: str, url: str, n: int, size: int = 300) -> Iterator[LoadClient]:
+    """``bench/loadclient.py`` with ``n`` connections, pinned to :data:`LOAD_CPUS`."""
+    script = Path(__file__).with_name("loadclient.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), mode, url, str(n), str(size)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=pinned(LOAD_CPUS),
+    )
+    client = LoadClient(proc)
+    try:
+        line = client.readline()
+        if line != "ready":
+            raise RuntimeError(f"load client failed: {line!r}")
+        yield client
+    finally:
+        client.quit()
+
+
+class LoadClient:
+    """Commands to a running load client (see ``bench/loadclient.py``)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def readline(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def command(self, line: str) -> object:
+        """Send one command and parse its one-line JSON answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.readline())
+
+    def report(self) -> dict[int, list[int]]:
+        """Arrival times by sequence number since the last report."""
+        answer = self.command("report")
+        assert isinstance(answer, dict)
+        return {int(k): v for k, v in answer.items()}
+
+    def quit(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+class CpuMeter:
+    """Server CPU seconds between :meth:`start` and :meth:`stop` (``/proc/PID/stat``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._t0 = 0.0
+        self.seconds = 0.0
+
+    def start(self) -> None:
+        self._t0 = cpu_seconds(self.pid)
+
+    def stop(self) -> float:
+        self.seconds = cpu_seconds(self.pid) - self._t0
+        return self.seconds

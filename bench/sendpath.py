@@ -1,98 +1,124 @@
-"""Send path: persisted, acknowledged sends per second from C connections, beside the same
-WebSocket library's plain echo rate (target ≥ 0.5×).
+"""Send path: persisted, acknowledged sends from C connections, beside plain echoes.
 
-Each connection sends one message at a time and waits for its SENDACK (Magpie: decrypt,
-authorize, dedupe, seq, durable commit with the default ``synchronous=FULL``) or its echo
-(baseline). The peers are offline, so the figure is the send path alone.
+Each connection keeps one request outstanding: Magpie gets a sealed SEND and answers SENDACK
+after decrypting, authorising, deduplicating, numbering and durably committing it (the
+default ``synchronous=FULL``; the peers are offline, so this is the send path alone); the
+baselines, a plain **picows** echo on uvloop and a plain ``websockets`` echo, send the same
+number of bytes back. The load runs in its own process on another core than the server.
+
+The primary figure is **server CPU per acked send** (µs, read from ``/proc``), beside the
+rate and p50/p99 round trips. Targets (issue "per-core speed", FULL durability, 100
+connections): CPU ≤ 6× and rate ≥ 0.35× the plain picows echo.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
+import os
+from dataclasses import dataclass
 
-from websockets.asyncio.client import connect
-
-from bench._servers import magpie_server, percentile, plain_server
-from magpie.client.raw import RawClient
+from bench._servers import (
+    LOAD_CPUS,
+    CpuMeter,
+    load_client,
+    magpie_server,
+    percentile,
+    pinning,
+    plain_server,
+)
 
 CONNECTIONS = 100
-SECONDS = 5.0
-PAYLOAD = json.dumps({"type": 1, "content": "x" * 170}).encode()
+SECONDS = float(os.environ.get("MAGPIE_BENCH_SECONDS", "5"))
 
 
-async def _loop_magpie(client: RawClient, peer: str, stop: float, lat: list[float]) -> int:
-    n = 0
-    while time.monotonic() < stop:
-        t0 = time.perf_counter()
-        ack = await client.send(peer, 1, PAYLOAD)
-        assert ack.reason_code == 1, ack
-        lat.append(time.perf_counter() - t0)
-        n += 1
-    return n
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One row: rate, CPU per request, round-trip percentiles."""
+
+    name: str
+    rate: float
+    cpu_us: float
+    p50_ms: float
+    p99_ms: float
 
 
-async def _magpie(synchronous: str) -> tuple[float, list[float]]:
-    with magpie_server(token_auth="false", sqlite_synchronous=synchronous) as server:
-        clients = [RawClient(server.ws_url, f"s{i}", "bench") for i in range(CONNECTIONS)]
-        await asyncio.gather(*(c.connect(timeout=60) for c in clients))
-        lat: list[float] = []
-        stop = time.monotonic() + 0.5  # warm-up
-        await asyncio.gather(
-            *(_loop_magpie(c, f"peer{i}", stop, []) for i, c in enumerate(clients))
-        )
-        t0 = time.monotonic()
-        counts = await asyncio.gather(
-            *(_loop_magpie(c, f"peer{i}", t0 + SECONDS, lat) for i, c in enumerate(clients))
-        )
-        rate = sum(counts) / (time.monotonic() - t0)
-        await asyncio.gather(*(c.close() for c in clients))
-        return rate, lat
+def _send_frame_size() -> int:
+    from bench.loadclient import PAYLOAD
+    from magpie.protocol.codec import encode
+    from magpie.protocol.crypto import SessionCipher, seal_send
+    from magpie.protocol.packets import Send, Setting
+
+    cipher = SessionCipher(b"0123456789abcdef", b"abcdef0123456789")
+    send = Send(Setting.NONE, 1, "c" * 32, "peer1", 1, "", PAYLOAD)
+    return len(encode(seal_send(cipher, send)))
 
 
-async def _plain() -> tuple[float, list[float]]:
-    with plain_server("echo") as server:
-        conns = [await connect(server.ws_url, compression=None) for _ in range(CONNECTIONS)]
-        frame = b"x" * 300
-        lat: list[float] = []
-
-        async def loop(ws, stop: float) -> int:  # type: ignore[no-untyped-def]
-            n = 0
-            while time.monotonic() < stop:
-                t0 = time.perf_counter()
-                await ws.send(frame)
-                await ws.recv()
-                lat.append(time.perf_counter() - t0)
-                n += 1
-            return n
-
-        t0 = time.monotonic()
-        counts = await asyncio.gather(*(loop(ws, t0 + SECONDS) for ws in conns))
-        rate = sum(counts) / (time.monotonic() - t0)
-        for ws in conns:
-            await ws.close()
-        return rate, lat
-
-
-def _row(name: str, rate: float, lat: list[float], base: float) -> str:
-    return (
-        f"{name:28}{rate:>10.0f}{percentile(lat, 50) * 1e3:>10.2f}"
-        f"{percentile(lat, 99) * 1e3:>10.2f}{rate / base:>9.2f}x"
+def _drive(name: str, pid: int, mode: str, url: str, size: int = 300) -> Result:
+    with load_client(mode, url, CONNECTIONS, size) as load:
+        load.command("run 0.5")  # warm-up
+        cpu = CpuMeter(pid)
+        cpu.start()
+        answer = load.command(f"run {SECONDS}")
+        cpu.stop()
+    assert isinstance(answer, dict)
+    count, lat = int(answer["count"]), [x / 1000 for x in answer["lat_us"]]
+    return Result(
+        name,
+        count / SECONDS,
+        cpu.seconds / max(1, count) * 1e6,
+        percentile(lat, 50),
+        percentile(lat, 99),
     )
 
 
+def _plain(name: str, lib: str, size: int) -> Result:
+    with plain_server(lib, "echo") as server:
+        return _drive(name, server.pid, "echo", server.ws_url, size)
+
+
+def _magpie(name: str, transport: str, synchronous: str) -> Result:
+    with magpie_server(token_auth="false", sqlite_synchronous=synchronous) as server:
+        url = server.tcp_url if transport == "tcp" else server.ws_url
+        return _drive(name, server.pid, "magpie-send", url)
+
+
+def measure(transports: tuple[str, ...] = ("ws", "tcp")) -> list[Result]:
+    """The baselines, then Magpie (FULL over each transport, NORMAL over WebSocket)."""
+    size = _send_frame_size()
+    rows = [
+        _plain("plain picows echo", "picows", size),
+        _plain("plain websockets echo", "websockets", size),
+    ]
+    for transport in transports:
+        label = "WebSocket" if transport == "ws" else "TCP"
+        rows.append(_magpie(f"magpie {label} FULL", transport, "FULL"))
+    rows.append(_magpie("magpie WebSocket NORMAL", "ws", "NORMAL"))
+    return rows
+
+
+def _print(rows: list[Result]) -> None:
+    base = rows[0]
+    print(f"{'':26}{'CPU µs/req':>11}{'x picows':>9}{'req/s':>9}{'x picows':>9}"
+          f"{'p50 ms':>8}{'p99 ms':>8}")  # fmt: skip
+    for r in rows:
+        print(
+            f"{r.name:26}{r.cpu_us:>11.1f}{r.cpu_us / base.cpu_us:>8.2f}x{r.rate:>9.0f}"
+            f"{r.rate / base.rate:>8.2f}x{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
+        )
+    for r in rows[2:]:
+        if "FULL" in r.name:
+            print(
+                f"{r.name}: CPU per acked send {r.cpu_us / base.cpu_us:.2f}x the plain picows "
+                f"echo (target ≤ 6x), rate {r.rate / base.rate:.2f}x (target ≥ 0.35x)"
+            )
+
+
 def run() -> None:
-    """Run the baseline and Magpie (FULL and NORMAL durability) and print the comparison."""
-    plain_rate, plain_lat = asyncio.run(_plain())
-    full_rate, full_lat = asyncio.run(_magpie("FULL"))
-    normal_rate, normal_lat = asyncio.run(_magpie("NORMAL"))
-    print(f"send path: {CONNECTIONS} connections, {SECONDS:.0f} s each, 1 outstanding per conn")
-    print(f"{'':28}{'msgs/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'ratio':>10}")
-    print(_row("plain echo (baseline)", plain_rate, plain_lat, plain_rate))
-    print(_row("magpie synchronous=FULL", full_rate, full_lat, plain_rate))
-    print(_row("magpie synchronous=NORMAL", normal_rate, normal_lat, plain_rate))
-    print("target: magpie ≥ 0.5x the plain echo rate")
+    """Run the baselines and Magpie and print the comparison."""
+    os.sched_setaffinity(0, LOAD_CPUS)
+    print(f"send path: {CONNECTIONS} connections, 1 outstanding each, {SECONDS:.0f} s, "
+          f"SEND frame {_send_frame_size()} B; {pinning()}")  # fmt: skip
+    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws").split(","))
+    _print(measure(transports))
 
 
 if __name__ == "__main__":
