@@ -25,20 +25,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
+from magpie.domain.ext import (
+    Decision,
+    ExtAttempt,
+    ExtState,
+    Fields,
+    Mutate,
+    OpRecord,
+    Result,
+    UpdateResult,
+)
 from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
 from magpie.store._pg_rows import EXT_COLUMNS, MESSAGE_COLUMNS, OP_COLUMNS
-from magpie.store.interface import (
-    EXT_RESULTS,
-    ExtAttempt,
-    ExtDecide,
-    ExtDecision,
-    ExtFields,
-    ExtOp,
-    ExtOutcome,
-    ExtRow,
-    StoredMessage,
-)
+from magpie.store.interface import StoredMessage
 
 if TYPE_CHECKING:
     from magpie.store._pg_setup import Conn
@@ -116,84 +116,84 @@ _LIST_OPS = f"""
 # --- the update transaction ----------------------------------------------------------------
 
 
-def _checked(decision: ExtDecision) -> ExtDecision:
+def _checked(decision: Decision) -> Decision:
     """Refuse a decision the log could not record (a bug in the decide function)."""
-    if decision.result not in EXT_RESULTS:
+    if not isinstance(decision.result, Result):
         raise StoreError(f"unknown extension result {decision.result!r}")
-    if decision.result == "applied" and decision.fields is None:
-        raise StoreError("an applied extension decision needs fields")
+    if decision.result is Result.APPLIED and (
+        decision.fields is None or decision.updated_at is None
+    ):
+        raise StoreError("an applied extension decision needs fields and updated_at")
     return decision
 
 
 def _op_args(
-    attempt: ExtAttempt, decision: ExtDecision, statuses: tuple[str, str], version_after: int
+    attempt: ExtAttempt,
+    decision: Decision,
+    base_version: int,
+    statuses: tuple[str, str],
+    version_after: int,
 ) -> tuple[Any, ...]:
-    """``$1..$13`` of an op-log insert, in ``OP_COLUMNS`` order less ``op_id``."""
+    """The parameters ``$1..$13`` of an op-log insert (``OP_COLUMNS`` less ``op_id``)."""
     return (
         attempt.message_id,
         attempt.action_id,
-        attempt.actor_uid,
-        attempt.actor_device,
+        attempt.actor.uid,
+        attempt.actor.device,
         attempt.operation,
         attempt.patch,
-        decision.base_version,
+        base_version,
         *statuses,
         version_after,
-        decision.result,
-        decision.detail,
+        decision.result.value,
+        decision.log_detail,
         attempt.created_at,
     )
 
 
-async def _update_ext(conn: Conn, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+def _blank(message: StoredMessage) -> ExtState:
+    """The state of a message that was never changed."""
+    m = message
+    return ExtState(m.message_id, m.channel_id, m.channel_type, m.message_seq)
+
+
+async def _update_ext(conn: Conn, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
     found = await conn.fetchrow(_LOCK_LOG_MESSAGE, attempt.message_id)
     if found is None:
         return None
     message = rows.stored_message(found)
-    state = await conn.fetchrow(_READ_STATE, message.message_id, attempt.action_id)
-    if state is None:  # unreachable: the outer join always yields one row
+    read = await conn.fetchrow(_READ_STATE, message.message_id, attempt.action_id)
+    if read is None:  # unreachable: the outer join always yields one row
         raise StoreError("the extension state could not be read")
-    row, original, last = rows.ext_row(state), rows.ext_op(state, 17), rows.ext_op(state, 31)
+    row = rows.ext_row(read)
+    state = row[0] if row is not None else _blank(message)
+    original, last = rows.ext_op(read, 17), rows.ext_op(read, 31)
     if original is not None:
-        return ExtOutcome(message, original, row, True, last)
-    decision = _checked(decide(row, message))
-    version = row.version if row is not None else 0
-    before = row.fields if row is not None else ExtFields()
-    if decision.result != "applied" or decision.fields is None:
-        op_args = _op_args(attempt, decision, (before.status, before.status), version)
-        op_id = await conn.fetchval(_RECORD_REJECTED, *op_args)
-        return ExtOutcome(message, ExtOp(op_id, *op_args), row, False, last)
-    return await _apply(conn, message, attempt, decision, before, version + 1)
+        return UpdateResult(state, original, True, last)
+    decision = _checked(decide(state))
+    base = state.version if decision.base_version is None else decision.base_version
+    if decision.result is not Result.APPLIED or decision.fields is None:
+        args = _op_args(attempt, decision, base, (state.status, state.status), state.version)
+        op_id = await conn.fetchval(_RECORD_REJECTED, *args)
+        return UpdateResult(state, rows.op_record(op_id, args), False, last)
+    return await _apply(conn, state, attempt, decision, base)
 
 
 async def _apply(
-    conn: Conn,
-    message: StoredMessage,
-    attempt: ExtAttempt,
-    decision: ExtDecision,
-    before: ExtFields,
-    version: int,
-) -> ExtOutcome:
-    fields = decision.fields or ExtFields()
-    op_args = _op_args(attempt, decision, (before.status, fields.status), version)
-    place = (message.channel_id, message.channel_type, message.message_seq)
-    args = (*op_args, *place, *rows.ext_field_args(fields), version, decision.updated_at)
+    conn: Conn, state: ExtState, attempt: ExtAttempt, decision: Decision, base: int
+) -> UpdateResult:
+    fields = decision.fields or Fields()
+    updated_at = decision.updated_at or 0
+    version = state.version + 1
+    op_args = _op_args(attempt, decision, base, (state.status, fields.status), version)
+    place = (state.channel_id, state.channel_type, state.message_seq)
+    args = (*op_args, *place, *rows.ext_field_args(fields), version, updated_at)
     written = await conn.fetchrow(_RECORD_APPLIED, *args)
     if written is None:  # unreachable: the statement writes one row
         raise StoreError("the extension row was not written")
-    op = ExtOp(written[0], *op_args)
-    row = ExtRow(
-        message.message_id,
-        *place,
-        fields,
-        version,
-        written[1],
-        decision.updated_at,
-        attempt.actor_uid,
-        attempt.actor_device,
-        op.op_id,
-    )
-    return ExtOutcome(message, op, row, False, op)
+    op = rows.op_record(written[0], op_args)
+    new = ExtState(state.message_id, *place, fields, version, written[1], updated_at, attempt.actor)
+    return UpdateResult(new, op, False, op)
 
 
 # --- the mixin -----------------------------------------------------------------------------
@@ -213,28 +213,28 @@ class PgExtMethods:
     async def _fetchrow(self, what: str, sql: str, *args: Any) -> asyncpg.Record | None:
         raise NotImplementedError  # provided by PostgresStore
 
-    async def update_ext(self, attempt: ExtAttempt, decide: ExtDecide) -> ExtOutcome | None:
+    async def update_ext(self, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
         """Decide and record one change in one transaction (see the interface)."""
         return await self._transaction(
             "update_ext", lambda conn: _update_ext(conn, attempt, decide)
         )
 
-    async def get_ext(self, message_id: int) -> ExtRow | None:
+    async def get_ext(self, message_id: int) -> ExtState | None:
         """The extension of one message, if it was ever changed."""
         found = await self._fetchrow("get_ext", _GET_EXT, message_id)
-        return None if found is None else rows.ext_row(found)
+        return None if found is None else rows.ext_state(found)
 
-    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtRow]:
+    async def get_exts(self, message_ids: Sequence[int]) -> dict[int, ExtState]:
         """The extensions of those of ``message_ids`` that have one."""
         ids = list(dict.fromkeys(message_ids))
         if not ids:
             return {}
         found = await self._fetch("get_exts", _GET_EXTS, ids)
-        return {r[0]: row for r in found if (row := rows.ext_row(r)) is not None}
+        return {r[0]: rows.ext_state(r) for r in found}
 
     async def sync_ext(
         self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
-    ) -> list[ExtRow]:
+    ) -> list[ExtState]:
         """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``)."""
         if limit <= 0:
             return []
@@ -245,9 +245,9 @@ class PgExtMethods:
             found = (await self._fetch("sync_ext", _SYNC_LATEST, channel_id, channel_type, limit))[
                 ::-1
             ]
-        return [row for r in found if (row := rows.ext_row(r)) is not None]
+        return [rows.ext_state(r) for r in found]
 
-    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[ExtOp]:
+    async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """Operation-log rows of a message after ``after_op_id``, ascending."""
         if limit <= 0:
             return []

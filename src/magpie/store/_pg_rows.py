@@ -15,12 +15,10 @@ from typing import Any
 
 import asyncpg
 
+from magpie.domain.ext import Actor, ExtState, Fields, OpRecord, Result
 from magpie.store.interface import (
     ChannelInfo,
     ConversationRow,
-    ExtFields,
-    ExtOp,
-    ExtRow,
     NewMessage,
     QueueEntry,
     StoredMessage,
@@ -38,8 +36,10 @@ __all__ = [
     "ext_field_args",
     "ext_op",
     "ext_row",
+    "ext_state",
     "json_text",
     "message_args",
+    "op_record",
     "queue_entry",
     "register_json",
     "stored_message",
@@ -117,13 +117,13 @@ def queue_entry(r: asyncpg.Record) -> QueueEntry:
     return QueueEntry(r[0], r[1], stored_message(r, 2))
 
 
-def ext_row(record: asyncpg.Record, start: int = 0) -> ExtRow | None:
-    """An extension row from ``EXT_COLUMNS`` beginning at column ``start`` (``None`` when
-    they are the NULLs of an outer join that found no row)."""
+def ext_row(record: asyncpg.Record, start: int = 0) -> tuple[ExtState, int] | None:
+    """An extension state and its ``last_op_id`` from ``EXT_COLUMNS`` beginning at column
+    ``start`` (``None`` when they are the NULLs of an outer join that found no row)."""
     r = record[start : start + 17]
     if r[0] is None:
         return None
-    fields = ExtFields(
+    fields = Fields(
         status=r[4],
         extra=r[5],
         revoke=r[6],
@@ -132,14 +132,44 @@ def ext_row(record: asyncpg.Record, start: int = 0) -> ExtRow | None:
         edited_at=r[9],
         readed_count=r[10],
     )
-    return ExtRow(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], r[14], r[15], r[16])
+    state = ExtState(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], Actor(r[14], r[15]))
+    return state, r[16]
 
 
-def ext_op(record: asyncpg.Record, start: int = 0) -> ExtOp | None:
+def ext_state(record: asyncpg.Record) -> ExtState:
+    """The extension state of a ``SELECT EXT_COLUMNS`` row."""
+    found = ext_row(record)
+    if found is None:
+        raise ValueError("not an extension row")
+    return found[0]
+
+
+def ext_op(record: asyncpg.Record, start: int = 0) -> OpRecord | None:
     """An operation-log row from ``OP_COLUMNS`` beginning at column ``start`` (``None`` for
     the NULLs of an outer join)."""
     r = record[start : start + 14]
-    return None if r[0] is None else ExtOp(*r)
+    if r[0] is None:
+        return None
+    return op_record(r[0], r[1:])
+
+
+def op_record(op_id: int, v: tuple[Any, ...]) -> OpRecord:
+    """An operation-log row from its id and ``op_args`` (``OP_COLUMNS`` less ``op_id``)."""
+    return OpRecord(
+        op_id=op_id,
+        message_id=v[0],
+        action_id=v[1],
+        actor=Actor(v[2], v[3]),
+        operation=v[4],
+        patch=v[5],
+        base_version=v[6],
+        status_before=v[7],
+        status_after=v[8],
+        version_after=v[9],
+        result=Result(v[10]),
+        detail=v[11],
+        created_at=v[12],
+    )
 
 
 def message_args(m: NewMessage) -> tuple[Any, ...]:
@@ -160,6 +190,6 @@ def message_args(m: NewMessage) -> tuple[Any, ...]:
     )
 
 
-def ext_field_args(f: ExtFields) -> tuple[Any, ...]:
+def ext_field_args(f: Fields) -> tuple[Any, ...]:
     """``status, extra, revoke, revoker, content_edit, edited_at, readed_count`` of a row."""
     return (f.status, f.extra, f.revoke, f.revoker, f.content_edit, f.edited_at, f.readed_count)

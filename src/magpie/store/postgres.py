@@ -193,19 +193,6 @@ _MAX_SEQ = "SELECT last_seq FROM channel_seq WHERE channel_id = $1 AND channel_t
 _LIST_CONVERSATIONS = f"""
     SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE uid = $1
     ORDER BY timestamp DESC, version DESC, channel_id COLLATE "C", channel_type"""  # noqa: S608
-# The clock row first, then the conversation: the lock order of every append.
-_SET_UNREAD = """
-    WITH clock AS (
-        UPDATE conversation_clock SET last_version = last_version + 1
-        WHERE uid = $1 AND EXISTS (
-            SELECT 1 FROM conversations WHERE uid = $1 AND channel_id = $2 AND channel_type = $3)
-        RETURNING last_version
-    )
-    UPDATE conversations SET unread = $4, readed_to_msg_seq = $5,
-        version = (SELECT last_version FROM clock)
-    WHERE uid = $1 AND channel_id = $2 AND channel_type = $3 AND EXISTS (SELECT 1 FROM clock)"""
-_DELETE_CONVERSATION = """
-    DELETE FROM conversations WHERE uid = $1 AND channel_id = $2 AND channel_type = $3"""
 
 _READ_QUEUE = f"""
     SELECT q.uid, q.queue_seq, {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
@@ -221,7 +208,6 @@ _ACK_QUEUE = """
         DELETE FROM user_queue WHERE uid = $1 AND queue_seq <= (SELECT ack_seq FROM cursor)
     )
     SELECT ack_seq FROM cursor"""
-_QUEUE_SEQ_OF = "SELECT queue_seq FROM user_queue WHERE uid = $1 AND message_id = $2"
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -474,21 +460,6 @@ class PostgresStore(PgExtMethods):
         found = await self._fetch("list_conversations", _LIST_CONVERSATIONS, uid)
         return [rows.conversation_row(r) for r in found]
 
-    async def set_unread(
-        self, uid: str, channel_id: str, channel_type: int, unread: int, readed_to_seq: int
-    ) -> None:
-        """Set the unread count and read cursor of an existing conversation (new version);
-        does nothing when the user has no such conversation."""
-        args = (uid, channel_id, channel_type, unread, readed_to_seq)
-        await self._execute("set_unread", _SET_UNREAD, *args)
-
-    async def delete_conversation(self, uid: str, channel_id: str, channel_type: int) -> None:
-        """Remove a conversation; a later message recreates it with a higher version."""
-        args = (uid, channel_id, channel_type)
-        await self._execute("delete_conversation", _DELETE_CONVERSATION, *args)
-
-    # offline command queue ------------------------------------------------------------------
-
     async def append_to_queues(
         self, msg: NewMessage, uids: Sequence[str]
     ) -> tuple[AppendResult, dict[str, int]]:
@@ -528,12 +499,6 @@ class PostgresStore(PgExtMethods):
         entries at or below the cursor are deleted. Returns the cursor after the call."""
         row = await self._fetchrow("ack_queue", _ACK_QUEUE, uid, seq)
         return 0 if row is None else int(row[0])
-
-    async def queue_seq_of(self, uid: str, message_id: int) -> int | None:
-        """The queue seq of ``message_id`` in ``uid``'s queue; ``None`` if never queued for
-        ``uid`` or acknowledged (and so discarded)."""
-        row = await self._fetchrow("queue_seq_of", _QUEUE_SEQ_OF, uid, message_id)
-        return None if row is None else int(row[0])
 
 
 def _check_key(msg: NewMessage) -> None:
