@@ -10,7 +10,8 @@
   a page threw an uncaught error.
 
 Chromium or the page bundle (``src/magpie/web/static/app.js``, built by ``make web``) missing
-or stale skips locally and **fails** under ``CI=true``, so CI cannot pass by skipping.
+or stale (its recorded source digest differs from ``web/``'s) skips locally and **fails**
+under ``CI=true``, so CI cannot pass by skipping.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from magpie.app import Node
 from magpie.cli import _seed_demo
 from magpie.web import STATIC_DIR
 from tests.support.nodes import running_node, time_scale
+from tests.support.webbundle import load_webbundle
 from tests.web.pages import DemoPage
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "web"
-WEB_SOURCES = ROOT / "web" / "src"
 BUNDLE = STATIC_DIR / "app.js"
 CHROMIUM = Path(os.environ.get("MAGPIE_CHROMIUM", "/usr/bin/chromium"))
 #: Debian's Chromium, headless, with nothing that phones home or updates itself.
@@ -70,13 +71,11 @@ def chromium_path() -> Path:
 
 @pytest.fixture(scope="session")
 def bundle() -> Path:
-    """The page bundle, built from the current ``web/src`` (``make web``)."""
-    if not BUNDLE.is_file():
-        _unavailable(f"web: {BUNDLE} is not built; run `make web` (cd web && npm run build)")
-    built = BUNDLE.stat().st_mtime
-    stale = [p for p in WEB_SOURCES.rglob("*.js") if p.stat().st_mtime > built]
-    if stale:
-        _unavailable(f"web: {BUNDLE.name} is older than {stale[0]}; run `make web`")
+    """The page bundle, built from the current ``web/`` sources (``make web``; the bundle
+    records the digest of the sources it was built from)."""
+    state = load_webbundle().status(ROOT)
+    if state != "current":
+        _unavailable(f"web: {BUNDLE} is {state}; run `make web`")
     return BUNDLE
 
 

@@ -1,8 +1,8 @@
 """The browser demo: its static files and the demo data set.
 
 ``static/`` holds the page (``index.html``, ``app.css``, committed) and ``app.js``, the esbuild
-bundle of ``web/src`` built with the official WuKongIM JS SDK (``cd web && npm ci && npm run
-build``; not committed). The HTTP API serves them at ``/`` and ``/static/*`` when the
+bundle of ``web/src`` built with the official WuKongIM JS SDK (``make web``; not committed, but
+the build backend puts it into every sdist and wheel). The HTTP API serves them at ``/`` and ``/static/*`` when the
 ``demo_ui`` setting is on (``magpie.api.routes.demo``).
 
 The demo data set (users, group) lives here so that ``magpie demo`` seeds exactly the users
