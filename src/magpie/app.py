@@ -1,8 +1,9 @@
 """The composition root: the only place that chooses concrete backends.
 
 :class:`Node` builds one Magpie node from :class:`~magpie.config.Settings` — store, bus, core
-services, WebSocket gateway, HTTP API and the card service (over the in-process
-:class:`~magpie.cards_adapter.InProcessPort`) — starts it, and stops it cleanly.
+services and their access decisions, WebSocket gateway, HTTP API, the card service (over the
+in-process :class:`~magpie.cards_adapter.InProcessPort`) and the business webhooks wired to
+the send flow, the gateway and the card service — starts it, and stops it cleanly.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
 from magpie.api import ApiContext, create_api
+from magpie.api.hooks import NodeWebhooks
+from magpie.api.presence import Presence, PresenceSource
+from magpie.api.webhooks import WebhookConfig, WebhookDispatcher
 from magpie.bus.memory import MemoryBus
 from magpie.cards import CardService, default_types
 from magpie.cards_adapter import InProcessPort
 from magpie.config import Settings
+from magpie.core.access import AccessControl
 from magpie.core.auth import new_api_key
 from magpie.core.ids import Snowflake
 from magpie.core.messaging import Messaging, SendRequest
@@ -40,7 +44,7 @@ from magpie.protocol.limits import Limits
 from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.sqlite import SqliteStore
 
-__all__ = ["Node", "resolve_api_key"]
+__all__ = ["Node", "resolve_api_key", "wire_webhooks"]
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +84,22 @@ class Node:
             Snowflake(settings.node_id),
             max_payload_bytes=settings.max_payload_bytes,
         )
+        self.access = AccessControl(self.store, self.api_key)
         self.gateway = Gateway(
-            _gateway_config(settings), self.store, self.bus, self.messaging, self.metrics
+            _gateway_config(settings),
+            self.store,
+            self.bus,
+            self.messaging,
+            self.metrics,
+            self.access,
         )
         self.ext = _ext_service(settings, self.store, self.messaging)
+        self.webhooks = wire_webhooks(
+            settings, self.api_key, self.metrics, self.messaging, self.gateway
+        )
+        emit = None if self.webhooks is None else self.webhooks.emit
         self.cards = CardService(
-            InProcessPort(self.messaging, self.ext, self.store, self._emit),
+            InProcessPort(self.messaging, self.ext, self.store, self.access, emit),
             default_types(),
             settings.cards_db_path,
             clock_ms=_wall_ms,
@@ -105,6 +119,8 @@ class Node:
         """Open the store, start the gateway and the HTTP API."""
         await self.store.open()
         await self.bus.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         await self.gateway.start()
         self.api = ApiContext(
             settings=self.settings,
@@ -116,6 +132,7 @@ class Node:
             metrics=self.metrics,
             ws_addr=self.settings.ws_public_addr or f"ws://{self.settings.host}:{self.ws_port}",
             ext=self.ext,
+            access=self.access,
             cards=self.cards,
         )
         await self.api.start()
@@ -160,13 +177,10 @@ class Node:
         await self.gateway.stop()
         if self.api is not None:
             await self.api.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.bus.close()
         await self.store.close()
-
-    def _emit(self, event: str, data: Mapping[str, Any]) -> None:
-        """The card service's business webhooks, through the API's dispatcher."""
-        if self.api is not None:
-            self.api.emit(event, data)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -204,6 +218,28 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def wire_webhooks(
+    settings: Settings, api_key: str, metrics: Metrics, messaging: Messaging, gateway: Presence
+) -> NodeWebhooks | None:
+    """The business webhooks when ``webhook_url`` is set: ``msg.notify`` / ``msg.offline``
+    after every commit of the send flow, ``user.onlinestatus`` on the gateway's connects and
+    disconnects (when it reports them); ``None`` when webhooks are off. The secret is
+    ``webhook_secret`` or else the business API key."""
+    if not settings.webhook_url:
+        return None
+    config = WebhookConfig(
+        url=settings.webhook_url,
+        secret=(settings.webhook_secret or api_key).encode(),
+        batch_interval=settings.webhook_batch_interval,
+        attempts=settings.webhook_attempts,
+    )
+    hooks = NodeWebhooks(WebhookDispatcher(config, metrics), gateway)
+    messaging.add_after_commit(hooks.after_commit)
+    if isinstance(gateway, PresenceSource):
+        gateway.add_presence_listener(hooks.on_presence)
+    return hooks
 
 
 def _wall_ms() -> int:

@@ -1,12 +1,13 @@
 """The in-process :class:`~magpie.cards.port.ImPort`: the card service inside a Magpie node.
 
 It lives outside ``magpie.cards`` because it is the one place that knows both sides: the
-send flow (:class:`~magpie.core.messaging.Messaging`), the extension service and the store
-*interface*. ``update`` passes the card service's pure decision straight to
-:meth:`ExtService.update <magpie.ext.service.ExtService.update>`, which runs it inside the
-store transaction — the same atomicity a business server gets from ``/message/extra/update``
-with compare-and-set, minus the round trips and retries. Business webhooks go to the node's
-dispatcher through the ``emit`` callable the composition root passes (none: dropped).
+send flow (:class:`~magpie.core.messaging.Messaging`), the extension service, the store
+*interface* and the core's access decisions (membership). ``update`` passes the card
+service's pure decision straight to :meth:`ExtService.update
+<magpie.ext.service.ExtService.update>`, which runs it inside the store transaction — the
+same atomicity a business server gets from ``/message/extra/update`` with compare-and-set,
+minus the round trips and retries. Business webhooks go through the ``emit`` callable the
+composition root passes (none: dropped).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from magpie.cards.port import ImMessage, Outgoing, Sent
+from magpie.core.access import AccessControl
 from magpie.core.messaging import Messaging, SendRequest
-from magpie.domain.channels import PERSON, is_fake_id, parties
 from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.errors import BadRequest
 from magpie.ext.service import ExtService
@@ -39,11 +40,17 @@ class InProcessPort:
     """:class:`~magpie.cards.port.ImPort` over a node's own services."""
 
     def __init__(
-        self, messaging: Messaging, ext: ExtService, store: Store, emit: Emit | None = None
+        self,
+        messaging: Messaging,
+        ext: ExtService,
+        store: Store,
+        access: AccessControl,
+        emit: Emit | None = None,
     ) -> None:
         self._messaging = messaging
         self._ext = ext
         self._store = store
+        self._access = access
         self._emit = emit
 
     async def send(self, message: Outgoing) -> Sent:
@@ -107,9 +114,7 @@ class InProcessPort:
 
     async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:
         """A subscriber of the channel; a party of a person channel (``a@b``)."""
-        if channel_type == PERSON:
-            return is_fake_id(channel_id, channel_type) and uid in parties(channel_id)
-        return await self._store.is_subscriber(channel_id, channel_type, uid)
+        return await self._access.is_member(channel_id, channel_type, uid)
 
     async def ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """The operation log."""

@@ -15,9 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from magpie.api import ApiContext
 from magpie.api.webhooks import WebhookConfig, WebhookDispatcher, verify
-from magpie.app import Node
+from magpie.app import Node, wire_webhooks
 from magpie.metrics import Metrics
 from tests.api.helpers import text
 from tests.support.nodes import (
@@ -308,22 +307,16 @@ class FakeGateway:
         self.listeners.append(callback)
 
 
-async def test_context_subscribes_to_a_presence_source(node: Node, receiver: Receiver) -> None:
+async def test_the_composition_root_subscribes_to_a_presence_source(
+    node: Node, receiver: Receiver
+) -> None:
     gateway = FakeGateway()
-    ctx = ApiContext(
-        settings=node.settings.replace(webhook_url=receiver.url, webhook_batch_interval=0.05),
-        api_key=API_KEY,
-        store=node.store,
-        bus=node.bus,
-        messaging=node.messaging,
-        gateway=gateway,
-        metrics=Metrics(),
-        ws_addr="",
-        ext=node.ext,
-    )
-    await ctx.start()
+    settings = node.settings.replace(webhook_url=receiver.url, webhook_batch_interval=0.05)
+    hooks = wire_webhooks(settings, API_KEY, Metrics(), node.messaging, gateway)
+    assert hooks is not None
+    await hooks.start()
     try:
-        assert gateway.listeners == [ctx.on_presence]
+        assert gateway.listeners == [hooks.on_presence]
         gateway.sessions["u-1"] = [FakeSession(2, 1), FakeSession(1, 0)]
         gateway.listeners[0]("u-1", 2, True, "c12")
         gateway.sessions["u-1"] = [FakeSession(1, 0)]
@@ -331,4 +324,6 @@ async def test_context_subscribes_to_a_presence_source(node: Node, receiver: Rec
         hit = await receiver.next_event("user.onlinestatus")
         assert hit.json() == ["u-1-2-1-12-1-2", "u-1-2-0-12-0-1"]
     finally:
-        await ctx.stop()
+        await hooks.stop()
+    no_hooks = node.settings.replace(webhook_url="")
+    assert wire_webhooks(no_hooks, API_KEY, Metrics(), node.messaging, FakeGateway()) is None

@@ -96,9 +96,9 @@ async def _input(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Any:
 
 async def _run(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Response:
     if ep.access is Access.BUSINESS:
-        require_business(request, ctx.api_key)
+        require_business(request, ctx.access)
     elif ep.access is Access.USER:
-        await authenticate(request, ctx.api_key, ctx.store)  # 401 before 400 (auth.py)
+        await authenticate(request, ctx.access)  # 401 before 400 (auth.py)
     return await ep.handler(ctx, request, await _input(ctx, ep, request))
 
 

@@ -17,6 +17,9 @@ send them, a ``token: <credential>`` header.
   digest is looked up, and it identifies its user when exactly one uid registered it. An
   unknown token is 401; a token registered by several uids needs the uid in the body (400).
 
+The decisions are the core's (:class:`~magpie.core.access.AccessControl`); this module reads
+the credential from the request, keeps the answer on it, and raises the HTTP errors.
+
 **Order.** The credential is checked first: :func:`authenticate` runs before the input is
 parsed, so a missing *or unknown* credential is 401 whatever the body holds (a caller
 without a valid credential learns nothing about the input rules, and a malformed body with
@@ -26,17 +29,12 @@ request for the handler's uid check.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from starlette.requests import Request
 
-from magpie.core.auth import api_key_matches, hash_token
+from magpie.core.access import AccessControl, Caller, Credential
 from magpie.errors import BadRequest, Forbidden, Unauthorized
-from magpie.store.interface import Store
 
 __all__ = [
-    "Caller",
-    "Credential",
     "authenticate",
     "credential",
     "require_business",
@@ -48,23 +46,6 @@ __all__ = [
 _BEARER = "bearer "
 #: Where :func:`authenticate` keeps its answer on ``request.state``.
 _STATE_KEY = "magpie_credential"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """An authenticated caller: the business server, or the user ``uid``."""
-
-    uid: str
-    business: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A presented credential that is valid: the API key, or a token that ``uids``
-    registered (for at least one device flag each)."""
-
-    business: bool
-    uids: frozenset[str]
 
 
 def credential(request: Request) -> str:
@@ -83,39 +64,34 @@ def require_credential(request: Request) -> str:
     return presented
 
 
-def require_business(request: Request, api_key: str) -> None:
+def require_business(request: Request, access: AccessControl) -> None:
     """Allow only the business API key (401 otherwise)."""
-    if not api_key_matches(require_credential(request), api_key):
+    if not access.is_api_key(require_credential(request)):
         raise Unauthorized("this endpoint requires the business API key")
 
 
-async def authenticate(request: Request, api_key: str, store: Store) -> Credential:
+async def authenticate(request: Request, access: AccessControl) -> Credential:
     """The valid credential of ``request``: 401 when there is none or it is neither the API
-    key nor a registered user token. The lookup is by SHA-256 digest, so its timing tells
-    nothing useful about the token; the answer is cached on the request."""
+    key nor a registered user token (:meth:`AccessControl.identify
+    <magpie.core.access.AccessControl.identify>`); the answer is cached on the request."""
     cached = getattr(request.state, _STATE_KEY, None)
     if isinstance(cached, Credential):
         return cached
-    presented = require_credential(request)
-    if api_key_matches(presented, api_key):
-        found = Credential(business=True, uids=frozenset())
-    else:
-        rows = await store.find_tokens(hash_token(presented))
-        if not rows:
-            raise Unauthorized("unknown credential")
-        found = Credential(business=False, uids=frozenset(row.uid for row in rows))
+    found = await access.identify(require_credential(request))
+    if found is None:
+        raise Unauthorized("unknown credential")
     setattr(request.state, _STATE_KEY, found)
     return found
 
 
 async def require_user(
-    request: Request, api_key: str, store: Store, uid: str, *, field: str = "uid"
+    request: Request, access: AccessControl, uid: str, *, field: str = "uid"
 ) -> Caller:
     """The business server acting for ``uid``, or the user ``uid`` with a token of theirs.
 
     ``uid`` comes from the already validated body (its key is ``field``); an empty ``uid``
     is allowed only with the business key (the call is then on behalf of nobody)."""
-    found = await authenticate(request, api_key, store)
+    found = await authenticate(request, access)
     if found.business:
         return Caller(uid, business=True)
     if not uid:
@@ -126,13 +102,13 @@ async def require_user(
 
 
 async def require_user_or_token(
-    request: Request, api_key: str, store: Store, uid: str, *, field: str = "uid"
+    request: Request, access: AccessControl, uid: str, *, field: str = "uid"
 ) -> Caller:
     """Like :func:`require_user` when ``uid`` is given; without it, the business server (on
     behalf of nobody) or the one user whose token was presented."""
     if uid:
-        return await require_user(request, api_key, store, uid, field=field)
-    found = await authenticate(request, api_key, store)
+        return await require_user(request, access, uid, field=field)
+    found = await authenticate(request, access)
     if found.business:
         return Caller("", business=True)
     if len(found.uids) > 1:

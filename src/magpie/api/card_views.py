@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from magpie.api.auth import Caller
 from magpie.api.context import ApiContext
 from magpie.cards import STATE_KEY
+from magpie.core.access import Caller
 from magpie.domain.ext import ExtState
 
 __all__ = ["project_message_extras", "project_rows"]

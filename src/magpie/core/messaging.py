@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from magpie.bus.interface import Bus, Delivery
+from magpie.core.access import write_refusal
 from magpie.core.channels import (
     validate_channel_id,
     validate_channel_type,
@@ -179,13 +180,12 @@ class Messaging:
 
     async def _route_channel(self, req: SendRequest) -> tuple[str, tuple[str, ...]]:
         info = await self._store.get_channel(req.channel_id, req.channel_type)
-        if info is None:
-            raise Refused(ReasonCode.CHANNEL_NOT_EXIST, "no such channel")
-        if info.ban and not req.from_api:
-            raise Refused(ReasonCode.BAN, "the channel is banned")
-        members = await self._store.get_subscribers(req.channel_id, req.channel_type)
-        if not req.from_api and req.from_uid not in members:
-            raise Refused(ReasonCode.SUBSCRIBER_NOT_EXIST, "the sender is not a member")
+        members = []
+        if info is not None:
+            members = await self._store.get_subscribers(req.channel_id, req.channel_type)
+        refusal = write_refusal(info, members, req.from_uid, from_api=req.from_api)
+        if refusal is not None:
+            raise Refused(*refusal)
         return req.channel_id, self._restrict(tuple(members), req.subscribers)
 
     @staticmethod

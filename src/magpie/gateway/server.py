@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from magpie.bus.interface import Bus, BusEvent, Delivery, Kick
-from magpie.core.auth import token_matches
+from magpie.core.access import AccessControl
 from magpie.core.channels import validate_uid
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.domain.channels import PERSON, peer_of
@@ -104,10 +104,12 @@ class Gateway:
         bus: Bus,
         messaging: Messaging,
         metrics: Metrics,
+        access: AccessControl,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._store = store
+        self._access = access
         self._bus = bus
         self._messaging = messaging
         self._metrics = metrics
@@ -206,7 +208,7 @@ class Gateway:
         return await self._accept(session, packets[0])
 
     async def _accept(self, session: Session, connect: Connect) -> bool:
-        reason = await self._authenticate(connect)
+        reason, device_level = await self._authenticate(connect)
         now_ms = time.time_ns() // 1_000_000
         if reason is not ReasonCode.SUCCESS:
             self._metrics.connects.labels(result=reason.name.lower()).inc()
@@ -227,7 +229,7 @@ class Gateway:
         session.uid = connect.uid
         session.device_flag = connect.device_flag
         session.device_id = connect.device_id
-        session.device_level = await self._device_level(connect)
+        session.device_level = device_level
         # The server version travels only to clients above version 3 (spec §1.4); the codec
         # leaves it out for older ones, so CONNACK stays 0x20 for SDK 1.0.4.
         ack = Connack(
@@ -242,23 +244,22 @@ class Gateway:
         await self._register(session)
         return True
 
-    async def _authenticate(self, connect: Connect) -> ReasonCode:
+    async def _authenticate(self, connect: Connect) -> tuple[ReasonCode, int]:
+        """The CONNECT's verdict and the device level of its token (0 without one)."""
         try:
             validate_uid(connect.uid)
         except BadRequest:
-            return ReasonCode.AUTH_FAIL
+            return ReasonCode.AUTH_FAIL, 0
         if not connect.client_key:
-            return ReasonCode.CLIENT_KEY_IS_EMPTY
+            return ReasonCode.CLIENT_KEY_IS_EMPTY, 0
         if not self.config.token_auth:
-            return ReasonCode.SUCCESS
-        row = await self._store.get_token(connect.uid, connect.device_flag)
-        if row is None or not token_matches(connect.token, row.token_hash):
-            return ReasonCode.AUTH_FAIL
-        return ReasonCode.SUCCESS
-
-    async def _device_level(self, connect: Connect) -> int:
-        row = await self._store.get_token(connect.uid, connect.device_flag)
-        return row.device_level if row is not None else 0
+            # No token check, but a registered token still says whether this is a master.
+            row = await self._store.get_token(connect.uid, connect.device_flag)
+            return ReasonCode.SUCCESS, 0 if row is None else row.device_level
+        row = await self._access.connect_token(connect.uid, connect.device_flag, connect.token)
+        if row is None:
+            return ReasonCode.AUTH_FAIL, 0
+        return ReasonCode.SUCCESS, row.device_level
 
     async def _register(self, session: Session) -> None:
         self._sessions.setdefault(session.uid, []).append(session)

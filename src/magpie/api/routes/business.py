@@ -24,7 +24,6 @@ from magpie.api.render import ext_row, message_resp
 from magpie.api.routes._shared import data_schema, props
 from magpie.api.schema import ChannelId, ChannelType, F, IntOrString, Object, Uid
 from magpie.config import Settings
-from magpie.domain.channels import PERSON, is_fake_id, parties
 from magpie.errors import NotFound
 
 __all__ = ["endpoints"]
@@ -73,10 +72,7 @@ async def get_message(ctx: ApiContext, _: Request, req: GetReq) -> Response:
 
 async def channel_member(ctx: ApiContext, _: Request, req: MemberReq) -> Response:
     """Whether ``uid`` belongs to the channel."""
-    if req.channel_type == PERSON:
-        member = is_fake_id(req.channel_id, PERSON) and req.uid in parties(req.channel_id)
-    else:
-        member = await ctx.store.is_subscriber(req.channel_id, req.channel_type, req.uid)
+    member = await ctx.access.is_member(req.channel_id, req.channel_type, req.uid)
     return ok_data({"member": member})
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from magpie.api.auth import Caller, require_user_or_token
+from magpie.api.auth import require_user_or_token
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare, ok_data
@@ -45,6 +45,7 @@ from magpie.api.schema import (
 )
 from magpie.cards import ActionRequest, CardService, CreateRequest
 from magpie.config import Settings
+from magpie.core.access import Caller
 from magpie.errors import BadRequest, NotFound
 
 __all__ = ["endpoints"]
@@ -152,7 +153,7 @@ def _message_id(request: Request) -> int:
 
 async def _caller(ctx: ApiContext, request: Request, uid: str, *, acting: bool) -> Caller:
     """The user (token), or the business server acting for ``uid``."""
-    caller = await require_user_or_token(request, ctx.api_key, ctx.store, uid)
+    caller = await require_user_or_token(request, ctx.access, uid)
     if acting and not caller.uid:
         raise BadRequest("uid is required with the business key", field="uid")
     return caller

@@ -33,7 +33,7 @@ from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare, ok_data
 from magpie.api.render import ext_row, op_resp
 from magpie.api.routes._shared import SEQ, array_of, data_schema
-from magpie.api.routes.sync import EPOCH_HEADER, readable_channel
+from magpie.api.routes.sync import EPOCH_HEADER
 from magpie.api.schema import (
     AnyObject,
     ChannelId,
@@ -323,10 +323,8 @@ async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
 
 async def extra_sync(ctx: ApiContext, request: Request, req: ExtraSyncReq) -> Response:
     """Extension rows changed after ``extra_version``, ascending (TSDD shape)."""
-    caller = await require_user_or_token(
-        request, ctx.api_key, ctx.store, req.login_uid, field="login_uid"
-    )
-    channel_id = await readable_channel(ctx, caller, req.channel_id, req.channel_type)
+    caller = await require_user_or_token(request, ctx.access, req.login_uid, field="login_uid")
+    channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
     limit = req.limit or DEFAULT_EXTRA_SYNC_LIMIT
     page = await ctx.ext.sync(channel_id, req.channel_type, req.extra_version, limit)
     rows = [ext_row(state, caller.uid) for state in page.rows]

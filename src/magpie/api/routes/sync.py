@@ -17,7 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from magpie.api.auth import Caller, require_user
+from magpie.api.auth import require_user
 from magpie.api.card_views import project_message_extras
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
@@ -36,12 +36,11 @@ from magpie.api.schema import (
     Uid,
 )
 from magpie.config import Settings
-from magpie.core.channels import validate_uid
-from magpie.domain.channels import PERSON, fake_channel_id, visible_channel_id
-from magpie.errors import BadRequest, Forbidden
+from magpie.domain.channels import visible_channel_id
+from magpie.errors import BadRequest
 from magpie.store.interface import ConversationRow, StoredMessage
 
-__all__ = ["EPOCH_HEADER", "LastMsgSeqs", "endpoints", "readable_channel"]
+__all__ = ["EPOCH_HEADER", "LastMsgSeqs", "endpoints"]
 
 #: Response header carrying the store epoch (I7).
 EPOCH_HEADER = "X-Magpie-Epoch"
@@ -168,7 +167,7 @@ async def conversation_sync(
     ctx: ApiContext, request: Request, req: ConversationSyncReq
 ) -> Response:
     """The user's conversations changed after ``version``, newest first, with recents."""
-    caller = await require_user(request, ctx.api_key, ctx.store, req.uid)
+    caller = await require_user(request, ctx.access, req.uid)
     out = []
     for row in await ctx.store.list_conversations(caller.uid):
         if row.version > req.version:
@@ -178,24 +177,6 @@ async def conversation_sync(
 
 
 # --- /channel/messagesync -------------------------------------------------------------------
-
-
-async def readable_channel(
-    ctx: ApiContext, caller: Caller, channel_id: str, channel_type: int
-) -> str:
-    """The storage id of the channel, if ``caller`` may read it: a person channel is always
-    the caller's own (its id is the peer); other channels need membership, unless the
-    business server asks."""
-    if channel_type == PERSON:
-        validate_uid(channel_id, "channel_id")
-        if not caller.uid:
-            raise BadRequest("login_uid is required for person channels", field="login_uid")
-        return fake_channel_id(caller.uid, channel_id)
-    if not caller.business:
-        member = await ctx.store.is_subscriber(channel_id, channel_type, caller.uid)
-        if not member:
-            raise Forbidden("not a subscriber of this channel", field="channel_id")
-    return channel_id
 
 
 async def _more(
@@ -215,8 +196,8 @@ async def _more(
 
 async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -> Response:
     """A page of a channel's history (WuKongIM ``/channel/messagesync`` semantics)."""
-    caller = await require_user(request, ctx.api_key, ctx.store, req.login_uid, field="login_uid")
-    channel_id = await readable_channel(ctx, caller, req.channel_id, req.channel_type)
+    caller = await require_user(request, ctx.access, req.login_uid, field="login_uid")
+    channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
     got = await ctx.store.get_messages(
         channel_id,
         req.channel_type,
