@@ -33,10 +33,11 @@ from magpie.core.access import AccessControl
 from magpie.core.auth import new_api_key
 from magpie.core.ids import Snowflake
 from magpie.core.messaging import Messaging, SendRequest
-from magpie.errors import ConfigError
+from magpie.errors import ConfigError, StartupError
 from magpie.ext.notify import Cmd, CmdSender, Notifier
 from magpie.ext.patch import PatchLimits
 from magpie.ext.service import ExtService
+from magpie.failures import check_writable_dir, listen_error
 from magpie.gateway.server import Gateway, GatewayConfig
 from magpie.gateway.session import OutboundLimits
 from magpie.metrics import Metrics
@@ -73,8 +74,8 @@ class Node:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        check_writable_dir(Path(settings.data_dir))
         self.api_key, self.api_key_path = resolve_api_key(settings)
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
         self.metrics = Metrics()
         self.store = SqliteStore(settings.db_path, synchronous=settings.sqlite_synchronous)
         self.bus = MemoryBus()
@@ -116,12 +117,24 @@ class Node:
         return self.gateway.port
 
     async def start(self) -> None:
-        """Open the store, start the gateway and the HTTP API."""
+        """Open the store, start the gateway and the HTTP API. On failure, whatever was
+        started is stopped again before the error propagates."""
+        try:
+            await self._start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.store.open()
         await self.bus.start()
         if self.webhooks is not None:
             await self.webhooks.start()
-        await self.gateway.start()
+        try:
+            await self.gateway.start()
+        except OSError as exc:
+            raise listen_error(exc, self.settings.host, self.settings.ws_port, "ws_port") from exc
         self.api = ApiContext(
             settings=self.settings,
             api_key=self.api_key,
@@ -147,6 +160,11 @@ class Node:
         )
 
     async def _start_http(self, app: object) -> None:
+        s = self.settings
+        try:
+            sock = _bind(s.host, s.api_port)
+        except OSError as exc:
+            raise listen_error(exc, s.host, s.api_port, "api_port") from exc
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
             host=self.settings.host,
@@ -157,15 +175,14 @@ class Node:
         )
         server = _EmbeddedServer(config)
         self._uvicorn = server
-        self._api_task = asyncio.get_running_loop().create_task(server.serve())
+        self._api_task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         while not server.started:
             if self._api_task.done():
+                sock.close()
                 await self._api_task
-                raise ConfigError(
-                    "api_port", f"the HTTP API could not listen on {self.settings.api_port}"
-                )
+                raise StartupError("the HTTP API did not start", "run with --debug to see why")
             await asyncio.sleep(0.01)
-        self.api_port = server.servers[0].sockets[0].getsockname()[1]
+        self.api_port = sock.getsockname()[1]
 
     async def stop(self) -> None:
         """Drain: stop the API, close client connections, flush and close the store."""
@@ -207,11 +224,13 @@ class _EmbeddedServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's graceful shutdown; with no connection or request left to drain, its fixed
         0.1 s grace pause is skipped (lifespan is off, so closing the listeners is all)."""
-        if self.server_state.connections or self.server_state.tasks or sockets:
+        if self.server_state.connections or self.server_state.tasks:
             await super().shutdown(sockets)
             return
         for server in self.servers:
             server.close()
+        for sock in sockets or ():
+            sock.close()
         for server in self.servers:
             await server.wait_closed()
 
@@ -240,6 +259,24 @@ def wire_webhooks(
     if isinstance(gateway, PresenceSource):
         gateway.add_presence_listener(hooks.on_presence)
     return hooks
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for the HTTP API, bound here (not by uvicorn) so that a taken
+    port is an ``OSError`` to explain instead of uvicorn's exit."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _wall_ms() -> int:

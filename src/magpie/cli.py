@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 
 from magpie import __version__
@@ -18,7 +19,7 @@ from magpie.client import chat as chat_cli
 from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
-from magpie.errors import ConfigError, MagpieError
+from magpie.failures import explain
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
 from magpie.web import DEMO_GROUP, DEMO_USERS
@@ -30,10 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magpie", description=__doc__)
     parser.add_argument("--version", action="version", version=f"magpie {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run a Magpie node")
-    serve.add_argument("--config", help="TOML settings file ([magpie] table)")
-    demo = sub.add_parser("demo", help="run a node with demo users, a group and a direct chat")
-    demo.add_argument("--config", help="TOML settings file ([magpie] table)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML settings file ([magpie] table)")
+    common.add_argument(
+        "--debug", action="store_true", help="print the traceback of a failure, not just why"
+    )
+    sub.add_parser("serve", parents=[common], help="run a Magpie node")
+    sub.add_parser(
+        "demo", parents=[common], help="run a node with demo users, a group and a direct chat"
+    )
     chat = sub.add_parser("chat", help="a terminal chat client (the Python SDK)")
     chat_cli.add_arguments(chat)
     return parser
@@ -150,16 +156,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(settings.log_level)
         node = Node(settings)
         asyncio.run(_run(node, _seed_demo if args.command == "demo" else None))
-    except ConfigError as exc:
-        print(f"magpie: bad setting {exc.message}", file=sys.stderr)
-        return 2
-    except MagpieError as exc:
-        print(f"magpie: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"magpie: cannot start: {exc}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return fail(exc, debug=args.debug)
     return 0
+
+
+def fail(exc: BaseException, *, debug: bool) -> int:
+    """Print why the command failed in one line (and, with ``--debug``, the traceback
+    first); the exit status."""
+    if debug:
+        traceback.print_exception(exc)
+    line, status = explain(exc)
+    print(f"magpie: {line}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

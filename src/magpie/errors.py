@@ -8,6 +8,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
 
     MagpieError                  code
     ├── ConfigError              config_invalid      a setting is missing or bad (names the key)
+    ├── StartupError             startup_failed      the node cannot start (``fix`` says what to do)
     ├── ProtocolError            protocol_error      ``reason``: the reason code to answer with
     │   ├── LocalProtocolError   protocol_misuse     *we* misused the protocol
     │   ├── RemoteProtocolError  protocol_violation  *the peer* sent something invalid
@@ -70,6 +71,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProtocolError",
     "RemoteProtocolError",
+    "StartupError",
     "StoreError",
     "StoreUnavailable",
     "Unauthorized",
@@ -101,6 +103,18 @@ class ConfigError(MagpieError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
         self.key = key
+
+
+class StartupError(MagpieError):
+    """The node cannot start: a port is taken, the data directory is not writable, the
+    database cannot be opened. ``message`` names the cause, ``fix`` what to do about it (the
+    command line prints both on one line)."""
+
+    code = "startup_failed"
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class ProtocolError(MagpieError):

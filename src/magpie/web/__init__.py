@@ -2,8 +2,8 @@
 
 ``static/`` holds the page (``index.html``, ``app.css``, committed) and ``app.js``, the esbuild
 bundle of ``web/src`` built with the official WuKongIM JS SDK (``make web``; not committed, but
-the build backend puts it into every sdist and wheel). The HTTP API serves them at ``/`` and ``/static/*`` when the
-``demo_ui`` setting is on (``magpie.api.routes.demo``).
+the build backend puts it into every sdist and wheel). The HTTP API serves them at ``/`` and
+``/static/*`` when the ``demo_ui`` setting is on (``magpie.api.routes.demo``).
 
 The demo data set (users, group) lives here so that ``magpie demo`` seeds exactly the users
 ``GET /demo/users`` lists.
