@@ -15,6 +15,7 @@ Tests that need other settings (limits, rate limits) start their own node with
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -96,7 +97,17 @@ async def populate(node: Node) -> World:
             },
         )
         assert card.status_code == 200, card.text
+    await _settled(node)
     return World(node, int(sent.json()["data"]["message_id"]), int(card.json()["message_id"]))
+
+
+async def _settled(node: Node) -> None:
+    """Wait for the card's ``syncMessageExtra`` CMD (sent after a coalescing window) to reach
+    the members' queues, so tests comparing stored state see no late write."""
+    deadline = asyncio.get_running_loop().time() + 10 * time_scale()
+    while not await node.store.read_queue("bob", 0, 10):
+        assert asyncio.get_running_loop().time() < deadline, "the card's CMD never came"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

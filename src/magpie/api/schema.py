@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from magpie.core.channels import validate_channel_id, validate_channel_type, validate_uid
-from magpie.domain.channels import MAX_ID_LENGTH
+from magpie.domain.channels import CHANNEL_ID_PATTERN, MAX_ID_LENGTH, UID_PATTERN
 from magpie.errors import BadRequest, PayloadTooLarge
 
 __all__ = [
@@ -205,6 +205,7 @@ class _Checked:
 
     check: Callable[[object, str], Any]
     description: str
+    pattern: str
     allow_empty: bool = False
 
     def parse(self, value: object, where: str) -> str:
@@ -216,22 +217,26 @@ class _Checked:
     def schema(self) -> dict[str, Any]:
         """``string`` with the rule in words."""
         low = 0 if self.allow_empty else 1
+        pattern = f"^$|{self.pattern}" if self.allow_empty else self.pattern
         return {
             "type": "string",
             "minLength": low,
             "maxLength": MAX_ID_LENGTH,
+            "pattern": pattern,
             "description": self.description,
         }
 
 
 def Uid(*, allow_empty: bool = False) -> Spec[str]:
-    """A user id (``magpie.core.channels.validate_uid``)."""
-    return _Checked(validate_uid, "user id: no whitespace, control characters or '@'", allow_empty)
+    """A user id (``magpie.domain.channels.uid_problem``)."""
+    words = "user id: 1–128 visible ASCII characters, no '@'"
+    return _Checked(validate_uid, words, UID_PATTERN, allow_empty)
 
 
 def ChannelId() -> Spec[str]:
     """A channel id as the caller sees it (the peer uid for person channels)."""
-    return _Checked(validate_channel_id, "channel id (peer uid for person channels); no whitespace")
+    words = "channel id (the peer's uid for person channels): 1–128 visible ASCII characters"
+    return _Checked(validate_channel_id, words, CHANNEL_ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

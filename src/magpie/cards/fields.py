@@ -8,11 +8,11 @@ limit is a named constant.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from magpie.cards.machine import ParamError
+from magpie.domain.channels import uid_problem
 
 __all__ = [
     "MAX_ADMINS",
@@ -34,10 +34,6 @@ MAX_DESCRIPTION = 2000
 MAX_COMMENT = 500
 #: Most admins of one card.
 MAX_ADMINS = 20
-#: Longest uid; the IM's rule (no whitespace, control characters or ``@``) is repeated here
-#: because ``cards`` may not import the IM core (``magpie.core.channels.validate_uid``).
-MAX_UID = 128
-_UID = re.compile(r"^[^\s@\x00-\x1f\x7f]+$")
 #: Deadlines must lie before this (unix ms, year 2286): guards against seconds-vs-ms slips
 #: the other way being accepted as "far future" forever.
 MAX_DEADLINE_MS = 10**13
@@ -92,12 +88,11 @@ def choice(raw: Mapping[str, Any], key: str, options: Sequence[str], default: st
 
 
 def uid(value: object, key: str) -> str:
-    """A user id by the IM's rule."""
-    if not isinstance(value, str) or not value:
-        raise ParamError(f"{key} must be a non-empty string")
-    if len(value) > MAX_UID or not _UID.match(value):
-        raise ParamError(f"{key} must be a uid (at most {MAX_UID} characters, no spaces or '@')")
-    return value
+    """A user id by the IM's rule (:func:`magpie.domain.channels.uid_problem`)."""
+    problem = uid_problem(value)
+    if problem is not None:
+        raise ParamError(f"{key} {problem}")
+    return str(value)
 
 
 def uid_list(raw: Mapping[str, Any], key: str, low: int, high: int) -> tuple[str, ...]:

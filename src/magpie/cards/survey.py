@@ -38,7 +38,7 @@ MAX_QUESTIONS = 20
 MIN_CHOICES, MAX_CHOICES = 2, 20
 MAX_PROMPT = 500
 DEFAULT_TEXT_LENGTH, MAX_TEXT_LENGTH = 500, 2000
-_QUESTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_QUESTION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # whole value: fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ def _question(raw: object, n: int) -> Question:
     if not isinstance(raw, Mapping):
         raise ParamError(f"{where} must be an object")
     qid = raw.get("id") or f"q{n + 1}"
-    if not isinstance(qid, str) or not _QUESTION_ID.match(qid):
+    if not isinstance(qid, str) or not _QUESTION_ID.fullmatch(qid):
         raise ParamError(f"{where}.id must be 1–32 letters, digits, '_' or '-'")
     kind = fields.choice(raw, "kind", KINDS, "single")
     prompt = fields.text(raw, "prompt", MAX_PROMPT, required=True)

@@ -5,9 +5,19 @@ where the uid with the larger CRC32 comes first (WuKongIM ``GetFakeChannelIDWith
 parties share its sequence. Each party sees the *other* uid as the channel id. Uids never
 contain ``@``, so a fake id splits unambiguously.
 
+**The id rule.** A uid or a channel id is 1–128 characters of *visible ASCII*: ``!``
+(0x21) through ``~`` (0x7E) — letters, digits and punctuation — and a uid has no ``@``.
+Nothing else: no space or other whitespace (so no trailing newline), no control character,
+no character outside ASCII. Two different ids therefore never look the same on screen
+because of an invisible character, a Unicode look-alike (Cyrillic ``а`` for Latin ``a``,
+fullwidth letters, combining marks, zero-width or bidirectional controls) or a different
+Unicode normalisation of the same text. Ids are compared exactly (case matters). The whole
+value must match (:meth:`re.Pattern.fullmatch`: ``$`` would accept a trailing newline).
+:data:`UID_PATTERN` and :data:`CHANNEL_ID_PATTERN` state the rule as JSON Schema patterns.
+
 The rules return a problem (``None`` when the value is fine), phrased to follow a field
 name: ``f"{field} {problem}"``. Each layer raises it as its own error (the server's
-``BadRequest``, the SDK's ``InvalidArgument``).
+``BadRequest``, the SDK's ``InvalidArgument``, a card's ``ParamError``).
 """
 
 from __future__ import annotations
@@ -16,10 +26,12 @@ import re
 import zlib
 
 __all__ = [
+    "CHANNEL_ID_PATTERN",
     "CHANNEL_TYPES",
     "GROUP",
     "MAX_ID_LENGTH",
     "PERSON",
+    "UID_PATTERN",
     "channel_id_problem",
     "channel_type_problem",
     "fake_channel_id",
@@ -40,25 +52,39 @@ CHANNEL_TYPES = range(1, 13)
 #: Longest uid or channel id.
 MAX_ID_LENGTH = 128
 
-_UID = re.compile(r"[^\s@\x00-\x1f\x7f]+")
-_CHANNEL_ID = re.compile(r"[^\s\x00-\x1f\x7f]+")
+#: The characters of a uid: visible ASCII but ``@`` (``!``–``?``, ``A``–``~``).
+_UID_CHARS = "!-?A-~"
+#: The characters of a channel id: visible ASCII (``!``–``~``).
+_CHANNEL_CHARS = "!-~"
+#: The id rule as JSON Schema (ECMA-262) patterns, for the OpenAPI document.
+UID_PATTERN = f"^[{_UID_CHARS}]{{1,{MAX_ID_LENGTH}}}$"
+CHANNEL_ID_PATTERN = f"^[{_CHANNEL_CHARS}]{{1,{MAX_ID_LENGTH}}}$"
+
+_UID = re.compile(f"[{_UID_CHARS}]{{1,{MAX_ID_LENGTH}}}")
+_CHANNEL_ID = re.compile(f"[{_CHANNEL_CHARS}]{{1,{MAX_ID_LENGTH}}}")
 
 
 def uid_problem(uid: object) -> str | None:
-    """A uid is 1–128 characters without whitespace, control characters or ``@``."""
+    """A uid is 1–128 visible ASCII characters (``!``–``~``) other than ``@``."""
     if not isinstance(uid, str) or not uid:
         return "must be a non-empty string"
-    if len(uid) > MAX_ID_LENGTH or not _UID.fullmatch(uid):
-        return f"must be at most {MAX_ID_LENGTH} characters without spaces or '@'"
+    if not _UID.fullmatch(uid):
+        return (
+            f"must be 1–{MAX_ID_LENGTH} visible ASCII characters (no space, control "
+            "character, '@' or non-ASCII character)"
+        )
     return None
 
 
 def channel_id_problem(channel_id: object) -> str | None:
-    """A channel id is 1–128 characters without whitespace or control characters."""
+    """A channel id is 1–128 visible ASCII characters (``!``–``~``)."""
     if not isinstance(channel_id, str) or not channel_id:
         return "must be a non-empty string"
-    if len(channel_id) > MAX_ID_LENGTH or not _CHANNEL_ID.fullmatch(channel_id):
-        return f"must be at most {MAX_ID_LENGTH} characters without spaces"
+    if not _CHANNEL_ID.fullmatch(channel_id):
+        return (
+            f"must be 1–{MAX_ID_LENGTH} visible ASCII characters (no space, control "
+            "character or non-ASCII character)"
+        )
     return None
 
 

@@ -36,7 +36,7 @@ from magpie.api.schema import (
     Uid,
 )
 from magpie.config import Settings
-from magpie.domain.channels import visible_channel_id
+from magpie.domain.channels import channel_id_problem, visible_channel_id
 from magpie.errors import BadRequest
 from magpie.store.interface import ConversationRow, StoredMessage
 
@@ -84,8 +84,11 @@ def _entry(entry: str, where: str) -> tuple[tuple[str, int], int]:
     """One ``chan:type:seq`` (the channel id may itself contain ``:``)."""
     head, _, seq = entry.rpartition(":")
     channel_id, _, kind = head.rpartition(":")
-    if not channel_id or not _NUMBER.fullmatch(kind) or not _NUMBER.fullmatch(seq):
+    if not _NUMBER.fullmatch(kind) or not _NUMBER.fullmatch(seq):
         raise BadRequest(f"{where} entry {entry[:64]!r} is not chan:type:seq", field=where)
+    problem = channel_id_problem(channel_id)
+    if problem is not None:
+        raise BadRequest(f"{where} entry {entry[:64]!r}: the channel id {problem}", field=where)
     return (channel_id, int(kind)), int(seq)
 
 
