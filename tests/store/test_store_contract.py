@@ -429,6 +429,45 @@ async def test_get_messages(store: Store, case: tuple[int, int, int, int, list[i
     assert all((m.channel_id, m.message_id) == ("g1", 1_000_000 + m.message_seq) for m in got)
 
 
+# get_messages with a payload budget on seqs 1..10 whose payloads are n*100 bytes:
+# (start, end, limit, pull_mode, max_bytes) -> seqs (rows are taken in the pull direction
+# while the payloads before them sum to less than max_bytes)
+BUDGET_CASES = {
+    "down: 1000 + 900 reach 1500": (0, 0, 10, 0, 1500, [9, 10]),
+    "down: exactly at the budget stops": (0, 0, 10, 0, 1900, [9, 10]),
+    "down: one byte more takes one more": (0, 0, 10, 0, 1901, [8, 9, 10]),
+    "down: a budget below the first row still gives it": (0, 0, 10, 0, 1, [10]),
+    "down from 5": (5, 0, 10, 0, 800, [4, 5]),
+    "up from 1: 100+200+300+400 < 1001": (1, 0, 10, 1, 1001, [1, 2, 3, 4, 5]),
+    "up, limit first": (1, 0, 2, 1, 10_000, [1, 2]),
+    "no budget": (0, 0, 3, 0, 0, [8, 9, 10]),
+}
+
+
+@pytest.mark.parametrize("case", BUDGET_CASES.values(), ids=BUDGET_CASES.keys())
+async def test_get_messages_within_a_byte_budget(
+    store: Store, case: tuple[int, int, int, int, int, list[int]]
+) -> None:
+    start, end, limit, mode, budget, expected = case
+    for n in range(1, 11):
+        await store.append_message(msg(n, payload=b"x" * (n * 100)), [])
+    got = await store.get_messages(
+        "g1", GROUP, start_seq=start, end_seq=end, limit=limit, pull_mode=mode, max_bytes=budget
+    )
+    assert [m.message_seq for m in got] == expected
+    assert all(len(m.payload) == m.message_seq * 100 for m in got)
+
+
+async def test_read_queue_within_a_byte_budget(store: Store) -> None:
+    for n in range(1, 6):
+        await store.append_to_queues(msg(n, payload=b"q" * (n * 100)), ["bob"])
+    entries = await store.read_queue("bob", 0, 10, max_bytes=301)  # 100 + 200 < 301
+    assert [e.queue_seq for e in entries] == [1, 2, 3]
+    assert [len(e.message.payload) for e in entries] == [100, 200, 300]
+    assert [e.queue_seq for e in await store.read_queue("bob", 1, 10, max_bytes=1)] == [2]
+    assert len(await store.read_queue("bob", 0, 10)) == 5
+
+
 async def test_get_messages_of_an_empty_channel(store: Store) -> None:
     for mode in (0, 1):
         got = await store.get_messages("g1", GROUP, start_seq=0, end_seq=0, limit=5, pull_mode=mode)

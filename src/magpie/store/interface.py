@@ -224,11 +224,17 @@ class Store(Protocol):
         end_seq: int,
         limit: int,
         pull_mode: int,
+        max_bytes: int = 0,
     ) -> list[StoredMessage]:
         """Messages of a channel log, ascending by seq, with WuKongIM ``/channel/messagesync``
         semantics: ``pull_mode`` 0 pulls down (older) from ``start_seq`` inclusive towards
         ``end_seq`` exclusive (0 = no bound); 1 pulls up (newer) from ``start_seq`` inclusive;
-        ``start_seq == end_seq == 0`` gives the newest ``limit``."""
+        ``start_seq == end_seq == 0`` gives the newest ``limit``.
+
+        ``max_bytes > 0`` bounds the payload bytes read (0: no bound): taken in the pull
+        direction (down: newest first; up: oldest first), a message is included
+        while the payloads taken before it sum to less than ``max_bytes`` — so the first one
+        always is, and the read never holds more than ``max_bytes`` plus one payload."""
         ...
 
     async def max_seq(self, channel_id: str, channel_type: int) -> int:
@@ -251,8 +257,11 @@ class Store(Protocol):
         (empty for a duplicate)."""
         ...
 
-    async def read_queue(self, uid: str, after_seq: int, limit: int) -> list[QueueEntry]:
-        """Queue entries with ``queue_seq > after_seq``, ascending, at most ``limit``."""
+    async def read_queue(
+        self, uid: str, after_seq: int, limit: int, max_bytes: int = 0
+    ) -> list[QueueEntry]:
+        """Queue entries with ``queue_seq > after_seq``, ascending, at most ``limit``; with
+        ``max_bytes > 0`` also bounded by payload bytes like :meth:`get_messages`."""
         ...
 
     async def queue_cursor(self, uid: str) -> int:

@@ -178,16 +178,43 @@ _APPEND_TO_QUEUES = f"""
 
 _GET_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1"  # noqa: S608
 # "message_seq > 0" is repeated literally so the planner can use the partial index.
-_MESSAGES_DOWN = f"""
-    SELECT {MESSAGE_COLUMNS} FROM messages
+_M_COLUMNS = ", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))
+
+
+def _within_budget(page: str, order: str) -> str:
+    """The messages of ``page`` (a query of ``message_seq, size`` rows in ``order``) whose
+    preceding payloads sum to less than ``$6`` bytes: sizes are summed over the page first,
+    and only the kept rows' payloads are read."""
+    return f"""
+    WITH page AS ({page}),
+    kept AS (
+        SELECT message_seq FROM (
+            SELECT message_seq,
+                SUM(size) OVER (ORDER BY message_seq {order} ROWS UNBOUNDED PRECEDING)
+                    - size AS before
+            FROM page
+        ) AS running
+        WHERE before < $6
+    )
+    SELECT {_M_COLUMNS} FROM kept JOIN messages AS m
+        ON m.channel_id = $1 AND m.channel_type = $2 AND m.message_seq = kept.message_seq
+    ORDER BY m.message_seq {order}"""  # noqa: S608
+
+
+_MESSAGES_DOWN = _within_budget(
+    """SELECT message_seq, octet_length(payload) AS size FROM messages
     WHERE channel_id = $1 AND channel_type = $2 AND message_seq > 0
         AND message_seq <= $3 AND message_seq > $4
-    ORDER BY message_seq DESC LIMIT $5"""  # noqa: S608
-_MESSAGES_UP = f"""
-    SELECT {MESSAGE_COLUMNS} FROM messages
+    ORDER BY message_seq DESC LIMIT $5""",
+    "DESC",
+)
+_MESSAGES_UP = _within_budget(
+    """SELECT message_seq, octet_length(payload) AS size FROM messages
     WHERE channel_id = $1 AND channel_type = $2 AND message_seq > 0
         AND message_seq >= $3 AND message_seq < $4
-    ORDER BY message_seq ASC LIMIT $5"""  # noqa: S608
+    ORDER BY message_seq ASC LIMIT $5""",
+    "ASC",
+)
 _MAX_SEQ = "SELECT last_seq FROM channel_seq WHERE channel_id = $1 AND channel_type = $2"
 
 _LIST_CONVERSATIONS = f"""
@@ -195,10 +222,23 @@ _LIST_CONVERSATIONS = f"""
     ORDER BY timestamp DESC, version DESC, channel_id COLLATE "C", channel_type"""  # noqa: S608
 
 _READ_QUEUE = f"""
-    SELECT q.uid, q.queue_seq, {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
-    FROM user_queue AS q JOIN messages AS m ON m.message_id = q.message_id
-    WHERE q.uid = $1 AND q.queue_seq > $2
-    ORDER BY q.queue_seq LIMIT $3"""  # noqa: S608
+    WITH page AS (
+        SELECT q.queue_seq, q.message_id, octet_length(m.payload) AS size
+        FROM user_queue AS q JOIN messages AS m ON m.message_id = q.message_id
+        WHERE q.uid = $1 AND q.queue_seq > $2
+        ORDER BY q.queue_seq LIMIT $3
+    ),
+    kept AS (
+        SELECT queue_seq, message_id FROM (
+            SELECT queue_seq, message_id,
+                SUM(size) OVER (ORDER BY queue_seq ROWS UNBOUNDED PRECEDING) - size AS before
+            FROM page
+        ) AS running
+        WHERE before < $4
+    )
+    SELECT $1::text AS uid, kept.queue_seq, {_M_COLUMNS}
+    FROM kept JOIN messages AS m ON m.message_id = kept.message_id
+    ORDER BY kept.queue_seq"""  # noqa: S608
 _QUEUE_CURSOR = "SELECT ack_seq FROM queue_counter WHERE uid = $1"
 _ACK_QUEUE = """
     WITH cursor AS (
@@ -433,18 +473,22 @@ class PostgresStore(PgExtMethods):
         end_seq: int,
         limit: int,
         pull_mode: int,
+        max_bytes: int = 0,
     ) -> list[StoredMessage]:
         """Messages of a channel log, ascending by seq (``/channel/messagesync``, spec §6),
-        with the semantics of :meth:`magpie.store.sqlite.SqliteStore.get_messages`."""
+        with the semantics of :meth:`magpie.store.sqlite.SqliteStore.get_messages`. With
+        ``max_bytes`` the server sums payload sizes (``octet_length``, no detoasting) over the
+        page and returns only the rows within the budget."""
         if limit <= 0:
             return []
+        budget = max_bytes if max_bytes > 0 else _NO_BOUND
         if pull_mode == 1 and (start_seq or end_seq):
             upper = end_seq if end_seq > 0 else _NO_BOUND
-            args = (channel_id, channel_type, start_seq, upper, limit)
+            args = (channel_id, channel_type, start_seq, upper, limit, budget)
             found = await self._fetch("get_messages", _MESSAGES_UP, *args)
         else:
             upper = start_seq if start_seq > 0 else _NO_BOUND
-            args = (channel_id, channel_type, upper, max(end_seq, 0), limit)
+            args = (channel_id, channel_type, upper, max(end_seq, 0), limit, budget)
             found = (await self._fetch("get_messages", _MESSAGES_DOWN, *args))[::-1]
         return [rows.stored_message(r) for r in found]
 
@@ -481,12 +525,16 @@ class PostgresStore(PgExtMethods):
             return result, {}
         return result, dict(zip(row["uids"], row["seqs"], strict=True))
 
-    async def read_queue(self, uid: str, after_seq: int, limit: int) -> list[QueueEntry]:
-        """Entries with ``queue_seq > after_seq``, ascending, at most ``limit``; acknowledged
-        entries are discarded."""
+    async def read_queue(
+        self, uid: str, after_seq: int, limit: int, max_bytes: int = 0
+    ) -> list[QueueEntry]:
+        """Entries with ``queue_seq > after_seq``, ascending, at most ``limit`` and within
+        ``max_bytes`` of payload (as :meth:`get_messages`); acknowledged entries are
+        discarded."""
         if limit <= 0:
             return []
-        found = await self._fetch("read_queue", _READ_QUEUE, uid, after_seq, limit)
+        budget = max_bytes if max_bytes > 0 else _NO_BOUND
+        found = await self._fetch("read_queue", _READ_QUEUE, uid, after_seq, limit, budget)
         return [rows.queue_entry(r) for r in found]
 
     async def queue_cursor(self, uid: str) -> int:

@@ -150,6 +150,9 @@ _NEXT_CHANNEL_SEQ = """
     ON CONFLICT (channel_id, channel_type) DO UPDATE SET last_seq = last_seq + 1
     RETURNING last_seq"""
 _MAX_SEQ = "SELECT last_seq FROM channel_seq WHERE channel_id = ? AND channel_type = ?"
+#: Where ``payload`` is in the rows of the message queries, counted from the end (it is
+#: followed by flags, setting, topic and expire in each of them).
+_PAYLOAD_COLUMN = -5
 
 _BUMP_CLOCK = """
     INSERT INTO conversation_clock (uid, last_version) VALUES (?, 1)
@@ -440,6 +443,30 @@ class SqliteStore(SqliteExtMethods):
     async def _fetch_all(self, what: str, sql: str, args: tuple[Any, ...]) -> list[Any]:
         return await self._read(what, lambda c: c.execute(sql, args).fetchall())
 
+    async def _fetch_budget(
+        self, what: str, sql: str, args: tuple[Any, ...], max_bytes: int
+    ) -> list[Any]:
+        """The rows of a message query (``payload`` in the column :data:`_PAYLOAD_COLUMN`
+        from the end), fetched one at a time while the payloads taken stay below
+        ``max_bytes`` (0: all rows): the reader never holds more than the budget plus one
+        payload."""
+        if max_bytes <= 0:
+            return await self._fetch_all(what, sql, args)
+
+        def job(conn: sqlite3.Connection) -> list[Any]:
+            out: list[Any] = []
+            taken = 0
+            cursor = conn.execute(sql, args)
+            try:
+                while taken < max_bytes and (row := cursor.fetchone()) is not None:
+                    out.append(row)
+                    taken += len(row[_PAYLOAD_COLUMN])
+            finally:
+                cursor.close()  # a statement left half-read would pin the WAL snapshot
+            return out
+
+        return await self._read(what, job)
+
     # users and tokens -----------------------------------------------------------------------
 
     async def set_token(self, row: TokenRow) -> None:
@@ -547,6 +574,7 @@ class SqliteStore(SqliteExtMethods):
         end_seq: int,
         limit: int,
         pull_mode: int,
+        max_bytes: int = 0,
     ) -> list[StoredMessage]:
         """Messages of a channel log, ascending by seq (``/channel/messagesync``, spec §6).
 
@@ -559,6 +587,8 @@ class SqliteStore(SqliteExtMethods):
 
         ``limit <= 0`` gives an empty list; an empty range (e.g. down with
         ``end_seq >= start_seq > 0``) too. Callers cap ``limit`` (spec: at most 10000).
+        ``max_bytes > 0``: rows are read one at a time in the pull direction and the read
+        stops once the payloads taken reach it (the interface's rule).
         """
         if limit <= 0:
             return []
@@ -566,11 +596,12 @@ class SqliteStore(SqliteExtMethods):
         if pull_mode == 1 and (start_seq or end_seq):
             upper = end_seq if end_seq > 0 else _NO_BOUND
             args = (*channel, start_seq, upper, limit)
-            rows = await self._fetch_all("get_messages", _MESSAGES_UP, args)
+            rows = await self._fetch_budget("get_messages", _MESSAGES_UP, args, max_bytes)
         else:
             upper = start_seq if start_seq > 0 else _NO_BOUND
             args = (*channel, upper, max(end_seq, 0), limit)
-            rows = (await self._fetch_all("get_messages", _MESSAGES_DOWN, args))[::-1]
+            rows = await self._fetch_budget("get_messages", _MESSAGES_DOWN, args, max_bytes)
+            rows.reverse()
         return [StoredMessage(*row) for row in rows]
 
     async def max_seq(self, channel_id: str, channel_type: int) -> int:
@@ -597,12 +628,16 @@ class SqliteStore(SqliteExtMethods):
         job = partial(_append_to_queues, msg=msg, uids=list(dict.fromkeys(uids)))
         return await self._write("append_to_queues", job)
 
-    async def read_queue(self, uid: str, after_seq: int, limit: int) -> list[QueueEntry]:
-        """Entries with ``queue_seq > after_seq``, ascending, at most ``limit``. Acknowledged
-        entries are discarded, so they are not returned whatever ``after_seq`` is."""
+    async def read_queue(
+        self, uid: str, after_seq: int, limit: int, max_bytes: int = 0
+    ) -> list[QueueEntry]:
+        """Entries with ``queue_seq > after_seq``, ascending, at most ``limit`` (and within
+        ``max_bytes`` of payload, the interface's rule). Acknowledged entries are discarded,
+        so they are not returned whatever ``after_seq`` is."""
         if limit <= 0:
             return []
-        rows = await self._fetch_all("read_queue", _READ_QUEUE, (uid, after_seq, limit))
+        args = (uid, after_seq, limit)
+        rows = await self._fetch_budget("read_queue", _READ_QUEUE, args, max_bytes)
         return [QueueEntry(row[0], row[1], StoredMessage(*row[2:])) for row in rows]
 
     async def queue_cursor(self, uid: str) -> int:
