@@ -6,8 +6,7 @@ channel is stored under its fake id (``a@b``); every rendering rewrites it to th
 by a *viewer* uid — the asking user, or the sender for webhooks (so the business server sees
 the receiver, as WuKongIM does).
 
-Extension rows (``/message/extra/sync``, ``message_extra`` in ``/channel/messagesync``) use the
-shape of :meth:`magpie.domain.ext.ExtState.to_json`, the one the SDKs parse.
+Extension rows are rendered by :mod:`magpie.api.views` only (card state is projected there).
 """
 
 from __future__ import annotations
@@ -16,15 +15,13 @@ import base64
 from typing import Any
 
 from magpie.domain.channels import visible_channel_id
-from magpie.domain.ext import ExtState, OpRecord
+from magpie.domain.ext import OpRecord
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ConversationRow, StoredMessage
 
 __all__ = [
     "conversation_resp",
-    "ext_row",
     "message_resp",
-    "message_with_extra",
     "op_resp",
 ]
 
@@ -75,22 +72,6 @@ def conversation_resp(
         "version": row.version,
         "recents": [message_resp(m, viewer) for m in recents],
     }
-
-
-def ext_row(state: ExtState, viewer: str | None) -> dict[str, Any]:
-    """A sync row of ``state`` as ``viewer`` sees it; ``None``: the storage channel id (the
-    business server's view, e.g. ``a@b`` for a person channel)."""
-    if viewer is None:
-        return state.to_json()
-    return state.to_json(visible_channel_id(state.channel_id, state.channel_type, viewer))
-
-
-def message_with_extra(msg: StoredMessage, ext: ExtState | None, viewer: str) -> dict[str, Any]:
-    """A MessageResp with the message's extension as ``message_extra`` (``None`` if it was
-    never changed), so a freshly loaded page is already current."""
-    resp = message_resp(msg, viewer)
-    resp["message_extra"] = None if ext is None else ext_row(ext, viewer)
-    return resp
 
 
 def op_resp(op: OpRecord) -> dict[str, Any]:

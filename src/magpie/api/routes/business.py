@@ -20,9 +20,10 @@ from starlette.responses import Response
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import ok_data
-from magpie.api.render import ext_row, message_resp
+from magpie.api.render import message_resp
 from magpie.api.routes._shared import data_schema, props
 from magpie.api.schema import ChannelId, ChannelType, F, IntOrString, Object, Uid
+from magpie.api.views import business_row
 from magpie.config import Settings
 from magpie.errors import NotFound
 
@@ -65,7 +66,7 @@ async def get_message(ctx: ApiContext, _: Request, req: GetReq) -> Response:
     data = {
         "message": message_resp(msg),
         "storage_channel_id": msg.channel_id,
-        "extra": None if ext is None else ext_row(ext, None),
+        "extra": None if ext is None else business_row(ext),
     }
     return ok_data(data)
 

@@ -1,10 +1,10 @@
 """Message-extension endpoints (ARCHITECTURE I6, I7; spec §5).
 
-Business server (API key): ``/message/extra/update`` (set ``status`` and/or merge-patch
-``extra``, by compare-and-set or last-writer-wins), ``/message/revoke``, ``/message/edit``
-and ``/message/extra/ops`` (the operation log). Clients: ``/message/extra/sync``
-(TangSengDaoDao's shape, spec §5.2: a bare array of rows, the store epoch in
-``X-Magpie-Epoch``; ``"envelope": true`` gives ``{epoch, rows, more}``).
+Business server only (API key): ``/message/extra/update`` (set ``status`` and/or
+merge-patch ``extra``, by compare-and-set or last-writer-wins), ``/message/revoke``,
+``/message/edit`` and ``/message/extra/ops`` (the operation log); answers carry the raw
+extension (:func:`magpie.api.views.business_row`). Clients sync extensions with
+``/message/extra/sync`` (:mod:`magpie.api.routes.sync`).
 
 Answers to a change: 200 ``{"status":200,"data":<row>,"op":<log row>,"duplicate":bool}`` when
 applied (``duplicate``: the action id was seen before and nothing changed); a rejection is
@@ -26,14 +26,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from magpie.api.auth import require_user_or_token
-from magpie.api.card_views import project_rows
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
-from magpie.api.http import bare, ok_data
-from magpie.api.render import ext_row, op_resp
+from magpie.api.http import ok_data
+from magpie.api.render import op_resp
 from magpie.api.routes._shared import SEQ, array_of, data_schema
-from magpie.api.routes.sync import EPOCH_HEADER
 from magpie.api.schema import (
     AnyObject,
     ChannelId,
@@ -47,6 +44,7 @@ from magpie.api.schema import (
     String,
     Uid,
 )
+from magpie.api.views import business_row
 from magpie.config import Settings
 from magpie.domain.channels import names_channel
 from magpie.domain.content import check_content
@@ -59,8 +57,6 @@ from magpie.ext.service import MAX_ACTION_ID_LENGTH, new_action_id
 
 __all__ = ["Invalid", "Stale", "endpoints"]
 
-#: Default ``limit`` of ``/message/extra/sync`` (TSDD's default).
-DEFAULT_EXTRA_SYNC_LIMIT = 100
 #: Default and largest ``limit`` of ``/message/extra/ops``.
 DEFAULT_OPS_LIMIT = 100
 MAX_OPS_LIMIT = 1000
@@ -130,18 +126,6 @@ class OpsReq:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class ExtraSyncReq:
-    """``/message/extra/sync`` (TSDD ``{channel_id, channel_type, extra_version, limit}``)."""
-
-    channel_id: str
-    channel_type: int
-    extra_version: int
-    limit: int
-    login_uid: str
-    envelope: int
-
-
 _IN_CHANNEL = [
     F("channel_id", ChannelId(), "", "if given, the message must be in this channel (else 404)"),
     F("channel_type", ChannelType(), 0, "if given, the message's channel type (else 404)"),
@@ -200,20 +184,6 @@ OPS = Object(
 )
 
 
-def _extra_sync_schema() -> Object[ExtraSyncReq]:
-    return Object(
-        ExtraSyncReq,
-        [
-            F("channel_id", ChannelId(), description="the peer uid for person channels"),
-            F("channel_type", ChannelType()),
-            F("extra_version", SEQ, 0, "cursor: the highest extra_version held; 0 = newest"),
-            F("limit", Integer(0, 2**31 - 1), DEFAULT_EXTRA_SYNC_LIMIT, "0 = default; capped"),
-            F("login_uid", Uid(allow_empty=True), "", "the reader (optional with a user token)"),
-            F("envelope", Flag(), 0, "1 = {epoch, rows, more} instead of a bare array"),
-        ],
-    )
-
-
 # --- handlers ------------------------------------------------------------------------------
 
 
@@ -230,7 +200,7 @@ def _rejection(result: UpdateResult) -> ApiError:
     """The HTTP error of a rejected change, carrying who holds the current state."""
     state, last, code = result.state, result.last_applied, result.op.code
     detail: dict[str, Any] = {
-        "current": ext_row(state, None),
+        "current": business_row(state),
         "updated_by": {"uid": state.updated_by.uid, "device": state.updated_by.device},
         "updated_at": state.updated_at,
         "updated_at_ms": physical_ms(state.updated_at),
@@ -249,7 +219,7 @@ def _answer(result: UpdateResult) -> Response:
     return JSONResponse(
         {
             "status": 200,
-            "data": ext_row(result.state, None),
+            "data": business_row(result.state),
             "op": op_resp(result.op),
             "duplicate": result.duplicate,
         }
@@ -321,20 +291,6 @@ async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
     return ok_data([op_resp(op) for op in rows])
 
 
-async def extra_sync(ctx: ApiContext, request: Request, req: ExtraSyncReq) -> Response:
-    """Extension rows changed after ``extra_version``, ascending (TSDD shape)."""
-    caller = await require_user_or_token(request, ctx.access, req.login_uid, field="login_uid")
-    channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
-    limit = req.limit or DEFAULT_EXTRA_SYNC_LIMIT
-    page = await ctx.ext.sync(channel_id, req.channel_type, req.extra_version, limit)
-    rows = [ext_row(state, caller.uid) for state in page.rows]
-    await project_rows(ctx, zip(page.rows, rows, strict=True), caller)  # cards: per viewer
-    headers = {EPOCH_HEADER: page.epoch}
-    if req.envelope:
-        return bare({"epoch": page.epoch, "rows": rows, "more": int(page.more)}, headers)
-    return bare(rows, headers)
-
-
 # --- the route table -----------------------------------------------------------------------
 
 _CHANGE_ERRORS = (
@@ -363,16 +319,8 @@ def _change(path: str, summary: str, handler: Any, body: Any, errors: Any) -> En
     )
 
 
-def endpoints(settings: Settings) -> list[Endpoint[Any]]:
+def endpoints(_: Settings) -> list[Endpoint[Any]]:
     """The extension routes."""
-    envelope = {
-        "type": "object",
-        "properties": {
-            "epoch": {"type": "string"},
-            "rows": array_of(_ROW),
-            "more": {"type": "integer", "enum": [0, 1]},
-        },
-    }
     return [
         _change(
             "/message/extra/update",
@@ -391,16 +339,6 @@ def endpoints(settings: Settings) -> list[Endpoint[Any]]:
             ops,
             body=OPS,
             response=data_schema(array_of(_OP)),
-            tag="extensions",
-        ),
-        Endpoint(
-            "POST",
-            "/message/extra/sync",
-            f"Extension rows changed after a cursor (≤ {settings.ext_sync_max_limit} per call)",
-            Access.USER,
-            extra_sync,
-            body=_extra_sync_schema(),
-            response={"oneOf": [array_of(_ROW), envelope]},
             tag="extensions",
         ),
     ]

@@ -1,10 +1,14 @@
-"""History endpoints a client app may call itself (spec §6, §7): ``/conversation/sync`` and
-``/channel/messagesync``. Both take the business key (acting for the body's uid) or the
-user's own token (``magpie.api.auth.require_user``).
+"""Endpoints a client app may call itself (spec §5.2, §6, §7): ``/conversation/sync``,
+``/channel/messagesync`` and ``/message/extra/sync``. Each takes the business key (acting
+for the body's uid) or the user's own token (``magpie.api.auth``); who may read a channel is
+the core's decision (:meth:`magpie.core.access.AccessControl.readable_channel`).
 
 Each ``/channel/messagesync`` message carries its extension as ``message_extra`` (I6), and
 the answer the store epoch in the ``X-Magpie-Epoch`` header (I7), so a client's freshly
-loaded page is current and tied to the store it came from."""
+loaded page is current and tied to the store it came from. ``/message/extra/sync`` answers
+in TangSengDaoDao's shape: a bare array of rows (``"envelope": true`` gives ``{epoch, rows,
+more}``). Extension rows are rendered per caller by :mod:`magpie.api.views` (card state
+projected)."""
 
 from __future__ import annotations
 
@@ -17,12 +21,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from magpie.api.auth import require_user
-from magpie.api.card_views import project_message_extras
+from magpie.api.auth import require_user, require_user_or_token
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare
-from magpie.api.render import conversation_resp, message_with_extra
+from magpie.api.render import conversation_resp
 from magpie.api.routes._shared import MAX_RECENTS, MAX_SYNC_LIMIT, MESSAGE_RESP, SEQ, array_of
 from magpie.api.schema import (
     Array,
@@ -35,6 +38,7 @@ from magpie.api.schema import (
     String,
     Uid,
 )
+from magpie.api.views import messages_with_extra, user_rows
 from magpie.config import Settings
 from magpie.domain.channels import channel_id_problem, visible_channel_id
 from magpie.errors import BadRequest
@@ -47,6 +51,8 @@ EPOCH_HEADER = "X-Magpie-Epoch"
 
 #: Default ``limit`` of ``/channel/messagesync``.
 DEFAULT_MESSAGESYNC_LIMIT = 100
+#: Default ``limit`` of ``/message/extra/sync`` (TSDD's default).
+DEFAULT_EXTRA_SYNC_LIMIT = 100
 #: Longest ``last_msg_seqs`` string, and most entries in it.
 MAX_LAST_MSG_SEQS_LENGTH = 512 * 1024
 MAX_LAST_MSG_SEQS = 10_000
@@ -124,6 +130,18 @@ class MessageSyncReq:
     pull_mode: int
 
 
+@dataclass(frozen=True, slots=True)
+class ExtraSyncReq:
+    """``/message/extra/sync`` (TSDD ``{channel_id, channel_type, extra_version, limit}``)."""
+
+    channel_id: str
+    channel_type: int
+    extra_version: int
+    limit: int
+    login_uid: str
+    envelope: int
+
+
 _NO_SEQS: LastMsgSeqs = MappingProxyType({})
 _LARGE = Object(LargeChannel, [F("channel_id", ChannelId()), F("channel_type", ChannelType())])
 CONVERSATION_SYNC = Object(
@@ -146,6 +164,19 @@ MESSAGE_SYNC = Object(
         F("end_message_seq", SEQ, 0, "exclusive; 0 = no bound"),
         F("limit", Integer(0, MAX_SYNC_LIMIT), DEFAULT_MESSAGESYNC_LIMIT, "0 = default"),
         F("pull_mode", Flag(), 0, "0 = down (older), 1 = up (newer)"),
+    ],
+)
+
+
+EXTRA_SYNC = Object(
+    ExtraSyncReq,
+    [
+        F("channel_id", ChannelId(), description="the peer uid for person channels"),
+        F("channel_type", ChannelType()),
+        F("extra_version", SEQ, 0, "cursor: the highest extra_version held; 0 = newest"),
+        F("limit", Integer(0, 2**31 - 1), DEFAULT_EXTRA_SYNC_LIMIT, "0 = default; capped"),
+        F("login_uid", Uid(allow_empty=True), "", "the reader (optional with a user token)"),
+        F("envelope", Flag(), 0, "1 = {epoch, rows, more} instead of a bare array"),
     ],
 )
 
@@ -209,9 +240,7 @@ async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -
         limit=req.limit or DEFAULT_MESSAGESYNC_LIMIT,
         pull_mode=req.pull_mode,
     )
-    exts = await ctx.ext.states([m.message_id for m in got])
-    messages = [message_with_extra(m, exts.get(m.message_id), caller.uid) for m in got]
-    await project_message_extras(ctx, messages, exts, caller)  # cards: per viewer
+    messages = await messages_with_extra(ctx, got, caller)  # cards: per viewer
     return bare(
         {
             "start_message_seq": req.start_message_seq,
@@ -223,9 +252,34 @@ async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -
     )
 
 
-def endpoints(_: Settings) -> list[Endpoint[Any]]:
-    """The history routes."""
+# --- /message/extra/sync ---------------------------------------------------------------------
+
+
+async def extra_sync(ctx: ApiContext, request: Request, req: ExtraSyncReq) -> Response:
+    """Extension rows changed after ``extra_version``, ascending (TSDD shape)."""
+    caller = await require_user_or_token(request, ctx.access, req.login_uid, field="login_uid")
+    channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
+    limit = req.limit or DEFAULT_EXTRA_SYNC_LIMIT
+    page = await ctx.ext.sync(channel_id, req.channel_type, req.extra_version, limit)
+    rows = await user_rows(ctx, page.rows, caller)  # cards: per viewer
+    headers = {EPOCH_HEADER: page.epoch}
+    if req.envelope:
+        return bare({"epoch": page.epoch, "rows": rows, "more": int(page.more)}, headers)
+    return bare(rows, headers)
+
+
+def endpoints(settings: Settings) -> list[Endpoint[Any]]:
+    """The client routes: history and extension sync."""
     conversation = {"$ref": "#/components/schemas/Conversation"}
+    row = {"$ref": "#/components/schemas/ExtRow"}
+    envelope = {
+        "type": "object",
+        "properties": {
+            "epoch": {"type": "string"},
+            "rows": array_of(row),
+            "more": {"type": "integer", "enum": [0, 1]},
+        },
+    }
     page = {
         "type": "object",
         "properties": {
@@ -255,5 +309,15 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             body=MESSAGE_SYNC,
             response=page,
             tag="sync",
+        ),
+        Endpoint(
+            "POST",
+            "/message/extra/sync",
+            f"Extension rows changed after a cursor (≤ {settings.ext_sync_max_limit} per call)",
+            Access.USER,
+            extra_sync,
+            body=EXTRA_SYNC,
+            response={"oneOf": [array_of(row), envelope]},
+            tag="extensions",
         ),
     ]

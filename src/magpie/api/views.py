@@ -1,0 +1,77 @@
+"""The only ways a message extension leaves the HTTP API, so card state is projected by
+construction (``docs/cards.md``).
+
+A card message's extension stores the card service's whole state under ``extra["card"]``
+(ballots, hidden tallies, survey answers ...). Two renderings exist, and no other module of
+the API turns an :class:`~magpie.domain.ext.ExtState` into JSON:
+
+* :func:`user_rows` (and :func:`messages_with_extra`, built on it) — what a *client* gets
+  (``/message/extra/sync`` rows, ``message_extra`` of ``/channel/messagesync``): the channel
+  id as the caller sees it, and the card state replaced by the caller's projection (the
+  object ``GET /cards/{message_id}`` returns). Card-shaped state that cannot be projected
+  (the card service is off, the message is not a card) is dropped: it fails closed.
+* :func:`business_row` — the business server's raw view (storage channel ids, the stored
+  ``extra``), for endpoints that take the business API key only. A test
+  (``tests/api/test_views.py``) checks that only business-only route modules use it, and
+  another walks every client-facing route and CMD for unprojected card state
+  (``tests/cards/test_projection_walk.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from magpie.api.context import ApiContext
+from magpie.api.render import message_resp
+from magpie.cards import STATE_KEY
+from magpie.cards.model import CardState
+from magpie.core.access import Caller
+from magpie.domain.channels import visible_channel_id
+from magpie.domain.ext import ExtState
+from magpie.store.interface import StoredMessage
+
+__all__ = ["business_row", "messages_with_extra", "user_rows"]
+
+
+def business_row(state: ExtState) -> dict[str, Any]:
+    """The raw extension row (business view: storage channel id, stored ``extra``). Only
+    for endpoints that take the business API key alone."""
+    return state.to_json()
+
+
+async def user_rows(ctx: ApiContext, states: Sequence[ExtState], caller: Caller) -> list[Any]:
+    """The rows of ``states`` as ``caller`` may see them: visible channel ids, card state
+    replaced by the caller's projection. A user caller already passed the channel's read
+    check; for the business key (acting for ``caller.uid``, maybe nobody) membership is
+    asked."""
+    member = None if caller.business else True
+    rows = []
+    for state in states:
+        channel_id = visible_channel_id(state.channel_id, state.channel_type, caller.uid)
+        row = state.to_json(channel_id)
+        if CardState.from_extra(state.extra) is not None:
+            view = None
+            if ctx.cards is not None:
+                view = await ctx.cards.project_state(state, caller.uid, member)
+            extra = {k: v for k, v in row["extra"].items() if k != STATE_KEY}
+            row["extra"] = extra if view is None else {**extra, STATE_KEY: view}
+        rows.append(row)
+    return rows
+
+
+async def messages_with_extra(
+    ctx: ApiContext, messages: Sequence[StoredMessage], caller: Caller
+) -> list[dict[str, Any]]:
+    """MessageResps as ``caller`` sees them, each with its extension as ``message_extra``
+    (``None`` if it was never changed), so a freshly loaded page is already current."""
+    exts = await ctx.ext.states([m.message_id for m in messages])
+    present = [exts[m.message_id] for m in messages if m.message_id in exts]
+    rendered = await user_rows(ctx, present, caller)
+    rows = {s.message_id: row for s, row in zip(present, rendered, strict=True)}
+    out = []
+    for m in messages:
+        resp = message_resp(m, caller.uid)
+        resp["message_extra"] = rows.get(m.message_id)
+        out.append(resp)
+    return out
