@@ -43,9 +43,10 @@ from magpie.gateway.session import OutboundLimits
 from magpie.metrics import Metrics
 from magpie.protocol.limits import Limits
 from magpie.protocol.packets import Flags, ReasonCode
+from magpie.store.interface import Store
 from magpie.store.sqlite import SqliteStore
 
-__all__ = ["Node", "resolve_api_key", "wire_webhooks"]
+__all__ = ["Node", "open_store", "resolve_api_key", "wire_webhooks"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,17 @@ def resolve_api_key(settings: Settings) -> tuple[str, Path | None]:
     return key, path
 
 
+def open_store(settings: Settings) -> Store:
+    """The store ``store_url`` names (unopened): SQLite (the default) or PostgreSQL, whose
+    module — and asyncpg — is imported only here and only when chosen."""
+    path = settings.sqlite_path
+    if path is not None:
+        return SqliteStore(path, synchronous=settings.sqlite_synchronous)
+    from magpie.store.postgres import PostgresStore  # lazy: asyncpg only when chosen
+
+    return PostgresStore(settings.store_url, pool_size=settings.store_pool_size)
+
+
 class Node:
     """One running Magpie node (embedded default: SQLite + in-process bus)."""
 
@@ -77,7 +89,7 @@ class Node:
         check_writable_dir(Path(settings.data_dir))
         self.api_key, self.api_key_path = resolve_api_key(settings)
         self.metrics = Metrics()
-        self.store = SqliteStore(settings.db_path, synchronous=settings.sqlite_synchronous)
+        self.store = open_store(settings)
         self.bus = MemoryBus()
         self.messaging = Messaging(
             self.store,
@@ -304,7 +316,7 @@ def _cmd_sender(messaging: Messaging) -> CmdSender:
     return send
 
 
-def _ext_service(s: Settings, store: SqliteStore, messaging: Messaging) -> ExtService:
+def _ext_service(s: Settings, store: Store, messaging: Messaging) -> ExtService:
     limits = PatchLimits(
         max_patch_bytes=s.ext_max_patch_bytes,
         max_extra_bytes=s.ext_max_extra_bytes,

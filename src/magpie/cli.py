@@ -70,7 +70,7 @@ def _announce(node: Node) -> None:
     )
     if node.api_key_path is not None:
         print(f"magpie: business API key in {node.api_key_path}", flush=True)
-    print(f"magpie: data in {s.db_path}", flush=True)
+    print(f"magpie: data in {s.store_display}", flush=True)
     if s.demo_ui:
         print(f"magpie: demo page at http://{s.host}:{node.api_port}/", flush=True)
 

@@ -39,6 +39,12 @@ class Settings:
     db_file: str = "magpie.db"
     #: SQLite ``synchronous`` pragma: FULL (default, durable), NORMAL, or OFF (tests only).
     sqlite_synchronous: str = "FULL"
+    #: Where messages live: ``sqlite:///path`` (relative to the working directory;
+    #: ``sqlite:////abs/path``) or ``postgresql://user:password@host:port/database`` (shared
+    #: by every node of a cluster). Empty = ``sqlite:///`` + ``data_dir``/``db_file``.
+    store_url: str = ""
+    #: Most connections one node opens to a PostgreSQL store.
+    store_pool_size: int = 10
     #: Address the WebSocket gateway and HTTP API bind to.
     host: str = "127.0.0.1"
     #: WebSocket gateway port (WuKongIM default 5200); 0 picks a free port.
@@ -120,6 +126,27 @@ class Settings:
         return path if path.is_absolute() else Path(self.data_dir) / path
 
     @property
+    def resolved_store_url(self) -> str:
+        """``store_url``, or the SQLite URL of ``db_path`` when it is empty."""
+        return self.store_url or f"{_SQLITE_PREFIX}{self.db_path}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of the store; ``None`` for a PostgreSQL store."""
+        url = self.resolved_store_url
+        return Path(url[len(_SQLITE_PREFIX) :]) if url.startswith(_SQLITE_PREFIX) else None
+
+    @property
+    def store_display(self) -> str:
+        """Where the store is, for messages: a path, or a PostgreSQL URL without credentials."""
+        path = self.sqlite_path
+        if path is not None:
+            return str(path)
+        parts = urlsplit(self.store_url)
+        host = parts.hostname or "localhost"
+        return f"{parts.scheme}://{host}:{parts.port or 5432}{parts.path}"
+
+    @property
     def cards_db_path(self) -> Path:
         """Absolute or data-dir-relative path of the card service's SQLite file."""
         path = Path(self.cards_db_file)
@@ -128,6 +155,26 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+_SQLITE_PREFIX = "sqlite:///"
+
+
+def _validate_store_url(url: str) -> None:
+    """Empty, ``sqlite:///<path>`` or ``postgresql://[user[:password]@]host[:port]/database``;
+    the error never repeats the value (it may hold a password)."""
+    if not url or (url.startswith(_SQLITE_PREFIX) and len(url) > len(_SQLITE_PREFIX)):
+        return
+    why = "must be sqlite:///<path> or postgresql://user@host:port/database"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError for a port that is not a number 0-65535
+    except ValueError:
+        raise ConfigError("store_url", why) from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError("store_url", why)
+    if not parts.hostname or parts.path.strip("/") == "":
+        raise ConfigError("store_url", f"{why}: the host and the database name are required")
 
 
 def _check(cond: bool, key: str, value: object, why: str) -> None:
@@ -213,6 +260,8 @@ def _validate(s: Settings) -> None:
     )
     _validate_host("host", s.host)
     _check(bool(s.cards_db_file), "cards_db_file", s.cards_db_file, "must not be empty")
+    _validate_store_url(s.store_url)
+    _check(s.store_pool_size >= 2, "store_pool_size", s.store_pool_size, "must be 2 or more")
     if s.webhook_url:
         parts = urlsplit(s.webhook_url)
         _check(
@@ -254,12 +303,18 @@ _KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
 #: Settings that may be read from a file named by ``<KEY>_FILE`` (the container-secrets
 #: convention: ``MAGPIE_API_KEY_FILE=/run/secrets/magpie_api_key``).
-SECRET_KEYS = ("api_key", "webhook_secret")
+SECRET_KEYS = ("api_key", "webhook_secret", "store_url")
 _FILE_SUFFIX = "_file"
 
 #: ``MAGPIE_*`` variables read by Magpie's test and benchmark tools, not by the server.
 TOOL_VARIABLES = frozenset(
-    {"MAGPIE_TIME_SCALE", "MAGPIE_NODE", "MAGPIE_CHROMIUM", "MAGPIE_SDK_CONFIG"}
+    {
+        "MAGPIE_TIME_SCALE",
+        "MAGPIE_NODE",
+        "MAGPIE_CHROMIUM",
+        "MAGPIE_SDK_CONFIG",
+        "MAGPIE_TEST_POSTGRES_URL",
+    }
 )
 _TOOL_PREFIXES = ("MAGPIE_BENCH_",)
 

@@ -104,13 +104,13 @@ def explain(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, StoreUnavailable):
         return (
             f"the database cannot be reached: {exc.message}{_cause(exc)}; check that it runs "
-            "and that the store settings point at it",
+            "and that store_url (MAGPIE_STORE_URL) points at it",
             EXIT_FAILURE,
         )
     if isinstance(exc, StoreError):
         return (
-            f"cannot open the store: {exc.message}{_cause(exc)}; check that db_file is a "
-            "Magpie database and that data_dir is writable",
+            f"cannot open the store: {exc.message}{_cause(exc)}; check that store_url (or "
+            "db_file) names a Magpie database and that data_dir is writable",
             EXIT_FAILURE,
         )
     if isinstance(exc, MagpieError):

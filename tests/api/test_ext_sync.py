@@ -31,6 +31,9 @@ from tests.api.ext_support import (
 from tests.api.helpers import as_user
 from tests.support.nodes import add_user, api, connect, make_group, running_node, time_scale
 
+#: Run on both stores (tests.api.conftest).
+BOTH_STORES = True
+
 T = 5 * time_scale()
 
 

@@ -16,6 +16,9 @@ from magpie.store.interface import TokenRow
 from tests.api.helpers import text
 from tests.support.nodes import api, running_node, time_scale
 
+#: Run on both stores (tests.api.conftest).
+BOTH_STORES = True
+
 
 async def test_health(anon: httpx.AsyncClient) -> None:
     r = await anon.get("/health")

@@ -9,6 +9,9 @@ from magpie.app import Node
 from tests.api.helpers import as_user, text
 from tests.support.nodes import API_KEY, add_user, make_group
 
+#: Run on both stores (tests.api.conftest).
+BOTH_STORES = True
+
 
 async def send(http: httpx.AsyncClient, frm: str, channel: str, kind: int, n: int = 1) -> list[int]:
     ids = []

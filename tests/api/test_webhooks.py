@@ -29,6 +29,9 @@ from tests.support.nodes import (
     time_scale,
 )
 
+#: Run on both stores (tests.api.conftest).
+BOTH_STORES = True
+
 T = 5 * time_scale()
 
 

@@ -140,3 +140,43 @@ def test_unknown_variable_is_a_warning_naming_it(caplog: pytest.LogCaptureFixtur
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1, warnings
     assert "MAGPIE_API_KYE" in warnings[0] and "did you mean MAGPIE_API_KEY?" in warnings[0]
+
+
+def test_store_url_defaults_to_the_sqlite_file_of_data_dir() -> None:
+    s = load_settings(environ={}, data_dir="/srv/magpie", db_file="m.db")
+    assert s.resolved_store_url == "sqlite:////srv/magpie/m.db"
+    assert s.sqlite_path == Path("/srv/magpie/m.db")
+    relative = load_settings(environ={"MAGPIE_STORE_URL": "sqlite:///var/x.db"})
+    assert relative.sqlite_path == Path("var/x.db")
+
+
+def test_a_postgresql_store_url_is_shown_without_credentials() -> None:
+    url = "postgresql://magpie:s3cret@db.example:6543/im"
+    s = load_settings(environ={"MAGPIE_STORE_URL": url})
+    assert s.sqlite_path is None and s.resolved_store_url == url
+    assert s.store_display == "postgresql://db.example:6543/im"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://u:s3cret@h/db",
+        "postgresql://u:s3cret@h:99999/db",
+        "postgresql://u:s3cret@h:5432/",
+        "postgresql:///db",
+        "sqlite:///",
+        "sqlite://relative.db",
+        "/var/magpie.db",
+    ],
+)
+def test_a_bad_store_url_names_the_setting_and_hides_the_value(url: str) -> None:
+    with pytest.raises(ConfigError, match="store_url") as info:
+        load_settings(environ={"MAGPIE_STORE_URL": url})
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize("size", [1, 0])
+def test_store_pool_size_needs_two(size: int) -> None:
+    with pytest.raises(ConfigError, match="store_pool_size"):
+        Settings(store_pool_size=size)
+    assert Settings(store_pool_size=2).store_pool_size == 2

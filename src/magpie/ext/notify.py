@@ -95,6 +95,9 @@ class Notifier:
         self._window = window
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The last delivery of each channel: the next one waits for it, so a channel's CMDs
+        # are sent in extra_version order whatever the store's latency per call.
+        self._last: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     def changed(
         self, channel_id: str, channel_type: int, extra_version: int, *, important: bool
@@ -121,11 +124,19 @@ class Notifier:
         if pending.timer is not None:
             pending.timer.cancel()
         cmds = commands(*key, pending.extra_version, pending.important)
-        task = asyncio.get_running_loop().create_task(self._deliver(cmds))
+        task = asyncio.get_running_loop().create_task(self._deliver(cmds, self._last.get(key)))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._last[key] = task
+        task.add_done_callback(lambda t: self._done(key, t))
 
-    async def _deliver(self, cmds: list[Cmd]) -> None:
+    def _done(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._last.get(key) is task:
+            del self._last[key]
+
+    async def _deliver(self, cmds: list[Cmd], after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own; only the order matters
         for cmd in cmds:
             try:
                 if not await self._send(cmd):

@@ -3,8 +3,9 @@ writer's group commit).
 
 Each append is one self-contained SQL statement (dedupe → the channel's next seq → insert →
 conversations, or → queue seqs), so a single append is one round trip and one transaction.
-Under load the :class:`BatchWriter` takes every append queued while its connections were busy
-(up to ``max_batch``) and sends them as ONE transaction: a lock statement, then the appends
+Under load the :class:`BatchWriter` takes every append queued on a lane while the lane's
+previous batch ran (up to ``max_batch``; a channel always uses the same lane, so one
+channel's appends commit in submission order) and sends them as ONE transaction: a lock statement, then the appends
 *pipelined* (asyncpg ``fetchmany``: all executions in one network write, no round trip per
 statement), then one ``COMMIT`` — one WAL flush and a handful of round trips for the whole
 batch. Callers learn their result only after that ``COMMIT`` (I1).
@@ -31,6 +32,7 @@ connection fails the whole batch with :class:`~magpie.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,13 +75,14 @@ _LOCK_ROWS = """
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """One append statement: ``sql`` with ``args``, the channel whose seq row it takes
-    (``None`` for a queue append), and the uids whose clock or queue rows it takes."""
+    """One append statement: ``sql`` with ``args``; the message's ``channel`` (its lane, and
+    the seq row it takes when ``takes_seq``); the uids whose clock or queue rows it takes."""
 
     what: str
     sql: str
     args: tuple[Any, ...]
-    channel: tuple[str, int] | None
+    channel: tuple[str, int]
+    takes_seq: bool
     clock_uids: Sequence[str] = ()
     queue_uids: Sequence[str] = ()
 
@@ -91,44 +94,52 @@ class _Pending:
 
 
 class BatchWriter:
-    """Runs :class:`Append` statements in batches on at most ``writers`` pooled connections."""
+    """Runs :class:`Append` statements in batches on ``writers`` lanes, one connection each.
+
+    A channel's appends always take the same lane, and a lane runs one batch at a time in
+    submission order, so the appends of one channel commit in the order they were submitted
+    (as with SQLite's single writer) — the seqs, and the order in which the callers deliver,
+    follow that order. Different channels' lanes commit in parallel."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], *, writers: int, max_batch: int) -> None:
         if writers < 1 or max_batch < 1:
             raise ValueError("writers and max_batch must be at least 1")
         self._pool = pool
-        self._writers = writers
         self._max_batch = max_batch
-        self._pending: deque[_Pending] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes: list[deque[_Pending]] = [deque() for _ in range(writers)]
+        self._tasks: dict[int, asyncio.Task[None]] = {}
 
     async def submit(self, job: Append) -> asyncpg.Record:
         """Queue ``job``; its row, once the transaction that ran it has committed."""
         future: asyncio.Future[asyncpg.Record] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(job, future))
-        if len(self._tasks) < self._writers:
-            task = asyncio.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        lane = zlib.crc32(job.channel[0].encode()) % len(self._lanes)
+        self._lanes[lane].append(_Pending(job, future))
+        if lane not in self._tasks:
+            self._tasks[lane] = asyncio.create_task(self._drain(lane))
         return await future
 
     async def close(self) -> None:
         """Wait until every queued append has run."""
         while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
-    async def _drain(self) -> None:
-        while self._pending:
-            n = min(len(self._pending), self._max_batch)
-            batch = [self._pending.popleft() for _ in range(n)]
-            try:
-                rows = await self._run(batch)
-            except Exception as exc:  # settle every caller, whatever went wrong
-                for item in batch:
-                    _settle(item.future, exc)
-                continue
-            for item, row in zip(batch, rows, strict=True):
-                _settle(item.future, row)
+    async def _drain(self, lane: int) -> None:
+        pending = self._lanes[lane]
+        try:
+            while pending:
+                n = min(len(pending), self._max_batch)
+                batch = [pending.popleft() for _ in range(n)]
+                try:
+                    rows = await self._run(batch)
+                except Exception as exc:  # settle every caller, whatever went wrong
+                    for item in batch:
+                        _settle(item.future, exc)
+                    continue
+                for item, row in zip(batch, rows, strict=True):
+                    _settle(item.future, row)
+        finally:
+            # No await between the empty check and this: a later submit starts a new task.
+            del self._tasks[lane]
 
     async def _run(self, batch: list[_Pending]) -> list[asyncpg.Record | BaseException]:
         if len(batch) > 1:
@@ -173,7 +184,7 @@ class BatchWriter:
 
 def _lock_keys(jobs: Sequence[Append]) -> tuple[list[str], list[int], list[str], list[str]]:
     """The rows a batch locks, each kind in sorted order (the global lock order)."""
-    channels = sorted({job.channel for job in jobs if job.channel is not None})
+    channels = sorted({job.channel for job in jobs if job.takes_seq})
     clocks = sorted({uid for job in jobs for uid in job.clock_uids})
     queues = sorted({uid for job in jobs for uid in job.queue_uids})
     return [c for c, _ in channels], [t for _, t in channels], clocks, queues

@@ -454,6 +454,7 @@ class PostgresStore(PgExtMethods):
             _APPEND_MESSAGE,
             (*rows.message_args(msg), uids),
             (msg.channel_id, msg.channel_type),
+            takes_seq=True,
             clock_uids=uids,
         )
         row = await self._append(job)
@@ -516,7 +517,8 @@ class PostgresStore(PgExtMethods):
             "append_to_queues",
             _APPEND_TO_QUEUES,
             (*rows.message_args(msg), members),
-            None,
+            (msg.channel_id, msg.channel_type),
+            takes_seq=False,
             queue_uids=members,
         )
         row = await self._append(job)
