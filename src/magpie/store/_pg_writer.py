@@ -5,10 +5,11 @@ Each append is one self-contained SQL statement (dedupe → the channel's next s
 conversations, or → queue seqs), so a single append is one round trip and one transaction.
 Under load the :class:`BatchWriter` takes every append queued on a lane while the lane's
 previous batch ran (up to ``max_batch``; a channel always uses the same lane, so one
-channel's appends commit in submission order) and sends them as ONE transaction: a lock statement, then the appends
-*pipelined* (asyncpg ``fetchmany``: all executions in one network write, no round trip per
-statement), then one ``COMMIT`` — one WAL flush and a handful of round trips for the whole
-batch. Callers learn their result only after that ``COMMIT`` (I1).
+channel's appends commit in submission order) and sends them as ONE transaction: a lock
+statement, then the appends *pipelined* (asyncpg ``fetchmany``: all executions in one
+network write, no round trip per statement), then one ``COMMIT`` — one WAL flush and a
+handful of round trips for the whole batch. Callers learn their result only after that
+``COMMIT`` (I1).
 
 Measured against the alternatives (``python -m bench pgstore``): one transaction per append
 over a pool pays a flush per append, and on a busy channel every append waits for the
