@@ -107,9 +107,9 @@ def test_an_unreachable_database_is_one_line_naming_the_setting(tmp_path: Path) 
     port = _free_port()
     proc = _serve(tmp_path, MAGPIE_STORE_URL=f"postgresql://u:s3cret@127.0.0.1:{port}/im")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == (
-        f"magpie: store_url: cannot reach the database at 127.0.0.1:{port}/im"
-    )
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1 and "s3cret" not in line
+    assert f"cannot reach the database at 127.0.0.1:{port}/im" in line and "store_url" in line
 
 
 def test_a_newer_database_schema_is_refused(tmp_path: Path, pg_database: str) -> None:
@@ -117,7 +117,7 @@ def test_a_newer_database_schema_is_refused(tmp_path: Path, pg_database: str) ->
     run_sync(lambda: _record_future_version(url))
     proc = _serve(tmp_path, MAGPIE_STORE_URL=url)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("magpie: store_url: the database schema is at version 99")
+    assert "the database schema is at version 99" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
