@@ -3,7 +3,7 @@
 Like a separate business server with its own database, the card service keeps what the IM
 does not: pending deadlines (``expires_at``, ``closes_at``, ``due``) and the secret its
 pseudonyms and action-id namespaces are keyed with. :class:`CardDb` owns one SQLite
-connection on one worker thread (the aiosqlite idea in a few lines); :class:`Scheduler` keeps
+connection on one worker thread (:mod:`magpie.sqlite_worker`); :class:`Scheduler` keeps
 the pending deadlines in a heap, sleeps until the earliest, and calls ``fire(message_id,
 action)``. A deadline is deleted only after ``fire`` returned true (applied, or no longer
 applicable), so a crash or restart re-arms it: :meth:`Scheduler.start` loads every pending
@@ -20,10 +20,11 @@ import logging
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
+
+from magpie.sqlite_worker import SqliteWorker
 
 __all__ = ["CardDb", "Fire", "Scheduler"]
 
@@ -49,81 +50,70 @@ MAX_SLEEP_SECONDS = 30.0
 
 
 class CardDb:
-    """The card service's SQLite file: ``deadlines`` and ``meta`` (the secret)."""
+    """The card service's SQLite file: ``deadlines`` and ``meta`` (the secret), on one
+    worker thread (:class:`~magpie.sqlite_worker.SqliteWorker`)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._pool: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._worker: SqliteWorker | None = None
 
     async def open(self) -> None:
         """Create or open the file."""
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magpie-cards-db")
-        await self._run(self._open)
-
-    def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        await asyncio.to_thread(self._path.parent.mkdir, parents=True, exist_ok=True)
+        worker = SqliteWorker(self._path, _setup, name="magpie-cards-db")
+        await worker.start()
+        self._worker = worker
 
     async def close(self) -> None:
         """Close the file and stop the worker."""
-        if self._pool is None:
-            return
-        await self._run(self._close)
-        self._pool.shutdown(wait=True)
-        self._pool = None
+        if self._worker is not None:
+            await self._worker.close()
+            self._worker = None
 
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def _run(self, job: Callable[[], T]) -> T:
-        if self._pool is None:
+    async def _run(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self._worker is None:
             raise RuntimeError("the card database is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the card database is not open")
-        return self._conn
+        return await self._worker.run(job)
 
     async def secret(self) -> bytes:
         """The service secret, created on first use."""
-        return await self._run(self._secret)
-
-    def _secret(self) -> bytes:
-        db = self._db()
-        fresh = secrets.token_bytes(SECRET_BYTES)
-        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)", (fresh,))
-        row = db.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
-        return bytes(row[0])
+        return await self._run(_secret)
 
     async def put(self, message_id: int, action: str, at_ms: int) -> None:
         """Record (or move) one deadline."""
         sql = "INSERT OR REPLACE INTO deadlines (message_id, action, at_ms) VALUES (?, ?, ?)"
-        await self._run(partial(self._exec, sql, (message_id, action, at_ms)))
+        await self._run(partial(_exec, sql=sql, args=(message_id, action, at_ms)))
 
     async def delete(self, message_id: int, action: str | None = None) -> None:
         """Forget one deadline, or every deadline of the message."""
         if action is None:
             sql, args = "DELETE FROM deadlines WHERE message_id = ?", (message_id,)
-            await self._run(partial(self._exec, sql, args))
+            await self._run(partial(_exec, sql=sql, args=args))
             return
         sql = "DELETE FROM deadlines WHERE message_id = ? AND action = ?"
-        await self._run(partial(self._exec, sql, (message_id, action)))
+        await self._run(partial(_exec, sql=sql, args=(message_id, action)))
 
     async def pending(self) -> list[tuple[int, int, str]]:
         """Every pending deadline as ``(at_ms, message_id, action)``."""
         sql = "SELECT at_ms, message_id, action FROM deadlines"
-        rows = await self._run(lambda: self._db().execute(sql).fetchall())
+        rows = await self._run(lambda conn: conn.execute(sql).fetchall())
         return [(int(a), int(m), str(x)) for a, m, x in rows]
 
-    def _exec(self, sql: str, args: tuple[Any, ...]) -> None:
-        self._db().execute(sql, args)
+
+def _setup(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(_SCHEMA)
+
+
+def _secret(conn: sqlite3.Connection) -> bytes:
+    fresh = secrets.token_bytes(SECRET_BYTES)
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('secret', ?)", (fresh,))
+    row = conn.execute("SELECT value FROM meta WHERE key = 'secret'").fetchone()
+    return bytes(row[0])
+
+
+def _exec(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> None:
+    conn.execute(sql, args)
 
 
 class Scheduler:

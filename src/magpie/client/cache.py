@@ -1,4 +1,5 @@
-"""The SDK's local cache: one SQLite file, owned by one worker thread (:mod:`._worker`).
+"""The SDK's local cache: one SQLite file, owned by one worker thread
+(:mod:`magpie.sqlite_worker`).
 
 What it keeps (all per user; the file records its uid and refuses another):
 
@@ -29,10 +30,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from magpie.client._worker import SqliteWorker
 from magpie.client.errors import CacheMismatch
 from magpie.client.model import Channel, Conversation, ExtChange, Message
 from magpie.domain.ext import ExtState, apply_if_newer
+from magpie.sqlite_worker import SqliteWorker
 
 __all__ = ["SCHEMA_VERSION", "Cache", "Stored"]
 
@@ -330,7 +331,9 @@ class Cache:
 
     def __init__(self, path: str | Path | None, synchronous: str = "FULL") -> None:
         self._path = ":memory:" if path is None else str(path)
-        self._worker = SqliteWorker(self._path, partial(_setup, synchronous))
+        self._worker = SqliteWorker(
+            self._path, partial(_setup, synchronous), name="magpie-client-cache"
+        )
         self._epoch = ""
         self._conversation_version = 0
 

@@ -1,6 +1,10 @@
 """The SQLite implementation of :class:`magpie.store.interface.Store` (the embedded default).
 
-Thread model — the aiosqlite idea, written out here so there is nothing else to depend on:
+Thread model. This store does not use the shared one-thread helper
+(:mod:`magpie.sqlite_worker`, which the SDK cache and the card service use) nor aiosqlite,
+because it needs two things they do not do: its writer runs every transaction queued while
+the previous batch committed inside one ``BEGIN`` … ``COMMIT`` (group commit, one fsync for
+many sends), and its reads run on a pool of read-only connections beside the writer:
 
 * **One writer.** A ``ThreadPoolExecutor(max_workers=1)`` owns one connection. Every write
   method hands it one *transaction function*, which runs as ``BEGIN IMMEDIATE`` … ``COMMIT``
