@@ -25,6 +25,7 @@ from magpie.api import ApiContext, create_api
 from magpie.api.hooks import NodeWebhooks
 from magpie.api.presence import Presence, PresenceSource
 from magpie.api.webhooks import WebhookConfig, WebhookDispatcher
+from magpie.bus.interface import Bus
 from magpie.bus.memory import MemoryBus
 from magpie.cards import CardService, default_types
 from magpie.cards_adapter import InProcessPort
@@ -90,7 +91,7 @@ class Node:
         self.api_key, self.api_key_path = resolve_api_key(settings)
         self.metrics = Metrics()
         self.store = open_store(settings)
-        self.bus = MemoryBus()
+        self.bus = _bus(settings, self.metrics)
         self.messaging = Messaging(
             self.store,
             self.bus,
@@ -289,6 +290,24 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _bus(settings: Settings, metrics: Metrics) -> Bus:
+    """The bus ``bus_url`` names; Redis is imported only when asked for, so the embedded
+    default needs neither a Redis server nor its client library at run time."""
+    if settings.bus_url.startswith("memory:"):
+        return MemoryBus(settings.node_id)
+    from magpie.bus.redis import RedisBus, RedisBusConfig
+
+    config = RedisBusConfig(
+        url=settings.bus_url,
+        cluster_name=settings.cluster_name,
+        node_id=settings.node_id,
+        presence_ttl=settings.bus_presence_ttl,
+        queue_max=settings.bus_queue_max,
+        timeout=settings.bus_timeout,
+    )
+    return RedisBus(config, metrics)
 
 
 def _wall_ms() -> int:

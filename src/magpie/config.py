@@ -13,6 +13,7 @@ import difflib
 import ipaddress
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 from magpie.errors import ConfigError
 
-__all__ = ["SECRET_KEYS", "TOOL_VARIABLES", "Settings", "load_settings"]
+__all__ = ["SECRET_KEYS", "TOOL_VARIABLES", "Settings", "load_settings", "redact_url"]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,22 @@ class Settings:
     max_packet_bytes: int = 1024 * 1024
     #: Largest message payload accepted over the HTTP API or a SEND, after decryption.
     max_payload_bytes: int = 512 * 1024
-    #: Snowflake node id (0–1023), unique per node.
+    #: Snowflake node id (0–1023), unique per node (with a shared bus, a second process
+    #: starting with a live node's id is refused).
     node_id: int = 1
+    #: The bus between nodes: ``memory://`` (one process) or ``redis://[:password@]host:port/db``
+    #: (``rediss://`` for TLS).
+    bus_url: str = "memory://"
+    #: Prefix of every Redis key and channel, so several clusters can share one Redis.
+    cluster_name: str = "magpie"
+    #: Seconds a node's presence lease lives without a heartbeat (heartbeats every third of
+    #: it): how long a dead node's registrations can still attract events.
+    bus_presence_ttl: float = 15.0
+    #: Events waiting to be sent to other nodes at most; more are dropped (clients resync).
+    bus_queue_max: int = 10_000
+    #: Seconds for one bus command or connect; also the longest a CONNECT waits for its
+    #: presence registration.
+    bus_timeout: float = 2.0
     #: Webhook receiver URL (``POST url?event=…``); empty = webhooks off.
     webhook_url: str = ""
     #: Secret for the webhook HMAC-SHA256 signature; empty = derived from the API key.
@@ -222,6 +237,9 @@ _POSITIVE = (
     "ext_max_keys",
     "ext_max_depth",
     "ext_sync_max_limit",
+    "bus_presence_ttl",
+    "bus_queue_max",
+    "bus_timeout",
 )
 _NOT_NEGATIVE = (
     "retry_attempts",
@@ -248,9 +266,53 @@ def _validate_host(key: str, host: str) -> None:
             _check(False, key, host, "must be an IP address or localhost")
 
 
+_BUS_SCHEMES = ("memory", "redis", "rediss")
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if password is None:
+        return url
+    netloc = parts.netloc.replace(f":{password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _validate_bus(s: Settings) -> None:
+    shown = redact_url(s.bus_url)
+    try:
+        parts = urlsplit(s.bus_url)
+        port = parts.port
+    except ValueError:
+        raise ConfigError("bus_url", f"is not a valid URL (got {shown!r})") from None
+    _check(
+        parts.scheme in _BUS_SCHEMES,
+        "bus_url",
+        shown,
+        "must start with memory://, redis:// or rediss://",
+    )
+    if parts.scheme != "memory":
+        _check(bool(parts.hostname), "bus_url", shown, "must name a host")
+        _check(port is None or port > 0, "bus_url", shown, "must have a port 1–65535")
+        db = parts.path.lstrip("/")
+        _check(db == "" or db.isdigit(), "bus_url", shown, "must end in a database number")
+    _check(
+        bool(_CLUSTER_NAME.match(s.cluster_name)),
+        "cluster_name",
+        s.cluster_name,
+        "must be 1–64 letters, digits, '_', '.' or '-'",
+    )
+
+
 def _validate(s: Settings) -> None:
     _validate_ports(s)
     _validate_numbers(s)
+    _validate_bus(s)
     _check(0 <= s.node_id <= 1023, "node_id", s.node_id, "must be 0–1023")
     _check(
         s.max_payload_bytes <= s.max_packet_bytes,
@@ -303,7 +365,7 @@ _KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
 
 #: Settings that may be read from a file named by ``<KEY>_FILE`` (the container-secrets
 #: convention: ``MAGPIE_API_KEY_FILE=/run/secrets/magpie_api_key``).
-SECRET_KEYS = ("api_key", "webhook_secret", "store_url")
+SECRET_KEYS = ("api_key", "webhook_secret", "store_url", "bus_url")
 _FILE_SUFFIX = "_file"
 
 #: ``MAGPIE_*`` variables read by Magpie's test and benchmark tools, not by the server.
@@ -314,6 +376,7 @@ TOOL_VARIABLES = frozenset(
         "MAGPIE_CHROMIUM",
         "MAGPIE_SDK_CONFIG",
         "MAGPIE_TEST_POSTGRES_URL",
+        "MAGPIE_TEST_REDIS_URL",
     }
 )
 _TOOL_PREFIXES = ("MAGPIE_BENCH_",)
@@ -400,7 +463,8 @@ def load_settings(
 ) -> Settings:
     """Build the :class:`Settings` from a TOML file, ``MAGPIE_*`` variables and overrides.
 
-    ``api_key`` and ``webhook_secret`` may instead be read from a file: ``api_key_file`` in
+    ``api_key``, ``webhook_secret`` and ``bus_url`` (it may carry a password) may instead be
+    read from a file: ``api_key_file`` in
     the TOML file, ``MAGPIE_API_KEY_FILE`` in the environment. An unknown ``MAGPIE_*``
     variable is logged as a warning naming it; an unknown key in the file is an error."""
     kinds = _field_kinds()

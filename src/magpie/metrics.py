@@ -37,3 +37,21 @@ class Metrics:
         self.webhook_failures = Counter(
             "magpie_webhook_failures", "Webhook deliveries that failed", ["event"], registry=r
         )
+        self.bus_events = Counter(
+            "magpie_bus_events",
+            "Events sent to or received from other nodes",
+            ["direction"],
+            registry=r,
+        )
+        self.bus_frames = Counter(
+            "magpie_bus_frames",
+            "Frames published to other nodes (one per event and node holding recipients)",
+            registry=r,
+        )
+        self.bus_dropped = Counter(
+            "magpie_bus_dropped",
+            "Events for other nodes dropped (down, overflow, undecodable); clients resync",
+            ["reason"],
+            registry=r,
+        )
+        self.bus_up = Gauge("magpie_bus_up", "1 while the bus reaches the other nodes", registry=r)

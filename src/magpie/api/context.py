@@ -51,12 +51,22 @@ class ApiContext:
         return max(MAX_BODY_BYTES, self.settings.max_payload_bytes * 2)
 
     def is_ready(self) -> bool:
-        """The store is open and the gateway listens."""
+        """The store is open, the gateway listens and the bus reaches the other nodes."""
+        return not self.not_ready()
+
+    def not_ready(self) -> list[str]:
+        """What keeps the node from being ready, one ``"<dependency>: <state>"`` each (safe
+        to show anybody: the bus's detail, which names hosts, goes to the log only)."""
+        problems = []
         try:
             _ = self.store.epoch  # raises StoreError unless the store is open
         except StoreError:
-            return False
-        return self.started and self.gateway.port > 0
+            problems.append("store: not open")
+        if not self.started or self.gateway.port <= 0:
+            problems.append("gateway: not listening")
+        if not self.bus.health().ok:
+            problems.append("bus: not connected")
+        return problems
 
     async def start(self) -> None:
         """Mark the API started (``/ready``)."""

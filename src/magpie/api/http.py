@@ -44,7 +44,8 @@ class MethodNotAllowed(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    """The node is not ready (store closed, gateway not listening) or the store failed."""
+    """The node is not ready (store closed, gateway not listening, bus down) or the store
+    failed."""
 
     code = "unavailable"
     status = 503

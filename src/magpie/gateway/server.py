@@ -239,8 +239,16 @@ class Gateway:
             salt,
             server_version=LATEST_VERSION,
         )
-        await session.ws.send(session.conn.send(ack))
+        # Presence first, so that every node's deliveries find this connection before its
+        # client can sync; then CONNACK and the local registration with no await between
+        # them, so nothing delivered here can precede the CONNACK on the wire.
+        try:
+            await self._bus.register(session.uid)
+        except BaseException:
+            self._bus.unregister(session.uid)  # register counted the connection already
+            raise
         session.last_seen = self._clock()
+        session.push(session.conn.send(ack))
         await self._register(session)
         return True
 
@@ -282,6 +290,7 @@ class Gateway:
         group = self._sessions.get(session.uid)
         if group and session in group:
             group.remove(session)
+            self._bus.unregister(session.uid)
             self._metrics.connections.dec()
             self._presence(session, False)
             if not group:

@@ -23,9 +23,11 @@ async def health(_: ApiContext, __: Request, ___: None) -> Response:
 
 
 async def ready(ctx: ApiContext, _: Request, __: None) -> Response:
-    """200 when the store is open and the gateway listens; 503 otherwise."""
-    if not ctx.is_ready():
-        raise ServiceUnavailable("not ready")
+    """200 when the store is open, the gateway listens and the bus reaches the other nodes;
+    503 naming what is not ready otherwise."""
+    problems = ctx.not_ready()
+    if problems:
+        raise ServiceUnavailable("not ready: " + "; ".join(problems))
     return ok()
 
 
@@ -58,7 +60,7 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
         Endpoint(
             "GET",
             "/ready",
-            "Readiness (store open, gateway listening)",
+            "Readiness (store open, gateway listening, bus connected)",
             Access.PUBLIC,
             ready,
             response=OK,
