@@ -47,7 +47,9 @@ __all__ = [
 PERSON = 1
 #: The group channel type.
 GROUP = 2
-#: The WuKongIM channel types 1–12 (1 person, 2 group, … 12 agent group).
+#: The WuKongIM channel types (spec §4): 1 person, 2 group, 3 customer service, 4 community,
+#: 5 community topic, 6 info, 7 data, 8 temporary, 9 live, 10 visitors, 11 agent, 12 agent
+#: group. JS SDK 1.0.4 knows 1, 2 and 7.
 CHANNEL_TYPES = range(1, 13)
 #: Longest uid or channel id.
 MAX_ID_LENGTH = 128

@@ -19,7 +19,6 @@ from magpie.protocol.crypto import (
 from magpie.protocol.limits import DEFAULT_LIMITS, Limits
 from magpie.protocol.packets import (
     LATEST_VERSION,
-    ChannelType,
     Connack,
     Connect,
     DeviceFlag,
@@ -42,7 +41,6 @@ from magpie.protocol.packets import (
 __all__ = [
     "DEFAULT_LIMITS",
     "LATEST_VERSION",
-    "ChannelType",
     "Connack",
     "Connect",
     "Connection",

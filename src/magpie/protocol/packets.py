@@ -11,7 +11,6 @@ from enum import IntEnum, IntFlag
 
 __all__ = [
     "LATEST_VERSION",
-    "ChannelType",
     "Connack",
     "Connect",
     "DeviceFlag",
@@ -116,23 +115,6 @@ class DeviceFlag(IntEnum):
     WEB = 1
     PC = 2
     SYSTEM = 99
-
-
-class ChannelType(IntEnum):
-    """Channel types (spec §4); JS SDK 1.0.4 knows 1, 2 and 7."""
-
-    PERSON = 1
-    GROUP = 2
-    CUSTOMER_SERVICE = 3
-    COMMUNITY = 4
-    COMMUNITY_TOPIC = 5
-    INFO = 6
-    DATA = 7
-    TEMP = 8
-    LIVE = 9
-    VISITORS = 10
-    AGENT = 11
-    AGENT_GROUP = 12
 
 
 @dataclass(frozen=True, slots=True)
