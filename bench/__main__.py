@@ -40,6 +40,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.pgstore",
         "PostgreSQL store: acked appends/s from 100 senders vs raw asyncpg inserts and SQLite",
     ),
+    "bus": (
+        "bench.bus",
+        "bus between node processes: Redis bus vs raw Redis, raw NATS, plain TCP; codecs",
+    ),
 }
 
 

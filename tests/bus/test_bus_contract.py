@@ -265,6 +265,34 @@ async def test_queue_seqs_travel_with_the_recipients_of_each_node(nodes: Cluster
     assert dict(got_c.queue_seqs) == {"carol": 9, "dave": 2**40}
 
 
+async def test_big_recipient_lists_and_long_uids_are_routed_exactly(nodes: Cluster) -> None:
+    """Lookups go in chunks and a big recipient list is split over routing calls (a node
+    may then get one event as several frames, with disjoint recipients): uids at chunk edges,
+    past a split, and 128 characters long still reach exactly their node, once each."""
+    a, b, c = await nodes.node(1), await nodes.node(2), await nodes.node(3)
+    members = [f"member{i:05d}" for i in range(12_000)]
+    long_uid = "L" * 128
+    on_b = [members[0], members[499], members[500], members[5_000], members[-1], long_uid]
+    for uid in on_b:
+        await b.bus.register(uid)
+    await c.bus.register(members[7_777])
+    seqs = {uid: i + 1 for i, uid in enumerate([*members, long_uid])}
+    for mid in (1, 2):
+        await a.bus.publish(delivery(mid, *members, long_uid, queue_seqs=seqs))
+    for mid in (1, 2):
+        got_b: list[str] = []
+        got_seqs: dict[str, int] = {}
+        while len(got_b) < len(on_b):
+            got = await b.next()
+            assert isinstance(got, Delivery) and got.message.message_id == mid
+            got_b += got.recipients
+            got_seqs.update(got.queue_seqs)
+        assert got_b == on_b, "each recipient once, in order"
+        assert got_seqs == {uid: seqs[uid] for uid in on_b}
+        got = await c.next()
+        assert isinstance(got, Delivery) and got.recipients == (members[7_777],)
+
+
 async def test_events_from_one_node_arrive_in_order(nodes: Cluster) -> None:
     a, b = await nodes.node(1), await nodes.node(2)
     await b.bus.register("bob")

@@ -17,52 +17,59 @@ from __future__ import annotations
 
 __all__ = ["HEARTBEAT", "PRESENCE", "PURGE", "RELEASE", "ROUTE"]
 
-#: Publish one event to the other live nodes holding its recipients.
-#: ARGV: prefix, own node id, body, n, uid_1..uid_n, [seq_1..seq_n]. Returns the number of
-#: nodes published to. Recipients are looked up in chunks (Lua's unpack has a stack limit).
+#: Publish events to the other live nodes holding their recipients.
+#: ARGV: prefix, own node id, then per event three values: body, recipients (a MessagePack
+#: array of uids), queue seqs (a MessagePack array of decimal strings, or "" for none).
+#: Returns the number of frames published. Recipients are looked up in chunks (Lua's
+#: unpack has a stack limit); node liveness is looked up once per call.
 ROUTE = """
-local prefix, me, body = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ARGV[4])
-local with_seqs = #ARGV > 4 + n
+local prefix, me = ARGV[1], ARGV[2]
 local pkey = prefix .. 'presence'
-local live, out, order = {}, {}, {}
-local first = 5
-while first <= 4 + n do
-  local last = math.min(first + 499, 4 + n)
-  local found = redis.call('HMGET', pkey, unpack(ARGV, first, last))
-  for k = 1, last - first + 1 do
-    local v = found[k]
-    if v then
-      local i = first + k - 1
-      for node in string.gmatch(v, '[^,]+') do
-        if node ~= me then
-          local ok = live[node]
-          if ok == nil then
-            ok = redis.call('EXISTS', prefix .. 'node:' .. node) == 1
-            live[node] = ok
-          end
-          if ok then
-            local dest = out[node]
-            if not dest then
-              dest = {{}, {}}
-              out[node] = dest
-              order[#order + 1] = node
+local live, frames = {}, 0
+for e = 3, #ARGV, 3 do
+  local body, uids = ARGV[e], cmsgpack.unpack(ARGV[e + 1])
+  local seqs = ARGV[e + 2] ~= '' and cmsgpack.unpack(ARGV[e + 2]) or nil
+  local n = #uids
+  local out, order = {}, {}
+  local first = 1
+  while first <= n do
+    local last = math.min(first + 499, n)
+    local found = redis.call('HMGET', pkey, unpack(uids, first, last))
+    for k = 1, last - first + 1 do
+      local v = found[k]
+      if v then
+        local i = first + k - 1
+        for node in string.gmatch(v, '[^,]+') do
+          if node ~= me then
+            local ok = live[node]
+            if ok == nil then
+              ok = redis.call('EXISTS', prefix .. 'node:' .. node) == 1
+              live[node] = ok
             end
-            dest[1][#dest[1] + 1] = ARGV[i]
-            if with_seqs then dest[2][#dest[2] + 1] = ARGV[i + n] end
+            if ok then
+              local dest = out[node]
+              if not dest then
+                dest = {{}, {}}
+                out[node] = dest
+                order[#order + 1] = node
+              end
+              dest[1][#dest[1] + 1] = uids[i]
+              if seqs then dest[2][#dest[2] + 1] = seqs[i] end
+            end
           end
         end
       end
     end
+    first = last + 1
   end
-  first = last + 1
+  for _, node in ipairs(order) do
+    local header = cmsgpack.pack(out[node])
+    redis.call('PUBLISH', prefix .. 'events:' .. node,
+               struct.pack('>I4', #header) .. header .. body)
+  end
+  frames = frames + #order
 end
-for _, node in ipairs(order) do
-  local header = cmsgpack.pack(out[node])
-  redis.call('PUBLISH', prefix .. 'events:' .. node,
-             struct.pack('>I4', #header) .. header .. body)
-end
-return #order
+return frames
 """
 
 #: Add and remove this node's registrations, if it still holds its lease.

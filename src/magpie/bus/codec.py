@@ -8,8 +8,9 @@ A *frame* is what one node receives on its channel::
     body   = MessagePack array, first element the event tag (1 Delivery, 2 Kick)
 
 The body is encoded once per event; the header is built per destination node by the routing
-script inside Redis (``magpie.bus._redis_lua``), which is why the queue seqs travel as strings
-(Lua keeps its arguments as strings) and why the recipients are not in the body. Connection
+script inside Redis (``magpie.bus._redis_lua``) from :func:`route_args`, which is why the
+recipients are not in the body and why queue seqs travel as strings (Lua numbers are doubles:
+strings keep every seq exact). Connection
 ids stay on the publishing node: a decoded event has an empty ``exclude_conn`` /
 ``keep_conn``. An unknown tag or malformed bytes raise :class:`BusDecodeError`, so a node of a
 newer version can add event kinds without crashing older ones (they drop and count them).
@@ -30,7 +31,7 @@ from magpie.bus.interface import BusEvent, Delivery, Kick
 from magpie.errors import MagpieError
 from magpie.store.interface import StoredMessage
 
-__all__ = ["BusDecodeError", "decode_frame", "encode_body", "frame"]
+__all__ = ["BusDecodeError", "decode_frame", "encode_body", "frame", "route_args"]
 
 _LEN = struct.Struct(">I")
 
@@ -96,6 +97,22 @@ def encode_body(event: BusEvent, origin: int) -> bytes:
             m.expire,
         )
     )
+
+
+def route_args(event: BusEvent, origin: int) -> tuple[bytes, bytes, bytes]:
+    """What the routing script takes per event: the body, the recipients as a MessagePack
+    array, and their queue seqs as a MessagePack array of decimal strings (``b""`` when the
+    event has none). One argument per list keeps the cost of a big recipient list low on both
+    ends of the connection."""
+    body = encode_body(event, origin)
+    if isinstance(event, Kick):
+        return body, _encoder.encode((event.uid,)), b""
+    uids = event.recipients
+    seqs = event.queue_seqs
+    if not seqs:
+        return body, _encoder.encode(uids), b""
+    fallback = event.message.message_seq
+    return body, _encoder.encode(uids), _encoder.encode([str(seqs.get(u, fallback)) for u in uids])
 
 
 def frame(uids: Sequence[str], seqs: Sequence[str], body: bytes) -> bytes:
