@@ -107,7 +107,7 @@ class Node:
             self.metrics,
             self.access,
         )
-        self.ext = _ext_service(settings, self.store, self.messaging)
+        self.ext = _ext_service(settings, self.store, self.messaging, self.metrics)
         self.webhooks = wire_webhooks(
             settings, self.api_key, self.metrics, self.messaging, self.gateway
         )
@@ -118,11 +118,26 @@ class Node:
             settings.cards_db_path,
             clock_ms=_wall_ms,
             max_state_bytes=settings.ext_max_extra_bytes,
+            on_action=self.metrics.card_action,
         )
+        self._probe_queues()
         self._uvicorn: _EmbeddedServer | None = None
         self._api_task: asyncio.Task[None] | None = None
         self.api_port = 0
         self.api: ApiContext | None = None
+
+    def _probe_queues(self) -> None:
+        """Queue depths for ``/metrics`` (``magpie_queue_depth{queue}``), read at scrape."""
+        probe = self.metrics.probe_queue
+        gateway = self.gateway
+        probe("gateway_outbound_frames", gateway.queued_frames)
+        probe("gateway_unacked_recvs", gateway.unacked)
+        probe("gateway_retry_schedule", gateway.scheduled_retries)
+        probe("store_writes", lambda: self.store.write_queue_depth)
+        probe("ext_cmd_channels", lambda: self.ext.notifier.pending)
+        if self.webhooks is not None:
+            dispatcher = self.webhooks.dispatcher
+            probe("webhooks", lambda: dispatcher.pending)
 
     @property
     def ws_port(self) -> int:
@@ -335,7 +350,9 @@ def _cmd_sender(messaging: Messaging) -> CmdSender:
     return send
 
 
-def _ext_service(s: Settings, store: Store, messaging: Messaging) -> ExtService:
+def _ext_service(
+    s: Settings, store: Store, messaging: Messaging, metrics: Metrics
+) -> ExtService:
     limits = PatchLimits(
         max_patch_bytes=s.ext_max_patch_bytes,
         max_extra_bytes=s.ext_max_extra_bytes,
@@ -349,6 +366,7 @@ def _ext_service(s: Settings, store: Store, messaging: Messaging) -> ExtService:
         sync_max_limit=s.ext_sync_max_limit,
         max_future_ms=s.ext_max_future_ms,
         clock_ms=_wall_ms,
+        on_result=metrics.ext_result,
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 import time
@@ -20,6 +19,7 @@ from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
 from magpie.failures import explain
+from magpie.logs import configure_logging
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
 from magpie.web import DEMO_GROUP, DEMO_USERS
@@ -149,11 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return chat_cli.run(args)
     try:
         # Logging first, so warnings about the settings themselves are printed.
-        logging.basicConfig(
-            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        configure_logging("WARNING")
         settings = _settings(args.config, args.command == "demo")
-        logging.getLogger().setLevel(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         node = Node(settings)
         asyncio.run(_run(node, _seed_demo if args.command == "demo" else None))
     except KeyboardInterrupt:

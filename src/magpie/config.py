@@ -108,6 +108,12 @@ class Settings:
     demo_login: bool = False
     #: Logging level name.
     log_level: str = "INFO"
+    #: Log line format: ``text`` (one readable line per record) or ``json`` (one JSON object
+    #: per line with structured fields, for log shippers; the container image sets it).
+    log_format: str = "text"
+    #: One INFO line per HTTP request (method, route template, status, latency, caller,
+    #: client address, request id) on the logger ``magpie.api.access``.
+    access_log: bool = True
     #: Message extensions (ARCHITECTURE I6): largest ``extra_patch`` (or ``content_edit``) in
     #: bytes of compact UTF-8 JSON.
     ext_max_patch_bytes: int = 16 * 1024
@@ -201,14 +207,16 @@ def _check(cond: bool, key: str, value: object, why: str) -> None:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "sqlite_synchronous": ("FULL", "EXTRA", "NORMAL", "OFF"),
     "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "log_format": ("text", "json"),
 }
 
 
 def _choice(key: str, value: object, choices: tuple[str, ...]) -> object:
-    """The canonical spelling of ``value`` among ``choices`` (``info`` -> ``INFO``)."""
+    """The canonical spelling of ``value`` among ``choices`` (``info`` -> ``INFO``,
+    ``JSON`` -> ``json``)."""
     if isinstance(value, str):
         for choice in choices:
-            if value.strip().upper() == choice:
+            if value.strip().upper() == choice.upper():
                 return choice
     raise ConfigError(key, f"must be {', '.join(choices[:-1])} or {choices[-1]} (got {value!r})")
 

@@ -118,6 +118,12 @@ def hooked_node(
     return running_node(tmp_path, webhook_url=receiver.url, webhook_batch_interval=0.05, **kw)
 
 
+def counted(metrics: Metrics, family: str, event: str) -> float:
+    """The value of ``<family>_total{event=...}``."""
+    value = metrics.registry.get_sample_value(f"{family}_total", {"event": event})
+    return value or 0.0
+
+
 def failures(metrics: Metrics, event: str) -> float:
     value = metrics.registry.get_sample_value("magpie_webhook_failures_total", {"event": event})
     return value or 0.0
@@ -179,6 +185,15 @@ async def test_failing_receiver_gets_the_batch_on_retry(tmp_path: Path) -> None:
             assert [m["message_id"] for m in hit.json()] == [data["message_id"]]
             assert receiver.calls >= 3
             assert failures(node.metrics, "msg.notify") == 0
+            # The two failed calls were retried (msg.offline is posted first, msg.notify next).
+            events = ("msg.notify", "msg.offline")
+            retried = sum(counted(node.metrics, "magpie_webhook_retries", e) for e in events)
+            assert retried == 2
+            for _ in range(int(100 * time_scale())):  # counted once the answer is read
+                if counted(node.metrics, "magpie_webhook_deliveries", "msg.notify") == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert counted(node.metrics, "magpie_webhook_deliveries", "msg.notify") == 1
     finally:
         await receiver.stop()
 
@@ -235,6 +250,8 @@ async def test_exhausted_attempts_are_counted() -> None:
     await asyncio.sleep(0.3)
     await hooks.stop()
     assert len(calls) == 3 and failures(metrics, "msg.offline") == 1
+    assert counted(metrics, "magpie_webhook_retries", "msg.offline") == 2
+    assert counted(metrics, "magpie_webhook_deliveries", "msg.offline") == 0
     assert calls[0].url.params["event"] == "msg.offline"
 
 

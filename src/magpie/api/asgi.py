@@ -33,6 +33,7 @@ from magpie.api.http import (
     error_response,
     read_json,
 )
+from magpie.api.observe import Observe
 from magpie.api.openapi import build_document
 from magpie.api.routes import all_endpoints, demo
 from magpie.api.routes.ops import openapi_endpoint
@@ -63,7 +64,15 @@ def create_api(ctx: ApiContext) -> Starlette:
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},
-        middleware=[Middleware(EscapedPathGuard)],
+        middleware=[
+            Middleware(
+                Observe,
+                metrics=ctx.metrics.http,
+                api_key=ctx.api_key,
+                access_log=ctx.settings.access_log,
+            ),
+            Middleware(EscapedPathGuard),
+        ],
     )
     app.router.redirect_slashes = False  # a POST must not be redirected to another path
     return app

@@ -46,6 +46,7 @@ __all__ = [
 _BEARER = "bearer "
 #: Where :func:`authenticate` keeps its answer on ``request.state``.
 _STATE_KEY = "magpie_credential"
+_BUSINESS = Credential(business=True, uids=frozenset())
 
 
 def credential(request: Request) -> str:
@@ -68,6 +69,7 @@ def require_business(request: Request, access: AccessControl) -> None:
     """Allow only the business API key (401 otherwise)."""
     if not access.is_api_key(require_credential(request)):
         raise Unauthorized("this endpoint requires the business API key")
+    setattr(request.state, _STATE_KEY, _BUSINESS)
 
 
 async def authenticate(request: Request, access: AccessControl) -> Credential:

@@ -216,6 +216,11 @@ class WebhookDispatcher:
             await self._client.aclose()
             self._client = None
 
+    @property
+    def pending(self) -> int:
+        """Events and batch entries waiting to be sent (a metrics probe)."""
+        return len(self._jobs) + len(self._notify) + len(self._status)
+
     # internals -------------------------------------------------------------------------------
 
     def _failed(self, event: str) -> None:
@@ -249,7 +254,10 @@ class WebhookDispatcher:
     async def _deliver(self, job: _Job) -> None:
         delay = self._config.backoff
         for attempt in range(1, self._config.attempts + 1):
+            if attempt > 1:
+                self._metrics.webhook_retries.labels(event=job.event).inc()
             if await self._post(job):
+                self._metrics.webhook_deliveries.labels(event=job.event).inc()
                 return
             if attempt < self._config.attempts:
                 await asyncio.sleep(delay)

@@ -58,7 +58,7 @@ from magpie.cards.scheduler import CardDb, Scheduler
 from magpie.domain.channels import PERSON
 from magpie.domain.content import decode_content
 from magpie.domain.ext import Actor, ExtState, OpRecord, Result, UpdateResult
-from magpie.errors import ApiError, Forbidden, NotFound, PayloadTooLarge
+from magpie.errors import ApiError, Forbidden, MagpieError, NotFound, PayloadTooLarge
 from magpie.ext.patch import encode
 from magpie.ext.rejection import rejection_error
 
@@ -170,6 +170,10 @@ def _winner(op: OpRecord | None) -> dict[str, Any] | None:
     return {"uid": op.actor.uid, "action": action, "at": op.created_at, "version": op.version_after}
 
 
+def _ignore_action(_: str, __: str) -> None:
+    """The default ``on_action``: nobody counts."""
+
+
 class CardService:
     """Interactive cards over an :class:`~magpie.cards.port.ImPort` (module docstring).
 
@@ -185,8 +189,10 @@ class CardService:
         clock_ms: Callable[[], int],
         max_state_bytes: int,
         retry_seconds: float = 1.0,
+        on_action: Callable[[str, str], None] | None = None,
     ) -> None:
         self._port = port
+        self._on_action = on_action if on_action is not None else _ignore_action
         self._types = types
         self._db = CardDb(db_path)
         self._clock_ms = clock_ms
@@ -393,9 +399,21 @@ class CardService:
         return dict(params)
 
     async def act(self, req: ActionRequest) -> ActResult:
-        """Apply one user action (see the module docstring); raises on refusal."""
+        """Apply one user action (see the module docstring); raises on refusal. Each action
+        on an existing card is reported to ``on_action(card type tag, result)``: ``applied``,
+        ``duplicate``, or the refusal's error code."""
         _check_params(req.params)
         loaded = await self._require(req.message_id)
+        tag = loaded.ctype.tag
+        try:
+            done = await self._act(loaded, req)
+        except MagpieError as exc:
+            self._on_action(tag, exc.code)
+            raise
+        self._on_action(tag, "duplicate" if done.duplicate else "applied")
+        return done
+
+    async def _act(self, loaded: Loaded, req: ActionRequest) -> ActResult:
         ctype, d = loaded.ctype, loaded.definition
         viewer = await self._viewer(loaded, req.uid, None)
         if Role.MEMBER not in viewer.roles:

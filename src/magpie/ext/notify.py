@@ -99,6 +99,11 @@ class Notifier:
         # are sent in extra_version order whatever the store's latency per call.
         self._last: dict[tuple[str, int], asyncio.Task[None]] = {}
 
+    @property
+    def pending(self) -> int:
+        """Channels whose CMD waits for its coalescing window (a metrics probe)."""
+        return len(self._pending)
+
     def changed(
         self, channel_id: str, channel_type: int, extra_version: int, *, important: bool
     ) -> None:

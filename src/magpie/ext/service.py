@@ -76,6 +76,10 @@ def _stamped(state: ExtState, *, mutate: Mutate, stamp: int) -> Decision:
     return replace(decision, updated_at=max(stamp, state.updated_at + 1))
 
 
+def _ignore(_: str) -> None:
+    """The default ``on_result``: nobody counts."""
+
+
 def _check_action_id(action_id: str) -> None:
     if not 1 <= len(action_id) <= MAX_ACTION_ID_LENGTH:
         raise BadRequest(
@@ -92,7 +96,9 @@ class ExtService:
     ``clock_ms`` is wall time in milliseconds (the HLC's physical source, the op log's
     ``created_at`` and, divided by 1000, ``edited_at``); ``sync_max_limit`` caps a sync's
     ``limit``; ``max_future_ms`` bounds how far a caller-supplied LWW ``updated_at`` may be
-    ahead of ``clock_ms``."""
+    ahead of ``clock_ms``. ``on_result`` is told the result of every attempt (``applied``,
+    ``conflict``, ``stale``, ``forbidden``, ``invalid``, ``duplicate``, ``not_found``) —
+    the node counts them in its metrics."""
 
     def __init__(
         self,
@@ -103,9 +109,11 @@ class ExtService:
         sync_max_limit: int,
         max_future_ms: int,
         clock_ms: Callable[[], int],
+        on_result: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
-        self._notifier = notifier
+        self.notifier = notifier
+        self._on_result = on_result if on_result is not None else _ignore
         self.limits = limits
         self.sync_max_limit = sync_max_limit
         self._max_future_ms = max_future_ms
@@ -135,11 +143,13 @@ class ExtService:
         decide = partial(_stamped, mutate=mutate, stamp=self.hlc.now())
         result = await self._store.update_ext(attempt, decide)
         if result is None:
+            self._on_result("not_found")
             raise NotFound("no such message", field="message_id")
+        self._on_result("duplicate" if result.duplicate else result.result.value)
         state = result.state
         self.hlc.update(state.updated_at)  # stay ahead of every stored value
         if result.applied and not result.duplicate:
-            self._notifier.changed(
+            self.notifier.changed(
                 state.channel_id, state.channel_type, state.extra_version, important=important
             )
         return result
@@ -268,4 +278,4 @@ class ExtService:
 
     async def close(self) -> None:
         """Send the pending CMDs (at shutdown)."""
-        await self._notifier.close()
+        await self.notifier.close()

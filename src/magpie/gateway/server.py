@@ -115,6 +115,8 @@ class Gateway:
         self._metrics = metrics
         # labels() locks and looks the child up on every call; the child never changes.
         self._client_messages = metrics.messages.labels(origin="client")
+        # Frames, bytes and acks are plain int fields, exported at scrape time (no lock).
+        self._traffic = metrics.traffic("ws")
         self._clock = clock
         self._sessions: dict[str, list[Session]] = {}
         self._conn_ids = itertools.count(1)
@@ -165,6 +167,18 @@ class Gateway:
             server.close()  # type: ignore[attr-defined]
             await server.wait_closed()  # type: ignore[attr-defined]
 
+    def queued_frames(self) -> int:
+        """Frames waiting in the outbound queues of every session (a metrics probe)."""
+        return sum(s.queued for s in self.sessions())
+
+    def unacked(self) -> int:
+        """Persisted RECVs written and not yet acknowledged (a metrics probe)."""
+        return sum(len(s.inflight) for s in self.sessions())
+
+    def scheduled_retries(self) -> int:
+        """Entries of the retry schedule (a metrics probe)."""
+        return len(self._retries)
+
     def sessions(self) -> Iterator[Session]:
         """Every authenticated session of this node."""
         for group in self._sessions.values():
@@ -179,7 +193,12 @@ class Gateway:
     async def _handle(self, ws: WsConn) -> None:
         conn = Connection(Role.SERVER, self.config.limits)
         session = Session(
-            ws, conn, f"c{next(self._conn_ids)}", self.config.outbound, self._slow_consumer
+            ws,
+            conn,
+            f"c{next(self._conn_ids)}",
+            self.config.outbound,
+            self._slow_consumer,
+            self._traffic,
         )
         try:
             if await self._handshake(session):
@@ -198,6 +217,7 @@ class Gateway:
     async def _handshake(self, session: Session) -> bool:
         try:
             data = await asyncio.wait_for(session.ws.recv(), self.config.connect_timeout)
+            session.traffic.count_in(data)
         except TimeoutError:
             session.log.info("no CONNECT within %.1f s", self.config.connect_timeout)
             await _quiet_close(session.ws, _CLOSE_POLICY, "connect timeout")
@@ -212,8 +232,15 @@ class Gateway:
         now_ms = time.time_ns() // 1_000_000
         if reason is not ReasonCode.SUCCESS:
             self._metrics.connects.labels(result=reason.name.lower()).inc()
+            session.log.info(
+                "CONNECT refused (%s) uid=%r device_flag=%d remote=%s",
+                reason.name.lower(),
+                connect.uid[:64],
+                connect.device_flag,
+                session.ws.remote,
+            )
             frame = session.conn.send(Connack(0, reason, "", ""))
-            await session.ws.send(frame)
+            await _send_now(session, frame)
             await _quiet_close(session.ws, _CLOSE_POLICY, "connect refused")
             return False
         keys = KeyPair.generate()
@@ -222,7 +249,7 @@ class Gateway:
             aes_key = derive_aes_key(keys, connect.client_key)
         except CryptoError as exc:
             frame = session.conn.send(Connack(0, exc.reason, "", ""))
-            await session.ws.send(frame)
+            await _send_now(session, frame)
             await _quiet_close(session.ws, _CLOSE_POLICY, "bad client key")
             return False
         session.cipher = SessionCipher(aes_key, salt.encode())
@@ -273,7 +300,14 @@ class Gateway:
         self._sessions.setdefault(session.uid, []).append(session)
         self._metrics.connections.inc()
         self._metrics.connects.labels(result="success").inc()
-        session.log.info("connected uid=%s device_flag=%d", session.uid, session.device_flag)
+        session.log.identify(session.uid, session.device_flag)
+        session.log.info(
+            "connected uid=%s device_flag=%d device_id=%s remote=%s",
+            session.uid,
+            session.device_flag,
+            session.device_id,
+            session.ws.remote,
+        )
         self._presence(session, True)
         if session.device_level == _MASTER:
             kick = Kick(
@@ -292,6 +326,12 @@ class Gateway:
             group.remove(session)
             self._bus.unregister(session.uid)
             self._metrics.connections.dec()
+            session.log.info(
+                "disconnected uid=%s device_flag=%d remote=%s",
+                session.uid,
+                session.device_flag,
+                session.ws.remote,
+            )
             self._presence(session, False)
             if not group:
                 del self._sessions[session.uid]
@@ -302,14 +342,18 @@ class Gateway:
         conn = session.conn
         clock = self._clock
         inflight = session.inflight
+        traffic = self._traffic
         while not session.closed:
             data = await recv()
             session.last_seen = clock()
+            traffic.frames_in += 1
+            traffic.bytes_in += len(data)
             # Hot path: one RECVACK per delivered message, recognised without building packet
             # objects or awaiting; anything else (malformed included) takes the normal path.
             ack = conn.receive_recvack(data) if type(data) is bytes else None
             if ack is not None:
                 message_id, message_seq, flags = ack
+                traffic.acks += 1
                 inflight.pop(message_id, None)
                 if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
                     await self._ack_queue(session, message_seq)
@@ -372,6 +416,7 @@ class Gateway:
         session.push(session.conn.send(ack))
 
     async def _on_recvack(self, session: Session, ack: Recvack) -> None:
+        self._traffic.acks += 1
         session.inflight.pop(ack.message_id, None)
         if ack.flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
             await self._ack_queue(session, ack.message_seq)
@@ -513,6 +558,12 @@ class Gateway:
                 session.log.info("idle timeout")
                 session.close_soon(_CLOSE_GOING_AWAY, "idle timeout")
                 self._unregister(session)
+
+
+async def _send_now(session: Session, frame: bytes) -> None:
+    """Write a handshake frame and wait for it (before the session's queue is in use)."""
+    await session.ws.send(frame)
+    session.traffic.count_out(frame)
 
 
 def _as_bytes(data: bytes | str) -> bytes:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from magpie.gateway.ws import ConnectionClosed, WsConn
+from magpie.logs import ConnectionLog
+from magpie.metrics import Traffic
 from magpie.protocol.connection import Connection
 from magpie.protocol.crypto import SessionCipher
 
@@ -63,6 +65,7 @@ class Session:
         "last_seen",
         "limits",
         "log",
+        "traffic",
         "uid",
         "ws",
     )
@@ -74,8 +77,10 @@ class Session:
         conn_id: str,
         limits: OutboundLimits,
         on_slow: Callable[[Session], None],
+        traffic: Traffic,
     ) -> None:
         self.ws = ws
+        self.traffic = traffic
         self.conn = conn
         self.conn_id = conn_id
         self.limits = limits
@@ -87,7 +92,7 @@ class Session:
         self.inflight: dict[int, Pending] = {}
         self.last_seen = 0.0
         self.closed = False
-        self.log = logging.LoggerAdapter(log, {"conn": conn_id})
+        self.log = ConnectionLog(log, conn_id, ws.remote)
         self._on_slow = on_slow
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
@@ -100,6 +105,9 @@ class Session:
             return False
         if not self._queue and self.ws.buffered() < _DIRECT_WRITE_BELOW:
             self.ws.write(frame)
+            traffic = self.traffic
+            traffic.frames_out += 1
+            traffic.bytes_out += len(frame)
             return True
         if (
             len(self._queue) >= self.limits.max_frames
@@ -131,6 +139,7 @@ class Session:
                 frame = self._queue.popleft()
                 self._queued_bytes -= len(frame)
                 await self.ws.send(frame)
+                self.traffic.count_out(frame)
         except ConnectionClosed:
             self.closed = True
         finally:

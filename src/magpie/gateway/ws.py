@@ -61,8 +61,11 @@ class WebsocketsConn:
 
     @property
     def remote(self) -> str:
-        """The peer address."""
-        return str(self._c.remote_address)
+        """The peer address, ``host:port``."""
+        address = self._c.remote_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"{address[0]}:{address[1]}"
+        return str(address)
 
     async def recv(self) -> bytes | str:
         """The next message."""

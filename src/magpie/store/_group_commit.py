@@ -43,6 +43,11 @@ class GroupCommit:
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def depth(self) -> int:
+        """Transaction functions queued and not yet taken by the writer (a metrics probe)."""
+        return len(self._pending)
+
     def bind(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         """Use ``conn`` (owned by the writer thread) and settle futures on ``loop``."""
         self._conn = conn

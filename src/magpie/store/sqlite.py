@@ -351,6 +351,11 @@ class SqliteStore(SqliteExtMethods):
         self._require_open()
         return self._epoch
 
+    @property
+    def write_queue_depth(self) -> int:
+        """Write transactions waiting for the writer thread (exported as a queue depth)."""
+        return self._group.depth
+
     # lifecycle ------------------------------------------------------------------------------
 
     async def open(self) -> None:
