@@ -133,7 +133,9 @@ class Node:
         probe("gateway_outbound_frames", gateway.queued_frames)
         probe("gateway_unacked_recvs", gateway.unacked)
         probe("gateway_retry_schedule", gateway.scheduled_retries)
-        probe("store_writes", lambda: self.store.write_queue_depth)
+        store = self.store
+        if isinstance(store, SqliteStore):
+            probe("store_writes", lambda: store.write_queue_depth)
         probe("ext_cmd_channels", lambda: self.ext.notifier.pending)
         if self.webhooks is not None:
             dispatcher = self.webhooks.dispatcher
@@ -350,9 +352,7 @@ def _cmd_sender(messaging: Messaging) -> CmdSender:
     return send
 
 
-def _ext_service(
-    s: Settings, store: Store, messaging: Messaging, metrics: Metrics
-) -> ExtService:
+def _ext_service(s: Settings, store: Store, messaging: Messaging, metrics: Metrics) -> ExtService:
     limits = PatchLimits(
         max_patch_bytes=s.ext_max_patch_bytes,
         max_extra_bytes=s.ext_max_extra_bytes,
