@@ -6,7 +6,9 @@
   UTF-8 JSON object with an integer ``type``);
 * :mod:`~magpie.domain.ext` — the value types of message extensions (state, fields, actor,
   decisions, operation-log records, the update result), their JSON row shape and the
-  apply-if-newer rule.
+  apply-if-newer rule;
+* :mod:`~magpie.domain.jobs` — durable jobs (the outbox of webhooks and card deadlines):
+  what is enqueued, claimed, retried and dead-lettered.
 
 Every layer may import this package — protocol excepted, which needs none of it — the
 server's store, core, ext, API and cards as well as the Python SDK. It therefore imports

@@ -12,6 +12,8 @@ returns a :class:`Decision` — *applied* with the new :class:`Fields`, or *reje
 :class:`Result` and a reason. It runs inside the store's transaction, so it must be pure (no
 I/O, no clock, no randomness): it may be run again. Each attempt leaves one
 :class:`OpRecord` in the operation log; the store answers with an :class:`UpdateResult`.
+An applied change may bring durable jobs along (:data:`JobsOf`: its webhook events), which
+the store commits in the same transaction.
 
 The client's rule (:func:`apply_if_newer`): a row replaces the cached row of its message only
 if its ``(version, extra_version)`` is greater. ``version`` has one winner per value;
@@ -23,10 +25,12 @@ applying it in order. A cache whose store epoch differs from the server's is dro
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from magpie.domain.jobs import NewJob
 
 __all__ = [
     "Actor",
@@ -34,6 +38,7 @@ __all__ = [
     "ExtAttempt",
     "ExtState",
     "Fields",
+    "JobsOf",
     "Mutate",
     "OpRecord",
     "Result",
@@ -289,3 +294,9 @@ class UpdateResult:
     def applied(self) -> bool:
         """Whether the attempt was applied."""
         return self.op.result is Result.APPLIED
+
+
+#: The jobs an applied change brings along (its webhook events, its deadlines), computed
+#: from the store's answer *inside* the change's transaction and committed with it. Pure,
+#: like :data:`Mutate`: it may be run again. Not called for a rejection or a duplicate.
+JobsOf = Callable[[UpdateResult], Sequence[NewJob]]

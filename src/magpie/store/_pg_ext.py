@@ -12,7 +12,8 @@
    simply run again);
 4. one statement writes the op-log row and, when applied, the channel's next
    ``extra_version`` (its ``ext_channel_clock`` row locked until commit, so the values are
-   strictly increasing in commit order) and the extension row.
+   strictly increasing in commit order) and the extension row;
+5. an applied change's jobs (its webhook events) are inserted by one more statement.
 
 Tables (``postgres_migrations/0002_extensions.sql``): ``message_ext``, ``ext_channel_clock``,
 ``message_ext_ops`` (unique on ``(message_id, action_id)``), JSON in ``jsonb``.
@@ -30,6 +31,7 @@ from magpie.domain.ext import (
     ExtAttempt,
     ExtState,
     Fields,
+    JobsOf,
     Mutate,
     OpRecord,
     Result,
@@ -37,6 +39,7 @@ from magpie.domain.ext import (
 )
 from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
+from magpie.store._pg_jobs import INSERT_JOBS, jobs_args
 from magpie.store._pg_rows import EXT_COLUMNS, MESSAGE_COLUMNS, OP_COLUMNS
 from magpie.store.interface import StoredMessage
 
@@ -157,7 +160,9 @@ def _blank(message: StoredMessage) -> ExtState:
     return ExtState(m.message_id, m.channel_id, m.channel_type, m.message_seq)
 
 
-async def _update_ext(conn: Conn, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
+async def _update_ext(
+    conn: Conn, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None
+) -> UpdateResult | None:
     found = await conn.fetchrow(_LOCK_LOG_MESSAGE, attempt.message_id)
     if found is None:
         return None
@@ -176,7 +181,10 @@ async def _update_ext(conn: Conn, attempt: ExtAttempt, decide: Mutate) -> Update
         args = _op_args(attempt, decision, base, (state.status, state.status), state.version)
         op_id = await conn.fetchval(_RECORD_REJECTED, *args)
         return UpdateResult(state, rows.op_record(op_id, args), False, last)
-    return await _apply(conn, state, attempt, decision, base)
+    result = await _apply(conn, state, attempt, decision, base)
+    if jobs is not None and (new_jobs := jobs(result)):
+        await conn.execute(INSERT_JOBS, *jobs_args(new_jobs))
+    return result
 
 
 async def _apply(
@@ -213,10 +221,12 @@ class PgExtMethods:
     async def _fetchrow(self, what: str, sql: str, *args: Any) -> asyncpg.Record | None:
         raise NotImplementedError  # provided by PostgresStore
 
-    async def update_ext(self, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
+    async def update_ext(
+        self, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None = None
+    ) -> UpdateResult | None:
         """Decide and record one change in one transaction (see the interface)."""
         return await self._transaction(
-            "update_ext", lambda conn: _update_ext(conn, attempt, decide)
+            "update_ext", lambda conn: _update_ext(conn, attempt, decide, jobs)
         )
 
     async def get_ext(self, message_id: int) -> ExtState | None:

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 from magpie.domain.ext import Actor, ExtState, Fields, OpRecord, Result
+from magpie.domain.jobs import Job
 from magpie.store.interface import (
     ChannelInfo,
     ConversationRow,
@@ -28,6 +29,7 @@ from magpie.store.interface import (
 __all__ = [
     "CONVERSATION_COLUMNS",
     "EXT_COLUMNS",
+    "JOB_COLUMNS",
     "MESSAGE_COLUMNS",
     "OP_COLUMNS",
     "TOKEN_COLUMNS",
@@ -37,6 +39,7 @@ __all__ = [
     "ext_op",
     "ext_row",
     "ext_state",
+    "job",
     "json_text",
     "message_args",
     "op_record",
@@ -68,6 +71,12 @@ EXT_COLUMNS = (
 OP_COLUMNS = (
     "op_id, message_id, action_id, actor_uid, actor_device, operation, patch, base_version, "
     "status_before, status_after, version_after, result, detail, created_at"
+)
+
+#: In :class:`~magpie.domain.jobs.Job` field order.
+JOB_COLUMNS = (
+    "job_id, kind, job_key, payload, due_at_ms, attempts, claimed_by, batch, dead, "
+    "last_error, created_at_ms"
 )
 
 
@@ -170,6 +179,11 @@ def op_record(op_id: int, v: tuple[Any, ...]) -> OpRecord:
         detail=v[11],
         created_at=v[12],
     )
+
+
+def job(r: asyncpg.Record) -> Job:
+    """A job from ``JOB_COLUMNS``."""
+    return Job(*r)
 
 
 def message_args(m: NewMessage) -> tuple[Any, ...]:

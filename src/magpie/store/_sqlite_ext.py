@@ -27,12 +27,14 @@ from magpie.domain.ext import (
     ExtAttempt,
     ExtState,
     Fields,
+    JobsOf,
     Mutate,
     OpRecord,
     Result,
     UpdateResult,
 )
 from magpie.errors import StoreError
+from magpie.store._sqlite_jobs import checked_jobs, insert_jobs
 from magpie.store.interface import StoredMessage
 
 __all__ = ["SqliteExtMethods"]
@@ -263,7 +265,7 @@ def _blank(message: StoredMessage) -> ExtState:
 
 
 def _update_ext(
-    conn: sqlite3.Connection, attempt: ExtAttempt, decide: Mutate
+    conn: sqlite3.Connection, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None
 ) -> UpdateResult | None:
     found = conn.execute(_GET_LOG_MESSAGE, (attempt.message_id,)).fetchone()
     if found is None:
@@ -282,7 +284,10 @@ def _update_ext(
     op = _append_op(conn, attempt, decision, base, statuses, state.version + applied)
     if applied:
         state = _write_ext(conn, message, attempt, decision, state.version + 1, op.op_id)
-        return UpdateResult(state, op, False, op)
+        result = UpdateResult(state, op, False, op)
+        if jobs is not None:
+            insert_jobs(conn, checked_jobs(jobs(result)))
+        return result
     return UpdateResult(state, op, False, _last_applied(conn, last_op_id))
 
 
@@ -313,9 +318,12 @@ class SqliteExtMethods:
     async def _read(self, what: str, job: _Job[T]) -> T:
         raise NotImplementedError  # provided by SqliteStore
 
-    async def update_ext(self, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
+    async def update_ext(
+        self, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None = None
+    ) -> UpdateResult | None:
         """Decide and record one change in one transaction (see the interface)."""
-        return await self._write("update_ext", partial(_update_ext, attempt=attempt, decide=decide))
+        job = partial(_update_ext, attempt=attempt, decide=decide, jobs=jobs)
+        return await self._write("update_ext", job)
 
     async def get_ext(self, message_id: int) -> ExtState | None:
         """The extension of one message, if it was ever changed."""

@@ -20,6 +20,14 @@ together or not at all. Extensions cross the interface as the shared value types
 Magpie speaks. JSON values (``extra``, ``content_edit``, an op's ``patch``) are decoded
 objects; a backend stores them as it likes (SQLite: text; PostgreSQL: ``jsonb``) and must
 give back equal objects.
+
+Durable jobs (:mod:`magpie.domain.jobs`: the webhook outbox, card deadlines) live in the
+store too, so every node sees them and none is lost with a node. The write methods that
+cause work take the jobs to enqueue and commit them in their own transaction (the
+*transactional outbox*); claims are exclusive across nodes (PostgreSQL: ``FOR UPDATE SKIP
+LOCKED``; SQLite: the single writer) and last for a lease, after which any node may take a
+claimed job over. A small key-value table (:meth:`Store.kv_setdefault`) holds values every
+node must share, created once (the card service's secret).
 """
 
 from __future__ import annotations
@@ -28,12 +36,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from magpie.domain.ext import ExtAttempt, ExtState, Mutate, OpRecord, UpdateResult
+from magpie.domain.ext import ExtAttempt, ExtState, JobsOf, Mutate, OpRecord, UpdateResult
+from magpie.domain.jobs import Job, JobCount, NewJob
 
 __all__ = [
     "AppendResult",
     "ChannelInfo",
     "ConversationRow",
+    "Job",
+    "JobCount",
+    "NewJob",
     "NewMessage",
     "QueueEntry",
     "Store",
@@ -203,12 +215,18 @@ class Store(Protocol):
 
     # messages ------------------------------------------------------------------------------
 
-    async def append_message(self, msg: NewMessage, recipients: Sequence[str]) -> AppendResult:
+    async def append_message(
+        self, msg: NewMessage, recipients: Sequence[str], jobs: Sequence[NewJob] = ()
+    ) -> AppendResult:
         """Store ``msg`` in its channel log with the next ``message_seq`` (gap-free), unless
         ``(from_uid, client_msg_no)`` exists already (then return the original, unchanged).
         In the same transaction, update the conversation of each uid in ``recipients``: last
         seq, timestamp, and unread + 1 for everyone but the sender (unless the RED_DOT flag is
-        clear)."""
+        clear); and enqueue ``jobs`` (as :meth:`enqueue_jobs`) — not for a duplicate."""
+        ...
+
+    async def get_messages_by_id(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
+        """Those of ``message_ids`` that exist (channel-log or queued), by id."""
         ...
 
     async def get_message(self, message_id: int) -> StoredMessage | None:
@@ -250,11 +268,12 @@ class Store(Protocol):
     # offline command queue (persisted sync-once messages) ----------------------------------
 
     async def append_to_queues(
-        self, msg: NewMessage, uids: Sequence[str]
+        self, msg: NewMessage, uids: Sequence[str], jobs: Sequence[NewJob] = ()
     ) -> tuple[AppendResult, dict[str, int]]:
         """Store a sync-once command once (deduplicated like :meth:`append_message`, seq 0)
         and append it to each user's queue; returns the message and each uid's queue seq
-        (empty for a duplicate)."""
+        (empty for a duplicate). ``jobs`` are enqueued in the same transaction unless it is a
+        duplicate."""
         ...
 
     async def read_queue(
@@ -275,7 +294,9 @@ class Store(Protocol):
 
     # message extensions (I6) ---------------------------------------------------------------
 
-    async def update_ext(self, attempt: ExtAttempt, decide: Mutate) -> UpdateResult | None:
+    async def update_ext(
+        self, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None = None
+    ) -> UpdateResult | None:
         """One transaction: ``None`` if there is no channel-log message (``message_seq > 0``)
         with ``attempt.message_id``. Else, if the log has a row for ``(message_id,
         action_id)``, return it (``duplicate``) and change nothing. Else call ``decide`` on
@@ -287,7 +308,9 @@ class Store(Protocol):
         ``version_after``: the version after the call; ``status_before``/``status_after``;
         ``detail``: :attr:`Decision.log_detail <magpie.domain.ext.Decision.log_detail>`).
         ``last_applied`` is the log row of the change that produced the answer's state. An
-        exception from ``decide`` rolls everything back and propagates."""
+        exception from ``decide`` rolls everything back and propagates. When the change
+        applies (not for a rejection or a duplicate), ``jobs`` is called with the answer and
+        what it returns is enqueued in the same transaction."""
         ...
 
     async def get_ext(self, message_id: int) -> ExtState | None:
@@ -310,4 +333,80 @@ class Store(Protocol):
     async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """The message's operation-log rows with ``op_id > after_op_id``, ascending, at most
         ``limit``."""
+        ...
+
+    # durable jobs (magpie.domain.jobs) -----------------------------------------------------
+
+    async def enqueue_jobs(self, jobs: Sequence[NewJob]) -> int:
+        """Add ``jobs`` (one transaction); a job whose ``(kind, key)`` exists already (key
+        not empty) is skipped. Returns how many were added. A job that breaks
+        :func:`~magpie.domain.jobs.check_new_job` raises :class:`~magpie.errors.StoreError`
+        and adds nothing."""
+        ...
+
+    async def claim_jobs(
+        self, kind: str, owner: str, *, now_ms: int, lease_ms: int, limit: int
+    ) -> list[Job]:
+        """Claim up to ``limit`` due jobs of ``kind`` (not dead, ``due_at_ms <= now_ms`` —
+        which includes claims whose lease ran out), the earliest due first, for ``owner``
+        until ``now_ms + lease_ms`` (their new ``due_at_ms``). A job is claimed by one caller
+        only, whatever the number of nodes. Jobs claimed for the first time get a fresh
+        ``batch`` token shared by this claim; others keep theirs. Sorted by ``job_id``."""
+        ...
+
+    async def complete_jobs(self, job_ids: Sequence[int]) -> int:
+        """Delete the jobs (done); returns how many existed."""
+        ...
+
+    async def retry_jobs(
+        self,
+        job_ids: Sequence[int],
+        owner: str,
+        *,
+        due_at_ms: int,
+        error: str = "",
+        attempt: bool = True,
+    ) -> int:
+        """Give claimed jobs back, due again at ``due_at_ms``: ``attempt`` true counts a
+        failed try (``attempts + 1``, ``last_error`` = ``error``), false gives them back
+        untried. Only jobs whose last claim is ``owner``'s (not taken over meanwhile) and that
+        are not dead change; returns how many did."""
+        ...
+
+    async def bury_jobs(self, job_ids: Sequence[int], owner: str, *, error: str) -> int:
+        """Make claimed jobs dead after their last failed try (``attempts + 1``,
+        ``last_error``): kept, listed by :meth:`list_jobs`, never claimed again unless
+        revived. Only ``owner``'s claims; returns how many changed."""
+        ...
+
+    async def revive_jobs(self, job_ids: Sequence[int], *, due_at_ms: int) -> int:
+        """Dead jobs become pending again with ``attempts`` 0, due at ``due_at_ms``; returns
+        how many did (ids of jobs that are not dead are ignored)."""
+        ...
+
+    async def cancel_jobs(self, kind: str, keys: Sequence[str]) -> int:
+        """Delete the jobs of ``kind`` with these keys, whatever their state; returns how
+        many existed."""
+        ...
+
+    async def list_jobs(
+        self, kind: str | None, *, dead: bool, after_job_id: int = 0, limit: int = 100
+    ) -> list[Job]:
+        """Jobs with ``job_id > after_job_id``, ascending, at most ``limit``: dead ones, or
+        pending ones (``dead`` false); of one kind, or of every kind (``None``)."""
+        ...
+
+    async def next_due_ms(self, kind: str) -> int | None:
+        """The earliest ``due_at_ms`` among the pending jobs of ``kind`` (``None``: none)."""
+        ...
+
+    async def count_jobs(self) -> list[JobCount]:
+        """Pending and dead jobs per kind (kinds with no job are absent), sorted by kind."""
+        ...
+
+    # shared values --------------------------------------------------------------------------
+
+    async def kv_setdefault(self, key: str, value: bytes) -> bytes:
+        """The value stored under ``key``; when there is none yet, store ``value`` and return
+        it. Atomic across nodes: callers racing on one key all get the same value."""
         ...

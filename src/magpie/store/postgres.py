@@ -38,6 +38,7 @@ from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
 from magpie.store._migrations import load_migrations
 from magpie.store._pg_ext import PgExtMethods
+from magpie.store._pg_jobs import JOBS_CTE, PgJobMethods, jobs_args
 from magpie.store._pg_rows import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, TOKEN_COLUMNS
 from magpie.store._pg_setup import (
     attempt,
@@ -51,6 +52,7 @@ from magpie.store.interface import (
     AppendResult,
     ChannelInfo,
     ConversationRow,
+    NewJob,
     NewMessage,
     QueueEntry,
     Store,
@@ -176,7 +178,22 @@ _APPEND_TO_QUEUES = f"""
     UNION ALL
     SELECT true, d.*, NULL, NULL FROM dup AS d"""  # noqa: S608
 
+
+def _with_jobs(append: str) -> str:
+    """``append`` that also enqueues the jobs of ``$13 .. $17`` when it inserted (one more
+    CTE; a separate statement, so an append without jobs pays nothing for them)."""
+    head, marker, tail = append.partition("\n    SELECT false AS duplicate")
+    if not marker:
+        raise AssertionError("an append statement ends with its SELECT false AS duplicate")
+    return head + JOBS_CTE + marker + tail
+
+
+_APPEND_MESSAGE_JOBS = _with_jobs(_APPEND_MESSAGE)
+_APPEND_TO_QUEUES_JOBS = _with_jobs(_APPEND_TO_QUEUES)
+
 _GET_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1"  # noqa: S608
+_GET_MESSAGES_BY_ID = f"""
+    SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ANY($1::bigint[])"""  # noqa: S608
 # "message_seq > 0" is repeated literally so the planner can use the partial index.
 _M_COLUMNS = ", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))
 
@@ -253,7 +270,7 @@ _ACK_QUEUE = """
 # --- the store -----------------------------------------------------------------------------
 
 
-class PostgresStore(PgExtMethods):
+class PostgresStore(PgExtMethods, PgJobMethods):
     """A :class:`~magpie.store.interface.Store` in a PostgreSQL database, shareable by nodes.
 
     ``dsn`` is a ``postgresql://user:password@host:port/database`` URL (query parameters such
@@ -442,17 +459,21 @@ class PostgresStore(PgExtMethods):
 
     # messages -------------------------------------------------------------------------------
 
-    async def append_message(self, msg: NewMessage, recipients: Sequence[str]) -> AppendResult:
+    async def append_message(
+        self, msg: NewMessage, recipients: Sequence[str], jobs: Sequence[NewJob] = ()
+    ) -> AppendResult:
         """Store ``msg`` with the channel's next seq, or return the original of a duplicate
         (the contract of :meth:`magpie.store.sqlite.SqliteStore.append_message`: a duplicate
         changes nothing, the sender gets no red dot, an empty ``client_msg_no`` or a taken
-        ``message_id`` raises :class:`StoreError` and commits nothing)."""
+        ``message_id`` raises :class:`StoreError` and commits nothing); ``jobs`` are enqueued
+        by the same statement unless it is a duplicate."""
         _check_key(msg)
         uids = sorted(set(recipients))
+        sql, extra = (_APPEND_MESSAGE_JOBS, jobs_args(jobs)) if jobs else (_APPEND_MESSAGE, ())
         job = Append(
             "append_message",
-            _APPEND_MESSAGE,
-            (*rows.message_args(msg), uids),
+            sql,
+            (*rows.message_args(msg), uids, *extra),
             (msg.channel_id, msg.channel_type),
             takes_seq=True,
             clock_uids=uids,
@@ -464,6 +485,14 @@ class PostgresStore(PgExtMethods):
         """One message by id (channel-log or queued)."""
         row = await self._fetchrow("get_message", _GET_MESSAGE, message_id)
         return None if row is None else rows.stored_message(row)
+
+    async def get_messages_by_id(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
+        """Those of ``message_ids`` that exist, by id."""
+        ids = list(dict.fromkeys(int(i) for i in message_ids))
+        if not ids:
+            return {}
+        found = await self._fetch("get_messages_by_id", _GET_MESSAGES_BY_ID, ids)
+        return {r[0]: rows.stored_message(r) for r in found}
 
     async def get_messages(
         self,
@@ -506,17 +535,20 @@ class PostgresStore(PgExtMethods):
         return [rows.conversation_row(r) for r in found]
 
     async def append_to_queues(
-        self, msg: NewMessage, uids: Sequence[str]
+        self, msg: NewMessage, uids: Sequence[str], jobs: Sequence[NewJob] = ()
     ) -> tuple[AppendResult, dict[str, int]]:
         """Store a sync-once command once (seq 0, deduplicated like :meth:`append_message`)
         and append it to the queue of each distinct uid (its previous last + 1). A duplicate
-        returns the original and an empty mapping, queuing nothing."""
+        returns the original and an empty mapping, queuing nothing; ``jobs`` are enqueued by
+        the same statement unless it is a duplicate."""
         _check_key(msg)
         members = sorted(set(uids))
+        sql = _APPEND_TO_QUEUES_JOBS if jobs else _APPEND_TO_QUEUES
+        extra = jobs_args(jobs) if jobs else ()
         job = Append(
             "append_to_queues",
-            _APPEND_TO_QUEUES,
-            (*rows.message_args(msg), members),
+            sql,
+            (*rows.message_args(msg), members, *extra),
             (msg.channel_id, msg.channel_type),
             takes_seq=False,
             queue_uids=members,

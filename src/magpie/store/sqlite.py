@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import os
 import queue
 import sqlite3
@@ -48,6 +49,7 @@ from typing import Any, TypeVar
 from magpie.errors import ConfigError, StoreError
 from magpie.store._group_commit import GroupCommit
 from magpie.store._sqlite_ext import SqliteExtMethods
+from magpie.store._sqlite_jobs import SqliteJobMethods, checked_jobs, insert_jobs
 from magpie.store._sqlite_setup import (
     SYNCHRONOUS_MODES,
     connect,
@@ -60,6 +62,7 @@ from magpie.store.interface import (
     AppendResult,
     ChannelInfo,
     ConversationRow,
+    NewJob,
     NewMessage,
     QueueEntry,
     Store,
@@ -75,6 +78,7 @@ _Job = Callable[[sqlite3.Connection], T]
 _MIN_SQLITE = (3, 35, 0)
 _RED_DOT = 0x02  # fixed-header flag bit 1 (spec §1.2); ``magpie.protocol`` calls it RED_DOT
 _NO_BOUND = 2**63 - 1  # "no upper seq bound" in range queries
+_IDS_PER_QUERY = 500  # ids per ``IN (…)`` lookup (far below SQLite's limits)
 
 
 class _State(enum.Enum):
@@ -130,6 +134,10 @@ _GET_MESSAGE = """
     SELECT message_id, message_seq, client_msg_no, from_uid, channel_id, channel_type,
         timestamp, payload, flags, setting, topic, expire
     FROM messages WHERE message_id = ?"""
+_GET_MESSAGES_BY_ID = """
+    SELECT message_id, message_seq, client_msg_no, from_uid, channel_id, channel_type,
+        timestamp, payload, flags, setting, topic, expire
+    FROM messages WHERE message_id IN (SELECT value FROM json_each(?))"""
 _FIND_MESSAGE = """
     SELECT message_id, message_seq, client_msg_no, from_uid, channel_id, channel_type,
         timestamp, payload, flags, setting, topic, expire
@@ -256,7 +264,7 @@ def _touch_conversations(conn: sqlite3.Connection, m: StoredMessage, uids: list[
 
 
 def _append_message(
-    conn: sqlite3.Connection, msg: NewMessage, recipients: list[str]
+    conn: sqlite3.Connection, msg: NewMessage, recipients: list[str], jobs: list[Any]
 ) -> AppendResult:
     original = _find_original(conn, msg)
     if original is not None:
@@ -265,11 +273,12 @@ def _append_message(
     stored = _stored(msg, seq)
     _insert_message(conn, stored)
     _touch_conversations(conn, stored, recipients)
+    insert_jobs(conn, jobs)
     return AppendResult(stored, duplicate=False)
 
 
 def _append_to_queues(
-    conn: sqlite3.Connection, msg: NewMessage, uids: list[str]
+    conn: sqlite3.Connection, msg: NewMessage, uids: list[str], jobs: list[Any]
 ) -> tuple[AppendResult, dict[str, int]]:
     original = _find_original(conn, msg)
     if original is not None:
@@ -280,6 +289,7 @@ def _append_to_queues(
     for uid in uids:
         seqs[uid] = conn.execute(_NEXT_QUEUE_SEQ, (uid,)).fetchone()[0]
         conn.execute(_ENQUEUE, (uid, seqs[uid], stored.message_id))
+    insert_jobs(conn, jobs)
     return AppendResult(stored, duplicate=False), seqs
 
 
@@ -304,11 +314,12 @@ def _ack_queue(conn: sqlite3.Connection, uid: str, seq: int) -> int:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqliteStore(SqliteExtMethods):
+class SqliteStore(SqliteExtMethods, SqliteJobMethods):
     """A :class:`~magpie.store.interface.Store` in one SQLite file (WAL, single writer).
 
     The message-extension methods come from :class:`SqliteExtMethods`
-    (``magpie.store._sqlite_ext``).
+    (``magpie.store._sqlite_ext``), the job and key-value methods from
+    :class:`SqliteJobMethods` (``magpie.store._sqlite_jobs``).
 
     ``path`` must name a file: an in-memory database cannot be shared by the writer and the
     reader connections. ``synchronous`` is the ``PRAGMA synchronous`` level; only ``FULL``
@@ -554,7 +565,9 @@ class SqliteStore(SqliteExtMethods):
 
     # messages -------------------------------------------------------------------------------
 
-    async def append_message(self, msg: NewMessage, recipients: Sequence[str]) -> AppendResult:
+    async def append_message(
+        self, msg: NewMessage, recipients: Sequence[str], jobs: Sequence[NewJob] = ()
+    ) -> AppendResult:
         """Store ``msg`` with the channel's next seq, or return the original of a duplicate.
 
         A duplicate (same ``(from_uid, client_msg_no)``, whatever its channel) changes
@@ -564,15 +577,31 @@ class SqliteStore(SqliteExtMethods):
         the sender when ``msg.flags`` has the RED_DOT bit (0x02). A ``message_id`` that is
         already taken, or an empty ``client_msg_no`` (which would make every later keyless
         message of the sender a "duplicate"), raises :class:`StoreError` and commits nothing.
+        ``jobs`` are enqueued in the same transaction unless it is a duplicate.
         """
         _check_key(msg)
-        job = partial(_append_message, msg=msg, recipients=list(dict.fromkeys(recipients)))
+        job = partial(
+            _append_message,
+            msg=msg,
+            recipients=list(dict.fromkeys(recipients)),
+            jobs=checked_jobs(jobs),
+        )
         return await self._write("append_message", job)
 
     async def get_message(self, message_id: int) -> StoredMessage | None:
         """One message by id (channel-log or queued)."""
         row = await self._fetch_one("get_message", _GET_MESSAGE, (message_id,))
         return None if row is None else StoredMessage(*row)
+
+    async def get_messages_by_id(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
+        """Those of ``message_ids`` that exist, by id."""
+        ids = list(dict.fromkeys(int(i) for i in message_ids))
+        out: dict[int, StoredMessage] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = json.dumps(ids[start : start + _IDS_PER_QUERY])
+            rows = await self._fetch_all("get_messages_by_id", _GET_MESSAGES_BY_ID, (chunk,))
+            out.update((row[0], StoredMessage(*row)) for row in rows)
+        return out
 
     async def get_messages(
         self,
@@ -628,13 +657,16 @@ class SqliteStore(SqliteExtMethods):
     # offline command queue ------------------------------------------------------------------
 
     async def append_to_queues(
-        self, msg: NewMessage, uids: Sequence[str]
+        self, msg: NewMessage, uids: Sequence[str], jobs: Sequence[NewJob] = ()
     ) -> tuple[AppendResult, dict[str, int]]:
         """Store a sync-once command once (seq 0, deduplicated like :meth:`append_message`)
         and append it to the queue of each distinct uid, whose queue seq is its previous
-        last + 1. A duplicate returns the original and an empty mapping, queuing nothing."""
+        last + 1. A duplicate returns the original and an empty mapping, queuing nothing;
+        ``jobs`` are enqueued in the same transaction unless it is a duplicate."""
         _check_key(msg)
-        job = partial(_append_to_queues, msg=msg, uids=list(dict.fromkeys(uids)))
+        job = partial(
+            _append_to_queues, msg=msg, uids=list(dict.fromkeys(uids)), jobs=checked_jobs(jobs)
+        )
         return await self._write("append_to_queues", job)
 
     async def read_queue(
