@@ -114,6 +114,10 @@ class Settings:
     #: One INFO line per HTTP request (method, route template, status, latency, caller,
     #: client address, request id) on the logger ``magpie.api.access``.
     access_log: bool = True
+    #: Browser origins allowed to call the HTTP API from another site (CORS), comma-separated
+    #: (``https://app.example.com,https://admin.example.com``); ``*`` allows every origin;
+    #: empty (default) sends no CORS headers, so browsers keep other sites out.
+    cors_origins: str = ""
     #: Message extensions (ARCHITECTURE I6): largest ``extra_patch`` (or ``content_edit``) in
     #: bytes of compact UTF-8 JSON.
     ext_max_patch_bytes: int = 16 * 1024
@@ -172,6 +176,11 @@ class Settings:
         """Absolute or data-dir-relative path of the card service's SQLite file."""
         path = Path(self.cards_db_file)
         return path if path.is_absolute() else Path(self.data_dir) / path
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``cors_origins`` as a tuple (empty: CORS off)."""
+        return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -317,7 +326,21 @@ def _validate_bus(s: Settings) -> None:
     )
 
 
+_ORIGIN = re.compile(r"https?://[^/?#\s]+")
+
+
+def _validate_origins(s: Settings) -> None:
+    for origin in s.cors_origin_list:
+        _check(
+            origin == "*" or _ORIGIN.fullmatch(origin) is not None,
+            "cors_origins",
+            origin,
+            "must list origins like https://app.example.com (scheme and host, no path) or *",
+        )
+
+
 def _validate(s: Settings) -> None:
+    _validate_origins(s)
     _validate_ports(s)
     _validate_numbers(s)
     _validate_bus(s)

@@ -180,3 +180,33 @@ def test_store_pool_size_needs_two(size: int) -> None:
     with pytest.raises(ConfigError, match="store_pool_size"):
         Settings(store_pool_size=size)
     assert Settings(store_pool_size=2).store_pool_size == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("", ()),
+        ("*", ("*",)),
+        (" https://app.example.com , http://127.0.0.1:8080 ", ("https://app.example.com", "http://127.0.0.1:8080")),
+    ],
+)  # fmt: skip
+def test_cors_origins_are_a_list(value: str, origins: tuple[str, ...]) -> None:
+    assert load_settings(environ={"MAGPIE_CORS_ORIGINS": value}).cors_origin_list == origins
+
+
+@pytest.mark.parametrize(
+    "bad", ["https://app.example.com/", "app.example.com", "ftp://x.example", "https://a b"]
+)
+def test_a_cors_origin_with_a_path_or_no_scheme_is_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="cors_origins"):
+        load_settings(environ={"MAGPIE_CORS_ORIGINS": f"https://ok.example,{bad}"})
+
+
+@pytest.mark.parametrize("value", ["text", "JSON", " Json "])
+def test_log_format_is_a_word_in_any_case(value: str) -> None:
+    assert load_settings(environ={"MAGPIE_LOG_FORMAT": value}).log_format in ("text", "json")
+
+
+def test_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ConfigError, match="log_format"):
+        load_settings(environ={"MAGPIE_LOG_FORMAT": "xml"})

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -71,11 +72,38 @@ def create_api(ctx: ApiContext) -> Starlette:
                 api_key=ctx.api_key,
                 access_log=ctx.settings.access_log,
             ),
+            *_cors(ctx.settings.cors_origin_list),
             Middleware(EscapedPathGuard),
         ],
     )
     app.router.redirect_slashes = False  # a POST must not be redirected to another path
     return app
+
+
+#: What a browser page on an allowed origin may send and read (``cors_origins``).
+CORS_METHODS = ("GET", "POST", "PUT", "DELETE")
+CORS_HEADERS = ("Authorization", "Content-Type", "token", "X-Request-Id")
+CORS_EXPOSED = ("X-Magpie-Epoch", "X-Request-Id", "Retry-After")
+#: Seconds a browser may cache a preflight answer.
+CORS_MAX_AGE = 600
+
+
+def _cors(origins: tuple[str, ...]) -> list[Middleware]:
+    """Starlette's CORS middleware for ``origins`` (none when the list is empty). Credentials
+    travel in the ``Authorization`` header, never in cookies, so credentialed CORS is off."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=list(CORS_EXPOSED),
+            allow_credentials=False,
+            max_age=CORS_MAX_AGE,
+        )
+    ]
 
 
 class EscapedPathGuard:
