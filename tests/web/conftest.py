@@ -3,7 +3,11 @@
 * ``demo_node`` — a real node on free loopback ports with ``demo_login`` on and the data set
   of ``magpie demo`` (alice, bob, carol, dave; ``demo-group``; the alice<->bob chat).
 * ``browser`` — ``/usr/bin/chromium`` (``make chromium`` installs it; Playwright never
-  downloads a browser here), headless, launched per test.
+  downloads a browser here), headless, launched once per test module: a launch costs about a
+  second, and every test still gets fresh contexts (their own storage, SDK singletons and
+  network switch) and a fresh node. The web test modules therefore run in one event loop per
+  module (``pytestmark = pytest.mark.asyncio(loop_scope="module")``), and the async fixtures
+  here use that loop too.
 * ``ui`` — ``await ui.login("alice")`` opens a fresh browser context (its own SDK singletons,
   storage and network switch) logged in through the page; every page opened is screenshotted
   into ``artifacts/web/<test>--<n>-<uid>.png`` at teardown, pass or fail, and a test fails if
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
@@ -79,7 +84,7 @@ def bundle() -> Path:
     return BUNDLE
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def demo_node(tmp_path: Path) -> AsyncIterator[Node]:
     """A started node with demo login on and the ``magpie demo`` data set."""
     async with running_node(tmp_path, demo_ui=True, demo_login=True) as node:
@@ -87,9 +92,9 @@ async def demo_node(tmp_path: Path) -> AsyncIterator[Node]:
         yield node
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser(chromium_path: Path, bundle: Path) -> AsyncIterator[Browser]:
-    """A headless Chromium."""
+    """A headless Chromium for the module's tests."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=str(chromium_path), args=CHROMIUM_ARGS, headless=True
@@ -135,7 +140,7 @@ class Ui:
         return errors
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def ui(
     browser: Browser, demo_node: Node, request: pytest.FixtureRequest
 ) -> AsyncIterator[Ui]:

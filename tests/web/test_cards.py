@@ -14,12 +14,16 @@ import re
 import time
 from typing import Any
 
+import pytest
 from playwright.async_api import Request, Route, expect
 
 from magpie.app import Node
 from tests.support.nodes import time_scale
 from tests.web.conftest import Ui
 from tests.web.helpers import CLOCK, GROUP, act, alice_and_bob, create_card, open_group, shown
+
+#: One Chromium per module (conftest ``browser``): the tests share the module's loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def test_approval_turns_green_on_the_creators_page_within_1s(ui: Ui, demo_node: Node) -> None:

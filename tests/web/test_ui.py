@@ -13,12 +13,16 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from playwright.async_api import Request, Route, expect
 
 from magpie.app import Node
 from tests.support.nodes import api, time_scale
 from tests.web.conftest import Ui
 from tests.web.helpers import GROUP, act, create_card, shown
+
+#: One Chromium per module (conftest ``browser``): the tests share the module's loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 #: A card type the server does not run (its own content type): the page's placeholder.
 CARD_TYPE = 3001
