@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 NODE_STAMP := tests/interop/node_modules/.installed-stamp
-NODE_DRIVER := tests/interop/dist/driver.cjs
+NODE_DRIVER := tests/interop/dist/driver.cjs tests/interop/dist/host.cjs
 CHROMIUM := /usr/bin/chromium
 export MAGPIE_TIME_SCALE ?= 1
 
@@ -31,12 +31,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-$(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json tests/interop/driver.js tests/interop/ws_shim.js
+$(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json tests/interop/driver.js tests/interop/host.js tests/interop/ws_shim.js
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 	cd tests/interop && npm run build --silent
 
-# The esbuild bundle of the SDK driver (tests/interop/dist is gitignored); rebuilt if deleted.
+# The esbuild bundles of the SDK host and driver (tests/interop/dist is gitignored); rebuilt if deleted.
 $(NODE_DRIVER): $(NODE_STAMP)
 	cd tests/interop && npm run build --silent
 

@@ -1,8 +1,11 @@
 """Fixtures for tests that drive the official WuKongIM JS SDK under Node.
 
-``node_bin`` and ``driver_path`` skip the test when Node (>= 20) or the built driver bundle is
+``node_bin`` and ``driver_path`` skip the test when Node (>= 20) or the built driver bundles are
 missing on a developer machine (run ``make node``), and *fail* it under ``CI=true`` so that a CI
 run can never pass by silently skipping every interop test.
+
+``sdk_host`` is one Node process per test module; ``sdk_factory`` starts each test's clients in
+it as fresh worker threads (fresh SDK instances) and ends them at the test's teardown.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from .sdk import DRIVER_PATH, SdkClient, SdkFactory, close_all, time_scale
+from .sdk import DRIVER_PATH, HOST_PATH, SdkClient, SdkFactory, SdkHost, close_all, time_scale
 
 MIN_NODE_MAJOR = 20
 
@@ -52,13 +55,24 @@ def node_bin() -> str:
 
 @pytest.fixture(scope="session")
 def driver_path() -> Path:
-    """The esbuild bundle of ``tests/interop/driver.js`` (built by ``make node``)."""
-    if not DRIVER_PATH.is_file():
-        _unavailable(
-            f"interop: {DRIVER_PATH} is not built; run `make node` "
-            "(or `cd tests/interop && npm ci && npm run build`)"
-        )
-    return DRIVER_PATH
+    """The esbuild bundles of ``tests/interop/host.js`` and ``driver.js`` (``make node``);
+    returns the host's."""
+    for bundle in (HOST_PATH, DRIVER_PATH):
+        if not bundle.is_file():
+            _unavailable(
+                f"interop: {bundle} is not built; run `make node` "
+                "(or `cd tests/interop && npm ci && npm run build`)"
+            )
+    return HOST_PATH
+
+
+@pytest.fixture(scope="module")
+def sdk_host(node_bin: str, driver_path: Path) -> Iterator[SdkHost]:
+    """One Node process for the module's SDK clients; ended (no process left) at the end."""
+    with SdkHost(node_bin, driver_path) as host:
+        host.start()
+        yield host
+        assert not host.errors, host.errors
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +82,12 @@ def scale() -> float:
 
 
 @pytest.fixture
-async def sdk_factory(
-    node_bin: str, driver_path: Path, tmp_path: Path
-) -> AsyncIterator[SdkFactory]:
+async def sdk_factory(sdk_host: SdkHost, tmp_path: Path) -> AsyncIterator[SdkFactory]:
     """``await sdk_factory(ws_url, api_url, uid, token, device_flag=1, **start_kwargs)``.
 
-    Starts an :class:`SdkClient` (not yet connected) whose driver log goes to ``tmp_path``;
-    every client made is closed (its process ended) at teardown.
+    Starts an :class:`SdkClient` (a fresh SDK instance, not yet connected) in the module's
+    host, with its driver log in ``tmp_path``; every client made is closed (its thread ended)
+    at teardown.
     """
     clients: list[SdkClient] = []
 
@@ -87,9 +100,9 @@ async def sdk_factory(
         **kwargs: Any,
     ) -> SdkClient:
         log_path = tmp_path / f"sdk-{uid}-{len(clients) + 1}.log"
-        client = SdkClient(uid, log_path=log_path, driver_path=driver_path)
+        client = SdkClient(sdk_host, uid, log_path=log_path)
         clients.append(client)
-        await client.start(node_bin, ws_url, api_url, uid, token, device_flag, **kwargs)
+        await client.start(ws_url, api_url, uid, token, device_flag, **kwargs)
         return client
 
     try:

@@ -1,20 +1,29 @@
 'use strict';
-// Magpie interop driver: one wukongimjssdk@1.0.4 client per Node process, driven over JSON lines.
+// Magpie interop driver: one wukongimjssdk@1.0.4 client per worker thread of the host process
+// (host.js). A worker has its own JS realm, module registry and event loop, so the SDK's
+// singletons (WKSDK.shared()) belong to this client alone; many clients share one Node process.
 //
-//   node dist/driver.cjs '<config JSON>'      (or config JSON in env MAGPIE_SDK_CONFIG)
+// workerData: the client's config. Config keys: addr (ws://host:port, required), uid, token,
+// api (HTTP base URL, needed only for sync_extras), device_flag (default 1 = web),
+// heartbeat_interval (ms, SDK default 60000), proto_version (default 2), debug (default false),
+// http_timeout_ms (default 30000).
 //
-// Config keys: addr (ws://host:port, required), uid, token, api (HTTP base URL, needed only for
-// sync_extras), device_flag (default 1 = web), heartbeat_interval (ms, SDK default 60000),
-// proto_version (default 2), debug (default false), http_timeout_ms (default 30000).
-//
-// stdin:  one command object per line.   stdout: one event object per line (nothing else).
-// stderr: SDK log noise and driver diagnostics.  The protocol is documented in README.md.
+// Commands arrive as messages from the host; every event goes back as one JSON text message.
+// stdout/stderr (SDK log noise and driver diagnostics) go to the client's log file (the host
+// pipes them). The protocol is documented in README.md.
 //
 // This file is bundled by esbuild (npm run build) into dist/driver.cjs. wukongimjssdk 1.0.4 ships
 // ES-module sources without file extensions, so it cannot be loaded by Node directly.
 
-// Must come first: installs globalThis.WebSocket and moves console.* off stdout.
+// Must come first: installs globalThis.WebSocket and moves console.* to stderr.
 require('./ws_shim');
+
+const { parentPort, workerData, threadId } = require('node:worker_threads');
+
+if (!parentPort) {
+  process.stderr.write('driver: run me through host.js (one worker thread per SDK client)\n');
+  process.exit(2);
+}
 
 const sdkModule = require('wukongimjssdk');
 const model = require('wukongimjssdk/lib/model');
@@ -26,17 +35,8 @@ const SDK_VERSION = '1.0.4';
 // ---------------------------------------------------------------------------------------------
 // Output
 
-let stdoutBroken = false;
-process.stdout.on('error', () => {
-  // Parent closed our stdout: nobody is listening any more.
-  stdoutBroken = true;
-  process.exit(0);
-});
-
 function emit(event) {
-  if (stdoutBroken) return;
-  const line = JSON.stringify({ ...event, ts: Date.now() }, jsonReplacer);
-  process.stdout.write(line + '\n');
+  parentPort.postMessage(JSON.stringify({ ...event, ts: Date.now() }, jsonReplacer));
 }
 
 function jsonReplacer(_key, value) {
@@ -70,11 +70,8 @@ process.on('uncaughtException', (err) => emitError(err, { source: 'uncaughtExcep
 // Config
 
 function loadConfig() {
-  const raw = process.argv[2] || process.env.MAGPIE_SDK_CONFIG;
-  if (!raw) {
-    throw new Error('driver: pass the config JSON as argv[2] or in env MAGPIE_SDK_CONFIG');
-  }
-  const cfg = JSON.parse(raw);
+  const cfg = workerData;
+  if (!cfg || typeof cfg !== 'object') throw new Error('driver: workerData must be the config');
   if (!cfg.addr) throw new Error('driver: config.addr (ws://host:port) is required');
   return cfg;
 }
@@ -369,10 +366,11 @@ async function cmdExit(cmd) {
     emitError(err, { source: 'exit' });
   }
   await waitForSocketClose(ws, 500);
-  const line = JSON.stringify({ event: 'bye', ts: Date.now(), ...(cmd.id === undefined ? {} : { id: cmd.id }) });
-  // The receipt manager's setInterval keeps the event loop alive: exit explicitly.
-  if (stdoutBroken) process.exit(0);
-  process.stdout.write(line + '\n', () => process.exit(0));
+  reply(cmd, { event: 'bye' });
+  // The receipt manager's setInterval keeps the event loop alive: end this worker thread
+  // explicitly (process.exit in a worker ends the worker, not the host process). Messages
+  // posted before it are delivered first.
+  process.exit(0);
 }
 
 async function handle(cmd) {
@@ -410,18 +408,9 @@ async function handle(cmd) {
   }
 }
 
-function onLine(line) {
-  const text = line.trim();
-  if (!text) return;
-  let cmd;
-  try {
-    cmd = JSON.parse(text);
-  } catch (err) {
-    emitError(err, { source: 'stdin', line: text.slice(0, 500) });
-    return;
-  }
-  if (!cmd || typeof cmd !== 'object') {
-    emitError(new Error('command must be a JSON object'), { source: 'stdin' });
+function onCommand(cmd) {
+  if (!cmd || typeof cmd !== 'object' || Array.isArray(cmd)) {
+    emitError(new Error('command must be a JSON object'), { source: 'command' });
     return;
   }
   // Commands run one at a time, in arrival order, so their replies come back in order too.
@@ -436,11 +425,7 @@ function onLine(line) {
 
 let queue = Promise.resolve();
 
-const readline = require('node:readline');
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
-rl.on('line', onLine);
-// Parent went away (or closed our stdin): do not linger with a live SDK connection.
-rl.on('close', () => process.exit(0));
+parentPort.on('message', onCommand);
 
 emit({
   event: 'ready',
@@ -448,4 +433,5 @@ emit({
   sdk: SDK_VERSION,
   node: process.version,
   pid: process.pid,
+  thread_id: threadId,
 });

@@ -1,9 +1,15 @@
-"""Drive one official WuKongIM JS SDK client (``wukongimjssdk@1.0.4``) from asyncio tests.
+"""Drive official WuKongIM JS SDK clients (``wukongimjssdk@1.0.4``) from asyncio tests.
 
-Each :class:`SdkClient` runs ``node dist/driver.cjs '<config JSON>'`` (one SDK instance, one
-user, one connection per Node process) and talks JSON lines with it: commands go to the driver's
-stdin, events come back on its stdout, and the SDK's own log noise goes to a log file
-(``log_path``) for debugging. The driver protocol is documented in ``tests/interop/README.md``.
+One :class:`SdkHost` is one Node process (``node dist/host.cjs``) running many clients, each
+in its own worker thread (``dist/driver.cjs``): a worker has its own JS realm, module registry
+and event loop, so every client has its own SDK singletons and WebSocket while the cost of
+starting Node is paid once per test module. Each :class:`SdkClient` is one SDK instance for one
+user; the host multiplexes JSON lines: commands go to its stdin addressed to a client, events
+come back on its stdout tagged with the client, and each client's SDK log noise goes to its own
+log file (``log_path``) for debugging. The protocol is documented in ``tests/interop/README.md``.
+
+The host is read by a thread, so one host serves tests that each run their own event loop:
+events reach a client on the loop it was started on.
 
 Timeouts given to this module are in seconds at time scale 1 and are multiplied by
 ``MAGPIE_TIME_SCALE`` (float, default 1) so slow machines can stretch them.
@@ -16,22 +22,24 @@ import contextlib
 import itertools
 import json
 import os
-import signal
+import subprocess
 import tempfile
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 INTEROP_DIR = Path(__file__).resolve().parent
-DRIVER_PATH = INTEROP_DIR / "dist" / "driver.cjs"
+DIST_DIR = INTEROP_DIR / "dist"
+DRIVER_PATH = DIST_DIR / "driver.cjs"
+HOST_PATH = DIST_DIR / "host.cjs"
 
 Event = dict[str, Any]
 Matcher = str | Mapping[str, Any] | Callable[[Event], bool]
 # ``conftest.sdk_factory``: (ws_url, api_url, uid, token, device_flag=1, **start_kwargs) -> client
 SdkFactory = Callable[..., Awaitable["SdkClient"]]
 
-_STREAM_LIMIT = 64 * 1024 * 1024
 _DEFAULT_TIMEOUT = 10.0
 
 
@@ -53,7 +61,8 @@ def scaled(seconds: float) -> float:
 
 
 class DriverError(RuntimeError):
-    """The driver process failed: it exited early, or answered a command with an error event."""
+    """The driver failed: its thread or host ended early, or it answered a command with an
+    error event."""
 
 
 def _describe(match: Matcher) -> str:
@@ -72,16 +81,146 @@ def _matches(match: Matcher, event: Event) -> bool:
     return bool(match(event))
 
 
-def _kill_pid(pid: int) -> None:
-    """Last-resort cleanup for a client that was never closed (runs at GC or interpreter exit)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signal.SIGKILL)
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Last-resort cleanup for a host that was never closed (runs at GC or interpreter exit)."""
+    with contextlib.suppress(OSError):
+        proc.kill()
+
+
+class SdkHost:
+    """One Node process hosting many :class:`SdkClient` worker threads."""
+
+    def __init__(self, node_exe: str | Path, host_path: Path | str = HOST_PATH) -> None:
+        self.node_exe = str(node_exe)
+        self.host_path = Path(host_path)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._write_lock = threading.Lock()
+        self._clients: dict[int, SdkClient] = {}
+        self._ids = itertools.count(1)
+        self._ready = threading.Event()
+        self._hello: Event = {}
+        self._errors: list[Event] = []
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], SdkHost] | None = None
+
+    def start(self, timeout: float = _DEFAULT_TIMEOUT) -> Event:
+        """Spawn the host and wait (blocking) for its ``host_ready`` line (returned)."""
+        if self._proc is not None:
+            raise RuntimeError("SdkHost.start() called twice")
+        for bundle in (self.host_path, self.host_path.with_name(DRIVER_PATH.name)):
+            if not bundle.is_file():
+                raise FileNotFoundError(
+                    f"{bundle} not found; build it with `make node` "
+                    "(or `cd tests/interop && npm ci && npm run build`)"
+                )
+        self._proc = subprocess.Popen(
+            [self.node_exe, str(self.host_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._finalizer = weakref.finalize(self, _kill, self._proc)
+        self._reader = threading.Thread(target=self._read, name="sdk-host-reader", daemon=True)
+        self._reader.start()
+        if not self._ready.wait(scaled(timeout)) or not self._hello:
+            self.close()
+            raise DriverError(f"the SDK host did not start within {scaled(timeout):.1f}s")
+        return self._hello
+
+    @property
+    def pid(self) -> int | None:
+        """The host process's id."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the host process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def errors(self) -> list[Event]:
+        """``host_error`` lines so far (bad input to the host itself)."""
+        return list(self._errors)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the host (it terminates every client thread first); afterwards no process is
+        left running. Safe to call more than once."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(OSError), self._write_lock:
+            if proc.stdin is not None and not proc.stdin.closed:
+                proc.stdin.close()
+        try:
+            proc.wait(scaled(timeout))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join(scaled(timeout))
+        if self._finalizer is not None:
+            self._finalizer.detach()
+
+    def new_id(self, client: SdkClient) -> int:
+        """Register ``client`` and return its id on this host."""
+        cid = next(self._ids)
+        self._clients[cid] = client
+        return cid
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Write one line to the host (raises :class:`DriverError` if it is gone)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.poll() is not None:
+            raise DriverError("the SDK host is not running")
+        line = (json.dumps(dict(message)) + "\n").encode()
+        try:
+            with self._write_lock:
+                proc.stdin.write(line)
+                proc.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise DriverError(f"the SDK host is not running: {exc}") from exc
+
+    def _read(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                self._dispatch(raw)
+        finally:
+            self._ready.set()
+            for client in list(self._clients.values()):
+                client._deliver_threadsafe({"event": "_host_gone"})
+
+    def _dispatch(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").strip()
+        if not text:
+            return
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            self._errors.append({"event": "host_error", "error": f"not JSON: {text[:400]}"})
+            return
+        client = self._clients.get(parsed.pop("client", None))  # type: ignore[arg-type]
+        if client is not None:
+            client._deliver_threadsafe(parsed)
+        elif parsed.get("event") == "host_ready":
+            self._hello = parsed
+            self._ready.set()
+        else:
+            self._errors.append(parsed)
+
+    def __enter__(self) -> SdkHost:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 class SdkClient:
-    """One SDK client in its own Node process.
+    """One SDK client in its own worker thread of an :class:`SdkHost`.
 
-    Every event the driver writes is kept in :attr:`events` in arrival order. :meth:`wait_for`
+    Every event the driver sends is kept in :attr:`events` in arrival order. :meth:`wait_for`
     returns the first event that matches and that no earlier ``wait_for`` has returned (it
     *consumes* it unless ``consume=False``), so two successive ``wait_for("message")`` calls
     return two different messages, and an event that arrived before the call is still found.
@@ -89,30 +228,29 @@ class SdkClient:
 
     def __init__(
         self,
+        host: SdkHost,
         name: str | None = None,
         *,
         log_path: Path | str | None = None,
-        driver_path: Path | str = DRIVER_PATH,
     ) -> None:
+        self.host = host
         self.name = name
-        self.driver_path = Path(driver_path)
         self.log_path: Path | None = Path(log_path) if log_path is not None else None
         self.uid: str | None = None
-        self._proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self.returncode: int | None = None
+        self._cid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
         self._events: list[Event] = []
         self._consumed: set[int] = set()
-        self._cond: asyncio.Condition | None = None
         self._eof = False
         self._ids = itertools.count(1)
-        self._finalizer: weakref.finalize[[int], SdkClient] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Lifecycle
 
     async def start(
         self,
-        node_exe: str | Path,
         ws_url: str,
         api_url: str | None,
         uid: str,
@@ -125,14 +263,10 @@ class SdkClient:
         extra_config: Mapping[str, Any] | None = None,
         ready_timeout: float = _DEFAULT_TIMEOUT,
     ) -> Event:
-        """Spawn the driver and wait for its ``ready`` event (returned). Does not connect yet."""
-        if self._proc is not None:
+        """Start the client's thread and wait for its ``ready`` event (returned). Does not
+        connect yet."""
+        if self._cid is not None:
             raise RuntimeError("SdkClient.start() called twice")
-        if not self.driver_path.is_file():
-            raise FileNotFoundError(
-                f"{self.driver_path} not found; build it with `make node` "
-                "(or `cd tests/interop && npm ci && npm run build`)"
-            )
         self.uid = uid
         if self.name is None:
             self.name = uid
@@ -156,19 +290,12 @@ class SdkClient:
             self.log_path = Path(path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
 
-        self._cond = asyncio.Condition()
-        with self.log_path.open("ab") as log:
-            self._proc = await asyncio.create_subprocess_exec(
-                str(node_exe),
-                str(self.driver_path),
-                json.dumps(config),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                limit=_STREAM_LIMIT,
-            )
-        self._finalizer = weakref.finalize(self, _kill_pid, self._proc.pid)
-        self._reader = asyncio.create_task(self._read_events(), name=f"sdk-events-{self.name}")
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._cid = self.host.new_id(self)
+        self.host.send(
+            {"op": "spawn", "client": self._cid, "config": config, "log": str(self.log_path)}
+        )
         try:
             return await self.wait_for("ready", ready_timeout)
         except BaseException:
@@ -176,39 +303,34 @@ class SdkClient:
             raise
 
     async def close(self, timeout: float = 5.0, *, graceful: bool = True) -> None:
-        """Stop the driver; afterwards no process is left running.
+        """Stop the client; afterwards its thread has ended (:attr:`returncode` is set).
 
         With ``graceful`` the driver is first asked to ``exit`` (the SDK closes its WebSocket
-        with a close frame); if it is still alive after ``timeout`` (scaled) it gets SIGTERM,
-        and SIGKILL if that does not end it either. Safe to call more than once.
+        with a close frame); if its thread is still alive after ``timeout`` (scaled) the host
+        terminates it. Safe to call more than once.
         """
-        proc = self._proc
-        if proc is None:
+        if self._cid is None or self._eof:
             return
-        if proc.returncode is None and graceful and not self._eof:
-            with contextlib.suppress(Exception):
+        if graceful:
+            with contextlib.suppress(DriverError):
                 self.send_cmd({"cmd": "exit"})
-                await asyncio.wait_for(proc.wait(), scaled(min(timeout, 2.0)))
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.returncode is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), scaled(timeout))
-        if proc.returncode is None:  # pragma: no cover - SIGKILL did not work?
-            await proc.wait()
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-        if self._reader is not None:
+                with contextlib.suppress(TimeoutError):
+                    await self._wait_eof(min(timeout, 2.0))
+        if not self._eof:
+            self.host.send({"op": "terminate", "client": self._cid})
             try:
-                await asyncio.wait_for(self._reader, scaled(timeout))
-            except (TimeoutError, asyncio.CancelledError):
-                self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
-        if self._finalizer is not None:
-            self._finalizer.detach()
+                await self._wait_eof(timeout)
+            except TimeoutError:
+                raise DriverError(f"driver {self.name}: its thread did not end") from None
+
+    async def _wait_eof(self, timeout: float) -> None:
+        async def ended() -> None:
+            assert self._changed is not None
+            while not self._eof:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(ended(), scaled(timeout))
 
     async def __aenter__(self) -> SdkClient:
         return self
@@ -216,53 +338,38 @@ class SdkClient:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    async def _read_events(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None and self._cond is not None
-        try:
-            while True:
-                try:
-                    line = await proc.stdout.readline()
-                except ValueError as exc:  # a line over the stream limit
-                    line = json.dumps({"event": "_invalid", "error": str(exc)}).encode()
-                if not line:
-                    break
-                text = line.decode("utf-8", "replace").strip()
-                if not text:
-                    continue
-                try:
-                    parsed = json.loads(text)
-                except json.JSONDecodeError:
-                    parsed = None
-                event: Event = (
-                    parsed if isinstance(parsed, dict) else {"event": "_invalid", "line": text}
-                )
-                async with self._cond:
-                    self._events.append(event)
-                    self._cond.notify_all()
-        finally:
-            with contextlib.suppress(Exception):
-                await proc.wait()
-            async with self._cond:
-                self._eof = True
-                self._cond.notify_all()
-            if self._finalizer is not None:
-                self._finalizer.detach()
+    def _deliver_threadsafe(self, event: Event) -> None:
+        """Called by the host's reader thread: hand ``event`` to the client's loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: Event) -> None:
+        name = event.get("event")
+        if name == "exit":
+            self.returncode = int(event.get("code", -1))
+            self._eof = True
+        elif name == "_host_gone":
+            self._eof = True
+        else:
+            self._events.append(event)
+        if self._changed is not None:
+            self._changed.set()
 
     # ------------------------------------------------------------------------------------------
     # Commands and events
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode if self._proc is not None else None
+        """The Node process running this client (its host's)."""
+        return self.host.pid
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        """Whether the client's thread was started and has not ended."""
+        return self._cid is not None and not self._eof
 
     @property
     def events(self) -> list[Event]:
@@ -278,13 +385,12 @@ class SdkClient:
         return next(self._ids)
 
     def send_cmd(self, cmd: Mapping[str, Any]) -> None:
-        """Write one command line to the driver (non-blocking)."""
-        proc = self._proc
-        if proc is None or proc.stdin is None:
+        """Send one command to the driver (does not wait for its reply)."""
+        if self._cid is None:
             raise RuntimeError("SdkClient is not started")
-        if proc.returncode is not None or self._eof or proc.stdin.is_closing():
+        if self._eof:
             raise DriverError(f"driver {self.name} is not running{self._log_tail()}")
-        proc.stdin.write((json.dumps(dict(cmd)) + "\n").encode())
+        self.host.send({"op": "cmd", "client": self._cid, "cmd": dict(cmd)})
 
     def find(self, match: Matcher, *, include_consumed: bool = True) -> list[Event]:
         """Every buffered event that matches (no waiting, nothing consumed)."""
@@ -304,32 +410,32 @@ class SdkClient:
         ``MAGPIE_TIME_SCALE``. Raises :class:`TimeoutError` (listing recent events and the
         driver's log tail) or :class:`DriverError` if the driver exits first.
         """
-        cond = self._cond
-        if cond is None:
+        changed = self._changed
+        if changed is None:
             raise RuntimeError("SdkClient is not started")
         loop = asyncio.get_running_loop()
         limit = scaled(timeout)
         deadline = loop.time() + limit
-        async with cond:
-            while True:
-                for index, event in enumerate(self._events):
-                    if index not in self._consumed and _matches(match, event):
-                        if consume:
-                            self._consumed.add(index)
-                        return event
-                if self._eof:
-                    raise DriverError(
-                        f"driver {self.name} exited (code {self.returncode}) before "
-                        f"{_describe(match)}{self._recent()}{self._log_tail()}"
-                    )
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"{self.name}: no {_describe(match)} within {limit:.1f}s"
-                        f"{self._recent()}{self._log_tail()}"
-                    )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(cond.wait(), remaining)
+        while True:
+            changed.clear()  # before looking: an event delivered after the look sets it again
+            for index, event in enumerate(self._events):
+                if index not in self._consumed and _matches(match, event):
+                    if consume:
+                        self._consumed.add(index)
+                    return event
+            if self._eof:
+                raise DriverError(
+                    f"driver {self.name} exited (code {self.returncode}) before "
+                    f"{_describe(match)}{self._recent()}{self._log_tail()}"
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"{self.name}: no {_describe(match)} within {limit:.1f}s"
+                    f"{self._recent()}{self._log_tail()}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
 
     async def request(
         self, cmd: Mapping[str, Any], reply: str, timeout: float = _DEFAULT_TIMEOUT

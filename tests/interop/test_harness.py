@@ -1,11 +1,14 @@
-"""Self-tests of the interop harness (driver bundle + SdkClient) that need no Magpie server.
+"""Self-tests of the interop harness (host + driver bundles, SdkHost, SdkClient) that need no
+Magpie server.
 
 The first test is the smoke test: a bare WebSocket responder records the SDK's first frame and
-checks it is a CONNECT, which proves the bundle loads under Node 20, the ``ws`` shim works and the
-JSON-lines protocol works. The others run the real SDK against ``loopback.LoopbackPeer`` (a
-minimal test-only v2 peer) so every driver command and event is exercised, and pin SDK 1.0.4
-behaviour the server has to live with (reconnect delay, resend without DUP, kick, no reconnect
-after a failed CONNACK, unhandled rejections on bad payloads).
+checks it is a CONNECT, which proves the bundles load under Node 20 (the driver in a worker
+thread of the host), the ``ws`` shim works and the JSON-lines protocol works. Two tests pin
+what sharing one host process must not change: clients are separate SDK instances, and closing
+the host leaves no process and no connection behind. The others run the real SDK against
+``loopback.LoopbackPeer`` (a minimal test-only v2 peer) so every driver command and event is
+exercised, and pin SDK 1.0.4 behaviour the server has to live with (reconnect delay, resend
+without DUP, kick, no reconnect after a failed CONNACK, unhandled rejections on bad payloads).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from .loopback import LoopbackPeer, PeerConn, parse_connect
-from .sdk import DriverError, SdkClient, SdkFactory, scaled
+from .sdk import DriverError, SdkClient, SdkFactory, SdkHost, scaled
 
 pytestmark = pytest.mark.interop
 
@@ -58,7 +61,7 @@ async def connected(
 # ---------------------------------------------------------------------------------------------
 
 
-async def test_sdk_sends_connect_frame(sdk_factory: SdkFactory) -> None:
+async def test_sdk_sends_connect_frame(sdk_factory: SdkFactory, sdk_host: SdkHost) -> None:
     loop = asyncio.get_running_loop()
     first: asyncio.Future[bytes] = loop.create_future()
 
@@ -74,7 +77,8 @@ async def test_sdk_sends_connect_frame(sdk_factory: SdkFactory) -> None:
         assert ready["event"] == "ready"
         assert ready["sdk"] == "1.0.4"
         assert ready["node"].startswith("v")
-        assert ready["pid"] == client.pid
+        assert ready["pid"] == client.pid == sdk_host.pid  # the module's one Node process
+        assert isinstance(ready["thread_id"], int) and ready["thread_id"] > 0
 
         await client.request({"cmd": "connect"}, "done")
         data = await within(first)
@@ -92,9 +96,9 @@ async def test_sdk_sends_connect_frame(sdk_factory: SdkFactory) -> None:
         assert abs(info.client_timestamp - time.time() * 1000) < 60_000
         assert info.client_key == keys[0].decode()
 
-        pid = client.pid
         await client.close()
-        assert_process_gone(pid)
+        assert client.returncode == 0, "the thread ended by itself after the exit command"
+        assert not client.running and sdk_host.running
         assert not client.errors
 
 
@@ -345,9 +349,49 @@ async def test_errors_and_forced_close(sdk_factory: SdkFactory) -> None:
     with pytest.raises(TimeoutError, match="no event 'never'"):
         await client.wait_for("never", 0.2)
 
-    pid = client.pid
-    await client.close(graceful=False)  # SIGTERM
-    assert client.returncode is not None
-    assert_process_gone(pid)
+    await client.close(graceful=False)  # the host terminates the thread
+    assert client.returncode == 1, "Worker.terminate() ends a thread with code 1"
+    assert not client.running
     with pytest.raises(DriverError):
         client.send_cmd({"cmd": "state"})
+    with pytest.raises(DriverError, match="exited"):
+        await client.wait_for("never")
+
+
+async def test_clients_in_one_host_are_separate_sdk_instances(sdk_factory: SdkFactory) -> None:
+    """Two clients of one host: each has its own thread and SDK singletons (its own client_seq
+    counter, connection and reconnect logic), so one client's traffic never shows in the
+    other."""
+    async with LoopbackPeer() as peer:
+        first, conn1 = await connected(sdk_factory, peer)
+        second, conn2 = await connected(sdk_factory, peer)
+        assert first.events[0]["thread_id"] != second.events[0]["thread_id"]
+        assert conn1.info.device_id != conn2.info.device_id
+
+        sent = [await c.send_text("u2", 1, f"from {n}") for n, c in enumerate((first, second))]
+        assert [s["client_seq"] for s in sent] == [1, 1], "each SDK counts its own sends"
+        assert (await within(conn1.sends.get())).payload["content"] == "from 0"
+        assert (await within(conn2.sends.get())).payload["content"] == "from 1"
+
+        await first.kill_socket()
+        await first.wait_for({"event": "status", "status": 0})
+        assert (await second.state())["status"] == 1
+        assert not second.find({"event": "status", "status": 0})
+        assert len(second.find("sendack")) == 1 and len(second.find("local_message")) == 1
+
+
+async def test_closing_the_host_ends_every_client_and_its_process(node_bin: str) -> None:
+    async with LoopbackPeer() as peer:
+        with SdkHost(node_bin) as host:
+            host.start()
+            client = SdkClient(host, UID)
+            await client.start(peer.url, None, UID, TOKEN)
+            status = await client.connect()
+            assert status["status"] == 1
+            conn = await within(peer.conns.get())
+            pid = host.pid
+        assert_process_gone(pid)
+        await within(conn.closed.wait())
+        with pytest.raises(DriverError):
+            await client.wait_for("never")
+        assert not client.running and not host.running

@@ -1,9 +1,10 @@
-"""The official JS SDK (``wukongimjssdk@1.0.4``, one Node process per user) against a real Magpie
+"""The official JS SDK (``wukongimjssdk@1.0.4``, one SDK instance per user) against a real Magpie
 node started in-process on free ports: connect and token check, person and group text, CMDs from
 the business API (online and the offline queue), resend after a dropped connection, master-login
 kick, history after being offline, a large text, and the heartbeat.
 
-Every SDK client comes from the ``sdk_factory`` fixture, which ends its Node process at teardown.
+Every SDK client comes from the ``sdk_factory`` fixture (a fresh worker thread of the module's
+Node process), which ends it at teardown.
 Timeouts go through the harness's ``MAGPIE_TIME_SCALE``.
 """
 

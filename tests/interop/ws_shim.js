@@ -4,8 +4,10 @@
 // 1. Node 20 has no global WebSocket; the SDK does `new WebSocket(addr)` and uses the
 //    browser-style onopen/onmessage/onclose/onerror + binaryType API, which `ws` provides.
 // 2. The SDK logs with console.log unconditionally (not only when config.debug is set).
-//    stdout is the driver's JSON-lines event channel, so every console method except
-//    console.error is redirected to stderr here, before the SDK can log anything.
+//    Events travel to the host as worker messages, and the host writes this thread's stdout
+//    and stderr to the client's log file; every console method except console.error is
+//    redirected to stderr here, before the SDK can log anything, so that log is one ordered
+//    stream.
 
 const util = require('node:util');
 
