@@ -29,7 +29,15 @@ from tests.api.ext_support import (
     update,
 )
 from tests.api.helpers import as_user
-from tests.support.nodes import add_user, api, connect, make_group, running_node, time_scale
+from tests.support.nodes import (
+    add_user,
+    api,
+    connect,
+    make_group,
+    running_node,
+    settle,
+    time_scale,
+)
 
 #: Run on both stores (tests.api.conftest).
 BOTH_STORES = True
@@ -185,7 +193,7 @@ async def test_changes_notify_online_members(node: Node, http: httpx.AsyncClient
         assert got.packet.flags & Flags.SYNC_ONCE and not got.packet.flags & Flags.NO_PERSIST
         (entry,) = (await http.post("/message/sync", json={"uid": "d"})).json()
         assert json.loads(base64.b64decode(entry["payload"]))["cmd"] == "syncMessageExtra"
-        await asyncio.sleep(0.2)
+        await settle(0.2)
         assert c.messages.empty(), "a non-member hears nothing"
     finally:
         for client in (a, b, c):
@@ -209,7 +217,7 @@ async def test_a_burst_is_coalesced_and_the_last_is_kept(
                 break
         assert len(seen) < 20, "changes within the window share a CMD"
         assert seen == sorted(seen)
-        await asyncio.sleep(0.15)
+        await settle(0.15)
         assert a.messages.empty()
     finally:
         await a.close()

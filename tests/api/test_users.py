@@ -11,7 +11,7 @@ from magpie.app import Node
 from magpie.core.auth import token_matches
 from magpie.protocol.packets import Disconnect, ReasonCode
 from tests.api.helpers import as_user, db_dump
-from tests.support.nodes import API_KEY, add_user, connect, time_scale
+from tests.support.nodes import API_KEY, add_user, connect, settle, time_scale
 
 T = 5 * time_scale()
 
@@ -52,7 +52,7 @@ async def test_slave_token_kicks_nobody(node: Node, http: httpx.AsyncClient) -> 
     client = await connect(node, "alice", token, device_flag=1)
     body = {"uid": "alice", "token": "another", "device_flag": 1, "device_level": 0}
     assert (await http.post("/user/token", json=body)).status_code == 200
-    await asyncio.sleep(0.2)
+    await settle(0.2)
     assert client.packets.empty() and not client.closed.is_set()
     await client.close()
 

@@ -21,7 +21,7 @@ from magpie.client import CardConflict, Client, ClientOptions
 from tests.api.ext_support import ext_tables
 from tests.api.test_webhooks import Receiver
 from tests.cards.support import GROUP, act, add_tokens, create, now_ms, sync_rows, user
-from tests.support.nodes import API_KEY, make_group, running_node, time_scale
+from tests.support.nodes import API_KEY, make_group, running_node, settle, time_scale
 
 APPROVAL = {"type": "approval@1", "title": "Expense", "approvers": ["b", "c"], "mode": "all"}
 
@@ -330,7 +330,7 @@ async def test_every_applied_action_raises_a_signed_card_action_webhook(
         ("reject", "b", "rejected"),
     ]
     assert events[1]["params"] == {"comment": "no"} and events[1]["card_type"] == "approval@1"
-    await asyncio.sleep(0.3)
+    await settle(0.3)
     rest = [receiver.hits.get_nowait() for _ in range(receiver.hits.qsize())]
     assert not [h for h in rest if h.event == "card.action"]
 

@@ -17,7 +17,7 @@ from magpie.app import Node
 from tests.api.helpers import db_dump
 from tests.api.test_webhooks import Receiver
 from tests.cards.support import GROUP, act, add_tokens, create, sync_rows, user
-from tests.support.nodes import api, connect, make_group, running_node, time_scale
+from tests.support.nodes import api, connect, make_group, running_node, settle, time_scale
 
 VOTERS = ["voter-alpha-7f3a", "voter-beta-91c2", "voter-gamma-c0de"]
 OTHERS = ["host", "watcher"]
@@ -77,7 +77,7 @@ async def run_vote(node: Node, receiver: Receiver, *, anonymous: bool) -> dict[s
         seen = await served_to_users(node, mid, answers)
         # create + 4 ballots + close: six card.action events, and the watcher's CMDs.
         hooks = await card_events(receiver, 6)
-        await asyncio.sleep(0.2)
+        await settle(0.2)  # the watcher's last CMDs
     finally:
         cmds = [watcher.messages.get_nowait().payload for _ in range(watcher.messages.qsize())]
         await watcher.close()

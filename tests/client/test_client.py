@@ -28,7 +28,7 @@ from magpie.client import (
 )
 from magpie.client.connection import ConnectionChange
 from tests.client.support import FAST, Proxy, T, client_of, ext_update, server_rows
-from tests.support.nodes import add_user, api, make_group, running_node
+from tests.support.nodes import add_user, api, make_group, running_node, settle
 
 G = Channel.group("g1")
 
@@ -192,7 +192,7 @@ async def test_reconnect_resends_and_the_message_is_stored_once(node: Node, tmp_
             ]
             assert proxy.connections == 2
             first = await received.get(T)
-            await asyncio.sleep(0.3)
+            await settle(0.3)
             assert first.message_id == result.message_id and received.pending() == []
             assert [m.message_id for m in await alice.history(G)] == [result.message_id]
         finally:

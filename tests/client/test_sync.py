@@ -18,6 +18,7 @@ from magpie.client.http import HttpApi
 from magpie.client.model import ExtChange, Message
 from magpie.client.sync import Coalescer, Syncer
 from magpie.domain.ext import ExtState, Fields
+from tests.support.nodes import settle, time_scale
 
 G = Channel.group("g1")
 
@@ -179,7 +180,7 @@ async def test_cmd_pulls_and_duplicates_cost_nothing(
     assert server.paths == ["/message/extra/sync"]
     syncer.ext_changed(G, 2)  # the same CMD again, and an older one
     syncer.ext_changed(G, 1)
-    await asyncio.sleep(0.05)
+    await settle(0.05)
     assert server.paths == ["/message/extra/sync"] and len(sink.changes) == 2
 
 
@@ -250,12 +251,12 @@ async def test_coalescer_runs_once_more_for_requests_during_a_run() -> None:
 
 
 async def _until(check: Any, timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(timeout * time_scale()):
         while not check():
             await asyncio.sleep(0.01)
 
 
 async def _until_async(get: Any, want: Any, timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(timeout * time_scale()):
         while await get() != want:
             await asyncio.sleep(0.01)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from magpie.ext.notify import Cmd, Notifier, commands
+from tests.support.nodes import settle
 
 
 class Recorder:
@@ -72,7 +73,7 @@ async def test_a_burst_is_coalesced_into_the_highest_extra_version() -> None:
     notifier.changed("g2", 2, 5, important=True)
     notifier.changed("g1", 2, 2, important=True)
     assert rec.sent == [], "nothing before the window closes"
-    await asyncio.sleep(0.15)
+    await settle(0.15)  # the 0.05 s windows have closed
     by_channel = {
         p["channel_id"]: (p["extra_version"], c.persisted)
         for p, c in zip(rec.params(), rec.sent, strict=True)
@@ -86,10 +87,10 @@ async def test_a_change_during_a_send_is_not_lost() -> None:
     rec.gate = asyncio.Event()
     notifier = Notifier(rec, window=0.01)
     notifier.changed("g1", 2, 1, important=False)
-    await asyncio.sleep(0.05)  # the first window fired; its send is held at the gate
+    await settle(0.05)  # the first window fired; its send is held at the gate
     notifier.changed("g1", 2, 2, important=False)
     notifier.changed("g1", 2, 3, important=False)
-    await asyncio.sleep(0.05)
+    await settle(0.05)
     rec.gate.set()
     await notifier.flush()
     assert sorted(p["extra_version"] for p in rec.params()) == [1, 3]

@@ -21,6 +21,7 @@ from magpie.store import sqlite as sqlite_module
 from magpie.store._sqlite_setup import Migration, load_migrations, migrate, split_statements
 from magpie.store.interface import NewMessage
 from magpie.store.sqlite import SqliteStore
+from tests.support.nodes import settle
 
 
 def new_message(n: int) -> NewMessage:
@@ -116,7 +117,7 @@ async def test_reads_do_not_wait_behind_a_running_write(store: SqliteStore) -> N
     await asyncio.to_thread(started.wait, 10)
     assert await asyncio.wait_for(store.max_seq("g1", 2), 5) == 1  # done while the write holds
     queued = asyncio.ensure_future(store.append_message(new_message(2), []))
-    await asyncio.sleep(0.05)
+    await settle(0.05)
     assert not queued.done()  # writes do wait: one writer, in order
     release.set()
     await blocked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,13 @@ API_KEY = "test-api-key"
 def time_scale() -> float:
     """One timeout unit, scaled for slow machines by MAGPIE_TIME_SCALE."""
     return float(os.environ.get("MAGPIE_TIME_SCALE", "1") or 1)
+
+
+async def settle(seconds: float) -> None:
+    """Wait ``seconds`` × ``MAGPIE_TIME_SCALE``: the grace period after which a test believes
+    that nothing more is on its way (no retry, no stray message), or that a timer has fired.
+    Every such fixed wait goes through here so a slow machine can stretch it."""
+    await asyncio.sleep(seconds * time_scale())
 
 
 @asynccontextmanager
