@@ -74,8 +74,10 @@ unit: $(STAMP)
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --seconds $${FUZZ_SECONDS:-20}
 
+# pytest runs under coverage (settings in pyproject.toml); the table per package follows.
 test: $(STAMP) node web chromium lint
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=
+	$(BIN)/python -m tests.support.coverage_by_package
 	$(BIN)/python fuzz/run.py --seconds $${FUZZ_SECONDS:-20}
 
 demo: $(RUNTIME_STAMP) web
@@ -86,4 +88,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules tests/interop/dist .pytest_cache .mypy_cache .ruff_cache
-	rm -rf web/node_modules src/magpie/web/static/app.js artifacts dist build
+	rm -rf web/node_modules src/magpie/web/static/app.js artifacts dist build .coverage .coverage.*
