@@ -14,7 +14,7 @@ from magpie.api import create_api
 from magpie.app import Node
 from magpie.store.interface import TokenRow
 from tests.api.helpers import text
-from tests.support.nodes import api, running_node, time_scale
+from tests.support.nodes import api, running_node, settle, time_scale
 
 #: Run on both stores (tests.api.conftest).
 BOTH_STORES = True
@@ -116,7 +116,7 @@ async def test_stop_lets_a_request_in_flight_finish(tmp_path: Path) -> None:
             call = asyncio.create_task(http.post("/user/token", json={"uid": "a", "token": "t"}))
             await asyncio.wait_for(entered.wait(), 10 * time_scale())
             stopping = asyncio.create_task(node.stop())
-            await asyncio.sleep(0.2 * time_scale())
+            await settle(0.2)
             assert not stopping.done(), "the stop waits for the request in flight"
             release.set()
             r = await asyncio.wait_for(call, 10 * time_scale())

@@ -22,7 +22,7 @@ from magpie.bus.redis import RedisBus
 from magpie.config import load_settings, redact_url
 from magpie.errors import ConfigError
 from magpie.protocol.packets import Disconnect, ReasonCode
-from tests.support.nodes import add_user, connect, running_node, time_scale
+from tests.support.nodes import add_user, connect, running_node, settle, time_scale
 from tests.support.redis import RedisServer, free_port, require_redis, run_prefix
 
 T = 5 * time_scale()
@@ -204,7 +204,7 @@ async def test_a_message_crosses_from_one_node_to_another(tmp_path: Path) -> Non
             got = await asyncio.wait_for(client.messages.get(), T)
             assert got.packet.message_id == ack.message_id and got.packet.channel_id == "alice"
             assert json.loads(got.payload)["content"] == "across"
-        await asyncio.sleep(0.2 * time_scale())
+        await settle(0.2)
         assert bob2.messages.empty() and bob1.messages.empty(), "exactly once per device"
         for c in (alice, bob1, bob2):
             await c.close()

@@ -11,7 +11,6 @@ test fails if they were absent from the store (it could not fail otherwise).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +22,7 @@ from magpie.api.routes import all_endpoints
 from magpie.app import Node
 from magpie.config import Settings
 from tests.cards.support import act, create, user
-from tests.support.nodes import api, connect, time_scale
+from tests.support.nodes import api, connect, settle
 
 SURVEY_SECRET = "survey-answer-of-b-5e1d"
 #: The viewer: a member of g1 who created nothing, administers nothing, and has not acted.
@@ -165,7 +164,7 @@ async def test_no_route_and_no_cmd_serves_unprojected_card_state(node: Node) -> 
                 served[f"{route} viewer"] = (await CALLS[route](viewer, ids)).text
                 if route[1].startswith(("/cards", "/message", "/channel")):
                     served[f"{route} outsider"] = (await CALLS[route](outsider, ids)).text
-        await asyncio.sleep(0.3 * time_scale())  # the coalesced CMDs of the last changes
+        await settle(0.3)  # the coalesced CMDs of the last changes
     finally:
         cmds = [watcher.messages.get_nowait() for _ in range(watcher.messages.qsize())]
         await watcher.close()

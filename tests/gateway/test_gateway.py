@@ -15,7 +15,7 @@ from magpie.client.raw import ConnectRefused, RawClient
 from magpie.gateway.ws import WsConn
 from magpie.protocol.packets import Disconnect, Flags, Ping, Pong, ReasonCode
 from magpie.store.sqlite import SqliteStore
-from tests.support.nodes import add_user, connect, make_group, running_node, time_scale
+from tests.support.nodes import add_user, connect, make_group, running_node, settle, time_scale
 
 T = 5 * time_scale()
 
@@ -233,10 +233,10 @@ async def test_i5_unacked_recv_is_retried_until_recvack(node: Node) -> None:
     from magpie.protocol.packets import Recvack
 
     await b.write(Recvack(ack.message_id, ack.message_seq, flags=again.packet.flags))
-    await asyncio.sleep(1.0 * time_scale())
+    await settle(1.0)
     while not b.messages.empty():  # a retry already in flight before the ack is fine
         b.messages.get_nowait()
-    await asyncio.sleep(1.0 * time_scale())
+    await settle(1.0)
     assert b.messages.empty(), "no retries after RECVACK"
     await a.close()
     await b.close()
@@ -251,7 +251,7 @@ async def test_no_persist_is_not_stored_nor_retried(node: Node) -> None:
     got = await asyncio.wait_for(b.messages.get(), T)
     assert got.packet.flags & Flags.NO_PERSIST
     assert await node.store.get_message(ack.message_id) is None
-    await asyncio.sleep(1.0 * time_scale())
+    await settle(1.0)
     assert b.messages.empty()
     await a.close()
     await b.close()

@@ -25,7 +25,7 @@ from magpie.errors import ConfigError, MigrationError, StoreUnavailable
 from magpie.store._migrations import load_migrations
 from magpie.store.interface import NewMessage
 from magpie.store.postgres import PostgresStore
-from tests.support.nodes import time_scale
+from tests.support.nodes import settle, time_scale
 from tests.support.postgres import new_schema
 
 GROUP = 2
@@ -195,7 +195,7 @@ async def test_batches_of_several_nodes_never_deadlock(url: str, pg_database: st
 
 async def _deadlocks(database_url: str) -> int:
     # The statistics of exited backends are flushed when they exit (our pools are closed).
-    await asyncio.sleep(0.2)
+    await settle(0.2)
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -217,7 +217,7 @@ async def test_a_connection_lost_mid_write_is_unavailable_and_writes_nothing(url
             async with blocker.transaction():
                 await blocker.execute("SELECT * FROM channel_seq FOR UPDATE")
                 pending = asyncio.create_task(store.append_message(msg(2, "b", "alice"), ["bob"]))
-                await asyncio.sleep(0.3)  # the append now waits for the channel's row
+                await settle(0.3)  # the append now waits for the channel's row
                 await blocker.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE application_name = 'magpie_lost_conn'"

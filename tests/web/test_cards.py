@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Request, Route, expect
 
 from magpie.app import Node
-from tests.support.nodes import time_scale
+from tests.support.nodes import settle, time_scale
 from tests.web.conftest import Ui
 from tests.web.helpers import CLOCK, GROUP, act, alice_and_bob, create_card, open_group, shown
 
@@ -191,7 +191,7 @@ async def test_offline_page_shows_the_new_state_after_reconnecting(ui: Ui, demo_
     await act(demo_node, "carol", message_id, "accept")
     await mine.expect_status("doing", 2000)
     await expect(mine.person("carol")).to_contain_text("Accepted")
-    await asyncio.sleep(0.3 * time_scale())
+    await settle(0.3)
     await theirs.expect_status("todo")  # nothing reached the offline page
 
     await bob.set_offline(False)

@@ -17,7 +17,7 @@ import pytest
 from playwright.async_api import Request, Route, expect
 
 from magpie.app import Node
-from tests.support.nodes import api, time_scale
+from tests.support.nodes import api, settle, time_scale
 from tests.web.conftest import Ui
 from tests.web.helpers import GROUP, act, create_card, shown
 
@@ -156,7 +156,7 @@ async def test_offline_page_shows_the_change_after_reconnecting(ui: Ui, demo_nod
     await update_status(demo_node, message_id, "rejected")
     missed = await alice.send_text("sent while bob was away")
     await alice.wait_status_of(message_id, "rejected", 5000)
-    await asyncio.sleep(0.5 * time_scale())
+    await settle(0.5)
     await expect(bob.message(message_id)).not_to_have_attribute("data-status", "rejected")
 
     await bob.set_offline(False)
