@@ -138,6 +138,18 @@ class Settings:
     #: The card service's own SQLite file (deadlines, its secret) inside ``data_dir`` (or an
     #: absolute path); the service runs in every node.
     cards_db_file: str = "cards.db"
+    #: History answers (``/channel/messagesync``, ``/message/sync``, ``/message/extra/sync``,
+    #: ``/conversation/sync`` recents, operation logs): the most bytes of JSON one answer
+    #: carries; a longer page stops early and says ``more`` (at least one item is always
+    #: sent, so a single maximal message still gets through).
+    history_max_bytes: int = 4 * 1024 * 1024
+    #: History reads building an answer at once in this node; more wait for a slot.
+    history_max_concurrent: int = 4
+    #: History reads at once per user (token callers; the business key has only the node's
+    #: bound); more wait for a slot.
+    history_max_concurrent_per_user: int = 2
+    #: Seconds a history read waits for a slot before it is refused (503 ``busy``).
+    history_wait_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for key, choices in _CHOICES.items():
@@ -257,6 +269,10 @@ _POSITIVE = (
     "bus_presence_ttl",
     "bus_queue_max",
     "bus_timeout",
+    "history_max_bytes",
+    "history_max_concurrent",
+    "history_max_concurrent_per_user",
+    "history_wait_timeout",
 )
 _NOT_NEGATIVE = (
     "retry_attempts",

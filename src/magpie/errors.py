@@ -39,6 +39,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   ├── PayloadTooLarge      too_large      413  body or field above its limit
     │   ├── api.http.InternalError     internal_error      500  detail in the log only
     │   └── api.http.ServiceUnavailable  unavailable       503  store closed / not ready
+    │       └── api.http.Busy              busy               503  no history-read slot in time
     └── client.errors.ClientError  client_error      the Python SDK's errors (see that module):
         InvalidArgument, CacheMismatch, ClientClosed, ConnectRefused, SendRefused,
         SendTimeout, ApiRequestFailed > CardConflict, ApiUnavailable, sync.EpochChanged
@@ -193,6 +194,9 @@ class ApiError(MagpieError):
 
     code = "api_error"
     status: ClassVar[int] = 400
+    #: Seconds the client should wait before trying again (a ``Retry-After`` header);
+    #: 0: no header.
+    retry_after: ClassVar[int] = 0
 
     def __init__(self, message: str, *, field: str | None = None, **detail: Any) -> None:
         super().__init__(message)

@@ -226,6 +226,17 @@ class Metrics:
         )
 
     def _services(self, r: CollectorRegistry) -> None:
+        self.history_refused = Counter(
+            "magpie_history_refused",
+            "History reads refused: no read slot within history_wait_timeout",
+            registry=r,
+        )
+        self.history_truncated = Counter(
+            "magpie_history_truncated",
+            "History answers stopped early at history_max_bytes",
+            ["endpoint"],
+            registry=r,
+        )
         self.ext_changes = Counter(
             "magpie_ext_changes",
             "Message-extension change attempts by result (applied, conflict, stale, "

@@ -468,6 +468,22 @@ async def test_read_queue_within_a_byte_budget(store: Store) -> None:
     assert len(await store.read_queue("bob", 0, 10)) == 5
 
 
+async def test_sync_ext_within_a_byte_budget(store: Store) -> None:
+    """Rows of ~1,000 bytes of ``extra``: a budget of 2,500 takes three (the first two sum
+    to ~2,000, below it), in reading order from either end."""
+    ids = []
+    for n in range(1, 6):
+        ids.append((await store.append_message(msg(n), [])).message.message_id)
+    for mid in ids:
+        await store.update_ext(attempt(mid, f"a{mid}"), set_status("s", 100, {"k": "v" * 990}))
+    after = await store.sync_ext("g1", GROUP, 1, 10, max_bytes=2500)
+    assert [r.extra_version for r in after] == [2, 3, 4]
+    newest = await store.sync_ext("g1", GROUP, 0, 10, max_bytes=2500)
+    assert [r.extra_version for r in newest] == [3, 4, 5]
+    assert [r.extra_version for r in await store.sync_ext("g1", GROUP, 0, 10, max_bytes=1)] == [5]
+    assert len(await store.sync_ext("g1", GROUP, 0, 10)) == 5
+
+
 async def test_get_messages_of_an_empty_channel(store: Store) -> None:
     for mode in (0, 1):
         got = await store.get_messages("g1", GROUP, start_seq=0, end_seq=0, limit=5, pull_mode=mode)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from magpie.api.history import ReadGate
 from magpie.api.presence import Presence
 from magpie.bus.interface import Bus
 from magpie.cards.service import CardService
@@ -44,6 +45,11 @@ class ApiContext:
     #: The card service (``/cards`` routes and card projections in sync rows); ``None``: off.
     cards: CardService | None = None
     started: bool = field(default=False, init=False)
+    #: The bound on history reads at once (``history_max_concurrent*``).
+    reads: ReadGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = ReadGate.of(self.settings, self.metrics.history_refused.inc)
 
     @property
     def body_limit(self) -> int:

@@ -18,6 +18,7 @@ from magpie.errors import ApiError, BadRequest, PayloadTooLarge
 
 __all__ = [
     "BadJson",
+    "Busy",
     "InternalError",
     "MethodNotAllowed",
     "SendRefused",
@@ -49,6 +50,14 @@ class ServiceUnavailable(ApiError):
 
     code = "unavailable"
     status = 503
+
+
+class Busy(ServiceUnavailable):
+    """Too many history reads at once (this user's, or the node's): none got a slot within
+    ``history_wait_timeout``. Try again after ``Retry-After``."""
+
+    code = "busy"
+    retry_after = 1
 
 
 class InternalError(ApiError):
@@ -84,7 +93,10 @@ def bare(body: Any, headers: dict[str, str] | None = None) -> JSONResponse:
 
 
 def error_response(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The JSON rendering of an :class:`ApiError` with its HTTP status."""
+    """The JSON rendering of an :class:`ApiError` with its HTTP status (and its
+    ``Retry-After`` when it has one)."""
+    if exc.retry_after > 0:
+        headers = {**(headers or {}), "Retry-After": str(exc.retry_after)}
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 

@@ -259,15 +259,24 @@ class ExtService:
         return await self._store.get_exts(message_ids)
 
     async def sync(
-        self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
+        self,
+        channel_id: str,
+        channel_type: int,
+        after_extra_version: int,
+        limit: int,
+        newest_max_bytes: int = 0,
     ) -> SyncPage:
         """Rows of the channel (storage id) changed after the cursor, ascending, at most
         ``limit`` (capped at ``sync_max_limit``); cursor 0 gives the newest rows (and
-        ``more`` false: older rows are older states of messages the client loads anyway)."""
+        ``more`` false: older rows are older states of messages the client loads anyway),
+        as many as fit ``newest_max_bytes`` of stored JSON (0: no bound). After a cursor,
+        callers bound a page by its ``limit``."""
         limit = max(1, min(limit, self.sync_max_limit))
         epoch = self._store.epoch
         if after_extra_version <= 0:
-            rows = await self._store.sync_ext(channel_id, channel_type, 0, limit)
+            rows = await self._store.sync_ext(
+                channel_id, channel_type, 0, limit, max_bytes=newest_max_bytes
+            )
             return SyncPage(epoch, rows, more=False)
         rows = await self._store.sync_ext(channel_id, channel_type, after_extra_version, limit + 1)
         return SyncPage(epoch, rows[:limit], more=len(rows) > limit)

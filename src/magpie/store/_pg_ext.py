@@ -103,14 +103,37 @@ _RECORD_APPLIED = f"""
 
 _GET_EXT = f"SELECT {EXT_COLUMNS} FROM message_ext WHERE message_id = $1"  # noqa: S608
 _GET_EXTS = f"SELECT {EXT_COLUMNS} FROM message_ext WHERE message_id = ANY($1::bigint[])"  # noqa: S608
-_SYNC_AFTER = f"""
-    SELECT {EXT_COLUMNS} FROM message_ext
-    WHERE channel_id = $1 AND channel_type = $2 AND extra_version > $3
-    ORDER BY extra_version ASC LIMIT $4"""  # noqa: S608
-_SYNC_LATEST = f"""
-    SELECT {EXT_COLUMNS} FROM message_ext
-    WHERE channel_id = $1 AND channel_type = $2
-    ORDER BY extra_version DESC LIMIT $3"""  # noqa: S608
+_NO_BUDGET = 2**62  # "no byte budget" in the sync queries
+_E_COLUMNS = ", ".join("e." + c for c in EXT_COLUMNS.split(", "))
+
+
+def _sync_within_budget(order: str) -> str:
+    """Extension rows of a channel after ``$3`` (the newest first when ``order`` is DESC),
+    at most ``$4``, whose preceding rows' ``extra``/``content_edit`` text sums to less than
+    ``$5`` bytes."""
+    return f"""
+    WITH page AS (
+        SELECT message_id, extra_version,
+            octet_length(extra::text) + COALESCE(octet_length(content_edit::text), 0) AS size
+        FROM message_ext
+        WHERE channel_id = $1 AND channel_type = $2 AND extra_version > $3
+        ORDER BY extra_version {order} LIMIT $4
+    ),
+    kept AS (
+        SELECT message_id FROM (
+            SELECT message_id,
+                SUM(size) OVER (ORDER BY extra_version {order} ROWS UNBOUNDED PRECEDING)
+                    - size AS before
+            FROM page
+        ) AS running
+        WHERE before < $5
+    )
+    SELECT {_E_COLUMNS} FROM kept JOIN message_ext AS e ON e.message_id = kept.message_id
+    ORDER BY e.extra_version {order}"""  # noqa: S608
+
+
+_SYNC_AFTER = _sync_within_budget("ASC")
+_SYNC_LATEST = _sync_within_budget("DESC")
 _LIST_OPS = f"""
     SELECT {OP_COLUMNS} FROM message_ext_ops WHERE message_id = $1 AND op_id > $2
     ORDER BY op_id ASC LIMIT $3"""  # noqa: S608
@@ -243,18 +266,25 @@ class PgExtMethods:
         return {r[0]: rows.ext_state(r) for r in found}
 
     async def sync_ext(
-        self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
+        self,
+        channel_id: str,
+        channel_type: int,
+        after_extra_version: int,
+        limit: int,
+        max_bytes: int = 0,
     ) -> list[ExtState]:
-        """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``)."""
+        """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``), within
+        ``max_bytes`` of ``extra``/``content_edit`` JSON text (summed by the server over the
+        page; only the kept rows are sent)."""
         if limit <= 0:
             return []
+        budget = max_bytes if max_bytes > 0 else _NO_BUDGET
         if after_extra_version > 0:
-            args = (channel_id, channel_type, after_extra_version, limit)
+            args = (channel_id, channel_type, after_extra_version, limit, budget)
             found = await self._fetch("sync_ext", _SYNC_AFTER, *args)
         else:
-            found = (await self._fetch("sync_ext", _SYNC_LATEST, channel_id, channel_type, limit))[
-                ::-1
-            ]
+            args = (channel_id, channel_type, 0, limit, budget)
+            found = (await self._fetch("sync_ext", _SYNC_LATEST, *args))[::-1]
         return [rows.ext_state(r) for r in found]
 
     async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:

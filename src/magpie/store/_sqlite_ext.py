@@ -71,6 +71,8 @@ _SYNC_AFTER = """
     FROM message_ext
     WHERE channel_id = ? AND channel_type = ? AND extra_version > ?
     ORDER BY extra_version ASC LIMIT ?"""
+#: Where ``extra`` and ``content_edit`` are in the rows of the sync queries.
+_EXTRA_COLUMN, _CONTENT_EDIT_COLUMN = 5, 8
 _SYNC_LATEST = """
     SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
         content_edit, edited_at, readed_count, version, extra_version, updated_at,
@@ -133,6 +135,25 @@ def _json(value: object) -> str:
     return json.dumps(
         value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_mapping
     )
+
+
+def _budgeted(
+    sql: str, args: tuple[Any, ...], max_bytes: int, conn: sqlite3.Connection
+) -> list[Any]:
+    """The rows of an extension query, taken one at a time while the ``extra`` and
+    ``content_edit`` texts of the rows before sum to less than ``max_bytes`` (0: all)."""
+    cursor = conn.execute(sql, args)
+    try:
+        if max_bytes <= 0:
+            return cursor.fetchall()
+        out: list[Any] = []
+        taken = 0
+        while taken < max_bytes and (row := cursor.fetchone()) is not None:
+            out.append(row)
+            taken += len(row[_EXTRA_COLUMN]) + len(row[_CONTENT_EDIT_COLUMN] or "")
+        return out
+    finally:
+        cursor.close()
 
 
 def _ext_row(r: Sequence[Any]) -> tuple[ExtState, int]:
@@ -337,17 +358,23 @@ class SqliteExtMethods:
         return await self._read("get_exts", partial(_get_exts, ids=ids))
 
     async def sync_ext(
-        self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
+        self,
+        channel_id: str,
+        channel_type: int,
+        after_extra_version: int,
+        limit: int,
+        max_bytes: int = 0,
     ) -> list[ExtState]:
-        """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``)."""
+        """Rows changed after the cursor, ascending (cursor 0: the newest ``limit``), within
+        ``max_bytes`` of ``extra``/``content_edit`` text (rows read one at a time)."""
         if limit <= 0:
             return []
         if after_extra_version > 0:
             args: tuple[Any, ...] = (channel_id, channel_type, after_extra_version, limit)
-            rows = await self._read("sync_ext", lambda c: c.execute(_SYNC_AFTER, args).fetchall())
+            rows = await self._read("sync_ext", partial(_budgeted, _SYNC_AFTER, args, max_bytes))
         else:
             args = (channel_id, channel_type, limit)
-            rows = await self._read("sync_ext", lambda c: c.execute(_SYNC_LATEST, args).fetchall())
+            rows = await self._read("sync_ext", partial(_budgeted, _SYNC_LATEST, args, max_bytes))
             rows.reverse()
         return [_ext_row(r)[0] for r in rows]
 

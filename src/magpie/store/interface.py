@@ -322,12 +322,22 @@ class Store(Protocol):
         ...
 
     async def sync_ext(
-        self, channel_id: str, channel_type: int, after_extra_version: int, limit: int
+        self,
+        channel_id: str,
+        channel_type: int,
+        after_extra_version: int,
+        limit: int,
+        max_bytes: int = 0,
     ) -> list[ExtState]:
         """The channel's extension rows with ``extra_version > after_extra_version``, the
         oldest ``limit`` of them, ascending; ``after_extra_version == 0`` gives the newest
         ``limit`` rows, ascending. Reads only changed rows (an index on ``(channel,
-        extra_version)``), whatever the length of the channel's history."""
+        extra_version)``), whatever the length of the channel's history.
+
+        ``max_bytes > 0`` bounds the read like :meth:`get_messages`, measuring a row by its
+        stored ``extra`` and ``content_edit`` JSON text: rows are taken in reading order
+        (after a cursor: oldest first; cursor 0: newest first) while the rows before sum to
+        less than ``max_bytes``."""
         ...
 
     async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:

@@ -30,7 +30,16 @@ from starlette.responses import Response
 from magpie.api.auth import require_user_or_token
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
-from magpie.api.http import bare, ok_data
+from magpie.api.history import (
+    MORE_HEADER,
+    AnswerBudget,
+    JsonBytes,
+    op_row_bytes,
+    page_rows,
+    reader,
+    with_more,
+)
+from magpie.api.http import bare
 from magpie.api.routes._shared import SEQ, array_of, data_schema
 from magpie.api.schema import (
     AnyObject,
@@ -205,13 +214,25 @@ async def act(ctx: ApiContext, request: Request, req: ActReq) -> Response:
 
 
 async def card_ops(ctx: ApiContext, request: Request, q: OpsQuery) -> Response:
-    """The card's operation log, oldest first."""
+    """The card's operation log, oldest first, at most ``history_max_bytes`` of it
+    (``more``: 1 when it stopped early)."""
     message_id = _message_id(request)
     caller = await _caller(ctx, request, q.uid, acting=False)
-    rows = await _cards(ctx).ops(
-        message_id, caller.uid, q.after_op_id, q.limit, business=caller.business
-    )
-    return ok_data(rows)
+    cards, budget = _cards(ctx), AnswerBudget(ctx.settings.history_max_bytes)
+    after, taken = q.after_op_id, 0
+    async with ctx.reads.slot(reader(caller)):
+        while taken < q.limit and not budget.full:
+            want = page_rows(ctx.settings, op_row_bytes(ctx.settings), q.limit - taken)
+            rows = await cards.ops(message_id, caller.uid, after, want, business=caller.business)
+            taken += sum(1 for row in rows if budget.add(row))
+            if len(rows) < want:
+                break
+            after = int(rows[-1]["op_id"])
+    if budget.full:
+        ctx.metrics.history_truncated.labels(endpoint="/cards/{message_id}/ops").inc()
+    more = int(budget.full)
+    body = budget.object({"status": 200, "more": more}, "data")
+    return JsonBytes(body, headers={MORE_HEADER: str(more)})
 
 
 # --- the route table -----------------------------------------------------------------------
@@ -247,7 +268,8 @@ def _card_endpoint(method: str, path: str, summary: str, handler: Any, **kw: Any
 
 def endpoints(_: Settings) -> list[Endpoint[Any]]:
     """The card routes."""
-    ops = {"query": OPS, "response": data_schema(array_of(_OP_ROW)), "errors": _ACT_ERRORS[:1]}
+    listing = with_more(data_schema(array_of(_OP_ROW)))
+    ops = {"query": OPS, "response": listing, "errors": _ACT_ERRORS[:1]}
     return [
         _card_endpoint(
             "POST", "/cards", "Create a card", create_card, body=CREATE, response=_PROJECTION

@@ -28,7 +28,14 @@ from starlette.responses import JSONResponse, Response
 
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
-from magpie.api.http import ok_data
+from magpie.api.history import (
+    MORE_HEADER,
+    AnswerBudget,
+    JsonBytes,
+    op_row_bytes,
+    page_rows,
+    with_more,
+)
 from magpie.api.render import op_resp
 from magpie.api.routes._shared import SEQ, array_of, data_schema
 from magpie.api.schema import (
@@ -286,9 +293,23 @@ async def edit(ctx: ApiContext, _: Request, req: EditReq) -> Response:
 
 
 async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
-    """The message's operation log after ``after_op_id``, oldest first."""
-    rows = await ctx.ext.ops(req.message_id, req.after_op_id, req.limit)
-    return ok_data([op_resp(op) for op in rows])
+    """The message's operation log after ``after_op_id``, oldest first, at most
+    ``history_max_bytes`` of it (``more``: 1 when it stopped early)."""
+    budget = AnswerBudget(ctx.settings.history_max_bytes)
+    after, taken = req.after_op_id, 0
+    async with ctx.reads.slot(None):
+        while taken < req.limit and not budget.full:
+            want = page_rows(ctx.settings, op_row_bytes(ctx.settings), req.limit - taken)
+            rows = await ctx.ext.ops(req.message_id, after, want)
+            taken += sum(1 for op in rows if budget.add(op_resp(op)))
+            if len(rows) < want:
+                break
+            after = rows[-1].op_id
+    if budget.full:
+        ctx.metrics.history_truncated.labels(endpoint="/message/extra/ops").inc()
+    more = int(budget.full)
+    body = budget.object({"status": 200, "more": more}, "data")
+    return JsonBytes(body, headers={MORE_HEADER: str(more)})
 
 
 # --- the route table -----------------------------------------------------------------------
@@ -338,7 +359,7 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             Access.BUSINESS,
             ops,
             body=OPS,
-            response=data_schema(array_of(_OP)),
+            response=with_more(data_schema(array_of(_OP))),
             tag="extensions",
         ),
     ]

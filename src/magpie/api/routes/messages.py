@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
+from magpie.api.history import MORE_HEADER, AnswerBudget, JsonBytes, payload_budget, read_stopped
 from magpie.api.http import SendRefused, bare, ok, ok_data
 from magpie.api.render import message_resp
 from magpie.api.routes._shared import (
@@ -232,11 +233,22 @@ async def sendbatch(ctx: ApiContext, _: Request, req: SendBatchReq) -> Response:
 
 async def sync(ctx: ApiContext, _: Request, req: SyncReq) -> Response:
     """Queued sync-once commands after ``min(message_seq, cursor)`` (cursor when 0), each
-    with its queue seq as ``message_seq``."""
-    cursor = await ctx.store.queue_cursor(req.uid)
-    after = min(req.message_seq, cursor) if req.message_seq else cursor
-    entries = await ctx.store.read_queue(req.uid, after, req.limit or DEFAULT_SYNC_LIMIT)
-    return bare([message_resp(e.message, req.uid, e.queue_seq) for e in entries])
+    with its queue seq as ``message_seq``; at most ``history_max_bytes`` of them
+    (``X-Magpie-More: 1`` when the answer stopped early: read on from its last seq)."""
+    limit, max_bytes = req.limit or DEFAULT_SYNC_LIMIT, payload_budget(ctx.settings)
+    budget = AnswerBudget(ctx.settings.history_max_bytes)
+    async with ctx.reads.slot(None):
+        cursor = await ctx.store.queue_cursor(req.uid)
+        after = min(req.message_seq, cursor) if req.message_seq else cursor
+        entries = await ctx.store.read_queue(req.uid, after, limit, max_bytes)
+    for e in entries:
+        if not budget.add(message_resp(e.message, req.uid, e.queue_seq)):
+            break
+    payloads = (e.message.payload for e in entries)
+    more = budget.full or read_stopped(payloads, len(entries), limit, max_bytes)
+    if more:
+        ctx.metrics.history_truncated.labels(endpoint="/message/sync").inc()
+    return JsonBytes(budget.array(), headers={MORE_HEADER: str(int(more))})
 
 
 async def syncack(ctx: ApiContext, _: Request, req: SyncAckReq) -> Response:

@@ -24,7 +24,16 @@ from starlette.responses import Response
 from magpie.api.auth import require_user, require_user_or_token
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
-from magpie.api.http import bare
+from magpie.api.history import (
+    MORE_HEADER,
+    AnswerBudget,
+    JsonBytes,
+    chunks,
+    ext_row_bytes,
+    page_rows,
+    payload_budget,
+    reader,
+)
 from magpie.api.render import conversation_resp
 from magpie.api.routes._shared import MAX_RECENTS, MAX_SYNC_LIMIT, MESSAGE_RESP, SEQ, array_of
 from magpie.api.schema import (
@@ -40,7 +49,9 @@ from magpie.api.schema import (
 )
 from magpie.api.views import messages_with_extra, user_rows
 from magpie.config import Settings
+from magpie.core.access import Caller
 from magpie.domain.channels import channel_id_problem, visible_channel_id
+from magpie.domain.ext import ExtState
 from magpie.errors import BadRequest
 from magpie.store.interface import ConversationRow, StoredMessage
 
@@ -185,29 +196,53 @@ EXTRA_SYNC = Object(
 
 
 async def _recents(
-    ctx: ApiContext, row: ConversationRow, seqs: LastMsgSeqs, count: int, viewer: str
+    ctx: ApiContext,
+    row: ConversationRow,
+    req: ConversationSyncReq,
+    viewer: str,
+    budget: AnswerBudget,
 ) -> list[StoredMessage]:
-    """The newest ``count`` messages after the client's last seq of this conversation."""
-    if count <= 0:
-        return []
+    """The newest ``msg_count`` messages after the client's last seq, up to the last one
+    the user received in this conversation (``last_msg_seq``), so a user who left a group
+    gets nothing sent there since. The read takes at most the budget's remaining payload."""
     visible = visible_channel_id(row.channel_id, row.channel_type, viewer)
-    after = seqs.get((visible, row.channel_type), 0)
+    after = req.last_msg_seqs.get((visible, row.channel_type), 0)
+    if req.msg_count <= 0 or row.last_msg_seq <= after:
+        return []
     return await ctx.store.get_messages(
-        row.channel_id, row.channel_type, start_seq=0, end_seq=after, limit=count, pull_mode=0
+        row.channel_id,
+        row.channel_type,
+        start_seq=row.last_msg_seq,
+        end_seq=after,
+        limit=req.msg_count,
+        pull_mode=0,
+        max_bytes=max(1, budget.remaining() * 3 // 4),
     )
 
 
 async def conversation_sync(
     ctx: ApiContext, request: Request, req: ConversationSyncReq
 ) -> Response:
-    """The user's conversations changed after ``version``, newest first, with recents."""
+    """The user's conversations changed after ``version``, newest first, with recents.
+
+    WuKongIM's answer has no paging, so the conversations are all listed; their recent
+    messages stop at ``history_max_bytes`` (later conversations then come without recents,
+    and ``X-Magpie-More: 1`` says so — ``/channel/messagesync`` has the rest)."""
     caller = await require_user(request, ctx.access, req.uid)
-    out = []
-    for row in await ctx.store.list_conversations(caller.uid):
-        if row.version > req.version:
-            recents = await _recents(ctx, row, req.last_msg_seqs, req.msg_count, caller.uid)
-            out.append(conversation_resp(row, recents, caller.uid))
-    return bare(out)
+    budget = AnswerBudget(ctx.settings.history_max_bytes)
+    cut = False
+    async with ctx.reads.slot(reader(caller)):
+        for row in await ctx.store.list_conversations(caller.uid):
+            if row.version <= req.version:
+                continue
+            recents = [] if cut else await _recents(ctx, row, req, caller.uid, budget)
+            if recents and budget.add(conversation_resp(row, recents, caller.uid)):
+                continue
+            cut = cut or bool(recents)
+            budget.add(conversation_resp(row, [], caller.uid), force=True)
+    if cut:
+        ctx.metrics.history_truncated.labels(endpoint="/conversation/sync").inc()
+    return JsonBytes(budget.array(), headers={MORE_HEADER: str(int(cut))})
 
 
 # --- /channel/messagesync -------------------------------------------------------------------
@@ -220,7 +255,7 @@ async def _more(
     from 1 (I3), so this is arithmetic on the first/last seq, plus ``max_seq`` going up."""
     if not got:
         return 0
-    if req.pull_mode == _PULL_UP and (req.start_message_seq or req.end_message_seq):
+    if _pulls_up(req):
         bound = req.end_message_seq - 1
         if not req.end_message_seq:
             bound = await ctx.store.max_seq(channel_id, req.channel_type)
@@ -228,44 +263,122 @@ async def _more(
     return int(got[0].message_seq > req.end_message_seq + 1)
 
 
+def _pulls_up(req: MessageSyncReq) -> bool:
+    """Whether the page is the oldest messages from a start (else the newest ones)."""
+    return req.pull_mode == _PULL_UP and bool(req.start_message_seq or req.end_message_seq)
+
+
+async def _collect(
+    ctx: ApiContext, got: list[StoredMessage], caller: Caller, budget: AnswerBudget
+) -> list[StoredMessage]:
+    """Render ``got`` (in the order of priority) into ``budget`` with each message's
+    extension, a few at a time; the messages that fit, in that order."""
+    kept: list[StoredMessage] = []
+    for chunk in chunks(got, page_rows(ctx.settings, ext_row_bytes(ctx.settings), len(got))):
+        rendered = await messages_with_extra(ctx, chunk, caller)  # cards: per viewer
+        for message, item in zip(chunk, rendered, strict=True):
+            if not budget.add(item):
+                return kept
+            kept.append(message)
+    return kept
+
+
 async def message_sync(ctx: ApiContext, request: Request, req: MessageSyncReq) -> Response:
-    """A page of a channel's history (WuKongIM ``/channel/messagesync`` semantics)."""
+    """A page of a channel's history (WuKongIM ``/channel/messagesync`` semantics), at most
+    ``history_max_bytes`` of it: a longer page keeps the messages nearest the start (the
+    newest when pulling down) and says ``more``."""
     caller = await require_user(request, ctx.access, req.login_uid, field="login_uid")
     channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
-    got = await ctx.store.get_messages(
-        channel_id,
-        req.channel_type,
-        start_seq=req.start_message_seq,
-        end_seq=req.end_message_seq,
-        limit=req.limit or DEFAULT_MESSAGESYNC_LIMIT,
-        pull_mode=req.pull_mode,
-    )
-    messages = await messages_with_extra(ctx, got, caller)  # cards: per viewer
-    return bare(
-        {
-            "start_message_seq": req.start_message_seq,
-            "end_message_seq": req.end_message_seq,
-            "more": await _more(ctx, channel_id, req, got),
-            "messages": messages,
-        },
-        headers={EPOCH_HEADER: ctx.store.epoch},
-    )
+    budget = AnswerBudget(ctx.settings.history_max_bytes)
+    async with ctx.reads.slot(reader(caller)):
+        got = await ctx.store.get_messages(
+            channel_id,
+            req.channel_type,
+            start_seq=req.start_message_seq,
+            end_seq=req.end_message_seq,
+            limit=req.limit or DEFAULT_MESSAGESYNC_LIMIT,
+            pull_mode=req.pull_mode,
+            max_bytes=payload_budget(ctx.settings),
+        )
+        up = _pulls_up(req)
+        kept = await _collect(ctx, got if up else got[::-1], caller, budget)
+        if not up:
+            kept.reverse()
+            budget.items.reverse()
+        more = await _more(ctx, channel_id, req, kept)
+    if budget.full:
+        ctx.metrics.history_truncated.labels(endpoint="/channel/messagesync").inc()
+    head = {
+        "start_message_seq": req.start_message_seq,
+        "end_message_seq": req.end_message_seq,
+        "more": more,
+    }
+    headers = {EPOCH_HEADER: ctx.store.epoch, MORE_HEADER: str(more)}
+    return JsonBytes(budget.object(head, "messages"), headers=headers)
 
 
 # --- /message/extra/sync ---------------------------------------------------------------------
 
 
+async def _sync_rows(
+    ctx: ApiContext, states: list[ExtState], caller: Caller, budget: AnswerBudget
+) -> int:
+    """Render ``states`` into ``budget`` (card rows as the caller's projection); how many
+    fitted."""
+    fitted = 0
+    for row in await user_rows(ctx, states, caller):  # cards: per viewer
+        if not budget.add(row):
+            break
+        fitted += 1
+    return fitted
+
+
+async def _sync_pages(
+    ctx: ApiContext, req: ExtraSyncReq, channel_id: str, caller: Caller, budget: AnswerBudget
+) -> tuple[str, bool]:
+    """Rows after the cursor, page by page, into ``budget``: the epoch and ``more``.
+
+    Cursor 0 gives the newest rows, as many as fit the budget (older rows are older states
+    of messages the client loads anyway, as :meth:`~magpie.ext.service.ExtService.sync`
+    says); after a cursor, pages are small enough to stay within the budget even if every
+    row had the largest ``extra`` the limits allow."""
+    limit = min(req.limit or DEFAULT_EXTRA_SYNC_LIMIT, ctx.ext.sync_max_limit)
+    if req.extra_version <= 0:
+        newest = ctx.settings.history_max_bytes  # the stored JSON's size bounds the read
+        page = await ctx.ext.sync(channel_id, req.channel_type, 0, limit, newest)
+        await _sync_rows(ctx, page.rows[::-1], caller, budget)  # the newest first
+        budget.items.reverse()
+        return page.epoch, False
+    per_page = page_rows(ctx.settings, ext_row_bytes(ctx.settings), limit)
+    cursor, taken, epoch = req.extra_version, 0, ""
+    while True:
+        want = min(per_page, limit - taken)
+        page = await ctx.ext.sync(channel_id, req.channel_type, cursor, want)
+        epoch = epoch or page.epoch
+        fitted = await _sync_rows(ctx, page.rows, caller, budget)
+        taken += fitted
+        if budget.full or not page.more:
+            return epoch, budget.full or page.more
+        if taken >= limit:
+            return epoch, True
+        cursor = page.rows[fitted - 1].extra_version
+
+
 async def extra_sync(ctx: ApiContext, request: Request, req: ExtraSyncReq) -> Response:
-    """Extension rows changed after ``extra_version``, ascending (TSDD shape)."""
+    """Extension rows changed after ``extra_version``, ascending (TSDD shape), at most
+    ``history_max_bytes`` of them (``more`` / ``X-Magpie-More`` when it stopped early)."""
     caller = await require_user_or_token(request, ctx.access, req.login_uid, field="login_uid")
     channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
-    limit = req.limit or DEFAULT_EXTRA_SYNC_LIMIT
-    page = await ctx.ext.sync(channel_id, req.channel_type, req.extra_version, limit)
-    rows = await user_rows(ctx, page.rows, caller)  # cards: per viewer
-    headers = {EPOCH_HEADER: page.epoch}
+    budget = AnswerBudget(ctx.settings.history_max_bytes)
+    async with ctx.reads.slot(reader(caller)):
+        epoch, more = await _sync_pages(ctx, req, channel_id, caller, budget)
+    if budget.full:
+        ctx.metrics.history_truncated.labels(endpoint="/message/extra/sync").inc()
+    headers = {EPOCH_HEADER: epoch, MORE_HEADER: str(int(more))}
     if req.envelope:
-        return bare({"epoch": page.epoch, "rows": rows, "more": int(page.more)}, headers)
-    return bare(rows, headers)
+        body = budget.object({"epoch": epoch, "more": int(more)}, "rows")
+        return JsonBytes(body, headers=headers)
+    return JsonBytes(budget.array(), headers=headers)
 
 
 def endpoints(settings: Settings) -> list[Endpoint[Any]]:
