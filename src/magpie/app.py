@@ -313,6 +313,7 @@ def _bus(settings: Settings, metrics: Metrics) -> Bus:
     """The bus ``bus_url`` names; Redis is imported only when asked for, so the embedded
     default needs neither a Redis server nor its client library at run time."""
     if settings.bus_url.startswith("memory:"):
+        metrics.bus_up.set(1)  # in process: always reaches every node there is
         return MemoryBus(settings.node_id)
     from magpie.bus.redis import RedisBus, RedisBusConfig
 
