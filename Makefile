@@ -13,7 +13,7 @@ NODE_DRIVER := tests/interop/dist/driver.cjs tests/interop/dist/host.cjs
 CHROMIUM := /usr/bin/chromium
 export MAGPIE_TIME_SCALE ?= 1
 
-.PHONY: demo test lint unit fuzz bench install node web chromium clean
+.PHONY: demo test lint unit fuzz fuzz-long bench install node web chromium clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -73,6 +73,10 @@ unit: $(STAMP)
 
 fuzz: $(STAMP)
 	$(BIN)/python fuzz/run.py --seconds $${FUZZ_SECONDS:-20}
+
+# The long run: 10^6 executions of the fuzz harness (coverage-guided with atheris).
+fuzz-long: $(STAMP)
+	$(BIN)/python fuzz/run.py --runs $${FUZZ_RUNS:-1000000}
 
 # pytest runs under coverage (settings in pyproject.toml); the table per package follows.
 test: $(STAMP) node web chromium lint

@@ -123,8 +123,10 @@ def fuzz(
     seconds: float,
     seed: int | None = None,
     check: Callable[[bytes], None] | None = None,
+    runs: int = 0,
 ) -> Report:
-    """Pure-Python engine: mutate seeds for ``seconds``; stop at the first failure.
+    """Pure-Python engine: mutate seeds for ``seconds`` (or, with ``runs > 0``, for exactly
+    ``runs`` executions, whatever the time); stop at the first failure.
 
     ``check`` defaults to ``targets.check``; tests pass a broken one to see failures caught.
     """
@@ -132,9 +134,11 @@ def fuzz(
     run_one = check or targets.check
     rng = random.Random(seed)
     corpus: list[bytes] = list(targets.seeds())
-    deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + seconds if runs <= 0 else float("inf")
     iterations = 0
     for data in _inputs(rng, corpus, deadline):
+        if 0 < runs <= iterations:
+            break
         iterations += 1
         try:
             run_one(data)
@@ -155,7 +159,7 @@ def _inputs(rng: random.Random, corpus: list[bytes], deadline: float) -> Iterato
             return
 
 
-def _run_atheris(seconds: int) -> int:  # pragma: no cover - exercised by `make fuzz`
+def _run_atheris(seconds: int, runs: int = 0) -> int:  # pragma: no cover - `make fuzz`
     """Coverage-guided engine. libFuzzer exits the process itself: non-zero on a finding."""
     import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
@@ -173,9 +177,10 @@ def _run_atheris(seconds: int) -> int:  # pragma: no cover - exercised by `make 
     for i, data in enumerate(targets.seeds()):
         Path(corpus_dir, f"seed-{i:04d}").write_bytes(data)
     # Crash files go beside the working corpus, not into the current directory.
+    budget = f"-runs={runs}" if runs > 0 else f"-max_total_time={seconds}"
     argv = [
         sys.argv[0],
-        f"-max_total_time={seconds}",
+        budget,
         f"-max_len={MAX_INPUT}",
         f"-artifact_prefix={corpus_dir}/",
         corpus_dir,
@@ -193,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument(
+        "--runs", type=int, default=0, help="run exactly this many inputs (overrides --seconds)"
+    )
     parser.add_argument("--engine", choices=("auto", "atheris", "python"), default="auto")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--replay", metavar="HEX", help="run one input and report")
@@ -201,12 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(bytes.fromhex(args.replay))
     use_atheris = args.engine == "atheris" or (args.engine == "auto" and _has_atheris())
     if use_atheris:
-        return _run_atheris(args.seconds)
-    report = fuzz(args.seconds, args.seed)
+        return _run_atheris(args.seconds, args.runs)
+    started = time.monotonic()
+    report = fuzz(args.seconds, args.seed, runs=args.runs)
     if report.failure is not None:
         print(report.error, file=sys.stderr)
         return 1
-    print(f"python engine: {report.iterations} inputs in {args.seconds}s, no failure")
+    took = time.monotonic() - started
+    print(f"python engine: {report.iterations} inputs in {took:.0f}s, no failure")
     return 0
 
 

@@ -35,6 +35,13 @@ def test_fuzz_three_seconds_finds_nothing(run: ModuleType) -> None:
     assert report.iterations > 1000
 
 
+def test_runs_bounds_the_executions_not_the_time(run: ModuleType) -> None:
+    """``--runs N`` (``make fuzz-long``: 10^6) executes exactly N inputs."""
+    seen: list[bytes] = []
+    report = run.fuzz(0.0, seed=5, check=seen.append, runs=2500)
+    assert report.failure is None and report.iterations == len(seen) == 2500
+
+
 def test_planted_failure_is_reported_with_hex(run: ModuleType) -> None:
     def broken(data: bytes) -> None:
         if b"\x90" in data:
