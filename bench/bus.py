@@ -211,9 +211,12 @@ class Peer:
         return Phase(data["count"], data["latencies_us"], data["span_s"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        """Let it finish (it withdraws its registrations), else kill it."""
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.proc.wait()
+            self.proc.wait()
 
 
 #: Sends one Delivery; ``flush`` waits until what was sent has left this process.
@@ -392,6 +395,21 @@ async def _one(name: str) -> Row | str:
         return f"skipped: {type(exc).__name__}: {exc}"
     finally:
         peer.stop()
+        if name.startswith("bus"):
+            _delete_cluster(cluster)
+
+
+def _delete_cluster(cluster: str) -> None:
+    """Remove whatever the benchmark's cluster left in Redis (never the whole database)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{cluster}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _print(rows: list[tuple[str, Row | str]]) -> None:
