@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
 
-from magpie.api.schema import Array, Base64, ChannelType, F, Flag, Integer, Object, String, Uid
+from magpie.api.schema import (
+    AnyObject,
+    Array,
+    Base64,
+    ChannelType,
+    Field,
+    Flag,
+    Integer,
+    Object,
+    PerNode,
+    String,
+    Uid,
+    request,
+)
+from magpie.config import load_settings
 from magpie.errors import BadRequest, PayloadTooLarge
 
 
@@ -70,18 +85,25 @@ def test_array_limit_and_item_paths() -> None:
     assert info.value.field == "a[1]"
 
 
-@dataclass(frozen=True)
+@request
 class Point:
-    x: int
-    y: int
+    x: int = Field(Integer(0, 9), doc="across")
+    y: int = Field(Integer(0, 9), default=0)
 
 
-POINT = Object(Point, [F("x", Integer(0, 9)), F("y", Integer(0, 9), 0)])
+@request
+class Tagged(Point):
+    tags: Sequence[str] = Field(Array(String(8), 4), default=())
+    labels: dict[str, int] = Field(AnyObject(), default_factory=dict)
+    size: bytes = Field(PerNode(lambda s: Base64(s.max_payload_bytes)), default=b"")
+
+
+POINT = Object.of(Point)
 
 
 def test_object_defaults_null_unknown_keys_and_nested_paths() -> None:
-    assert POINT.parse({"x": 1, "zzz": "ignored"}, "") == Point(1, 0)
-    assert POINT.parse({"x": 1, "y": None}, "") == Point(1, 0)
+    assert POINT.parse({"x": 1, "zzz": "ignored"}, "") == Point(x=1, y=0)
+    assert POINT.parse({"x": 1, "y": None}, "") == Point(x=1, y=0)
     with pytest.raises(BadRequest) as info:
         POINT.parse({"y": 1}, "p")
     assert info.value.field == "p.x"
@@ -90,3 +112,32 @@ def test_object_defaults_null_unknown_keys_and_nested_paths() -> None:
     assert info.value.field is None
     schema = POINT.schema()
     assert schema["required"] == ["x"] and schema["properties"]["y"]["default"] == 0
+
+
+def test_the_request_class_is_the_single_declaration() -> None:
+    """Field order, specs, defaults (factories too), docs and inherited fields all come from
+    the class; a field whose spec depends on the settings is built from them."""
+    spec = Object.of(Tagged, load_settings(environ={}, max_payload_bytes=3))
+    assert [f.name for f in spec.fields] == ["x", "y", "tags", "labels", "size"]
+    first, second = spec.parse({"x": 2}, ""), spec.parse({"x": 2}, "")
+    assert first == Tagged(x=2, y=0, tags=(), labels={}, size=b"")
+    assert first.labels is not second.labels, "a factory default is fresh per request"
+    with pytest.raises(PayloadTooLarge):
+        spec.parse({"x": 1, "size": base64.b64encode(b"1234").decode()}, "")
+    schema = spec.schema()
+    assert schema["required"] == ["x"]
+    assert schema["properties"]["x"]["description"] == "across"
+    assert schema["properties"]["tags"]["default"] == []
+    assert "default" not in schema["properties"]["labels"]
+    assert schema["properties"]["size"]["description"] == "≤ 3 bytes"
+    with pytest.raises(TypeError, match="settings"):
+        Object.of(Tagged)
+
+
+def test_a_field_without_a_spec_is_refused() -> None:
+    @dataclass(frozen=True)
+    class Loose:
+        x: int
+
+    with pytest.raises(TypeError, match=r"Loose\.x is not declared with Field"):
+        Object.of(Loose)

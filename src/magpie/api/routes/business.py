@@ -11,7 +11,6 @@ What a separate business server needs besides sending and ``/message/extra/updat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -22,7 +21,7 @@ from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import ok_data
 from magpie.api.render import message_resp
 from magpie.api.routes._shared import data_schema, props
-from magpie.api.schema import ChannelId, ChannelType, F, IntOrString, Object, Uid
+from magpie.api.schema import ChannelId, ChannelType, Field, IntOrString, Object, Uid, request
 from magpie.api.views import business_row
 from magpie.config import Settings
 from magpie.errors import NotFound
@@ -30,31 +29,24 @@ from magpie.errors import NotFound
 __all__ = ["endpoints"]
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class GetReq:
     """``/message/get``."""
 
-    message_id: int
+    message_id: int = Field(IntOrString(1), doc="number or decimal string")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class MemberReq:
     """``/channel/member``."""
 
-    channel_id: str
-    channel_type: int
-    uid: str
+    channel_id: str = Field(ChannelId(), doc="storage id (a@b for person channels)")
+    channel_type: int = Field(ChannelType())
+    uid: str = Field(Uid())
 
 
-GET = Object(GetReq, [F("message_id", IntOrString(1), description="number or decimal string")])
-MEMBER = Object(
-    MemberReq,
-    [
-        F("channel_id", ChannelId(), description="storage id (a@b for person channels)"),
-        F("channel_type", ChannelType()),
-        F("uid", Uid()),
-    ],
-)
+GET = Object.of(GetReq)
+MEMBER = Object.of(MemberReq)
 
 
 async def get_message(ctx: ApiContext, _: Request, req: GetReq) -> Response:

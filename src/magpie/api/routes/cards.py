@@ -21,7 +21,6 @@ business key acting for ``uid``.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -45,12 +44,13 @@ from magpie.api.schema import (
     AnyObject,
     ChannelId,
     ChannelType,
-    F,
+    Field,
     Flag,
     IntOrString,
     Object,
     String,
     Uid,
+    request,
 )
 from magpie.cards import ActionRequest, CardService, CreateRequest
 from magpie.config import Settings
@@ -70,84 +70,64 @@ MAX_CLIENT_MSG_NO = 128
 DEFAULT_OPS_LIMIT, MAX_OPS_LIMIT = 100, 1000
 
 _MESSAGE_ID = IntOrString(1)
-_UID = F("uid", Uid(allow_empty=True), "", "acting user: required with the business key")
 
 
-@dataclass(frozen=True, slots=True)
-class CreateReq:
+@request
+class Acting:
+    """The acting user, first field of every card request."""
+
+    uid: str = Field(
+        Uid(allow_empty=True), default="", doc="acting user: required with the business key"
+    )
+
+
+@request
+class CreateReq(Acting):
     """``POST /cards``."""
 
-    uid: str
-    channel_id: str
-    channel_type: int
-    card: dict[str, Any]
-    content: str
-    client_msg_no: str
-    device: str
+    channel_id: str = Field(ChannelId(), doc="the peer uid for person channels")
+    channel_type: int = Field(ChannelType())
+    card: dict[str, Any] = Field(AnyObject("the definition: {type: 'approval@1', title, ...}"))
+    content: str = Field(
+        String(MAX_CONTENT), default="", doc="plain-text fallback; default: generated"
+    )
+    client_msg_no: str = Field(
+        String(MAX_CLIENT_MSG_NO), default="", doc="idempotency key; default: fresh"
+    )
+    device: str = Field(String(MAX_DEVICE), default="", doc="the creator's device (recorded)")
 
 
-@dataclass(frozen=True, slots=True)
-class ActReq:
+@request
+class ActReq(Acting):
     """``POST /cards/{message_id}/actions``."""
 
-    uid: str
-    action: str
-    params: dict[str, Any] | None
-    action_id: str
-    base_version: int
-    confirm: int
-    device: str
+    action: str = Field(String(MAX_ACTION, 1), doc="e.g. approve, vote, respond")
+    params: dict[str, Any] | None = Field(AnyObject("the action's parameters"), default=None)
+    action_id: str = Field(String(MAX_ACTION_ID, 1), doc="idempotency key (per user)")
+    base_version: int = Field(SEQ, doc="the card's version as the client last saw it")
+    confirm: int = Field(
+        Flag(), default=0, doc="apply although the card changed since base_version"
+    )
+    device: str = Field(String(MAX_DEVICE), default="", doc="the actor's device (recorded)")
 
 
-@dataclass(frozen=True, slots=True)
-class ViewQuery:
+@request
+class ViewQuery(Acting):
     """``GET /cards/{message_id}``."""
 
-    uid: str
 
-
-@dataclass(frozen=True, slots=True)
-class OpsQuery:
+@request
+class OpsQuery(Acting):
     """``GET /cards/{message_id}/ops``."""
 
-    uid: str
-    after_op_id: int
-    limit: int
+    after_op_id: int = Field(IntOrString(0), default=0, doc="paging cursor: the last op_id read")
+    limit: int = Field(IntOrString(1, MAX_OPS_LIMIT), default=DEFAULT_OPS_LIMIT)
 
 
-CREATE = Object(
-    CreateReq,
-    [
-        _UID,
-        F("channel_id", ChannelId(), description="the peer uid for person channels"),
-        F("channel_type", ChannelType()),
-        F("card", AnyObject("the definition: {type: 'approval@1', title, ...}")),
-        F("content", String(MAX_CONTENT), "", "plain-text fallback; default: generated"),
-        F("client_msg_no", String(MAX_CLIENT_MSG_NO), "", "idempotency key; default: fresh"),
-        F("device", String(MAX_DEVICE), "", "the creator's device (recorded)"),
-    ],
-)
-ACT = Object(
-    ActReq,
-    [
-        _UID,
-        F("action", String(MAX_ACTION, 1), description="e.g. approve, vote, respond"),
-        F("params", AnyObject("the action's parameters"), None),
-        F("action_id", String(MAX_ACTION_ID, 1), description="idempotency key (per user)"),
-        F("base_version", SEQ, description="the card's version as the client last saw it"),
-        F("confirm", Flag(), 0, "apply although the card changed since base_version"),
-        F("device", String(MAX_DEVICE), "", "the actor's device (recorded)"),
-    ],
-)
-VIEW = Object(ViewQuery, [_UID])
-OPS = Object(
-    OpsQuery,
-    [
-        _UID,
-        F("after_op_id", IntOrString(0), 0, "paging cursor: the last op_id read"),
-        F("limit", IntOrString(1, MAX_OPS_LIMIT), DEFAULT_OPS_LIMIT),
-    ],
-)
+CREATE = Object.of(CreateReq)
+ACT = Object.of(ActReq)
+VIEW = Object.of(ViewQuery)
+OPS = Object.of(OpsQuery)
 
 
 def _cards(ctx: ApiContext) -> CardService:

@@ -6,7 +6,7 @@ endpoints refuse channel type 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +16,7 @@ from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import ok
 from magpie.api.routes._shared import OK, uid_list
-from magpie.api.schema import ChannelId, ChannelType, F, Flag, Object
+from magpie.api.schema import ChannelId, ChannelType, Field, Flag, Object, request
 from magpie.config import Settings
 from magpie.domain.channels import PERSON
 from magpie.errors import BadRequest, NotFound
@@ -27,60 +27,55 @@ __all__ = ["endpoints"]
 _GROUPISH = ChannelType(exclude=(PERSON,))
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class ChannelKey:
     """``/channel/delete``."""
 
-    channel_id: str
-    channel_type: int
+    channel_id: str = Field(ChannelId())
+    channel_type: int = Field(_GROUPISH)
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelInfoReq:
+@request
+class ChannelInfoReq(ChannelKey):
     """``/channel/info``."""
 
-    channel_id: str
-    channel_type: int
-    large: int
-    ban: int
+    large: int = Field(Flag(), default=0)
+    ban: int = Field(Flag(), default=0, doc="1 = only the API may send")
 
     def info(self) -> ChannelInfo:
         """The store row."""
         return ChannelInfo(self.channel_id, self.channel_type, bool(self.large), bool(self.ban))
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class ChannelReq(ChannelInfoReq):
     """``/channel``: attributes plus the full subscriber list."""
 
-    subscribers: list[str]
+    subscribers: Sequence[str] = Field(uid_list(), default=())
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribersReq:
-    """``/channel/subscriber_add`` and ``/channel/subscriber_remove``."""
+@request
+class SubscribersReq(ChannelKey):
+    """``/channel/subscriber_remove`` (and the base of ``/channel/subscriber_add``)."""
 
-    channel_id: str
-    channel_type: int
-    temp_subscriber: int
-    subscribers: list[str]
-    reset: int = 0
+    temp_subscriber: int = Field(
+        Flag(), default=0, doc="temporary subscribers are not supported: must be 0"
+    )
+    subscribers: Sequence[str] = Field(uid_list())
 
 
-_KEY = [F("channel_id", ChannelId()), F("channel_type", _GROUPISH)]
-_ATTRS = [*_KEY, F("large", Flag(), 0), F("ban", Flag(), 0, "1 = only the API may send")]
-CHANNEL = Object(ChannelReq, [*_ATTRS, F("subscribers", uid_list(), ())])
-CHANNEL_INFO = Object(ChannelInfoReq, _ATTRS)
-CHANNEL_KEY = Object(ChannelKey, _KEY)
-_MEMBERS = [
-    *_KEY,
-    F("temp_subscriber", Flag(), 0, "temporary subscribers are not supported: must be 0"),
-    F("subscribers", uid_list()),
-]
-SUBSCRIBER_ADD = Object(
-    SubscribersReq, [*_MEMBERS, F("reset", Flag(), 0, "1 = replace the subscriber set")]
-)
-SUBSCRIBER_REMOVE = Object(SubscribersReq, _MEMBERS)
+@request
+class SubscriberAddReq(SubscribersReq):
+    """``/channel/subscriber_add``."""
+
+    reset: int = Field(Flag(), default=0, doc="1 = replace the subscriber set")
+
+
+CHANNEL = Object.of(ChannelReq)
+CHANNEL_INFO = Object.of(ChannelInfoReq)
+CHANNEL_KEY = Object.of(ChannelKey)
+SUBSCRIBER_ADD = Object.of(SubscriberAddReq)
+SUBSCRIBER_REMOVE = Object.of(SubscribersReq)
 
 
 async def create_channel(ctx: ApiContext, _: Request, req: ChannelReq) -> Response:
@@ -109,7 +104,7 @@ def _no_temp(req: SubscribersReq) -> None:
         raise BadRequest("temporary subscribers are not supported", field="temp_subscriber")
 
 
-async def add_subscribers(ctx: ApiContext, _: Request, req: SubscribersReq) -> Response:
+async def add_subscribers(ctx: ApiContext, _: Request, req: SubscriberAddReq) -> Response:
     """Add subscribers, creating the channel if needed; ``reset`` replaces the set."""
     _no_temp(req)
     uids = list(dict.fromkeys(req.subscribers))

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -23,7 +22,7 @@ from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.http import bare
 from magpie.api.routes._shared import array_of, props
-from magpie.api.schema import F, Object, Uid
+from magpie.api.schema import Field, Object, Uid, request
 from magpie.config import Settings
 from magpie.core.auth import hash_token
 from magpie.errors import NotFound
@@ -48,14 +47,14 @@ class UnknownDemoUser(NotFound):
     code = "unknown_demo_user"
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class DemoLoginReq:
     """``POST /demo/login``."""
 
-    uid: str
+    uid: str = Field(Uid(), doc="one of GET /demo/users")
 
 
-DEMO_LOGIN = Object(DemoLoginReq, [F("uid", Uid(), description="one of GET /demo/users")])
+DEMO_LOGIN = Object.of(DemoLoginReq)
 
 
 def _display_name(uid: str) -> str:

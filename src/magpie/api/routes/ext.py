@@ -20,7 +20,6 @@ channel may be named by its fake id or either party's uid).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -43,13 +42,14 @@ from magpie.api.schema import (
     ChannelId,
     ChannelType,
     Choice,
-    F,
+    Field,
     Flag,
     Integer,
     IntOrString,
     Object,
     String,
     Uid,
+    request,
 )
 from magpie.api.views import business_row
 from magpie.config import Settings
@@ -78,117 +78,84 @@ _OP: dict[str, Any] = {"$ref": "#/components/schemas/ExtOp"}
 # --- request bodies ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+_ACTION_ID = String(MAX_ACTION_ID_LENGTH, 1)
+_DEVICE = String(MAX_DEVICE_LENGTH)
+_IN_CHANNEL_ID = "if given, the message must be in this channel (else 404)"
+_IN_CHANNEL_TYPE = "if given, the message's channel type (else 404)"
+_FRESH_ACTION_ID = "idempotency key; absent = a fresh one"
+
+
+@request
 class UpdateReq:
     """``/message/extra/update``."""
 
-    message_id: int
-    channel_id: str
-    channel_type: int
-    status: str | None
-    extra_patch: dict[str, Any] | None
-    readed_count: int | None
-    mode: str
-    expected_version: int | None
-    updated_at: int | None
-    action_id: str
-    actor_uid: str
-    actor_device: str
-    important: int
+    message_id: int = Field(_MESSAGE_ID, doc="a number or a decimal string")
+    channel_id: str = Field(ChannelId(), default="", doc=_IN_CHANNEL_ID)
+    channel_type: int = Field(ChannelType(), default=0, doc=_IN_CHANNEL_TYPE)
+    status: str | None = Field(
+        String(MAX_STATUS_LENGTH), default=None, doc="the new business status"
+    )
+    extra_patch: dict[str, Any] | None = Field(
+        AnyObject("JSON merge patch (RFC 7396) of extra"), default=None
+    )
+    readed_count: int | None = Field(Integer(0, 2**31 - 1), default=None)
+    mode: str = Field(
+        Choice(("cas", "lww")), default="cas", doc="compare-and-set or last-writer-wins"
+    )
+    expected_version: int | None = Field(
+        SEQ, default=None, doc="cas: the version the change is based on"
+    )
+    updated_at: int | None = Field(
+        IntOrString(1), default=None, doc="lww: the change's HLC value; absent = now"
+    )
+    action_id: str = Field(_ACTION_ID, doc="idempotency key: a repeat changes nothing")
+    actor_uid: str = Field(Uid(allow_empty=True), default="", doc="who made the change (recorded)")
+    actor_device: str = Field(_DEVICE, default="", doc="the actor's device (recorded)")
+    important: int = Field(Flag(), default=0, doc="1 = persisted sync-once CMD (offline queues)")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class RevokeReq:
     """``/message/revoke``."""
 
-    message_id: int
-    channel_id: str
-    channel_type: int
-    revoker: str
-    action_id: str
-    actor_device: str
-    important: int
+    message_id: int = Field(_MESSAGE_ID)
+    channel_id: str = Field(ChannelId(), default="", doc=_IN_CHANNEL_ID)
+    channel_type: int = Field(ChannelType(), default=0, doc=_IN_CHANNEL_TYPE)
+    revoker: str = Field(Uid(), doc="who revoked the message")
+    action_id: str = Field(_ACTION_ID, default="", doc=_FRESH_ACTION_ID)
+    actor_device: str = Field(_DEVICE, default="")
+    important: int = Field(Flag(), default=1, doc="1 (default) = persisted sync-once CMD")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class EditReq:
     """``/message/edit``."""
 
-    message_id: int
-    channel_id: str
-    channel_type: int
-    content_edit: dict[str, Any]
-    action_id: str
-    actor_uid: str
-    actor_device: str
-    important: int
+    message_id: int = Field(_MESSAGE_ID)
+    channel_id: str = Field(ChannelId(), default="", doc=_IN_CHANNEL_ID)
+    channel_type: int = Field(ChannelType(), default=0, doc=_IN_CHANNEL_TYPE)
+    content_edit: dict[str, Any] = Field(
+        AnyObject("the edited content: a JSON object with an integer type")
+    )
+    action_id: str = Field(_ACTION_ID, default="", doc=_FRESH_ACTION_ID)
+    actor_uid: str = Field(Uid(allow_empty=True), default="", doc="who made the change (recorded)")
+    actor_device: str = Field(_DEVICE, default="", doc="the actor's device (recorded)")
+    important: int = Field(Flag(), default=0, doc="1 = persisted sync-once CMD")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class OpsReq:
     """``/message/extra/ops``."""
 
-    message_id: int
-    after_op_id: int
-    limit: int
+    message_id: int = Field(_MESSAGE_ID)
+    after_op_id: int = Field(SEQ, default=0, doc="paging cursor: the last op_id read")
+    limit: int = Field(Integer(1, MAX_OPS_LIMIT), default=DEFAULT_OPS_LIMIT)
 
 
-_IN_CHANNEL = [
-    F("channel_id", ChannelId(), "", "if given, the message must be in this channel (else 404)"),
-    F("channel_type", ChannelType(), 0, "if given, the message's channel type (else 404)"),
-]
-_ACTION_ID = String(MAX_ACTION_ID_LENGTH, 1)
-_ACTOR = [
-    F("actor_uid", Uid(allow_empty=True), "", "who made the change (recorded)"),
-    F("actor_device", String(MAX_DEVICE_LENGTH), "", "the actor's device (recorded)"),
-]
-
-UPDATE = Object(
-    UpdateReq,
-    [
-        F("message_id", _MESSAGE_ID, description="a number or a decimal string"),
-        *_IN_CHANNEL,
-        F("status", String(MAX_STATUS_LENGTH), None, "the new business status"),
-        F("extra_patch", AnyObject("JSON merge patch (RFC 7396) of extra"), None),
-        F("readed_count", Integer(0, 2**31 - 1), None),
-        F("mode", Choice(("cas", "lww")), "cas", "compare-and-set or last-writer-wins"),
-        F("expected_version", SEQ, None, "cas: the version the change is based on"),
-        F("updated_at", IntOrString(1), None, "lww: the change's HLC value; absent = now"),
-        F("action_id", _ACTION_ID, description="idempotency key: a repeat changes nothing"),
-        *_ACTOR,
-        F("important", Flag(), 0, "1 = persisted sync-once CMD (offline queues)"),
-    ],
-)
-REVOKE = Object(
-    RevokeReq,
-    [
-        F("message_id", _MESSAGE_ID),
-        *_IN_CHANNEL,
-        F("revoker", Uid(), description="who revoked the message"),
-        F("action_id", _ACTION_ID, "", "idempotency key; absent = a fresh one"),
-        F("actor_device", String(MAX_DEVICE_LENGTH), ""),
-        F("important", Flag(), 1, "1 (default) = persisted sync-once CMD"),
-    ],
-)
-EDIT = Object(
-    EditReq,
-    [
-        F("message_id", _MESSAGE_ID),
-        *_IN_CHANNEL,
-        F("content_edit", AnyObject("the edited content: a JSON object with an integer type")),
-        F("action_id", _ACTION_ID, "", "idempotency key; absent = a fresh one"),
-        *_ACTOR,
-        F("important", Flag(), 0, "1 = persisted sync-once CMD"),
-    ],
-)
-OPS = Object(
-    OpsReq,
-    [
-        F("message_id", _MESSAGE_ID),
-        F("after_op_id", SEQ, 0, "paging cursor: the last op_id read"),
-        F("limit", Integer(1, MAX_OPS_LIMIT), DEFAULT_OPS_LIMIT),
-    ],
-)
+UPDATE = Object.of(UpdateReq)
+REVOKE = Object.of(RevokeReq)
+EDIT = Object.of(EditReq)
+OPS = Object.of(OpsReq)
 
 
 # --- handlers ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -29,12 +29,14 @@ from magpie.api.schema import (
     Base64,
     ChannelId,
     ChannelType,
-    F,
+    Field,
     Flag,
     Integer,
     Object,
+    PerNode,
     String,
     Uid,
+    request,
 )
 from magpie.config import Settings
 from magpie.core.messaging import SendRequest, SendResult
@@ -47,13 +49,13 @@ __all__ = ["Header", "endpoints", "new_client_msg_no"]
 DEFAULT_SYNC_LIMIT = 100
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class Header:
     """The WuKongIM message header flags."""
 
-    no_persist: int = 0
-    red_dot: int = 0
-    sync_once: int = 0
+    no_persist: int = Field(Flag(), default=0, doc="1 = online only, never stored")
+    red_dot: int = Field(Flag(), default=0, doc="1 = counts as unread")
+    sync_once: int = Field(Flag(), default=0, doc="1 = command for each recipient's offline queue")
 
     def flags(self) -> Flags:
         """As fixed-header flags."""
@@ -67,98 +69,59 @@ class Header:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+#: The ``payload`` of a send: base64, at most the node's ``max_payload_bytes``.
+_PAYLOAD = PerNode(lambda settings: Base64(settings.max_payload_bytes))
+
+
+@request
 class SendReq:
     """``/message/send``."""
 
-    header: Header
-    client_msg_no: str
-    from_uid: str
-    channel_id: str
-    channel_type: int
-    subscribers: list[str] | None
-    payload: bytes
-    setting: int
-    expire: int
-    topic: str
+    header: Header = Field(Object.of(Header), default=Header())
+    client_msg_no: str = Field(String(128), default="", doc="dedupe key; default: a UUID + '0'")
+    from_uid: str = Field(Uid(allow_empty=True), default="", doc="sender; may be empty for groups")
+    channel_id: str = Field(ChannelId(), doc="the peer uid for person channels")
+    channel_type: int = Field(ChannelType())
+    subscribers: Sequence[str] | None = Field(
+        uid_list(), default=None, doc="deliver only to these members (commands)"
+    )
+    payload: bytes = Field(_PAYLOAD, doc="JSON object with an integer type")
+    setting: int = Field(Integer(0, 255), default=0)
+    expire: int = Field(Integer(0, 2**32 - 1), default=0, doc="seconds; 0 = never")
+    topic: str = Field(String(MAX_TOPIC_LENGTH), default="")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class SendBatchReq:
     """``/message/sendbatch``: one person message from ``from_uid`` to each subscriber."""
 
-    header: Header
-    from_uid: str
-    subscribers: list[str]
-    payload: bytes
+    header: Header = Field(Object.of(Header), default=Header())
+    from_uid: str = Field(Uid())
+    subscribers: Sequence[str] = Field(uid_list(1))
+    payload: bytes = Field(_PAYLOAD)
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class SyncReq:
     """``/message/sync``."""
 
-    uid: str
-    message_seq: int
-    limit: int
+    uid: str = Field(Uid())
+    message_seq: int = Field(
+        SEQ, default=0, doc="last queue seq the client has; 0 = from the ack cursor"
+    )
+    limit: int = Field(Integer(0, MAX_SYNC_LIMIT), default=DEFAULT_SYNC_LIMIT, doc="0 = default")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class SyncAckReq:
     """``/message/syncack``."""
 
-    uid: str
-    last_message_seq: int
+    uid: str = Field(Uid())
+    last_message_seq: int = Field(Integer(1, 2**63 - 1))
 
 
-HEADER = Object(
-    Header,
-    [
-        F("no_persist", Flag(), 0, "1 = online only, never stored"),
-        F("red_dot", Flag(), 0, "1 = counts as unread"),
-        F("sync_once", Flag(), 0, "1 = command for each recipient's offline queue"),
-    ],
-)
-
-
-def _send_schema(max_payload: int) -> Object[SendReq]:
-    return Object(
-        SendReq,
-        [
-            F("header", HEADER, Header()),
-            F("client_msg_no", String(128), "", "dedupe key; default: a UUID + '0'"),
-            F("from_uid", Uid(allow_empty=True), "", "sender; may be empty for groups"),
-            F("channel_id", ChannelId(), description="the peer uid for person channels"),
-            F("channel_type", ChannelType()),
-            F("subscribers", uid_list(), None, "deliver only to these members (commands)"),
-            F("payload", Base64(max_payload), description="JSON object with an integer type"),
-            F("setting", Integer(0, 255), 0),
-            F("expire", Integer(0, 2**32 - 1), 0, "seconds; 0 = never"),
-            F("topic", String(MAX_TOPIC_LENGTH), ""),
-        ],
-    )
-
-
-def _sendbatch_schema(max_payload: int) -> Object[SendBatchReq]:
-    return Object(
-        SendBatchReq,
-        [
-            F("header", HEADER, Header()),
-            F("from_uid", Uid()),
-            F("subscribers", uid_list(1)),
-            F("payload", Base64(max_payload)),
-        ],
-    )
-
-
-SYNC = Object(
-    SyncReq,
-    [
-        F("uid", Uid()),
-        F("message_seq", SEQ, 0, "last queue seq the client has; 0 = from the ack cursor"),
-        F("limit", Integer(0, MAX_SYNC_LIMIT), DEFAULT_SYNC_LIMIT, "0 = default"),
-    ],
-)
-SYNC_ACK = Object(SyncAckReq, [F("uid", Uid()), F("last_message_seq", Integer(1, 2**63 - 1))])
+SYNC = Object.of(SyncReq)
+SYNC_ACK = Object.of(SyncAckReq)
 
 
 def new_client_msg_no() -> str:
@@ -259,7 +222,6 @@ async def syncack(ctx: ApiContext, _: Request, req: SyncAckReq) -> Response:
 
 def endpoints(settings: Settings) -> list[Endpoint[Any]]:
     """The message routes."""
-    limit = settings.max_payload_bytes
     sent = data_schema(props(message_id="integer", client_msg_no="string", message_seq="integer"))
     batch = {
         "type": "object",
@@ -275,7 +237,7 @@ def endpoints(settings: Settings) -> list[Endpoint[Any]]:
             "Send a message or command",
             Access.BUSINESS,
             send,
-            body=_send_schema(limit),
+            body=Object.of(SendReq, settings),
             response=sent,
             tag="messages",
         ),
@@ -285,7 +247,7 @@ def endpoints(settings: Settings) -> list[Endpoint[Any]]:
             "Send one person message to many users",
             Access.BUSINESS,
             sendbatch,
-            body=_sendbatch_schema(limit),
+            body=Object.of(SendBatchReq, settings),
             response=batch,
             tag="messages",
         ),

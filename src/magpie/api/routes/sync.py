@@ -13,7 +13,7 @@ projected)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -40,12 +40,13 @@ from magpie.api.schema import (
     Array,
     ChannelId,
     ChannelType,
-    F,
+    Field,
     Flag,
     Integer,
     Object,
     String,
     Uid,
+    request,
 )
 from magpie.api.views import messages_with_extra, user_rows
 from magpie.config import Settings
@@ -109,87 +110,74 @@ def _entry(entry: str, where: str) -> tuple[tuple[str, int], int]:
     return (channel_id, int(kind)), int(seq)
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class LargeChannel:
     """An entry of ``larges`` (accepted for compatibility; large channels are not special)."""
 
-    channel_id: str
-    channel_type: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationSyncReq:
-    """``/conversation/sync``."""
-
-    uid: str
-    version: int
-    last_msg_seqs: LastMsgSeqs
-    msg_count: int
-    larges: list[LargeChannel]
-
-
-@dataclass(frozen=True, slots=True)
-class MessageSyncReq:
-    """``/channel/messagesync``."""
-
-    login_uid: str
-    channel_id: str
-    channel_type: int
-    start_message_seq: int
-    end_message_seq: int
-    limit: int
-    pull_mode: int
-
-
-@dataclass(frozen=True, slots=True)
-class ExtraSyncReq:
-    """``/message/extra/sync`` (TSDD ``{channel_id, channel_type, extra_version, limit}``)."""
-
-    channel_id: str
-    channel_type: int
-    extra_version: int
-    limit: int
-    login_uid: str
-    envelope: int
+    channel_id: str = Field(ChannelId())
+    channel_type: int = Field(ChannelType())
 
 
 _NO_SEQS: LastMsgSeqs = MappingProxyType({})
-_LARGE = Object(LargeChannel, [F("channel_id", ChannelId()), F("channel_type", ChannelType())])
-CONVERSATION_SYNC = Object(
-    ConversationSyncReq,
-    [
-        F("uid", Uid()),
-        F("version", SEQ, 0, "only conversations changed after this version; 0 = all"),
-        F("last_msg_seqs", _LastMsgSeqsSpec(), _NO_SEQS, "the client's last seq per channel"),
-        F("msg_count", Integer(0, MAX_RECENTS), 0, "recent messages per conversation"),
-        F("larges", Array(_LARGE, MAX_LARGES), ()),
-    ],
-)
-MESSAGE_SYNC = Object(
-    MessageSyncReq,
-    [
-        F("login_uid", Uid(allow_empty=True), "", "the reader; required with a user token"),
-        F("channel_id", ChannelId(), description="the peer uid for person channels"),
-        F("channel_type", ChannelType()),
-        F("start_message_seq", SEQ, 0, "inclusive"),
-        F("end_message_seq", SEQ, 0, "exclusive; 0 = no bound"),
-        F("limit", Integer(0, MAX_SYNC_LIMIT), DEFAULT_MESSAGESYNC_LIMIT, "0 = default"),
-        F("pull_mode", Flag(), 0, "0 = down (older), 1 = up (newer)"),
-    ],
-)
 
 
-EXTRA_SYNC = Object(
-    ExtraSyncReq,
-    [
-        F("channel_id", ChannelId(), description="the peer uid for person channels"),
-        F("channel_type", ChannelType()),
-        F("extra_version", SEQ, 0, "cursor: the highest extra_version held; 0 = newest"),
-        F("limit", Integer(0, 2**31 - 1), DEFAULT_EXTRA_SYNC_LIMIT, "0 = default; capped"),
-        F("login_uid", Uid(allow_empty=True), "", "the reader (optional with a user token)"),
-        F("envelope", Flag(), 0, "1 = {epoch, rows, more} instead of a bare array"),
-    ],
-)
+@request
+class ConversationSyncReq:
+    """``/conversation/sync``."""
+
+    uid: str = Field(Uid())
+    version: int = Field(
+        SEQ, default=0, doc="only conversations changed after this version; 0 = all"
+    )
+    last_msg_seqs: LastMsgSeqs = Field(
+        _LastMsgSeqsSpec(),
+        default_factory=lambda: _NO_SEQS,
+        doc="the client's last seq per channel",
+    )
+    msg_count: int = Field(
+        Integer(0, MAX_RECENTS), default=0, doc="recent messages per conversation"
+    )
+    larges: Sequence[LargeChannel] = Field(Array(Object.of(LargeChannel), MAX_LARGES), default=())
+
+
+@request
+class MessageSyncReq:
+    """``/channel/messagesync``."""
+
+    login_uid: str = Field(
+        Uid(allow_empty=True), default="", doc="the reader; required with a user token"
+    )
+    channel_id: str = Field(ChannelId(), doc="the peer uid for person channels")
+    channel_type: int = Field(ChannelType())
+    start_message_seq: int = Field(SEQ, default=0, doc="inclusive")
+    end_message_seq: int = Field(SEQ, default=0, doc="exclusive; 0 = no bound")
+    limit: int = Field(
+        Integer(0, MAX_SYNC_LIMIT), default=DEFAULT_MESSAGESYNC_LIMIT, doc="0 = default"
+    )
+    pull_mode: int = Field(Flag(), default=0, doc="0 = down (older), 1 = up (newer)")
+
+
+@request
+class ExtraSyncReq:
+    """``/message/extra/sync`` (TSDD ``{channel_id, channel_type, extra_version, limit}``)."""
+
+    channel_id: str = Field(ChannelId(), doc="the peer uid for person channels")
+    channel_type: int = Field(ChannelType())
+    extra_version: int = Field(
+        SEQ, default=0, doc="cursor: the highest extra_version held; 0 = newest"
+    )
+    limit: int = Field(
+        Integer(0, 2**31 - 1), default=DEFAULT_EXTRA_SYNC_LIMIT, doc="0 = default; capped"
+    )
+    login_uid: str = Field(
+        Uid(allow_empty=True), default="", doc="the reader (optional with a user token)"
+    )
+    envelope: int = Field(Flag(), default=0, doc="1 = {epoch, rows, more} instead of a bare array")
+
+
+CONVERSATION_SYNC = Object.of(ConversationSyncReq)
+MESSAGE_SYNC = Object.of(MessageSyncReq)
+EXTRA_SYNC = Object.of(ExtraSyncReq)
 
 
 # --- /conversation/sync ---------------------------------------------------------------------

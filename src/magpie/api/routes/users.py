@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +19,7 @@ from magpie.api.routes._shared import (
     props,
     uid_list,
 )
-from magpie.api.schema import F, Flag, Integer, Object, String, Uid
+from magpie.api.schema import Field, Flag, Integer, Object, String, Uid, request
 from magpie.bus.interface import Kick
 from magpie.config import Settings
 from magpie.core.auth import hash_token
@@ -37,45 +36,36 @@ KICK_DEVICE_QUIT = "device quit"
 ALL_DEVICES = -1
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class TokenReq:
     """``/user/token``."""
 
-    uid: str
-    token: str
-    device_flag: int
-    device_level: int
+    uid: str = Field(Uid())
+    token: str = Field(String(MAX_TOKEN_LENGTH, 1))
+    device_flag: int = Field(DEVICE_FLAG, default=0, doc="0 app, 1 web, 2 pc")
+    device_level: int = Field(
+        Flag(), default=0, doc="0 slave, 1 master (kicks same-flag connections)"
+    )
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class DeviceQuitReq:
     """``/user/device_quit``."""
 
-    uid: str
-    device_flag: int
+    uid: str = Field(Uid())
+    device_flag: int = Field(Integer(ALL_DEVICES, 2), doc="-1 = all")
 
 
-@dataclass(frozen=True, slots=True)
+@request
 class RouteQuery:
     """``GET /route?uid=``."""
 
-    uid: str
+    uid: str = Field(Uid())
 
 
-TOKEN = Object(
-    TokenReq,
-    [
-        F("uid", Uid()),
-        F("token", String(MAX_TOKEN_LENGTH, 1)),
-        F("device_flag", DEVICE_FLAG, 0, "0 app, 1 web, 2 pc"),
-        F("device_level", Flag(), 0, "0 slave, 1 master (kicks same-flag connections)"),
-    ],
-)
-DEVICE_QUIT = Object(
-    DeviceQuitReq,
-    [F("uid", Uid()), F("device_flag", Integer(ALL_DEVICES, 2), description="-1 = all")],
-)
-ROUTE = Object(RouteQuery, [F("uid", Uid())])
+TOKEN = Object.of(TokenReq)
+DEVICE_QUIT = Object.of(DeviceQuitReq)
+ROUTE = Object.of(RouteQuery)
 
 
 async def user_token(ctx: ApiContext, _: Request, req: TokenReq) -> Response:
