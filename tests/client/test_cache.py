@@ -108,7 +108,7 @@ async def test_message_extra_applies_without_moving_the_cursor(cache: Cache) -> 
 
 
 async def test_reset_drops_everything_but_the_uid(cache: Cache) -> None:
-    await cache.set_epoch("e1")
+    assert await cache.adopt_epoch("e1")
     await cache.put_messages([msg(1)])
     await cache.apply_ext(G, [row(1001, 1, 1)])
     await cache.put_conversations([Conversation(G, 1, version=2)], 2)
@@ -120,7 +120,7 @@ async def test_reset_drops_everything_but_the_uid(cache: Cache) -> None:
 async def test_survives_a_restart(tmp_path: Path) -> None:
     first = Cache(tmp_path / "c.db")
     await first.open("alice")
-    await first.set_epoch("e1")
+    assert await first.adopt_epoch("e1")
     await first.put_messages([msg(1), msg(2)])
     await first.apply_ext(G, [row(1002, 2, 7, "done")])
     await first.put_conversations([Conversation(G, 2, version=5)], 5)

@@ -196,6 +196,20 @@ async def test_live_gap_is_filled(server: FakeServer, parts: tuple[Syncer, Cache
     assert server.paths.count("/channel/messagesync") == 2
 
 
+async def test_data_cached_without_an_epoch_is_dropped_by_the_first_sync(
+    server: FakeServer, parts: tuple[Syncer, Cache, Sink]
+) -> None:
+    """Messages cached before any epoch was recorded (an older SDK's file, say) cannot be
+    tied to a store: the first answer's epoch is not adopted for them; they are dropped."""
+    syncer, cache, sink = parts
+    await cache.put_messages([Message.of(G, 901, 1, "old", "a", 1, b'{"type":1}')])
+    server.add(1)
+    await syncer.full_sync()
+    assert cache.epoch == "e1"
+    assert [m.message_id for m in await cache.history(G)] == [101]
+    assert SyncPhase.RESET in [e.phase for e in sink.events]
+
+
 async def test_a_new_epoch_resets_the_cache_and_starts_over(
     server: FakeServer, parts: tuple[Syncer, Cache, Sink]
 ) -> None:
@@ -222,6 +236,7 @@ async def test_a_refused_channel_is_skipped(
     server.refuse = None
     server.add(2)
     await syncer.full_sync()
+    await cache.put_messages([Message.of(G, 104, 4, "c4", "a", 4, b"{}")])  # live; 3 missed
     server.refuse = 403
     await syncer._fill(G)  # a per-channel refusal is reported, not raised
     assert sink.events[-1].phase is SyncPhase.FAILED and sink.events[-1].channel == G

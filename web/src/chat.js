@@ -61,10 +61,33 @@ export class ChatApp {
     this.everConnected = false;
     this.sending = new Map(); // clientSeq -> message (local echoes awaiting SENDACK)
     this.readSeqs = loadReadSeqs(this.me);
-    this.api.onEpochChange(() => {
-      this.cards.reset(); // card versions restart with the store: accept whatever comes next
-      this.extras.reset();
-    });
+    this.api.holdsData = () => this.cache.holdsData();
+    this.api.onEpochChange(() => this.onStoreReplaced());
+  }
+
+  /**
+   * The server's store epoch changed (a restore, another store), or the first epoch came
+   * while the page held data of unknown origin (I7): every cached message, cursor and card
+   * version is dropped, and what is shown is loaded again from the server.
+   */
+  onStoreReplaced() {
+    console.warn('[magpie] the server store changed: dropping the cached messages');
+    this.cards.reset(); // card versions restart with the store: accept whatever comes next
+    this.cache.clear();
+    this.extras.reset(); // nothing cached is left to reset: in-flight pulls are ignored
+    const channel = this.openChannel;
+    if (channel) this.messages.show(this.cache.get(channel));
+    // After the request that noticed it has finished with the old state.
+    setTimeout(() => this.reloadAfterReset(), 0);
+  }
+
+  async reloadAfterReset() {
+    await this.syncConversations();
+    const channel = this.openChannel;
+    if (!channel) return;
+    const state = this.cache.get(channel);
+    if (!state.loaded) await this.loadLatest(state);
+    if (this.openChannel === channel) await this.extras.sync(channel);
   }
 
   start() {

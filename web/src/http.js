@@ -33,6 +33,8 @@ export class Api {
     this.token = token || '';
     this.epoch = '';
     this.epochListeners = [];
+    /** Whether the page holds data from the server (set by the app): see noteEpoch. */
+    this.holdsData = () => false;
   }
 
   /** Called with (newEpoch, oldEpoch) when X-Magpie-Epoch changes (the store was replaced). */
@@ -40,11 +42,16 @@ export class Api {
     this.epochListeners.push(fn);
   }
 
+  /**
+   * Adopt the server store's epoch (I7). A different one means another store: listeners
+   * drop what the page cached. So does the first epoch heard while the page already holds
+   * data — nothing tells which store that data came from, so it counts as stale.
+   */
   noteEpoch(epoch) {
     if (!epoch || epoch === this.epoch) return;
     const old = this.epoch;
     this.epoch = epoch;
-    if (old) for (const fn of this.epochListeners) fn(epoch, old);
+    if (old || this.holdsData()) for (const fn of this.epochListeners) fn(epoch, old);
   }
 
   async request(method, path, body, { auth = true, timeoutMs = 15000 } = {}) {

@@ -92,4 +92,15 @@ export class MessageCache {
   all() {
     return [...this.channels.values()];
   }
+
+  /** Whether any channel holds a message. */
+  holdsData() {
+    for (const state of this.channels.values()) if (state.messages.size > 0) return true;
+    return false;
+  }
+
+  /** Forget every channel (the store was replaced: nothing cached is valid any more). */
+  clear() {
+    this.channels.clear();
+  }
 }

@@ -13,7 +13,9 @@ What it keeps (all per user; the file records its uid and refuses another):
 * ``conversations``: the conversation list with each channel's last known seq, and the
   ``/conversation/sync`` version cursor;
 * ``meta``: uid, schema version, and the server store's ``epoch`` (I7) — a different epoch
-  means another store incarnation: :meth:`Cache.reset` drops everything but the uid.
+  means another store incarnation: :meth:`Cache.reset` drops everything but the uid. Data
+  cached while no epoch was recorded is stale too (:meth:`Cache.adopt_epoch` refuses to
+  adopt an epoch for it), since nothing tells which store it came from.
 
 Every method is one transaction. With ``synchronous=FULL`` (the default) a method returns only
 once its changes are on disk, which is what lets the client RECVACK after caching.
@@ -316,6 +318,19 @@ def _conversations(conn: sqlite3.Connection) -> list[Conversation]:
     return [Conversation(Channel(r[0], r[1]), *r[2:]) for r in rows]
 
 
+def _adopt_epoch(epoch: str, conn: sqlite3.Connection) -> bool:
+    def body() -> bool:
+        if _meta(conn, "epoch"):
+            return False
+        for table in _TABLES:
+            if conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone():  # noqa: S608
+                return False
+        _set_meta(conn, "epoch", epoch)
+        return True
+
+    return _transaction(conn, body)
+
+
 def _reset(epoch: str, conn: sqlite3.Connection) -> None:
     def body() -> None:
         for table in _TABLES:
@@ -362,10 +377,16 @@ class Cache:
         """The ``/conversation/sync`` version cursor."""
         return self._conversation_version
 
-    async def set_epoch(self, epoch: str) -> None:
-        """Adopt ``epoch`` (for a cache that had none)."""
-        await self._worker.run(lambda c: _transaction(c, lambda: _set_meta(c, "epoch", epoch)))
-        self._epoch = epoch
+    async def adopt_epoch(self, epoch: str) -> bool:
+        """Record ``epoch`` as the one the cached data comes from — only when the cache
+        has no epoch yet *and holds nothing*. A cache that holds data but no epoch (it
+        only sent messages, or was filled before an epoch was ever read) cannot tell which
+        store its data came from: it is stale, and the caller resets it (I7). ``False``
+        when nothing was adopted."""
+        adopted: bool = await self._worker.run(partial(_adopt_epoch, epoch))
+        if adopted:
+            self._epoch = epoch
+        return adopted
 
     async def reset(self, epoch: str) -> None:
         """Drop every cached message, extension, cursor and conversation; adopt ``epoch``."""

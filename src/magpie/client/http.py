@@ -59,6 +59,8 @@ class Recents:
     conversations: list[Conversation]
     messages: list[Message]
     version: int
+    #: The server store's epoch (``X-Magpie-Epoch``; ``""`` from a server that sends none).
+    epoch: str = ""
 
 
 class HttpApi:
@@ -115,7 +117,7 @@ class HttpApi:
             conversations.append(_conversation(channel, item))
             messages += [message_from_json(m, channel) for m in item.get("recents") or ()]
             top = max(top, int(item.get("version", 0)))
-        return Recents(conversations, messages, top)
+        return Recents(conversations, messages, top, response.headers.get(EPOCH_HEADER, ""))
 
     async def history(self, channel: Channel, start: int, end: int, limit: int) -> HistoryPage:
         """Messages of ``channel`` with seqs from ``start`` (inclusive) up to ``end``

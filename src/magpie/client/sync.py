@@ -4,8 +4,8 @@ A **full sync** runs after every connect (spec §9 item 5: live RECVs alone lose
 while offline):
 
 1. *epoch probe* — if the cache holds anything, pull one of its channels' extension changes;
-   the answer names the server's store epoch, and a different one drops the cache (I7) and
-   starts over;
+   the answer names the server's store epoch, and a different one — or any epoch, when the
+   cache holds data but recorded none — drops the cache (I7) and starts over;
 2. ``/conversation/sync`` after the cached version cursor: the changed conversations and
    their last seqs;
 3. for every conversation, the seq ranges still missing below its last seq are pulled with
@@ -237,6 +237,7 @@ class Syncer:
         recents = await self._api.conversations(
             self._cache.conversation_version, await self._last_seqs() if count else "", count
         )
+        await self._check_epoch(recents.epoch)  # before anything is stored (I7)
         await self._store(recents.messages)
         await self._cache.put_conversations(recents.conversations, recents.version)
         self._report(SyncPhase.CONVERSATIONS, count=len(recents.conversations))
@@ -328,13 +329,15 @@ class Syncer:
         return 1 if limit is None else max(1, top - limit + 1)
 
     async def _check_epoch(self, epoch: str) -> None:
-        """Adopt the server's epoch, or reset the cache and raise if it changed (I7)."""
+        """Adopt the server's epoch, or reset the cache and raise if it changed (I7). A
+        cache that holds data but never recorded an epoch is stale as well: its data may
+        come from another store (e.g. it only sent messages before the server was moved
+        onto a restored or fresh store)."""
         if not epoch or epoch == self._cache.epoch:
             return
-        if not self._cache.epoch:
-            await self._cache.set_epoch(epoch)
+        if not self._cache.epoch and await self._cache.adopt_epoch(epoch):
             return
-        log.warning("the server's store epoch changed: dropping the cache")
+        log.warning("the server's store epoch differs from the cache's: dropping the cache")
         await self._cache.reset(epoch)
         self._resets += 1
         self._report(SyncPhase.RESET, detail=epoch)

@@ -4,8 +4,9 @@ for the body's uid) or the user's own token (``magpie.api.auth``); who may read 
 the core's decision (:meth:`magpie.core.access.AccessControl.readable_channel`).
 
 Each ``/channel/messagesync`` message carries its extension as ``message_extra`` (I6), and
-the answer the store epoch in the ``X-Magpie-Epoch`` header (I7), so a client's freshly
-loaded page is current and tied to the store it came from. ``/message/extra/sync`` answers
+the answer — like ``/conversation/sync``'s — the store epoch in the ``X-Magpie-Epoch`` header
+(I7), so a client's freshly loaded page is current and tied to the store it came from (and a
+client learns the epoch before it stores anything of a sync). ``/message/extra/sync`` answers
 in TangSengDaoDao's shape: a bare array of rows (``"envelope": true`` gives ``{epoch, rows,
 more}``). Extension rows are rendered per caller by :mod:`magpie.api.views` (card state
 projected)."""
@@ -230,7 +231,8 @@ async def conversation_sync(
             budget.add(conversation_resp(row, [], caller.uid), force=True)
     if cut:
         ctx.metrics.history_truncated.labels(endpoint="/conversation/sync").inc()
-    return JsonBytes(budget.array(), headers={MORE_HEADER: str(int(cut))})
+    headers = {MORE_HEADER: str(int(cut)), EPOCH_HEADER: ctx.store.epoch}
+    return JsonBytes(budget.array(), headers=headers)
 
 
 # --- /channel/messagesync -------------------------------------------------------------------
