@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser, expect
 
 from magpie.cli import _seed_demo
@@ -14,6 +15,8 @@ from tests.api.helpers import text
 from tests.client.support import Proxy
 from tests.support.nodes import api, running_node
 from tests.web.conftest import Ui
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # the module's shared browser
 
 GROUP = ("demo-group", 2)
 
