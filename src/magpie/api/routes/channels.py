@@ -173,5 +173,6 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             body=SUBSCRIBER_REMOVE,
             response=OK,
             tag="channels",
+            errors=((404, "no such channel"),),
         ),
     ]
