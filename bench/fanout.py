@@ -164,7 +164,7 @@ def run() -> None:
     os.sched_setaffinity(0, LOAD_CPUS)  # the sender too stays off the server's core
     print(f"fan-out: {MEMBERS} members, {MESSAGES} messages every {GAP * 1000:.0f} ms, "
           f"RECV frame {_recv_frame_size()} B; {pinning()}")  # fmt: skip
-    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws").split(","))
+    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws,tcp").split(","))
     _print(measure(transports))
 
 

@@ -37,7 +37,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -247,8 +247,8 @@ class MagpieTcpProtocol(asyncio.Protocol):
         self.client = client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.client.wire.bind_tcp(transport)
+        # uvloop's TCPTransport does not subclass asyncio.Transport; it has write().
+        self.client.wire.bind_tcp(cast(asyncio.Transport, transport))
         self.client.hello()
 
     def data_received(self, data: bytes) -> None:

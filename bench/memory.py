@@ -42,7 +42,7 @@ def measure(transports: tuple[str, ...] = ("ws", "tcp")) -> list[tuple[str, floa
 def run() -> None:
     """Measure and print KB per connection."""
     os.sched_setaffinity(0, LOAD_CPUS)
-    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws").split(","))
+    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws,tcp").split(","))
     rows = measure(transports)
     print(f"idle memory at {CONNECTIONS} connections (server RSS growth / connection):")
     for name, per in rows:

@@ -117,7 +117,7 @@ def run() -> None:
     os.sched_setaffinity(0, LOAD_CPUS)
     print(f"send path: {CONNECTIONS} connections, 1 outstanding each, {SECONDS:.0f} s, "
           f"SEND frame {_send_frame_size()} B; {pinning()}")  # fmt: skip
-    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws").split(","))
+    transports = tuple(os.environ.get("MAGPIE_BENCH_TRANSPORTS", "ws,tcp").split(","))
     _print(measure(transports))
 
 

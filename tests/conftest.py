@@ -1,10 +1,13 @@
-"""Shared pytest options (slow soak/chaos runs are opt-in) and the PostgreSQL session database."""
+"""Shared pytest options (slow soak/chaos runs are opt-in), the event loop every async test
+runs on (uvloop, as ``magpie serve`` does) and the PostgreSQL session database."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
+import uvloop
 
 from tests.support.postgres import session_database
 
@@ -20,6 +23,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on uvloop: the loop production runs (``magpie.cli``)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -143,8 +143,13 @@ class Node:
 
     @property
     def ws_port(self) -> int:
-        """The port the gateway listens on (after :meth:`start`)."""
+        """The port the WebSocket gateway listens on (after :meth:`start`)."""
         return self.gateway.port
+
+    @property
+    def tcp_port(self) -> int:
+        """The port the TCP gateway listens on (after :meth:`start`; 0 when disabled)."""
+        return self.gateway.tcp_port
 
     async def start(self) -> None:
         """Open the store, start the gateway and the HTTP API. On failure, whatever was
@@ -174,6 +179,7 @@ class Node:
             gateway=self.gateway,
             metrics=self.metrics,
             ws_addr=self.settings.ws_public_addr or f"ws://{self.settings.host}:{self.ws_port}",
+            tcp_addr=self._tcp_addr(),
             ext=self.ext,
             access=self.access,
             cards=self.cards,
@@ -182,12 +188,19 @@ class Node:
         await self.cards.start()  # re-arms pending card deadlines; may fire some at once
         await self._start_http(create_api(self.api))
         log.info(
-            "gateway on ws://%s:%d, API on http://%s:%d",
+            "gateway on ws://%s:%d (TCP port %d), API on http://%s:%d",
             self.settings.host,
             self.ws_port,
+            self.tcp_port,
             self.settings.host,
             self.api_port,
         )
+
+    def _tcp_addr(self) -> str:
+        """What ``/route`` answers as ``tcp_addr``: ``host:port``, or empty without TCP."""
+        if not self.settings.tcp_enabled:
+            return ""
+        return self.settings.tcp_public_addr or f"{self.settings.host}:{self.tcp_port}"
 
     async def _start_http(self, app: object) -> None:
         s = self.settings
@@ -375,6 +388,7 @@ def _gateway_config(s: Settings) -> GatewayConfig:
     return GatewayConfig(
         host=s.host,
         port=s.ws_port,
+        tcp_port=s.tcp_port if s.tcp_enabled else None,
         token_auth=s.token_auth,
         connect_timeout=s.connect_timeout,
         idle_timeout=s.idle_timeout,

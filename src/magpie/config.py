@@ -54,6 +54,12 @@ class Settings:
     api_port: int = 5001
     #: ``ws://`` address given to clients by ``/route``; empty = derived from host and port.
     ws_public_addr: str = ""
+    #: Plain TCP gateway port for native SDKs (WuKongIM default 5100); 0 picks a free port.
+    tcp_port: int = 5100
+    #: Listen on ``tcp_port`` at all (the same packets as WebSocket, length-prefixed).
+    tcp_enabled: bool = True
+    #: ``host:port`` given to clients by ``/route`` as ``tcp_addr``; empty = host and port.
+    tcp_public_addr: str = ""
     #: Business API key; empty = generated once and kept in ``data_dir/api_key``.
     api_key: str = ""
     #: Check user tokens on CONNECT (off only for development).
@@ -243,11 +249,13 @@ def _choice(key: str, value: object, choices: tuple[str, ...]) -> object:
 
 
 def _validate_ports(s: Settings) -> None:
-    for key in ("ws_port", "api_port"):
+    for key in ("ws_port", "api_port", "tcp_port"):
         value = getattr(s, key)
         _check(0 <= value <= 65535, key, value, "must be a port number 0–65535")
     if s.ws_port and s.ws_port == s.api_port:
         raise ConfigError("api_port", f"must differ from ws_port (both {s.ws_port})")
+    if s.tcp_enabled and s.tcp_port and s.tcp_port in (s.ws_port, s.api_port):
+        raise ConfigError("tcp_port", f"must differ from ws_port and api_port ({s.tcp_port})")
 
 
 _POSITIVE = (

@@ -86,10 +86,15 @@ async def test_onlinestatus_lists_online_device_flags(node: Node, http: httpx.As
         await c.close()
 
 
-async def test_route_gives_the_ws_address(node: Node, anon: httpx.AsyncClient) -> None:
+async def test_route_gives_the_ws_and_tcp_addresses(node: Node, anon: httpx.AsyncClient) -> None:
     r = await anon.get("/route", params={"uid": "alice"})
     assert r.status_code == 200
-    assert r.json() == {"tcp_addr": "", "ws_addr": f"ws://127.0.0.1:{node.ws_port}", "wss_addr": ""}
+    assert node.tcp_port > 0
+    assert r.json() == {
+        "tcp_addr": f"127.0.0.1:{node.tcp_port}",
+        "ws_addr": f"ws://127.0.0.1:{node.ws_port}",
+        "wss_addr": "",
+    }
     bad = await anon.get("/route", params={"uid": "a b"})
     assert (bad.status_code, bad.json()["field"]) == (400, "uid")
     missing = await anon.get("/route")

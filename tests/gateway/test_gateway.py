@@ -5,23 +5,53 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
 from magpie.app import Node
 from magpie.client.raw import ConnectRefused, RawClient
-from magpie.gateway.ws import WsConn
+from magpie.gateway.wire import Wire
 from magpie.protocol.packets import Disconnect, Flags, Ping, Pong, ReasonCode
 from magpie.store.sqlite import SqliteStore
-from tests.support.nodes import add_user, connect, make_group, running_node, settle, time_scale
+from tests.support import nodes
+from tests.support.nodes import (
+    TRANSPORTS,
+    add_user,
+    client_url,
+    make_group,
+    running_node,
+    settle,
+    time_scale,
+)
 
 T = 5 * time_scale()
 
 
 def text(s: str) -> bytes:
     return json.dumps({"type": 1, "content": s}).encode()
+
+
+Connector = Callable[..., Awaitable[RawClient]]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every test that connects clients runs over WebSocket and over plain TCP."""
+    return str(request.param)
+
+
+@pytest.fixture
+def connect(transport: str) -> Connector:
+    """``await connect(node, uid, token, **kw)``: a low-level client over ``transport``."""
+
+    async def make(node: Node, uid: str, token: str, **kw: Any) -> RawClient:
+        return await nodes.connect(node, uid, token, transport=transport, **kw)
+
+    return make
 
 
 @pytest.fixture
@@ -34,7 +64,9 @@ async def users(node: Node, *uids: str) -> dict[str, str]:
     return {uid: await add_user(node, uid) for uid in uids}
 
 
-async def test_person_message_reaches_peer_with_peer_channel_id(node: Node) -> None:
+async def test_person_message_reaches_peer_with_peer_channel_id(
+    node: Node, connect: Connector
+) -> None:
     tok = await users(node, "alice", "bob")
     alice, bob = await connect(node, "alice", tok["alice"]), await connect(node, "bob", tok["bob"])
     ack = await alice.send("bob", 1, text("hi bob"))
@@ -50,7 +82,7 @@ async def test_person_message_reaches_peer_with_peer_channel_id(node: Node) -> N
     await bob.close()
 
 
-async def test_group_fan_out_and_other_device_of_sender(node: Node) -> None:
+async def test_group_fan_out_and_other_device_of_sender(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "b", "c")
     await make_group(node, "g1", ["a", "b", "c"])
     a1 = await connect(node, "a", tok["a"], device_flag=1)
@@ -67,17 +99,17 @@ async def test_group_fan_out_and_other_device_of_sender(node: Node) -> None:
         await client.close()
 
 
-async def test_bad_token_gets_connack_auth_fail_and_close(node: Node) -> None:
+async def test_bad_token_gets_connack_auth_fail_and_close(node: Node, transport: str) -> None:
     await users(node, "alice")
-    client = RawClient(f"ws://127.0.0.1:{node.ws_port}", "alice", "wrong")
+    client = RawClient(client_url(node, transport), "alice", "wrong")
     with pytest.raises(ConnectRefused) as info:
         await client.connect()
     assert info.value.reason == ReasonCode.AUTH_FAIL
     assert client.connack is not None and client.connack.server_key == ""
 
 
-async def test_unknown_user_is_refused(node: Node) -> None:
-    client = RawClient(f"ws://127.0.0.1:{node.ws_port}", "nobody", "x")
+async def test_unknown_user_is_refused(node: Node, transport: str) -> None:
+    client = RawClient(client_url(node, transport), "nobody", "x")
     with pytest.raises(ConnectRefused):
         await client.connect()
 
@@ -96,7 +128,28 @@ async def test_first_packet_not_connect_closes(node: Node) -> None:
         assert ws.close_code == 1008
 
 
-async def test_ping_pong(node: Node) -> None:
+async def test_tcp_no_connect_within_timeout_closes(tmp_path: Path) -> None:
+    async with running_node(tmp_path, connect_timeout=0.3) as node:
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.tcp_port)
+        assert await asyncio.wait_for(reader.read(), T) == b""  # closed by the server
+        writer.close()
+
+
+async def test_tcp_first_packet_not_connect_closes(node: Node) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.tcp_port)
+    writer.write(b"\x70")
+    assert await asyncio.wait_for(reader.read(), T) == b""
+    writer.close()
+
+
+async def test_websocket_text_message_closes_as_protocol_violation(node: Node) -> None:
+    async with ws_connect(f"ws://127.0.0.1:{node.ws_port}") as ws:
+        await ws.send("not binary")
+        await asyncio.wait_for(ws.wait_closed(), T)
+        assert ws.close_code == 1008
+
+
+async def test_ping_pong(node: Node, connect: Connector) -> None:
     tok = await users(node, "alice")
     alice = await connect(node, "alice", tok["alice"])
     await alice.write(Ping())
@@ -104,7 +157,7 @@ async def test_ping_pong(node: Node) -> None:
     await alice.close()
 
 
-async def test_non_member_send_refused_and_nothing_stored(node: Node) -> None:
+async def test_non_member_send_refused_and_nothing_stored(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "x")
     await make_group(node, "g2", ["a"])
     x = await connect(node, "x", tok["x"])
@@ -116,7 +169,7 @@ async def test_non_member_send_refused_and_nothing_stored(node: Node) -> None:
     await x.close()
 
 
-async def test_client_cannot_send_cmd_or_sync_once(node: Node) -> None:
+async def test_client_cannot_send_cmd_or_sync_once(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "b")
     a = await connect(node, "a", tok["a"])
     cmd = json.dumps({"type": 99, "cmd": "syncMessageExtra"}).encode()
@@ -130,7 +183,7 @@ async def test_client_cannot_send_cmd_or_sync_once(node: Node) -> None:
     await a.close()
 
 
-async def test_bad_msg_key_gets_reason_and_nothing_stored(node: Node) -> None:
+async def test_bad_msg_key_gets_reason_and_nothing_stored(node: Node, connect: Connector) -> None:
     from dataclasses import replace
 
     tok = await users(node, "a", "b")
@@ -153,7 +206,7 @@ async def _all_messages(node: Node, a: str, b: str):  # type: ignore[no-untyped-
         yield m
 
 
-async def test_master_login_kicks_older_connection(node: Node) -> None:
+async def test_master_login_kicks_older_connection(node: Node, connect: Connector) -> None:
     await add_user(node, "m", "tok-m", level=1)
     old = await connect(node, "m", "tok-m", device_flag=1)
     new = await connect(node, "m", "tok-m", device_flag=1)
@@ -167,7 +220,7 @@ async def test_master_login_kicks_older_connection(node: Node) -> None:
 # --- invariants ----------------------------------------------------------------------------
 
 
-async def test_i1_ack_means_durable(tmp_path: Path) -> None:
+async def test_i1_ack_means_durable(tmp_path: Path, connect: Connector) -> None:
     async with running_node(tmp_path, sqlite_synchronous="FULL") as node:
         tok = await users(node, "a", "b")
         a = await connect(node, "a", tok["a"])
@@ -181,7 +234,7 @@ async def test_i1_ack_means_durable(tmp_path: Path) -> None:
         await a.close()
 
 
-async def test_i2_concurrent_duplicates_store_once(node: Node) -> None:
+async def test_i2_concurrent_duplicates_store_once(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "b")
     clients = [await connect(node, "a", tok["a"], device_flag=f % 3) for f in range(6)]
     acks = await asyncio.gather(
@@ -194,7 +247,7 @@ async def test_i2_concurrent_duplicates_store_once(node: Node) -> None:
         await c.close()
 
 
-async def test_i3_gap_free_seq_under_concurrent_senders(node: Node) -> None:
+async def test_i3_gap_free_seq_under_concurrent_senders(node: Node, connect: Connector) -> None:
     members = [f"u{i}" for i in range(10)]
     tok = await users(node, *members)
     await make_group(node, "busy", members)
@@ -210,7 +263,7 @@ async def test_i3_gap_free_seq_under_concurrent_senders(node: Node) -> None:
         await c.close()
 
 
-async def test_i4_fan_out_only_after_commit(node: Node) -> None:
+async def test_i4_fan_out_only_after_commit(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "b")
     a, b = await connect(node, "a", tok["a"]), await connect(node, "b", tok["b"])
     for i in range(20):
@@ -222,7 +275,7 @@ async def test_i4_fan_out_only_after_commit(node: Node) -> None:
     await b.close()
 
 
-async def test_i5_unacked_recv_is_retried_until_recvack(node: Node) -> None:
+async def test_i5_unacked_recv_is_retried_until_recvack(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "b")
     a = await connect(node, "a", tok["a"])
     b = await connect(node, "b", tok["b"], auto_ack=False)
@@ -242,7 +295,7 @@ async def test_i5_unacked_recv_is_retried_until_recvack(node: Node) -> None:
     await b.close()
 
 
-async def test_no_persist_is_not_stored_nor_retried(node: Node) -> None:
+async def test_no_persist_is_not_stored_nor_retried(node: Node, connect: Connector) -> None:
     tok = await users(node, "a", "b")
     a = await connect(node, "a", tok["a"])
     b = await connect(node, "b", tok["b"], auto_ack=False)
@@ -260,7 +313,7 @@ async def test_no_persist_is_not_stored_nor_retried(node: Node) -> None:
 class _FullSocket:
     """A socket whose kernel buffer always looks full and whose sends never finish."""
 
-    def __init__(self, inner: WsConn) -> None:
+    def __init__(self, inner: Wire) -> None:
         self._inner = inner
 
     def buffered(self) -> int:
@@ -273,7 +326,9 @@ class _FullSocket:
         return getattr(self._inner, name)
 
 
-async def test_slow_consumer_is_closed_and_others_unaffected(tmp_path: Path) -> None:
+async def test_slow_consumer_is_closed_and_others_unaffected(
+    tmp_path: Path, connect: Connector
+) -> None:
     async with running_node(tmp_path, outbound_max_frames=5, outbound_max_bytes=4096) as node:
         members = ["s", "fast", "slow"]
         tok = await users(node, *members)
@@ -294,7 +349,9 @@ async def test_slow_consumer_is_closed_and_others_unaffected(tmp_path: Path) -> 
             await c.close()
 
 
-async def test_connack_carries_server_version_only_for_clients_above_v3(node: Node) -> None:
+async def test_connack_carries_server_version_only_for_clients_above_v3(
+    node: Node, connect: Connector
+) -> None:
     tok = await users(node, "v")
     old = await connect(node, "v", tok["v"], version=2)
     new = await connect(node, "v", tok["v"], version=4)

@@ -42,7 +42,7 @@ async def test_connection_lines_name_uid_device_and_remote(
     async with running_node(tmp_path) as node:
         token = await add_user(node, "alice")
         client = await connect(node, "alice", token, device_flag=2)
-        local = client._ws.local_address if client._ws else ("", 0)
+        local = client.local_address
         await client.close()
         refused_token = "not-" + token
         with pytest.raises(Exception, match="refused"):

@@ -498,10 +498,10 @@ async def test_heartbeat_ping_pong_keeps_connection(
         pings: list[str] = []
         original = node.gateway._dispatch
 
-        async def counting(session: Session, packet: Packet) -> None:
+        def counting(session: Session, packet: Packet) -> None:
             if isinstance(packet, Ping):
                 pings.append(session.conn_id)
-            await original(session, packet)
+            original(session, packet)
 
         monkeypatch.setattr(node.gateway, "_dispatch", counting)
         alice = await online(sdk_factory, node, "alice", token, heartbeat_interval_ms=500)

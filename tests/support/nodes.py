@@ -38,6 +38,7 @@ async def running_node(data_dir: Path, **overrides: Any) -> AsyncIterator[Node]:
         data_dir=str(data_dir),
         ws_port=0,
         api_port=0,
+        tcp_port=0,
         api_key=API_KEY,
         sqlite_synchronous=overrides.pop("sqlite_synchronous", "NORMAL"),
         **overrides,
@@ -81,8 +82,21 @@ async def make_group(node: Node, channel_id: str, members: list[str]) -> None:
         assert r.status_code == 200, r.text
 
 
-async def connect(node: Node, uid: str, token: str, **kw: Any) -> RawClient:
-    """A connected low-level client."""
-    client = RawClient(f"ws://127.0.0.1:{node.ws_port}", uid, token, **kw)
+#: The client transports a node speaks: WebSocket (the JS SDK's) and plain TCP (native SDKs').
+TRANSPORTS = ("ws", "tcp")
+
+
+def client_url(node: Node, transport: str = "ws") -> str:
+    """Where a client of ``transport`` (``ws`` or ``tcp``) connects to ``node``."""
+    if transport == "tcp":
+        return f"tcp://127.0.0.1:{node.tcp_port}"
+    return f"ws://127.0.0.1:{node.ws_port}"
+
+
+async def connect(
+    node: Node, uid: str, token: str, *, transport: str = "ws", **kw: Any
+) -> RawClient:
+    """A connected low-level client over ``transport``."""
+    client = RawClient(client_url(node, transport), uid, token, **kw)
     await client.connect(timeout=10 * time_scale())
     return client

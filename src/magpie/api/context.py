@@ -29,7 +29,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 @dataclass
 class ApiContext:
-    """The node's services as the API sees them; ``ws_addr`` is what ``/route`` returns."""
+    """The node's services as the API sees them; ``ws_addr`` and ``tcp_addr`` are what
+    ``/route`` returns (``tcp_addr`` empty when the node has no TCP listener)."""
 
     settings: Settings
     api_key: str
@@ -42,6 +43,8 @@ class ApiContext:
     ext: ExtService
     #: Who may do what (shared with the gateway and the send flow).
     access: AccessControl
+    #: ``host:port`` of the TCP gateway for ``/route`` (empty: no TCP listener).
+    tcp_addr: str = ""
     #: The card service (``/cards`` routes and card projections in sync rows); ``None``: off.
     cards: CardService | None = None
     started: bool = field(default=False, init=False)

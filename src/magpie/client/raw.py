@@ -1,15 +1,21 @@
 """A low-level asyncio WuKongIM client: one connection, packets in and out, no cache.
 
 It is the transport the Python SDK builds on, and what Magpie's own tests and benchmarks
-use to speak to a server the way the official SDK does (handshake, encryption, msgKey, one
-packet per WebSocket message).
+use to speak to a server the way the official SDKs do (handshake, encryption, msgKey). The URL
+picks the transport: ``ws://host:port`` speaks WebSocket, one packet per binary message, as the
+JS SDK does; ``tcp://host:port`` speaks plain TCP, packets back to back on the stream (framed
+by their own length prefix), as WuKongIM's native SDKs do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
+from typing import Protocol
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -49,8 +55,104 @@ class ReceivedMessage:
         self.payload = payload
 
 
+class _Link(Protocol):
+    """The byte pipe under a :class:`RawClient`."""
+
+    async def send(self, data: bytes) -> None:
+        """Write one packet's bytes."""
+        ...
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """What arrives, until the connection ends."""
+        ...
+
+    async def close(self) -> None:
+        """Close politely."""
+        ...
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """Our end's ``(host, port)``."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        ...
+
+
+class _WsLink:
+    """WebSocket: one packet per binary message."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self.ws.send(data)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for data in self.ws:
+            if isinstance(data, bytes):
+                yield data
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    def abort(self) -> None:
+        self.ws.transport.abort()
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        host, port = self.ws.local_address[:2]
+        return str(host), int(port)
+
+
+class _TcpLink:
+    """Plain TCP: packets back to back on the stream."""
+
+    _READ_SIZE = 64 * 1024
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while data := await self.reader.read(self._READ_SIZE):
+            yield data
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        host, port = self.writer.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+
+async def _open_link(url: str, timeout: float) -> _Link:
+    parts = urlsplit(url)
+    if parts.scheme == "tcp":
+        if not parts.hostname or parts.port is None:
+            raise LocalProtocolError(f"a TCP URL needs a host and a port: {url!r}")
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, parts.port), timeout
+        )
+        return _TcpLink(reader, writer)
+    ws = await connect(url, compression=None, max_size=None, open_timeout=timeout)
+    return _WsLink(ws)
+
+
 class RawClient:
-    """One WuKongIM connection speaking protocol ``version`` (2 = JS SDK 1.0.4)."""
+    """One WuKongIM connection speaking protocol ``version`` (2 = JS SDK 1.0.4), over
+    WebSocket (``ws://``, ``wss://``) or plain TCP (``tcp://host:port``)."""
 
     def __init__(
         self,
@@ -71,7 +173,9 @@ class RawClient:
         self.conn = Connection(Role.CLIENT)
         self.cipher: SessionCipher | None = None
         self.connack: Connack | None = None
-        self._ws: ClientConnection | None = None
+        self._link: _Link | None = None
+        self._inbox: AsyncIterator[bytes] | None = None
+        self._early: list[Packet] = []
         self._client_seq = 0
         self.packets: asyncio.Queue[Packet] = asyncio.Queue()
         self.messages: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
@@ -81,7 +185,8 @@ class RawClient:
 
     async def connect(self, timeout: float = 10.0) -> Connack:
         """Open the socket, handshake, and start reading; raises :class:`ConnectRefused`."""
-        self._ws = await connect(self.url, compression=None, max_size=None, open_timeout=timeout)
+        link = self._link = await _open_link(self.url, timeout)
+        inbox = self._inbox = link.chunks()
         keys = KeyPair.generate()
         hello = Connect(
             version=self.version,
@@ -92,18 +197,32 @@ class RawClient:
             client_timestamp=time.time_ns() // 1_000_000,
             client_key=keys.public_b64,
         )
-        await self._ws.send(self.conn.send(hello))
-        data = await asyncio.wait_for(self._ws.recv(), timeout)
-        packets = self.conn.receive_data(data) if isinstance(data, bytes) else []
-        if len(packets) != 1 or not isinstance(packets[0], Connack):
-            raise ConnectRefused("expected one CONNACK")
-        ack = packets[0]
+        await link.send(self.conn.send(hello))
+        ack = await asyncio.wait_for(self._connack(inbox), timeout)
         self.connack = ack
         if ack.reason_code != ReasonCode.SUCCESS:
             raise ConnectRefused(f"CONNECT refused: reason {ack.reason_code}", ack.reason_code)
         self.cipher = SessionCipher(derive_aes_key(keys, ack.server_key), ack.salt[:16].encode())
         self._reader = asyncio.get_running_loop().create_task(self._read())
         return ack
+
+    async def _connack(self, inbox: AsyncIterator[bytes]) -> Connack:
+        """The CONNACK, however the transport cut its bytes. It must come first; packets
+        after it in the same chunk (TCP) are kept for the reader."""
+        async for data in inbox:
+            packets = self.conn.receive_data(data)
+            if not packets:
+                continue  # over TCP: the rest of the packet is still on its way
+            first, *self._early = packets
+            if not isinstance(first, Connack):
+                raise ConnectRefused("expected a CONNACK first")
+            return first
+        raise ConnectRefused("the connection closed before CONNACK")
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """Our end's ``(host, port)`` (what the server logs as the remote address)."""
+        return self._require_link().local_address
 
     def next_client_seq(self) -> int:
         """The next client_seq (starts at 1, like the JS SDK)."""
@@ -163,17 +282,17 @@ class RawClient:
         return seal_send(cipher, plain)
 
     async def write(self, packet: Packet) -> None:
-        """Encode and send one packet as one WebSocket message."""
-        await self._require_ws().send(self.conn.send(packet))
+        """Encode and send one packet (over WebSocket: as one binary message)."""
+        await self._require_link().send(self.conn.send(packet))
 
     async def write_raw(self, frame: bytes) -> None:
         """Send raw bytes (tests of bad input)."""
-        await self._require_ws().send(frame)
+        await self._require_link().send(frame)
 
-    def _require_ws(self) -> ClientConnection:
-        if self._ws is None:
+    def _require_link(self) -> _Link:
+        if self._link is None:
             raise LocalProtocolError("connect() first")
-        return self._ws
+        return self._link
 
     def _require_cipher(self) -> SessionCipher:
         if self.cipher is None:
@@ -181,12 +300,16 @@ class RawClient:
         return self.cipher
 
     async def _read(self) -> None:
-        ws = self._require_ws()
+        inbox = self._inbox
+        if inbox is None:
+            raise LocalProtocolError("connect() first")
         try:
-            async for data in ws:
-                if isinstance(data, bytes):
-                    for packet in self.conn.receive_data(data):
-                        await self._on_packet(packet)
+            early, self._early = self._early, []
+            for packet in early:
+                await self._on_packet(packet)
+            async for data in inbox:
+                for packet in self.conn.receive_data(data):
+                    await self._on_packet(packet)
         except (ConnectionClosed, ProtocolError, OSError):
             pass  # the connection is gone or spoke garbage; ``closed`` is set below
         finally:
@@ -213,12 +336,12 @@ class RawClient:
     def abort(self) -> None:
         """Drop the TCP connection at once, without a closing handshake (a dead peer would
         not answer one)."""
-        if self._ws is not None:
-            self._ws.transport.abort()
+        if self._link is not None:
+            self._link.abort()
 
     async def close(self) -> None:
         """Close the socket and stop reading."""
-        if self._ws is not None:
-            await self._ws.close()
+        if self._link is not None:
+            await self._link.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,15 +1,26 @@
-"""The WebSocket gateway: WuKongIM clients connect, send and receive here (spec §1–§3).
+"""The gateway: WuKongIM clients connect, send and receive here (spec §1–§3).
 
-Per connection: CONNECT within ``connect_timeout`` -> token check -> X25519 + AES -> CONNACK;
-then SEND -> :class:`~magpie.core.messaging.Messaging` -> SENDACK, RECVACK stops retries, PING ->
-PONG. Deliveries arrive as bus events after commit and are written as one RECV per WebSocket
-message, encrypted with each connection's own key. The server never sends PING (spec §3).
+Two transports carry the same packets to the same code: WebSocket (``ws_port``) and plain TCP
+(``tcp_port``), both behind :mod:`magpie.gateway.wire`. Per connection, callback-driven:
+
+    AWAIT_CONNECT --bytes, one CONNECT--> AUTHENTICATING --CONNACK success--> ESTABLISHED
+        | connect timer fires / protocol error            | refused / bad key
+        v                                                  v
+      CLOSED <------------------------------------------ CLOSED
+
+CONNECT within ``connect_timeout`` -> token check -> X25519 + AES -> CONNACK (bytes arriving
+meanwhile wait in the session's backlog); then, in the read callback: RECVACK stops retries,
+PING -> PONG, SUB -> SUBACK, all without leaving the callback; a SEND (and a master device's
+RECVACK of a persisted command) is queued as work that awaits the store, done in arrival order
+by one task per busy session: SEND -> :class:`~magpie.core.messaging.Messaging` -> SENDACK.
+Deliveries arrive as bus events after commit and are written as one RECV per packet (one
+WebSocket message each), encrypted with each connection's own key. The server never sends
+PING (spec §3).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -23,9 +34,11 @@ from magpie.core.channels import validate_uid
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.domain.channels import PERSON, peer_of
 from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
-from magpie.gateway.session import OutboundLimits, Session
-from magpie.gateway.ws import ConnectionClosed, WsConn, start_server
-from magpie.metrics import Metrics
+from magpie.gateway.session import OutboundLimits, Phase, Session
+from magpie.gateway.tcp import start_tcp_server
+from magpie.gateway.wire import ADMIT_ALL, Admission, Wire
+from magpie.gateway.ws import start_ws_server
+from magpie.metrics import Metrics, Traffic
 from magpie.protocol.connection import Connection, Role
 from magpie.protocol.crypto import (
     KeyPair,
@@ -66,6 +79,13 @@ _MASTER = 1
 _KICK_REASON = "login in other device"
 _CLOSE_POLICY = 1008
 _CLOSE_GOING_AWAY = 1001
+_CLOSE_INTERNAL = 1011
+#: Work items (SENDs) a session may have waiting before its socket is no longer read.
+MAX_PENDING_WORK = 32
+#: Bytes a client may send while its CONNECT is being checked (it should send none).
+MAX_BACKLOG_BYTES = 64 * 1024
+#: How long :meth:`Gateway.stop` waits for closing handshakes.
+_STOP_WAIT = 5.0
 # Plain ints for flag tests in hot paths: IntFlag arithmetic runs Python code.
 _NO_PERSIST = int(Flags.NO_PERSIST)
 _SYNC_ONCE = int(Flags.SYNC_ONCE)
@@ -92,6 +112,8 @@ class GatewayConfig:
     retry_attempts: int
     outbound: OutboundLimits
     limits: Limits
+    #: The plain TCP listener's port (0: a free one); ``None``: no TCP listener.
+    tcp_port: int | None = None
 
 
 class Gateway:
@@ -106,8 +128,10 @@ class Gateway:
         metrics: Metrics,
         access: AccessControl,
         clock: Callable[[], float] = time.monotonic,
+        admission: Admission = ADMIT_ALL,
     ) -> None:
         self.config = config
+        self.admission = admission
         self._store = store
         self._access = access
         self._bus = bus
@@ -116,14 +140,18 @@ class Gateway:
         # labels() locks and looks the child up on every call; the child never changes.
         self._client_messages = metrics.messages.labels(origin="client")
         # Frames, bytes and acks are plain int fields, exported at scrape time (no lock).
-        self._traffic = metrics.traffic("ws")
+        self._traffic_ws = metrics.traffic("ws")
+        self._traffic_tcp = metrics.traffic("tcp")
         self._clock = clock
         self._sessions: dict[str, list[Session]] = {}
         self._conn_ids = itertools.count(1)
         self._retries: deque[tuple[float, Session, int]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
-        self._server: object | None = None
+        self._servers: list[asyncio.Server] = []
+        #: Every open connection, authenticated or not (to close them all on stop).
+        self._open: set[Session] = set()
         self.port = 0
+        self.tcp_port = 0
         self._presence_listeners: list[PresenceListener] = []
         bus.subscribe(self.on_event)
 
@@ -142,15 +170,22 @@ class Gateway:
     # lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen and start the retry and idle sweepers."""
-        server = await start_server(
-            self._handle,
-            self.config.host,
-            self.config.port,
-            self.config.limits.max_remaining_length + 8,
+        """Listen (WebSocket, and TCP if configured) and start the retry and idle sweepers."""
+        cfg = self.config
+        ws = await start_ws_server(
+            self._open_ws,
+            self.admission,
+            cfg.host,
+            cfg.port,
+            max_frame_size=cfg.limits.max_remaining_length + 8,
+            handshake_timeout=cfg.connect_timeout,
         )
-        self._server = server
-        self.port = next(iter(server.sockets)).getsockname()[1]
+        self._servers.append(ws)
+        self.port = _bound_port(ws)
+        if cfg.tcp_port is not None:
+            tcp = await start_tcp_server(self._open_tcp, self.admission, cfg.host, cfg.tcp_port)
+            self._servers.append(tcp)
+            self.tcp_port = _bound_port(tcp)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._retry_loop()), loop.create_task(self._idle_loop())]
 
@@ -158,14 +193,21 @@ class Gateway:
         """Stop accepting, close every connection with 1001 (clients reconnect elsewhere)."""
         for task in self._tasks:
             task.cancel()
-        server = self._server
-        if server is not None:
-            server.close(close_connections=False)  # type: ignore[attr-defined]
-        closing = [s.ws.close(_CLOSE_GOING_AWAY, "server shutting down") for s in self.sessions()]
-        await asyncio.gather(*closing, return_exceptions=True)
-        if server is not None:
-            server.close()  # type: ignore[attr-defined]
-            await server.wait_closed()  # type: ignore[attr-defined]
+        for server in self._servers:
+            server.close()
+        sessions = list(self._open)
+        for session in sessions:
+            session.close_soon(_CLOSE_GOING_AWAY, "server shutting down")
+            self._unregister(session)
+        workers = [s.worker for s in sessions if s.worker is not None]
+        waits = [s.ws.wait_closed() for s in sessions]
+        if workers or waits:
+            await asyncio.wait(
+                [asyncio.ensure_future(w) for w in (*workers, *waits)], timeout=_STOP_WAIT
+            )
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
 
     def queued_frames(self) -> int:
         """Frames waiting in the outbound queues of every session (a metrics probe)."""
@@ -188,48 +230,190 @@ class Gateway:
         """The sessions of ``uid`` on this node."""
         return list(self._sessions.get(uid, ()))
 
-    # connection handling --------------------------------------------------------------------
+    # connection handling (callbacks; see the module docstring) ------------------------------
 
-    async def _handle(self, ws: WsConn) -> None:
+    def _open_ws(self, wire: Wire) -> Session:
+        """The WebSocket transport admitted a connection."""
+        return self._open_session(wire, self._traffic_ws)
+
+    def _open_tcp(self, wire: Wire) -> Session:
+        """The TCP transport admitted a connection."""
+        return self._open_session(wire, self._traffic_tcp)
+
+    def _open_session(self, wire: Wire, traffic: Traffic) -> Session:
+        """The session that handles a new connection's events."""
         conn = Connection(Role.SERVER, self.config.limits)
+        conn_id = f"c{next(self._conn_ids)}"
         session = Session(
-            ws,
-            conn,
-            f"c{next(self._conn_ids)}",
-            self.config.outbound,
-            self._slow_consumer,
-            self._traffic,
+            wire, conn, conn_id, self.config.outbound, self._slow_consumer, traffic, events=self
         )
+        loop = asyncio.get_running_loop()
+        session.timer = loop.call_later(self.config.connect_timeout, self._connect_timeout, session)
+        self._open.add(session)
+        return session
+
+    def _connect_timeout(self, session: Session) -> None:
+        session.timer = None
+        if session.phase is Phase.AWAIT_CONNECT:
+            session.log.info("no CONNECT within %.1f s", self.config.connect_timeout)
+            session.close_soon(_CLOSE_POLICY, "connect timeout")
+
+    def session_data(self, session: Session, data: bytes) -> None:
+        """Bytes from a client (the read callback)."""
+        if session.closed:
+            return
         try:
-            if await self._handshake(session):
-                await self._serve(session)
-        except ConnectionClosed:
-            pass
+            if session.phase is Phase.ESTABLISHED:
+                self._established(session, data)
+            elif session.phase is Phase.AWAIT_CONNECT:
+                self._first_bytes(session, data)
+            elif session.phase is Phase.AUTHENTICATING:
+                self._hold(session, data)
         except RemoteProtocolError as exc:
-            session.log.info("protocol violation: %s", exc.message)
-            await _quiet_close(ws, _CLOSE_POLICY, exc.code)
+            self._violation(session, exc)
         except Exception:
             session.log.exception("connection failed")
-            await _quiet_close(ws, 1011, "internal error")
-        finally:
+            session.close_soon(_CLOSE_INTERNAL, "internal error")
             self._unregister(session)
 
-    async def _handshake(self, session: Session) -> bool:
-        try:
-            data = await asyncio.wait_for(session.ws.recv(), self.config.connect_timeout)
-            session.traffic.count_in(data)
-        except TimeoutError:
-            session.log.info("no CONNECT within %.1f s", self.config.connect_timeout)
-            await _quiet_close(session.ws, _CLOSE_POLICY, "connect timeout")
-            return False
-        packets = session.conn.receive_data(_as_bytes(data))
-        if len(packets) != 1 or not isinstance(packets[0], Connect):
-            raise RemoteProtocolError("expected exactly one CONNECT first")
-        return await self._accept(session, packets[0])
+    def session_invalid(self, session: Session, reason: str) -> None:
+        """The transport got something that is not WuKongIM."""
+        self._violation(session, RemoteProtocolError(reason))
 
-    async def _accept(self, session: Session, connect: Connect) -> bool:
+    def session_lost(self, session: Session) -> None:
+        """The socket is gone."""
+        self._open.discard(session)
+        self._unregister(session)
+        if session.work:
+            session.work.clear()  # no SENDACK can reach it; the client resends
+
+    def _violation(self, session: Session, exc: RemoteProtocolError) -> None:
+        session.log.info("protocol violation: %s", exc.message)
+        session.close_soon(_CLOSE_POLICY, exc.code)
+        self._unregister(session)
+
+    def _first_bytes(self, session: Session, data: bytes) -> None:
+        # Over TCP the CONNECT may arrive in pieces: wait for a whole packet. The state machine
+        # refuses anything but one CONNECT first (and anything after it before CONNACK).
+        session.traffic.count_in(data)
+        packets = session.conn.receive_data(data)
+        if not packets:
+            return
+        connect = packets[0]
+        if type(connect) is not Connect:  # unreachable: the state machine raised
+            raise RemoteProtocolError("expected a CONNECT first")
+        if session.timer is not None:
+            session.timer.cancel()
+            session.timer = None
+        session.phase = Phase.AUTHENTICATING
+        session.worker = asyncio.get_running_loop().create_task(self._accept(session, connect))
+
+    def _hold(self, session: Session, data: bytes) -> None:
+        backlog = session.backlog
+        if backlog is None:
+            backlog = session.backlog = []
+        backlog.append(data)
+        if sum(map(len, backlog)) > MAX_BACKLOG_BYTES:
+            raise RemoteProtocolError("too much data before CONNACK")
+
+    def _established(self, session: Session, data: bytes) -> None:
+        session.last_seen = self._clock()
+        traffic = session.traffic
+        traffic.frames_in += 1
+        traffic.bytes_in += len(data)
+        conn = session.conn
+        # Hot path: one RECVACK per delivered message, recognised without building packet
+        # objects; anything else (malformed included) takes the normal path.
+        ack = conn.receive_recvack(data)
+        if ack is not None:
+            message_id, message_seq, flags = ack
+            traffic.acks += 1
+            session.inflight.pop(message_id, None)
+            if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
+                self._queue_ack(session, message_seq)
+            return
+        dispatch = self._dispatch
+        for packet in conn.receive_data(data):
+            dispatch(session, packet)
+
+    def _dispatch(self, session: Session, packet: Packet) -> None:
+        """One packet of an established session, in the read callback."""
+        kind = type(packet)
+        if kind is Send:
+            self._queue_work(session, packet)  # type: ignore[arg-type]
+        elif kind is Recvack:
+            self._on_recvack(session, packet)  # type: ignore[arg-type]
+        elif kind is Ping:
+            session.push(session.conn.send(Pong()))
+        elif kind is Sub:
+            session.push(session.conn.send(_suback(packet)))  # type: ignore[arg-type]
+
+    def _on_recvack(self, session: Session, ack: Recvack) -> None:
+        session.traffic.acks += 1
+        session.inflight.pop(ack.message_id, None)
+        if ack.flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
+            self._queue_ack(session, ack.message_seq)
+
+    def _queue_ack(self, session: Session, message_seq: int) -> None:
+        # A RECVACK of a persisted command (SYNC_ONCE, not NO_PERSIST): the store is touched
+        # only when a master device acknowledges it.
+        if session.device_level == _MASTER and message_seq > 0:
+            self._queue_work(session, message_seq)
+
+    def _queue_work(self, session: Session, item: Send | int) -> None:
+        work = session.work
+        if work is None:
+            work = session.work = deque()
+        work.append(item)
+        if session.worker is None:
+            session.worker = asyncio.get_running_loop().create_task(self._work(session))
+        elif len(work) >= MAX_PENDING_WORK:
+            session.ws.pause_reading()
+
+    async def _work(self, session: Session) -> None:
+        """Do a session's queued work in arrival order; reading resumes once it is done."""
+        work = session.work
+        try:
+            while work and not session.closed:
+                item = work.popleft()
+                if type(item) is int:
+                    await self._store.ack_queue(session.uid, item)
+                else:
+                    await self._on_send(session, item)  # type: ignore[arg-type]
+        except Exception:
+            session.log.exception("connection failed")
+            session.close_soon(_CLOSE_INTERNAL, "internal error")
+            self._unregister(session)
+        finally:
+            session.worker = None
+            if not session.closed:
+                session.ws.resume_reading()
+
+    async def _accept(self, session: Session, connect: Connect) -> None:
+        """The AUTHENTICATING phase, as a task: check, answer CONNACK, then handle what the
+        client sent meanwhile."""
+        try:
+            if await self._handshake(session, connect) and not session.closed:
+                session.phase = Phase.ESTABLISHED
+                await self._register(session)
+                backlog, session.backlog = session.backlog, None
+                for data in backlog or ():
+                    self.session_data(session, data)
+        except Exception:
+            session.log.exception("connection failed")
+            session.close_soon(_CLOSE_INTERNAL, "internal error")
+            self._unregister(session)
+        finally:
+            if session.worker is asyncio.current_task():
+                session.worker = None
+            if session.work and session.worker is None and not session.closed:
+                session.worker = asyncio.get_running_loop().create_task(self._work(session))
+
+    async def _handshake(self, session: Session, connect: Connect) -> bool:
         reason, device_level = await self._authenticate(connect)
         now_ms = time.time_ns() // 1_000_000
+        if session.closed:
+            return False
         if reason is not ReasonCode.SUCCESS:
             self._metrics.connects.labels(result=reason.name.lower()).inc()
             session.log.info(
@@ -239,18 +423,14 @@ class Gateway:
                 connect.device_flag,
                 session.ws.remote,
             )
-            frame = session.conn.send(Connack(0, reason, "", ""))
-            await _send_now(session, frame)
-            await _quiet_close(session.ws, _CLOSE_POLICY, "connect refused")
+            self._refuse(session, reason, "connect refused")
             return False
         keys = KeyPair.generate()
         salt = new_salt()
         try:
             aes_key = derive_aes_key(keys, connect.client_key)
         except CryptoError as exc:
-            frame = session.conn.send(Connack(0, exc.reason, "", ""))
-            await _send_now(session, frame)
-            await _quiet_close(session.ws, _CLOSE_POLICY, "bad client key")
+            self._refuse(session, ReasonCode(exc.reason), "bad client key")
             return False
         session.cipher = SessionCipher(aes_key, salt.encode())
         session.uid = connect.uid
@@ -274,10 +454,16 @@ class Gateway:
         except BaseException:
             self._bus.unregister(session.uid)  # register counted the connection already
             raise
+        if session.closed:  # the socket went while presence was being registered
+            self._bus.unregister(session.uid)
+            return False
         session.last_seen = self._clock()
         session.push(session.conn.send(ack))
-        await self._register(session)
         return True
+
+    def _refuse(self, session: Session, reason: ReasonCode, why: str) -> None:
+        session.push(session.conn.send(Connack(0, reason, "", "")))
+        session.close_soon(_CLOSE_POLICY, why)
 
     async def _authenticate(self, connect: Connect) -> tuple[ReasonCode, int]:
         """The CONNECT's verdict and the device level of its token (0 without one)."""
@@ -337,47 +523,6 @@ class Gateway:
                 del self._sessions[session.uid]
         session.inflight.clear()
 
-    async def _serve(self, session: Session) -> None:
-        recv = session.ws.recv
-        conn = session.conn
-        clock = self._clock
-        inflight = session.inflight
-        traffic = self._traffic
-        while not session.closed:
-            data = await recv()
-            session.last_seen = clock()
-            traffic.frames_in += 1
-            traffic.bytes_in += len(data)
-            # Hot path: one RECVACK per delivered message, recognised without building packet
-            # objects or awaiting; anything else (malformed included) takes the normal path.
-            ack = conn.receive_recvack(data) if type(data) is bytes else None
-            if ack is not None:
-                message_id, message_seq, flags = ack
-                traffic.acks += 1
-                inflight.pop(message_id, None)
-                if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
-                    await self._ack_queue(session, message_seq)
-                continue
-            for packet in conn.receive_data(_as_bytes(data)):
-                await self._dispatch(session, packet)
-
-    async def _dispatch(self, session: Session, packet: Packet) -> None:
-        if type(packet) is Send:
-            await self._on_send(session, packet)
-        elif type(packet) is Recvack:
-            await self._on_recvack(session, packet)
-        elif isinstance(packet, Ping):
-            session.push(session.conn.send(Pong()))
-        elif isinstance(packet, Sub):
-            ack = Suback(
-                packet.sub_no,
-                packet.channel_id,
-                packet.channel_type,
-                packet.action,
-                ReasonCode.NOT_SUPPORT_CHANNEL_TYPE,
-            )
-            session.push(session.conn.send(ack))
-
     async def _on_send(self, session: Session, send: Send) -> None:
         started = time.perf_counter()
         cipher = session.cipher
@@ -414,18 +559,6 @@ class Gateway:
         # SENDACK echoes client_seq (the SDK matches on it alone) and the SEND's flags (§1.6).
         ack = Sendack(message_id, send.client_seq, seq, reason, flags=_ACK_FLAGS[send.flags])
         session.push(session.conn.send(ack))
-
-    async def _on_recvack(self, session: Session, ack: Recvack) -> None:
-        self._traffic.acks += 1
-        session.inflight.pop(ack.message_id, None)
-        if ack.flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
-            await self._ack_queue(session, ack.message_seq)
-
-    async def _ack_queue(self, session: Session, message_seq: int) -> None:
-        # A RECVACK of a persisted command (SYNC_ONCE, not NO_PERSIST): the store is touched
-        # only when a master device acknowledges it.
-        if session.device_level == _MASTER and message_seq > 0:
-            await self._store.ack_queue(session.uid, message_seq)
 
     # delivery -------------------------------------------------------------------------------
 
@@ -560,18 +693,16 @@ class Gateway:
                 self._unregister(session)
 
 
-async def _send_now(session: Session, frame: bytes) -> None:
-    """Write a handshake frame and wait for it (before the session's queue is in use)."""
-    await session.ws.send(frame)
-    session.traffic.count_out(frame)
+def _suback(sub: Sub) -> Suback:
+    """Channel subscriptions (live streams) are not supported."""
+    return Suback(
+        sub.sub_no,
+        sub.channel_id,
+        sub.channel_type,
+        sub.action,
+        ReasonCode.NOT_SUPPORT_CHANNEL_TYPE,
+    )
 
 
-def _as_bytes(data: bytes | str) -> bytes:
-    if isinstance(data, str):
-        raise RemoteProtocolError("WuKongIM packets travel in binary WebSocket messages")
-    return data
-
-
-async def _quiet_close(ws: WsConn, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):
-        await ws.close(code, reason)
+def _bound_port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])

@@ -1,119 +1,236 @@
-"""The thin adapter between Magpie's gateway and the WebSocket library.
+"""The WebSocket transport of the gateway, on picows (callback API, no coroutine per frame).
 
-The gateway sees only :class:`WsConn`; swapping the library (``websockets`` today, chosen in
-``docs/architecture.md``) touches this file alone.
+The gateway sees only :class:`~magpie.gateway.wire.Wire` and
+:class:`~magpie.gateway.wire.WireHandler`; the library (picows, chosen by measurement in
+``docs/architecture.md``) is confined to this file. A binary frame's payload — whole message or
+fragment: the WuKongIM decoder takes any cut — goes to the handler synchronously from the
+read callback. A text message is not WuKongIM (:meth:`WireHandler.on_invalid`). Closing is the
+RFC 6455 handshake: our close frame, then the socket is dropped when the peer answers or after
+``close_timeout``; a peer's close frame is answered and the socket dropped at once. PING frames
+are answered by picows; WuKongIM's own PING packets keep connections alive (spec §3).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    ws_create_server,
+)
 
-__all__ = ["ConnectionClosed", "WebsocketsConn", "WsConn", "start_server"]
+from magpie.gateway.wire import Accept, Admission, Handshake, WireHandler
+
+__all__ = ["WsWire", "start_ws_server"]
 
 log = logging.getLogger(__name__)
 
-_OPEN = State.OPEN
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
+#: picows's own per-connection lines ("New connection accepted", "Disconnected") are INFO;
+#: the gateway logs connections itself, so picows speaks only from WARNING up by default.
+_LIBRARY_LOGGER = "magpie.gateway.picows"
+#: Initial read buffer per connection (picows's default is 16 KiB): idle connections are the
+#: common case of an IM server, and a WuKongIM packet from a client is small (a SEND of a
+#: short text is ~350 bytes); the buffer doubles on demand for larger ones.
+READ_BUFFER_INIT = 2048
+#: Above this many buffered bytes the transport asks us to stop writing; the session's own
+#: bounded queue takes over until it drains below the low-water mark.
+WRITE_HIGH_WATER = 64 * 1024
+WRITE_LOW_WATER = 16 * 1024
 
 
-class WsConn(Protocol):
-    """One WebSocket connection as the gateway uses it."""
+class _Server:
+    """What every connection of one listening socket shares."""
 
-    @property
-    def remote(self) -> str:
-        """The peer address, for logs."""
-        ...
+    __slots__ = ("accept", "admission", "close_timeout", "loop")
 
-    async def recv(self) -> bytes | str:
-        """The next message; raises :class:`ConnectionClosed` when the socket is gone."""
-        ...
-
-    def write(self, frame: bytes) -> None:
-        """Queue one binary message without waiting for flow control."""
-        ...
-
-    async def send(self, frame: bytes) -> None:
-        """Send one binary message, waiting while the peer's buffer is full."""
-        ...
-
-    def buffered(self) -> int:
-        """Bytes written but not yet accepted by the kernel."""
-        ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection."""
-        ...
+    def __init__(
+        self,
+        accept: Accept,
+        admission: Admission,
+        close_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.accept = accept
+        self.admission = admission
+        self.close_timeout = close_timeout
+        self.loop = loop
 
 
-class WebsocketsConn:
-    """:class:`WsConn` over a ``websockets`` server connection."""
+class WsWire(WSListener):
+    """One WebSocket connection: picows's listener and the gateway's :class:`Wire`."""
 
-    __slots__ = ("_c", "_p")
+    __slots__ = ("_closer", "_closing", "_handler", "_handshake", "_server", "_t", "_text")
 
-    def __init__(self, conn: ServerConnection) -> None:
-        self._c = conn
-        self._p = conn.protocol
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        self._t: WSTransport | None = None
+        self._handler: WireHandler | None = None
+        self._handshake: Handshake | None = None
+        self._closing = False
+        self._text = False  # inside a fragmented text message
+        self._closer: asyncio.TimerHandle | None = None
 
-    @property
-    def remote(self) -> str:
-        """The peer address, ``host:port``."""
-        address = self._c.remote_address
-        if isinstance(address, tuple) and len(address) >= 2:
-            return f"{address[0]}:{address[1]}"
-        return str(address)
+    # picows callbacks ---------------------------------------------------------------------
 
-    async def recv(self) -> bytes | str:
-        """The next message."""
-        return await self._c.recv()
-
-    def write(self, frame: bytes) -> None:
-        """Write without flow control: what ``websockets.broadcast`` does for one connection
-        (skipped unless open; a failure is logged, not raised), minus its per-call setup."""
-        conn = self._c
-        if self._p.state is not _OPEN or conn.send_in_progress is not None:
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._t = transport
+        under = transport.underlying_transport
+        under.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        handshake = _handshake(transport)
+        refusal = self._server.admission.admit(handshake)
+        if refusal is not None:
+            log.info("refused %s: %s", handshake.remote, refusal.reason)
+            self.close(refusal.code, refusal.reason)
             return
-        try:
-            self._p.send_binary(frame)
-            conn.send_data()
-        except Exception as exc:
-            log.warning("skipped write: %s", exc)
+        self._handshake = handshake
+        self._handler = self._server.accept(self)
 
-    async def send(self, frame: bytes) -> None:
-        """Write and wait for the buffer to drain below the high-water mark."""
-        await self._c.send(frame)
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        handler = self._handler
+        if handler is None or self._closing:
+            if frame.msg_type == _CLOSE:
+                self._peer_closed(transport, frame)
+            return  # refused, or closing: what the peer still sends is dropped
+        kind = frame.msg_type
+        if kind == _BINARY or (kind == _CONTINUATION and not self._text):
+            handler.on_data(frame.get_payload_as_bytes())
+        elif kind == _TEXT:
+            self._text = not frame.fin
+            handler.on_invalid("WuKongIM packets travel in binary WebSocket messages")
+        elif kind == _CONTINUATION:
+            self._text = not frame.fin
+        elif kind == _CLOSE:
+            self._peer_closed(transport, frame)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._closing = True
+        if self._closer is not None:
+            self._closer.cancel()
+            self._closer = None
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.on_lost()
+        handshake, self._handshake = self._handshake, None
+        if handshake is not None:
+            self._server.admission.release(handshake)
+
+    def pause_writing(self) -> None:
+        """The session notices through :meth:`buffered` and queues."""
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.on_writable()
+
+    def _peer_closed(self, transport: WSTransport, frame: WSFrame) -> None:
+        if not transport.is_close_frame_sent:
+            transport.send_close(frame.get_close_code())
+        self._closing = True
+        transport.disconnect()
+
+    # Wire ---------------------------------------------------------------------------------
+
+    @property
+    def remote(self) -> str:
+        """The peer address."""
+        return self._handshake.remote if self._handshake is not None else "?"
+
+    def write(self, frame: bytes) -> None:
+        """One binary message, written now (the transport buffers what the kernel refuses)."""
+        if not self._closing and self._t is not None:
+            self._t.send(_BINARY, frame)
 
     def buffered(self) -> int:
         """Size of the transport's write buffer."""
-        transport = self._c.transport
-        return 0 if transport is None else transport.get_write_buffer_size()
+        t = self._t
+        return 0 if t is None else int(t.underlying_transport.get_write_buffer_size())
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake and wait for it (bounded by the library)."""
-        await self._c.close(code, reason)
+    def pause_reading(self) -> None:
+        """Stop reading from the socket."""
+        if self._t is not None and not self._closing:
+            self._t.underlying_transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        if self._t is not None and not self._closing:
+            self._t.underlying_transport.resume_reading()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send our close frame; the socket goes when the peer answers or after the timeout."""
+        t = self._t
+        if self._closing or t is None:
+            return
+        self._closing = True
+        if not t.is_close_frame_sent:
+            t.send_close(_close_code(code), reason.encode()[:123])
+        self._closer = self._server.loop.call_later(self._server.close_timeout, t.disconnect)
+
+    async def wait_closed(self) -> None:
+        """Until the socket is gone."""
+        if self._t is not None:
+            await self._t.wait_disconnected()
 
 
-async def start_server(
-    handler: Callable[[WsConn], Awaitable[None]], host: str, port: int, max_size: int
-) -> Server:
-    """Listen on ``host:port`` and run ``handler`` for each connection."""
+def _close_code(code: int) -> WSCloseCode:
+    try:
+        return WSCloseCode(code)
+    except ValueError:
+        return WSCloseCode.POLICY_VIOLATION
 
-    async def _handle(conn: ServerConnection) -> None:
-        await handler(WebsocketsConn(conn))
 
-    # WuKongIM clients never use compression, and WebSocket-level pings are not needed: the
-    # gateway has its own idle timeout fed by the SDK's PING packets (spec §3).
-    return await serve(
-        _handle,
+def _handshake(transport: WSTransport) -> Handshake:
+    peer: Any = transport.underlying_transport.get_extra_info("peername") or ("", 0)
+    request: WSUpgradeRequest = transport.request
+    return Handshake(
+        transport="ws",
+        remote_host=str(peer[0]),
+        remote_port=int(peer[1]),
+        path=request.path.decode("latin-1"),
+        headers=request.headers,  # case-insensitive already; held by picows anyway
+    )
+
+
+async def start_ws_server(
+    accept: Accept,
+    admission: Admission,
+    host: str,
+    port: int,
+    *,
+    max_frame_size: int,
+    handshake_timeout: float,
+    close_timeout: float = 2.0,
+) -> asyncio.Server:
+    """Listen on ``host:port``; ``accept`` gets every admitted connection's :class:`Wire`."""
+    library_log = logging.getLogger(_LIBRARY_LOGGER)
+    if library_log.level == logging.NOTSET:
+        library_log.setLevel(logging.WARNING)
+    server = _Server(accept, admission, close_timeout, asyncio.get_running_loop())
+
+    def listener(_request: WSUpgradeRequest) -> WsWire:
+        return WsWire(server)
+
+    return await ws_create_server(
+        listener,
         host,
         port,
-        max_size=max_size,
-        compression=None,
-        ping_interval=None,
-        max_queue=32,
-        close_timeout=2,
+        # A LoggerAdapter, not a Logger: picows then keeps no child logger per connection.
+        logger_name=logging.LoggerAdapter(library_log, {}),
+        websocket_handshake_timeout=handshake_timeout,
+        enable_auto_ping=False,  # the gateway's idle timeout is fed by WuKongIM PINGs
+        enable_auto_pong=True,
+        max_frame_size=max_frame_size,
+        read_buffer_init_size=READ_BUFFER_INIT,
+        # uvloop's own TCP transport, not aiofastnet's: ~5 KB less per idle connection and no
+        # measurable CPU difference (docs/architecture.md, "Choice of WebSocket library").
+        use_aiofastnet=False,
     )

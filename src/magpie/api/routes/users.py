@@ -98,7 +98,7 @@ async def online_status(ctx: ApiContext, _: Request, uids: list[str]) -> Respons
 
 async def route(ctx: ApiContext, _: Request, __: RouteQuery) -> Response:
     """Where ``uid`` should connect (one node: here)."""
-    return bare({"tcp_addr": "", "ws_addr": ctx.ws_addr, "wss_addr": ""})
+    return bare({"tcp_addr": ctx.tcp_addr, "ws_addr": ctx.ws_addr, "wss_addr": ""})
 
 
 def endpoints(_: Settings) -> list[Endpoint[Any]]:
