@@ -65,9 +65,11 @@ async def _run(node: Node, after_start: Callable[[Node], Awaitable[None]] | None
 
 def _announce(node: Node) -> None:
     s = node.settings
-    print(f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}", flush=True)
-    if node.tcp_port:
-        print(f"magpie: TCP gateway on {s.host}:{node.tcp_port}", flush=True)
+    tcp = f", TCP gateway on {s.host}:{node.tcp_port}" if node.tcp_port else ""
+    print(
+        f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}{tcp}",
+        flush=True,
+    )
     print(
         f"magpie: HTTP API on http://{s.host}:{node.api_port} (OpenAPI at /openapi.json)",
         flush=True,

@@ -81,7 +81,8 @@ def test_a_password_never_appears_in_messages() -> None:
 
 def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAGPIE_")}
-    clean.update(MAGPIE_DATA_DIR=str(tmp_path), MAGPIE_WS_PORT="0", MAGPIE_API_PORT="0", **env)
+    clean.update(MAGPIE_DATA_DIR=str(tmp_path), MAGPIE_WS_PORT="0", MAGPIE_API_PORT="0")
+    clean.update(MAGPIE_TCP_PORT="0", **env)
     return subprocess.run(
         [sys.executable, "-m", "magpie.cli", "serve"],
         env=clean,

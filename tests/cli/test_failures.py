@@ -28,6 +28,7 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
         MAGPIE_DATA_DIR=str(data_dir),
         MAGPIE_WS_PORT="0",
         MAGPIE_API_PORT="0",
+        MAGPIE_TCP_PORT="0",
         MAGPIE_LOG_LEVEL="WARNING",
     )
     env.update(extra)

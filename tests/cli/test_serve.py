@@ -27,7 +27,9 @@ def _free_port() -> int:
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAGPIE_")}
-    env.update(MAGPIE_DATA_DIR=str(tmp_path), MAGPIE_LOG_LEVEL="WARNING", **extra)
+    # Never the default TCP port 5100 (tests use free ports only).
+    env.update(MAGPIE_DATA_DIR=str(tmp_path), MAGPIE_LOG_LEVEL="WARNING", MAGPIE_TCP_PORT="0")
+    env.update(extra)
     return env
 
 

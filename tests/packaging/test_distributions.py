@@ -174,7 +174,7 @@ def installed(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def demo(installed: Path, tmp_path: Path) -> AsyncIterator[str]:
     """``magpie demo`` of the installed wheel, run from outside the repository; its API URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAGPIE_")}
-    env.update(MAGPIE_WS_PORT="0", MAGPIE_API_PORT="0", PYTHONPATH="")
+    env.update(MAGPIE_WS_PORT="0", MAGPIE_API_PORT="0", MAGPIE_TCP_PORT="0", PYTHONPATH="")
     proc = await asyncio.create_subprocess_exec(
         str(installed / "bin" / "magpie"),
         "demo",

@@ -313,6 +313,7 @@ async def test_memory_stays_flat_under_parallel_huge_history_reads(tmp_path: Pat
         MAGPIE_DATA_DIR=str(tmp_path),
         MAGPIE_API_PORT=str(port),
         MAGPIE_WS_PORT=str(_free_port()),
+        MAGPIE_TCP_PORT="0",
         MAGPIE_API_KEY=API_KEY,
         MAGPIE_LOG_LEVEL="WARNING",
     )

@@ -36,6 +36,7 @@ async def serve(
         MAGPIE_DATA_DIR=str(tmp_path),
         MAGPIE_WS_PORT=str(_free_port()),
         MAGPIE_API_PORT=str(api_port),
+        MAGPIE_TCP_PORT="0",
         **env,
     )
     args = [sys.executable, "-m", "magpie.cli", command]
