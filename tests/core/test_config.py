@@ -37,6 +37,10 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"MAGPIE_EXT_MAX_KEYS": "0"}, "ext_max_keys"),
         ({"MAGPIE_EXT_SYNC_MAX_LIMIT": "0"}, "ext_sync_max_limit"),
         ({"MAGPIE_EXT_COALESCE_MS": "-1"}, "ext_coalesce_ms"),
+        ({"MAGPIE_TCP_PORT": "65536"}, "tcp_port"),
+        ({"MAGPIE_TCP_PORT": "-1"}, "tcp_port"),
+        ({"MAGPIE_TCP_PORT": "5200"}, "tcp_port"),
+        ({"MAGPIE_TCP_PORT": "5001"}, "tcp_port"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
@@ -210,3 +214,13 @@ def test_log_format_is_a_word_in_any_case(value: str) -> None:
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ConfigError, match="log_format"):
         load_settings(environ={"MAGPIE_LOG_FORMAT": "xml"})
+
+
+def test_tcp_gateway_settings() -> None:
+    s = load_settings(environ={})
+    assert (s.tcp_port, s.tcp_enabled, s.tcp_public_addr) == (5100, True, "")
+    assert load_settings(environ={"MAGPIE_TCP_PORT": "65535"}).tcp_port == 65535
+    assert load_settings(environ={"MAGPIE_TCP_PORT": "0"}).tcp_port == 0
+    # Off, its port may be anything valid, even another listener's.
+    off = load_settings(environ={"MAGPIE_TCP_ENABLED": "false", "MAGPIE_TCP_PORT": "5200"})
+    assert off.tcp_enabled is False

@@ -8,8 +8,9 @@ Two transports carry the same packets to the same code: WebSocket (``ws_port``) 
         v                                                  v
       CLOSED <------------------------------------------ CLOSED
 
-CONNECT within ``connect_timeout`` -> token check -> X25519 + AES -> CONNACK (bytes arriving
-meanwhile wait in the session's backlog); then, in the read callback: RECVACK stops retries,
+CONNECT within ``connect_timeout`` -> token check -> X25519 + AES -> CONNACK (a packet the
+client completes before CONNACK is a protocol violation, as the state machine says); then, in
+the read callback: RECVACK stops retries,
 PING -> PONG, SUB -> SUBACK, all without leaving the callback; a SEND (and a master device's
 RECVACK of a persisted command) is queued as work that awaits the store, done in arrival order
 by one task per busy session: SEND -> :class:`~magpie.core.messaging.Messaging` -> SENDACK.
@@ -82,8 +83,6 @@ _CLOSE_GOING_AWAY = 1001
 _CLOSE_INTERNAL = 1011
 #: Work items (SENDs) a session may have waiting before its socket is no longer read.
 MAX_PENDING_WORK = 32
-#: Bytes a client may send while its CONNECT is being checked (it should send none).
-MAX_BACKLOG_BYTES = 64 * 1024
 #: How long :meth:`Gateway.stop` waits for closing handshakes.
 _STOP_WAIT = 5.0
 # Plain ints for flag tests in hot paths: IntFlag arithmetic runs Python code.
@@ -268,7 +267,7 @@ class Gateway:
             elif session.phase is Phase.AWAIT_CONNECT:
                 self._first_bytes(session, data)
             elif session.phase is Phase.AUTHENTICATING:
-                self._hold(session, data)
+                self._early(session, data)
         except RemoteProtocolError as exc:
             self._violation(session, exc)
         except Exception:
@@ -308,13 +307,13 @@ class Gateway:
         session.phase = Phase.AUTHENTICATING
         session.worker = asyncio.get_running_loop().create_task(self._accept(session, connect))
 
-    def _hold(self, session: Session, data: bytes) -> None:
-        backlog = session.backlog
-        if backlog is None:
-            backlog = session.backlog = []
-        backlog.append(data)
-        if sum(map(len, backlog)) > MAX_BACKLOG_BYTES:
-            raise RemoteProtocolError("too much data before CONNACK")
+    def _early(self, session: Session, data: bytes) -> None:
+        # A client waits for CONNACK before it sends anything (it has no keys yet): a packet
+        # completed now is refused by the state machine (raises), however the bytes were cut;
+        # the start of one is kept by the decoder for after CONNACK.
+        session.traffic.count_in(data)
+        if session.conn.receive_data(data):  # unreachable: nothing is allowed before CONNACK
+            raise RemoteProtocolError("a packet before CONNACK")
 
     def _established(self, session: Session, data: bytes) -> None:
         session.last_seen = self._clock()
@@ -390,15 +389,11 @@ class Gateway:
                 session.ws.resume_reading()
 
     async def _accept(self, session: Session, connect: Connect) -> None:
-        """The AUTHENTICATING phase, as a task: check, answer CONNACK, then handle what the
-        client sent meanwhile."""
+        """The AUTHENTICATING phase, as a task: check the CONNECT and answer CONNACK."""
         try:
             if await self._handshake(session, connect) and not session.closed:
                 session.phase = Phase.ESTABLISHED
                 await self._register(session)
-                backlog, session.backlog = session.backlog, None
-                for data in backlog or ():
-                    self.session_data(session, data)
         except Exception:
             session.log.exception("connection failed")
             session.close_soon(_CLOSE_INTERNAL, "internal error")

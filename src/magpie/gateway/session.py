@@ -97,7 +97,6 @@ class Session:
         "_on_slow",
         "_queue",
         "_queued_bytes",
-        "backlog",
         "cipher",
         "closed",
         "conn",
@@ -147,8 +146,6 @@ class Session:
         self.log = ConnectionLog(log, conn_id, ws.remote)
         #: The connect timer until CONNECT arrives.
         self.timer: asyncio.TimerHandle | None = None
-        #: Bytes that arrived while the CONNECT was being checked (handled after CONNACK).
-        self.backlog: list[bytes] | None = None
         #: Work that awaits the store, in arrival order, and the task doing it.
         self.work: deque[Work] | None = None
         self.worker: asyncio.Task[None] | None = None
