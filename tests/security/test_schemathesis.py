@@ -123,7 +123,9 @@ def _run(base: str, examples: int, derandomize: bool) -> None:
         try:
             check()
         except (Exception, FailureGroup) as exc:  # one operation's failure hides no other
-            failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:1500]}")
+            inner = getattr(exc, "exceptions", ())
+            detail = "\n".join(str(e)[:1500] for e in inner) or str(exc)[:1500]
+            failures.append(f"{operation.method.upper()} {operation.path}: {exc}\n{detail}")
     assert operations > 25, "the document was read"
     assert not failures, "\n\n".join(failures)
 

@@ -284,6 +284,8 @@ async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
 _CHANGE_ERRORS = (
     (404, "no such message (in the named channel)"),
     (409, "conflict (CAS lost) or stale (older LWW write); the body has the current state"),
+    # an action id is idempotent across every kind of change: a repeat answers as the first
+    (403, "a repeated action id whose first attempt was refused as forbidden"),
 )
 
 
@@ -317,8 +319,8 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             UPDATE,
             _CHANGE_ERRORS,
         ),
-        _change("/message/revoke", "Revoke a message", revoke, REVOKE, _CHANGE_ERRORS[:1]),
-        _change("/message/edit", "Edit a message's content", edit, EDIT, _CHANGE_ERRORS[:1]),
+        _change("/message/revoke", "Revoke a message", revoke, REVOKE, _CHANGE_ERRORS),
+        _change("/message/edit", "Edit a message's content", edit, EDIT, _CHANGE_ERRORS),
         Endpoint(
             "POST",
             "/message/extra/ops",
