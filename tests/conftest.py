@@ -17,12 +17,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow runs are deselected (reported as such), not skipped: a default run's summary
+    then counts only tests that ran, and a skip always means something is missing."""
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow: enable with --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]
 
 
 def pytest_asyncio_loop_factories(
