@@ -22,6 +22,10 @@ cards                                       ``magpie_card_actions_total{card_typ
 webhooks                                    ``magpie_webhook_deliveries_total{event}``,
                                             ``magpie_webhook_retries_total{event}``,
                                             ``magpie_webhook_failures_total{event}``
+durable jobs (webhook outbox, card          ``magpie_jobs_total{kind,result}`` (done,
+deadlines)                                  retried, dead, released),
+                                            ``magpie_jobs_stored{kind,state}`` (pending,
+                                            dead: in the shared store)
 queue depths (read at scrape time)          ``magpie_queue_depth{queue}``
 bus between nodes (scale-out)               ``magpie_bus_events_total{direction}``,
                                             ``magpie_bus_frames_total``,
@@ -261,6 +265,20 @@ class Metrics:
         )
         self._ext_result = _Children(self.ext_changes)
         self._card_result = _Children(self.card_actions)
+        self.jobs = Counter(
+            "magpie_jobs",
+            "Durable jobs settled by this node, by kind and result (done, retried, dead, "
+            "released untried)",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.jobs_stored = Gauge(
+            "magpie_jobs_stored",
+            "Durable jobs in the store (every node's), by kind and state (pending, dead)",
+            ["kind", "state"],
+            registry=r,
+        )
+        self._job_result = _Children(self.jobs)
 
     def _bus(self, r: CollectorRegistry) -> None:
         self.bus_events = Counter(
@@ -301,6 +319,16 @@ class Metrics:
     def card_action(self, card_type: str, result: str) -> None:
         """Count one card action."""
         self._card_result(card_type, result).inc()
+
+    def job_result(self, kind: str, result: str, n: int) -> None:
+        """Count ``n`` settled jobs of ``kind`` (nothing when ``n`` is 0)."""
+        if n:
+            self._job_result(kind, result).inc(n)
+
+    def job_counts(self, kind: str, pending: int, dead: int) -> None:
+        """The stored number of pending and dead jobs of ``kind``."""
+        self.jobs_stored.labels(kind, "pending").set(pending)
+        self.jobs_stored.labels(kind, "dead").set(dead)
 
     def names(self) -> Iterable[str]:
         """Every metric family name this registry exports (for tests and the dashboard)."""
