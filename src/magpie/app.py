@@ -28,11 +28,12 @@ from magpie.api.webhooks import WebhookConfig, WebhookDispatcher
 from magpie.bus.interface import Bus
 from magpie.bus.memory import MemoryBus
 from magpie.cards import CardService, default_types
-from magpie.cards_adapter import InProcessPort
+from magpie.cards_adapter import DEADLINE_KIND, InProcessPort, deadline_worker
 from magpie.config import Settings
 from magpie.core.access import AccessControl
 from magpie.core.auth import new_api_key
 from magpie.core.ids import Snowflake
+from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.errors import ConfigError, StartupError
 from magpie.ext.notify import Cmd, CmdSender, Notifier
@@ -50,6 +51,13 @@ from magpie.store.sqlite import SqliteStore
 __all__ = ["Node", "open_store", "resolve_api_key", "wire_webhooks"]
 
 log = logging.getLogger(__name__)
+
+#: Card deadlines one timer round claims, and the tries of a failing one before it is dead
+#: (a failure is a bug or a store outage; retried with backoff for about 20 minutes).
+DEADLINES_PER_ROUND = 50
+DEADLINE_ATTEMPTS = 25
+#: The default of ``cards_db_file``: the old card file a node imports once if it exists.
+DEFAULT_CARDS_DB = "cards.db"
 
 
 def resolve_api_key(settings: Settings) -> tuple[str, Path | None]:
@@ -108,18 +116,34 @@ class Node:
             self.access,
         )
         self.ext = _ext_service(settings, self.store, self.messaging, self.metrics)
+        #: Names this running node's claims of durable jobs (unique per process start).
+        self.instance = f"{settings.node_id}-{uuid.uuid4().hex[:12]}"
         self.webhooks = wire_webhooks(
-            settings, self.api_key, self.metrics, self.messaging, self.gateway
+            settings,
+            self.api_key,
+            self.metrics,
+            self.messaging,
+            self.gateway,
+            store=self.store,
+            owner=self.instance,
         )
-        emit = None if self.webhooks is None else self.webhooks.emit
+        outbox = None if self.webhooks is None else self.webhooks.event_job
+        port = InProcessPort(
+            self.messaging, self.ext, self.store, self.access, outbox, clock_ms=_wall_ms
+        )
         self.cards = CardService(
-            InProcessPort(self.messaging, self.ext, self.store, self.access, emit),
+            port,
             default_types(),
-            settings.cards_db_path,
             clock_ms=_wall_ms,
             max_state_bytes=settings.ext_max_extra_bytes,
             on_action=self.metrics.card_action,
+            legacy_db=settings.cards_db_path,
         )
+        self.deadlines = _deadline_timer(
+            settings, self.store, self.cards, self.metrics, self.instance
+        )
+        port.on_schedule(self.deadlines.wake)
+        _warn_deprecated(settings)
         self._probe_queues()
         self._uvicorn: _EmbeddedServer | None = None
         self._api_task: asyncio.Task[None] | None = None
@@ -185,7 +209,8 @@ class Node:
             cards=self.cards,
         )
         await self.api.start()
-        await self.cards.start()  # re-arms pending card deadlines; may fire some at once
+        await self.cards.start()  # imports an old cards.db once; the shared secret
+        self.deadlines.start()  # due card deadlines (also from before a restart) fire now
         await self._start_http(create_api(self.api))
         log.info(
             "gateway on ws://%s:%d (TCP port %d), API on http://%s:%d",
@@ -232,13 +257,14 @@ class Node:
         if self._uvicorn is not None and self._api_task is not None:
             self._uvicorn.request_exit()
             await self._api_task
-        await self.cards.stop()  # lets a deadline being fired finish; pending ones persist
+        await self.deadlines.stop()  # lets a deadline being fired finish; the rest persist
+        await self.cards.stop()
         await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
         await self.gateway.stop()
         if self.api is not None:
             await self.api.stop()
         if self.webhooks is not None:
-            await self.webhooks.stop()
+            await self.webhooks.stop()  # after the gateway: its disconnects are stored
         await self.bus.close()
         await self.store.close()
 
@@ -283,11 +309,19 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 def wire_webhooks(
-    settings: Settings, api_key: str, metrics: Metrics, messaging: Messaging, gateway: Presence
+    settings: Settings,
+    api_key: str,
+    metrics: Metrics,
+    messaging: Messaging,
+    gateway: Presence,
+    *,
+    store: Store,
+    owner: str,
 ) -> NodeWebhooks | None:
     """The business webhooks when ``webhook_url`` is set: ``msg.notify`` / ``msg.offline``
-    after every commit of the send flow, ``user.onlinestatus`` on the gateway's connects and
-    disconnects (when it reports them); ``None`` when webhooks are off. The secret is
+    committed with every stored message (the send flow's outbox), ``user.onlinestatus`` on the
+    gateway's connects and disconnects (when it reports them), and a dispatcher claiming as
+    ``owner``; ``None`` when webhooks are off (then nothing is ever enqueued). The secret is
     ``webhook_secret`` or else the business API key."""
     if not settings.webhook_url:
         return None
@@ -296,12 +330,51 @@ def wire_webhooks(
         secret=(settings.webhook_secret or api_key).encode(),
         batch_interval=settings.webhook_batch_interval,
         attempts=settings.webhook_attempts,
+        backoff=settings.webhook_backoff,
+        max_backoff=settings.webhook_max_backoff,
+        timeout=settings.webhook_timeout,
+        lease=settings.job_lease,
     )
-    hooks = NodeWebhooks(WebhookDispatcher(config, metrics), gateway)
-    messaging.add_after_commit(hooks.after_commit)
+    dispatcher = WebhookDispatcher(config, store, metrics, owner=owner)
+    hooks = NodeWebhooks(dispatcher, gateway, store, _wall_ms)
+    messaging.set_outbox(hooks.message_jobs)
     if isinstance(gateway, PresenceSource):
         gateway.add_presence_listener(hooks.on_presence)
     return hooks
+
+
+def _deadline_timer(
+    settings: Settings, store: Store, cards: CardService, metrics: Metrics, owner: str
+) -> JobWorker:
+    """This node's timer over every node's card deadlines (``job_lease``, ``job_poll``)."""
+    config = WorkerConfig(
+        kind=DEADLINE_KIND,
+        owner=owner,
+        lease=settings.job_lease,
+        batch=DEADLINES_PER_ROUND,
+        attempts=DEADLINE_ATTEMPTS,
+        backoff=1.0,
+        max_backoff=60.0,
+        poll=settings.job_poll,
+    )
+    return deadline_worker(
+        store,
+        config,
+        cards.fire,
+        clock_ms=_wall_ms,
+        count=metrics.job_result,
+        gauge=metrics.job_counts,
+    )
+
+
+def _warn_deprecated(settings: Settings) -> None:
+    """``cards_db_file`` only names an old file to import once (see the setting)."""
+    if settings.cards_db_file != DEFAULT_CARDS_DB:
+        log.warning(
+            "cards_db_file is deprecated: card deadlines and the card secret live in the store "
+            "now; %s is only imported once at start if it exists. Remove the setting.",
+            settings.cards_db_path,
+        )
 
 
 def _bind(host: str, port: int) -> socket.socket:

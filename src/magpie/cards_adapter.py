@@ -6,34 +6,70 @@ send flow (:class:`~magpie.core.messaging.Messaging`), the extension service, th
 service's pure decision straight to :meth:`ExtService.update
 <magpie.ext.service.ExtService.update>`, which runs it inside the store transaction — the
 same atomicity a business server gets from ``/message/extra/update`` with compare-and-set,
-minus the round trips and retries. Business webhooks go through the ``emit`` callable the
-composition root passes (none: dropped).
+minus the round trips and retries.
+
+What a change brings along is committed in its transaction, as durable jobs: its business
+events become webhook jobs through the ``outbox`` callable the composition root passes
+(``None`` while webhooks are off: nothing is built, nothing stored), its deadline a
+``card.deadline`` job (key ``<message_id>:<action>``, so scheduling twice keeps one).
+Every node runs a timer over those jobs (:func:`deadline_worker`) that calls the card
+service's ``fire``. The secret is a shared store value, created once for every node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+import secrets
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from magpie.cards.port import ImMessage, Outgoing, Sent
+from magpie.cards.port import Deadline, EventsOf, ImMessage, Outgoing, Sent
 from magpie.core.access import AccessControl
+from magpie.core.jobs import JobWorker, Outcome, Report, Round, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
+from magpie.domain.jobs import Job, NewJob
 from magpie.errors import BadRequest
 from magpie.ext.service import ExtService
 from magpie.protocol.packets import Flags, ReasonCode
-from magpie.store.interface import Store
+from magpie.store.interface import JobsOf, Store
 
-__all__ = ["CardSendRefused", "Emit", "InProcessPort"]
+__all__ = [
+    "DEADLINE_KIND",
+    "CardSendRefused",
+    "Fire",
+    "InProcessPort",
+    "Outbox",
+    "deadline_job",
+    "deadline_worker",
+]
 
-#: Raises one business webhook (``event``, JSON-able data); must not block.
-Emit = Callable[[str, Mapping[str, Any]], None]
+log = logging.getLogger(__name__)
+
+#: The job kind of card deadlines.
+DEADLINE_KIND = "card.deadline"
+#: Bytes of a secret created by :meth:`InProcessPort.secret`.
+SECRET_BYTES = 32
+#: Most pending deadlines :meth:`InProcessPort.deadlines` lists.
+MAX_LISTED = 10_000
+
+#: Turns one business event (``event``, JSON data) into its webhook job.
+Outbox = Callable[[str, Mapping[str, Any]], NewJob]
+#: Fires one deadline: true when done with it (the card service's ``fire``).
+Fire = Callable[[int, str], Any]
 
 
 class CardSendRefused(BadRequest):
     """The send flow refused the card message (400, with the WuKongIM reason)."""
 
     code = "send_refused"
+
+
+def deadline_job(deadline: Deadline, now_ms: int = 0) -> NewJob:
+    """The durable job of a card deadline (one per message and action)."""
+    payload = {"message_id": deadline.message_id, "action": deadline.action}
+    key = f"{deadline.message_id}:{deadline.action}"
+    return NewJob(DEADLINE_KIND, payload, key=key, due_at_ms=deadline.at_ms, created_at_ms=now_ms)
 
 
 class InProcessPort:
@@ -45,13 +81,21 @@ class InProcessPort:
         ext: ExtService,
         store: Store,
         access: AccessControl,
-        emit: Emit | None = None,
+        outbox: Outbox | None = None,
+        *,
+        clock_ms: Callable[[], int] = lambda: 0,
     ) -> None:
         self._messaging = messaging
         self._ext = ext
         self._store = store
         self._access = access
-        self._emit = emit
+        self._outbox = outbox
+        self._clock_ms = clock_ms
+        self._scheduled: Callable[[], None] = lambda: None
+
+    def on_schedule(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after a deadline was stored (this node's timer looks again)."""
+        self._scheduled = callback
 
     async def send(self, message: Outgoing) -> Sent:
         """Through the send flow as the business API (the card service checked who may)."""
@@ -100,9 +144,12 @@ class InProcessPort:
         operation: str,
         patch: Mapping[str, Any],
         important: bool,
+        events: EventsOf | None = None,
+        deadline: Deadline | None = None,
     ) -> UpdateResult:
-        """The extension primitive: ``mutate`` runs inside the store transaction."""
-        return await self._ext.update(
+        """The extension primitive: ``mutate`` runs inside the store transaction, and the
+        change's webhook events and deadline are committed with it."""
+        result = await self._ext.update(
             message_id,
             mutate=mutate,
             action_id=action_id,
@@ -110,7 +157,26 @@ class InProcessPort:
             operation=operation,
             patch=patch,
             important=important,
+            jobs=self._jobs(events, deadline),
         )
+        if deadline is not None and result.applied and not result.duplicate:
+            self._scheduled()
+        return result
+
+    def _jobs(self, events: EventsOf | None, deadline: Deadline | None) -> JobsOf | None:
+        """The jobs of an applied change: webhook events (only while webhooks are on) and
+        the deadline; ``None`` when there is nothing to add."""
+        outbox = self._outbox if events is not None else None
+        if outbox is None and deadline is None:
+            return None
+
+        def jobs(result: UpdateResult) -> Sequence[NewJob]:
+            out = [deadline_job(deadline, result.op.created_at)] if deadline is not None else []
+            if outbox is not None and events is not None:
+                out += [outbox(event, data) for event, data in events(result)]
+            return out
+
+        return jobs
 
     async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:
         """A subscriber of the channel; a party of a person channel (``a@b``)."""
@@ -120,7 +186,57 @@ class InProcessPort:
         """The operation log."""
         return await self._ext.ops(message_id, after_op_id, limit)
 
-    def emit(self, event: str, data: Mapping[str, Any]) -> None:
-        """Hand the event to the node's webhook dispatcher (if one runs)."""
-        if self._emit is not None:
-            self._emit(event, data)
+    async def schedule(self, deadline: Deadline) -> None:
+        """Store the deadline's job (a second one for the same action is not added)."""
+        await self._store.enqueue_jobs([deadline_job(deadline, self._clock_ms())])
+        self._scheduled()
+
+    async def unschedule(self, message_id: int, action: str) -> None:
+        """Delete the deadline's job."""
+        await self._store.cancel_jobs(DEADLINE_KIND, [f"{message_id}:{action}"])
+
+    async def deadlines(self) -> list[Deadline]:
+        """The pending deadlines, earliest first."""
+        jobs = await self._store.list_jobs(DEADLINE_KIND, dead=False, limit=MAX_LISTED)
+        found = [_deadline(job) for job in jobs]
+        return sorted((d for d in found if d is not None), key=lambda d: d.at_ms)
+
+    async def secret(self, name: str, initial: bytes | None = None) -> bytes:
+        """The shared secret ``name`` (``kv`` key ``secret:<name>``), created once."""
+        fresh = initial if initial is not None else secrets.token_bytes(SECRET_BYTES)
+        return await self._store.kv_setdefault(f"secret:{name}", fresh)
+
+
+def _deadline(job: Job) -> Deadline | None:
+    """The deadline a ``card.deadline`` job holds (``None``: not one)."""
+    message_id, action = job.payload.get("message_id"), job.payload.get("action")
+    if not isinstance(message_id, int) or not isinstance(action, str):
+        return None
+    return Deadline(message_id, action, job.due_at_ms)
+
+
+def deadline_worker(store: Store, config: WorkerConfig, fire: Fire, **kw: Any) -> JobWorker:
+    """The timer of one node over every node's card deadlines: claims the due ones (each is
+    one node's) and fires them one by one while its claim's lease lasts. ``kw`` goes to
+    :class:`~magpie.core.jobs.JobWorker` (clock, metrics)."""
+
+    async def handle(jobs: Sequence[Job], round_: Round) -> Report:
+        report: dict[int, tuple[Outcome, str]] = {}
+        for job in jobs:
+            if round_.stopping.is_set():
+                break
+            deadline = _deadline(job)
+            if deadline is None:
+                report[job.job_id] = (Outcome.FAILED, "not a card deadline")
+                continue
+            try:
+                done = await fire(deadline.message_id, deadline.action)
+            except Exception as exc:  # the timer must survive any failure: retry later
+                log.exception("card deadline %s of message %d failed", deadline.action,
+                              deadline.message_id)  # fmt: skip
+                report[job.job_id] = (Outcome.FAILED, type(exc).__name__)
+                continue
+            report[job.job_id] = (Outcome.DONE, "") if done else (Outcome.FAILED, "not done")
+        return report
+
+    return JobWorker(store, config, handle, **kw)

@@ -102,10 +102,26 @@ class Settings:
     webhook_url: str = ""
     #: Secret for the webhook HMAC-SHA256 signature; empty = derived from the API key.
     webhook_secret: str = ""
-    #: Seconds between ``msg.notify`` batches.
+    #: Seconds between a node's claims of due webhook events: the ``msg.notify`` and
+    #: ``user.onlinestatus`` entries of one claim go out as one array.
     webhook_batch_interval: float = 0.5
-    #: Delivery attempts per webhook batch.
-    webhook_attempts: int = 5
+    #: Tries of a webhook request before its events are dead (kept in the store, listed by
+    #: ``GET /jobs/dead``, sent again by ``POST /jobs/dead/retry``).
+    webhook_attempts: int = 10
+    #: Seconds before the first retry of a failed webhook request; doubles per try.
+    webhook_backoff: float = 1.0
+    #: Longest wait between two tries of a webhook request, in seconds.
+    webhook_max_backoff: float = 300.0
+    #: Seconds one webhook request may take (connect, send, answer) before it counts as
+    #: failed.
+    webhook_timeout: float = 5.0
+    #: Seconds a node holds a claimed durable job (a webhook request, a card deadline): a
+    #: node that dies mid-job delays it by at most this, then another node takes it over.
+    #: At least twice ``webhook_timeout`` (a claim must outlast a request).
+    job_lease: float = 30.0
+    #: Longest sleep of a node's deadline timer, in seconds: how late at worst it sees a
+    #: deadline another node scheduled (its own it sees at once).
+    job_poll: float = 1.0
     #: Serve the browser demo page (``GET /`` and ``/static/*``); ``magpie demo`` turns it on.
     demo_ui: bool = False
     #: Enable ``POST /demo/login`` and ``GET /demo/users``: anybody who can reach the API may
@@ -141,8 +157,10 @@ class Settings:
     #: How far (ms) a caller-supplied last-writer-wins ``updated_at`` may be ahead of the
     #: server clock; a value further ahead would win every later write.
     ext_max_future_ms: int = 60_000
-    #: The card service's own SQLite file (deadlines, its secret) inside ``data_dir`` (or an
-    #: absolute path); the service runs in every node.
+    #: Deprecated. The card service's own SQLite file of older versions (deadlines, its
+    #: secret) inside ``data_dir`` (or an absolute path): both live in the store now, and a
+    #: file found here is imported once at start, then renamed to ``*.imported``. Setting
+    #: it to anything but the default only logs a deprecation warning.
     cards_db_file: str = "cards.db"
     #: History answers (``/channel/messagesync``, ``/message/sync``, ``/message/extra/sync``,
     #: ``/conversation/sync`` recents, operation logs): the most bytes of JSON one answer
@@ -269,6 +287,11 @@ _POSITIVE = (
     "max_packet_bytes",
     "max_payload_bytes",
     "webhook_attempts",
+    "webhook_backoff",
+    "webhook_max_backoff",
+    "webhook_timeout",
+    "job_lease",
+    "job_poll",
     "ext_max_patch_bytes",
     "ext_max_extra_bytes",
     "ext_max_keys",
@@ -378,6 +401,13 @@ def _validate(s: Settings) -> None:
     _validate_host("host", s.host)
     _check(bool(s.cards_db_file), "cards_db_file", s.cards_db_file, "must not be empty")
     _validate_store_url(s.store_url)
+    _check(
+        s.job_lease >= 2 * s.webhook_timeout,
+        "job_lease",
+        s.job_lease,
+        f"must be at least twice webhook_timeout ({s.webhook_timeout} s): a claim must "
+        "outlast a webhook request",
+    )
     _check(s.store_pool_size >= 2, "store_pool_size", s.store_pool_size, "must be 2 or more")
     if s.webhook_url:
         parts = urlsplit(s.webhook_url)

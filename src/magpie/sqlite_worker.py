@@ -1,8 +1,8 @@
 """One thread owns one SQLite connection and runs submitted calls in order (the aiosqlite idea).
 
-Used by the SDK's cache (``magpie.client.cache``) and the card service's own file
-(``magpie.cards.scheduler``). Why a thread: ``sqlite3`` blocks, and a commit with
-``synchronous=FULL`` waits for the disk; the event loop must keep reading sockets meanwhile.
+Used by the SDK's cache (``magpie.client.cache``). Why a thread: ``sqlite3`` blocks, and a
+commit with ``synchronous=FULL`` waits for the disk; the event loop must keep reading sockets
+meanwhile.
 Why only one: SQLite allows one writer at a time anyway, and a single thread makes every call
 a serialised transaction with no locking of our own. Calls are plain functions
 ``fn(connection) -> result`` — a whole transaction of many statements is one call, one thread

@@ -115,6 +115,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/channel/member"): business(
         lambda u, _: {"channel_id": "g1", "channel_type": 2, "uid": "alice"}
     ),
+    ("GET", "/jobs/dead"): business(lambda u, _: {"kind": "webhook"}),
+    ("POST", "/jobs/dead/retry"): business(lambda u, _: {"job_ids": [1]}),
     ("POST", "/conversation/sync"): user(lambda u, _: {"uid": u}, 200),  # eve's own: empty
     ("POST", "/channel/messagesync"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403

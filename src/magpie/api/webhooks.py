@@ -1,51 +1,74 @@
-"""Outgoing webhooks (spec §6.1): ``msg.notify``, ``msg.offline``, ``user.onlinestatus``.
+"""Outgoing webhooks (spec §6.1) through the store's durable outbox.
 
-Each event is ``POST <webhook_url>?event=<name>`` with a JSON body and two headers::
+Each request is ``POST <webhook_url>?event=<name>`` with a JSON body and three headers::
 
+    X-Magpie-Event-Id: <id>
     X-Magpie-Timestamp: <unix seconds>
     X-Magpie-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}." + body)>
 
-so a receiver can check origin and freshness (:func:`verify`). The secret is
-``webhook_secret`` or, if that is empty, the business API key.
+so a receiver can check origin and freshness (:func:`verify`) and drop a repeat (the same
+request sent again has the same event id). The secret is ``webhook_secret`` or, if that is
+empty, the business API key.
 
-Services built on the node raise their own events through :meth:`WebhookDispatcher.event`
-(the card service's ``card.action``), one request per event.
+**The outbox.** Every event is a durable job of kind ``webhook`` (:mod:`magpie.domain.jobs`):
+``msg.notify`` and ``msg.offline`` are enqueued *in the transaction of the message* that
+causes them, a service's event (the card service's ``card.action``) in the transaction of the
+extension change, ``user.onlinestatus`` right after the connect or disconnect (it has no
+transaction). So an event is never lost on a crash or a restart, and nothing is enqueued
+while ``webhook_url`` is unset. The job builders (:func:`notify_job`, ...) say what is
+stored: messages by id (rendered from the store when sent), other data as it is.
 
-Nothing here ever blocks the send path: the after-commit hook and the presence callback only
-append to bounded in-memory buffers. ``msg.notify`` and ``user.onlinestatus`` entries are
-batched every ``webhook_batch_interval`` seconds into one JSON array each; ``msg.offline``
-goes out one message per request. One sender task posts the batches in order, retrying a
-failed POST (non-2xx or transport error) with exponential backoff up to ``webhook_attempts``
-times. When a buffer is full the *oldest* entry is dropped; drops and batches that exhausted
-their attempts are counted in ``magpie_webhook_failures{event}``. Webhooks are at-most-once
-across a restart: the buffers are not persisted (the store stays the source of truth).
+**Dispatch.** Every node with ``webhook_url`` runs a :class:`WebhookDispatcher`: a
+:class:`~magpie.core.jobs.JobWorker` that claims due webhook jobs every
+``webhook_batch_interval`` seconds — a claim is exclusive across nodes, so no event is sent
+by two nodes — and posts them: the ``msg.notify`` entries (MessageResp objects) and the
+``user.onlinestatus`` entries of one claim as one JSON array each, every other event alone.
+A failed POST (non-2xx or transport error) is retried with exponential backoff
+(``webhook_backoff`` doubling up to ``webhook_max_backoff``); after ``webhook_attempts``
+tries its events are *dead*: kept in the store, counted in
+``magpie_webhook_failures_total{event}`` and listed by ``GET /jobs/dead``, from where they
+can be sent again (``POST /jobs/dead/retry``).
+
+**Event ids and repeats.** An event is delivered at least once; exactly once unless a node
+died between the receiver's answer and recording it (or a claim's lease ran out), in which
+case another node sends it again after the lease (``job_lease``). The event id of a
+request names its events: for one event ``<store>.<job id>``, for an array the ids of its
+entries hashed. Entries first sent together are sent together again (a retry, a takeover),
+so a repeat carries the same id. Ids are unique per store (the store's epoch prefixes them).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from magpie.api.render import message_resp
+from magpie.core.jobs import JobWorker, Outcome, Report, Round, WorkerConfig
+from magpie.domain.jobs import Job, NewJob
 from magpie.metrics import Metrics
+from magpie.store.interface import Store, StoredMessage
 
 __all__ = [
+    "EVENT_ID_HEADER",
     "EVENT_NOTIFY",
     "EVENT_OFFLINE",
     "EVENT_ONLINESTATUS",
+    "WEBHOOK_KIND",
     "WebhookConfig",
     "WebhookDispatcher",
+    "event_job",
+    "notify_job",
+    "offline_job",
     "sign",
+    "status_job",
     "verify",
 ]
 
@@ -54,7 +77,12 @@ log = logging.getLogger(__name__)
 EVENT_NOTIFY = "msg.notify"
 EVENT_OFFLINE = "msg.offline"
 EVENT_ONLINESTATUS = "user.onlinestatus"
+#: Events whose entries of one claim go out as one JSON array.
+BATCHED = frozenset({EVENT_NOTIFY, EVENT_ONLINESTATUS})
+#: The job kind of every webhook event.
+WEBHOOK_KIND = "webhook"
 
+EVENT_ID_HEADER = "X-Magpie-Event-Id"
 TIMESTAMP_HEADER = "X-Magpie-Timestamp"
 SIGNATURE_HEADER = "X-Magpie-Signature"
 
@@ -72,217 +100,274 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
 
 
+# --- what is stored ------------------------------------------------------------------------
+
+
+def notify_job(message_id: int, now_ms: int) -> NewJob:
+    """``msg.notify`` of a stored message (rendered when sent)."""
+    payload = {"event": EVENT_NOTIFY, "message_id": message_id}
+    return NewJob(WEBHOOK_KIND, payload, created_at_ms=now_ms)
+
+
+def offline_job(message_id: int, to_uids: Sequence[str], now_ms: int) -> NewJob:
+    """``msg.offline``: the message and the recipients with no online master device."""
+    payload = {"event": EVENT_OFFLINE, "message_id": message_id, "to_uids": list(to_uids)}
+    return NewJob(WEBHOOK_KIND, payload, created_at_ms=now_ms)
+
+
+def status_job(entry: str, now_ms: int) -> NewJob:
+    """One ``user.onlinestatus`` entry."""
+    payload = {"event": EVENT_ONLINESTATUS, "entry": entry}
+    return NewJob(WEBHOOK_KIND, payload, created_at_ms=now_ms)
+
+
+def event_job(event: str, data: Mapping[str, Any], now_ms: int) -> NewJob:
+    """Any other event (``card.action``): its JSON body as it is."""
+    payload = {"event": event, "data": dict(data)}
+    return NewJob(WEBHOOK_KIND, payload, created_at_ms=now_ms)
+
+
+# --- dispatch ------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
-    """Where and how to deliver. ``backoff`` is the first retry delay (doubling up to
-    ``max_backoff``); ``max_pending`` and ``max_pending_bytes`` bound each buffer (notify
-    entries, presence entries, queued requests); ``max_batch`` bounds the entries of one
-    ``msg.notify`` / ``user.onlinestatus`` request; ``drain_timeout`` is how long
-    :meth:`WebhookDispatcher.stop` waits for queued requests."""
+    """Where and how to deliver. Times in seconds. ``batch_interval`` is the time between
+    claims (and so what one array request gathers); ``attempts`` the tries before an event is
+    dead; ``backoff`` the first retry delay, doubling up to ``max_backoff``; ``lease`` how
+    long a claim is this node's; ``max_batch`` the most jobs per claim (and entries per
+    array); ``max_request_bytes`` splits larger arrays; ``drain_timeout`` how long
+    :meth:`WebhookDispatcher.stop` lets the round under way finish."""
 
     url: str
     secret: bytes
     batch_interval: float = 0.5
-    attempts: int = 5
-    backoff: float = 0.2
-    max_backoff: float = 10.0
+    attempts: int = 10
+    backoff: float = 1.0
+    max_backoff: float = 300.0
     timeout: float = 5.0
-    max_pending: int = 10_000
-    max_pending_bytes: int = 64 * 1024 * 1024
+    lease: float = 30.0
     max_batch: int = 1_000
-    drain_timeout: float = 2.0
+    max_request_bytes: int = 8 * 1024 * 1024
+    drain_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
+class _Request:
+    """One POST: its event, the jobs it carries and its body."""
+
     event: str
+    jobs: tuple[Job, ...]
     body: bytes
 
 
-def _job_size(job: _Job) -> int:
-    return len(job.body)
+def _array(event: str, items: list[tuple[Job, bytes]]) -> _Request:
+    """One array request of already encoded entries."""
+    body = b"[" + b",".join(entry for _, entry in items) + b"]"
+    return _Request(event, tuple(job for job, _ in items), body)
 
 
-class _Buffer:
-    """A FIFO bounded in entries and in bytes (``size`` of an entry) that drops and reports
-    its oldest entries when a push would exceed either bound."""
-
-    def __init__(
-        self,
-        max_items: int,
-        max_bytes: int,
-        size: Callable[[Any], int],
-        on_drop: Callable[[Any], None],
-    ) -> None:
-        self._items: deque[tuple[Any, int]] = deque()
-        self._max_items = max_items
-        self._max_bytes = max_bytes
-        self._size = size
-        self._bytes = 0
-        self._on_drop = on_drop
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def push(self, item: Any) -> None:
-        n = self._size(item)
-        while self._items and (
-            len(self._items) >= self._max_items or self._bytes + n > self._max_bytes
-        ):
-            dropped, size = self._items.popleft()
-            self._bytes -= size
-            self._on_drop(dropped)
-        self._items.append((item, n))
-        self._bytes += n
-
-    def take(self, n: int) -> list[Any]:
-        out = []
-        for _ in range(min(n, len(self._items))):
-            item, size = self._items.popleft()
-            self._bytes -= size
-            out.append(item)
-        return out
-
-
-def _resp_size(message: dict[str, Any]) -> int:
-    """Approximate bytes of a MessageResp: its base64 payload dominates."""
-    return len(message.get("payload", "")) + 512
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class WebhookDispatcher:
-    """Buffers webhook events and posts them from background tasks (see module doc)."""
+    """Claims the ``webhook`` jobs of every node and posts them (see the module docstring).
+
+    ``owner`` names this node's claims (unique per running node); ``clock`` is wall time."""
 
     def __init__(
         self,
         config: WebhookConfig,
+        store: Store,
         metrics: Metrics,
         *,
+        owner: str,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
+        self._store = store
         self._metrics = metrics
         self._transport = transport
         self._clock = clock
-        items, size = config.max_pending, config.max_pending_bytes
-        self._notify = _Buffer(items, size, _resp_size, lambda _: self._failed(EVENT_NOTIFY))
-        self._status = _Buffer(items, size, len, lambda _: self._failed(EVENT_ONLINESTATUS))
-        self._jobs = _Buffer(items, size, _job_size, lambda job: self._failed(job.event))
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._client: httpx.AsyncClient | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._pending = 0
+        worker = WorkerConfig(
+            kind=WEBHOOK_KIND,
+            owner=owner,
+            lease=config.lease,
+            batch=config.max_batch,
+            attempts=config.attempts,
+            backoff=config.backoff,
+            max_backoff=config.max_backoff,
+            poll=config.batch_interval,
+            pace=config.batch_interval,
+            drain_timeout=config.drain_timeout,
+        )
+        self.worker = JobWorker(
+            store,
+            worker,
+            self._handle,
+            clock_ms=lambda: int(self._clock() * 1000),
+            count=metrics.job_result,
+            gauge=self._gauge,
+        )
 
-    # producers (synchronous, never block) ----------------------------------------------------
+    @property
+    def metrics(self) -> Metrics:
+        """The node's metrics (the webhook families)."""
+        return self._metrics
 
-    def notify(self, message: dict[str, Any]) -> None:
-        """Queue one MessageResp for the next ``msg.notify`` batch."""
-        self._notify.push(message)
-
-    def offline(self, message: dict[str, Any], to_uids: list[str]) -> None:
-        """Queue one ``msg.offline`` event: the MessageResp plus ``to_uids``."""
-        self._enqueue(EVENT_OFFLINE, {**message, "to_uids": to_uids})
-
-    def online_status(self, entry: str) -> None:
-        """Queue one ``user.onlinestatus`` string for the next batch."""
-        self._status.push(entry)
-
-    def event(self, event: str, data: Any) -> None:
-        """Queue one event of another kind (e.g. the card service's ``card.action``): one
-        request per event, signed and retried like ``msg.offline``."""
-        self._enqueue(event, data)
-
-    # lifecycle -------------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Webhook events waiting in the store, every node's, as last counted (a metrics
+        probe; refreshed every few seconds)."""
+        return self._pending
 
     async def start(self) -> None:
-        """Open the HTTP client and start the batch and sender tasks."""
+        """Open the HTTP client and start claiming (events left from before run now)."""
         self._client = httpx.AsyncClient(
             transport=self._transport, timeout=self._config.timeout, follow_redirects=False
         )
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._batch_loop()), loop.create_task(self._send_loop())]
+        self.worker.start()
 
     async def stop(self) -> None:
-        """Flush the buffers, give the sender ``drain_timeout`` seconds, then stop."""
-        self._flush()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self._config.drain_timeout)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        """Let the request under way finish, give the rest back, close the client."""
+        await self.worker.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
-    @property
-    def pending(self) -> int:
-        """Events and batch entries waiting to be sent (a metrics probe)."""
-        return len(self._jobs) + len(self._notify) + len(self._status)
+    def _gauge(self, kind: str, pending: int, dead: int) -> None:
+        self._pending = pending
+        self._metrics.job_counts(kind, pending, dead)
 
-    # internals -------------------------------------------------------------------------------
+    # one round ---------------------------------------------------------------------------------
 
-    def _failed(self, event: str) -> None:
-        self._metrics.webhook_failures.labels(event=event).inc()
+    async def _handle(self, jobs: Sequence[Job], round_: Round) -> Report:
+        report: dict[int, tuple[Outcome, str]] = {}
+        timeout_ms = int(self._config.timeout * 1000)
+        for request in await self._requests(jobs, report):
+            if round_.stopping.is_set() or self._now_ms() + timeout_ms > round_.until_ms:
+                break  # the rest is given back untried: another round (or node) sends it
+            if any(job.attempts for job in request.jobs):
+                self._metrics.webhook_retries.labels(event=request.event).inc()
+            error = await self._post(request)
+            outcome = (Outcome.DONE, "") if error is None else (Outcome.FAILED, error)
+            report.update((job.job_id, outcome) for job in request.jobs)
+            self._count(request, error)
+        return report
 
-    def _enqueue(self, event: str, data: Any) -> None:
-        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-        self._jobs.push(_Job(event, body))
-        self._idle.clear()
-        self._wake.set()
+    def _count(self, request: _Request, error: str | None) -> None:
+        m, event = self._metrics, request.event
+        if error is None:
+            m.webhook_deliveries.labels(event=event).inc()
+            return
+        last = [j for j in request.jobs if j.attempts + 1 >= self._config.attempts]
+        if last:
+            m.webhook_failures.labels(event=event).inc(len(last))
+            log.warning("webhook %s: %d event(s) dead-lettered: %s", event, len(last), error)
 
-    def _flush(self) -> None:
-        """Turn the buffered notify / presence entries into requests."""
-        for event, buffer in ((EVENT_NOTIFY, self._notify), (EVENT_ONLINESTATUS, self._status)):
-            while len(buffer):
-                self._enqueue(event, buffer.take(self._config.max_batch))
+    async def _requests(
+        self, jobs: Sequence[Job], report: dict[int, tuple[Outcome, str]]
+    ) -> list[_Request]:
+        """The requests of a claim, in job order: batched events grouped by their first
+        claim's batch, the others one each. Jobs with nothing to send are reported."""
+        messages = await self._messages(jobs)
+        groups: dict[tuple[str, str], list[tuple[Job, bytes]]] = {}
+        singles: list[_Request] = []
+        for job in jobs:
+            event, entry = self._render(job, messages)
+            if entry is None:
+                report[job.job_id] = self._unsendable(job, event)
+            elif event in BATCHED:
+                groups.setdefault((event, job.batch), []).append((job, _compact(entry)))
+            else:
+                singles.append(_Request(event, (job,), _compact(entry)))
+        batched = [r for (event, _), items in groups.items() for r in self._split(event, items)]
+        return sorted([*singles, *batched], key=lambda r: r.jobs[0].job_id)
 
-    async def _batch_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._config.batch_interval)
-            self._flush()
+    async def _messages(self, jobs: Sequence[Job]) -> dict[int, StoredMessage]:
+        ids = [job.payload["message_id"] for job in jobs if "message_id" in job.payload]
+        return await self._store.get_messages_by_id(ids) if ids else {}
 
-    async def _send_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while jobs := self._jobs.take(1):
-                await self._deliver(jobs[0])
-            self._idle.set()
+    @staticmethod
+    def _render(job: Job, messages: Mapping[int, StoredMessage]) -> tuple[str, Any]:
+        """The event and its JSON entry (``None``: nothing to send)."""
+        p = job.payload
+        event = str(p.get("event", ""))
+        if event in (EVENT_NOTIFY, EVENT_OFFLINE):
+            message = messages.get(p.get("message_id", 0))
+            if message is None:
+                return event, None
+            resp = message_resp(message)
+            return event, resp if event == EVENT_NOTIFY else {**resp, "to_uids": p["to_uids"]}
+        if event == EVENT_ONLINESTATUS:
+            return event, p.get("entry")
+        return event, p.get("data")
 
-    async def _deliver(self, job: _Job) -> None:
-        delay = self._config.backoff
-        for attempt in range(1, self._config.attempts + 1):
-            if attempt > 1:
-                self._metrics.webhook_retries.labels(event=job.event).inc()
-            if await self._post(job):
-                self._metrics.webhook_deliveries.labels(event=job.event).inc()
-                return
-            if attempt < self._config.attempts:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._config.max_backoff)
-        log.warning("webhook %s dropped after %d attempts", job.event, self._config.attempts)
-        self._failed(job.event)
+    @staticmethod
+    def _unsendable(job: Job, event: str) -> tuple[Outcome, str]:
+        if event in (EVENT_NOTIFY, EVENT_OFFLINE):
+            log.warning(
+                "webhook %s: message %s is gone; dropped", event, job.payload.get("message_id")
+            )
+            return (Outcome.DONE, "")
+        return (Outcome.FAILED, "not a webhook event")
 
-    async def _post(self, job: _Job) -> bool:
+    def _split(self, event: str, items: list[tuple[Job, bytes]]) -> list[_Request]:
+        """Arrays of at most ``max_request_bytes`` (at least one entry each); the split
+        depends only on the entries, so a repeat splits alike."""
+        out: list[_Request] = []
+        chunk: list[tuple[Job, bytes]] = []
+        size = 2
+        for job, entry in items:
+            if chunk and size + len(entry) + 1 > self._config.max_request_bytes:
+                out.append(_array(event, chunk))
+                chunk, size = [], 2
+            chunk.append((job, entry))
+            size += len(entry) + 1
+        out.append(_array(event, chunk))
+        return out
+
+    # the POST ---------------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _event_id(self, request: _Request) -> str:
+        """``<store>.<job id>`` for one event; for an array, its entries' ids hashed."""
+        store = self._store.epoch[:12]
+        ids = [job.job_id for job in request.jobs]
+        if len(ids) == 1 and request.event not in BATCHED:
+            return f"{store}.{ids[0]}"
+        digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+        return f"{store}.{ids[0]}-{ids[-1]}.{digest}"
+
+    async def _post(self, request: _Request) -> str | None:
+        """Send one request; ``None`` when the receiver answered 2xx, else why not."""
         client = self._client
         if client is None:
-            return False
+            return "not started"
         timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",
+            EVENT_ID_HEADER: self._event_id(request),
             TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(self._config.secret, timestamp, job.body),
+            SIGNATURE_HEADER: sign(self._config.secret, timestamp, request.body),
         }
         try:
             response = await client.post(
-                self._config.url, params={"event": job.event}, content=job.body, headers=headers
+                self._config.url,
+                params={"event": request.event},
+                content=request.body,
+                headers=headers,
             )
         except httpx.HTTPError as exc:
-            log.info("webhook %s failed: %s", job.event, type(exc).__name__)
-            return False
+            log.info("webhook %s failed: %s", request.event, type(exc).__name__)
+            return type(exc).__name__
         if response.is_success:
-            return True
-        log.info("webhook %s answered HTTP %d", job.event, response.status_code)
-        return False
+            return None
+        log.info("webhook %s answered HTTP %d", request.event, response.status_code)
+        return f"HTTP {response.status_code}"

@@ -17,8 +17,9 @@ Modules:
 * :mod:`~magpie.cards.decide` — the pure decisions run inside the extension transaction;
   :mod:`~magpie.cards.projection` — what one viewer sees;
 * :mod:`~magpie.cards.port` — :class:`ImPort`, the only way the service talks to the IM (its
-  in-process implementation lives in ``magpie.cards_adapter``);
-  :mod:`~magpie.cards.scheduler` — durable deadlines; :mod:`~magpie.cards.service` —
+  in-process implementation lives in ``magpie.cards_adapter``; deadlines and the secret are
+  the IM's durable jobs and shared values); :mod:`~magpie.cards.legacy` — the one-time
+  import of an older version's ``cards.db``; :mod:`~magpie.cards.service` —
   :class:`CardService`.
 
 ``cards`` imports the shared vocabulary (``magpie.domain``) and this package only: never the
@@ -28,7 +29,7 @@ store, the IM core, the gateway or the API (import-linter contract in ``pyprojec
 from magpie.cards.approval import APPROVAL
 from magpie.cards.cardtype import CardType, CardTypes
 from magpie.cards.model import CARD_CONTENT_TYPE, STATE_KEY
-from magpie.cards.port import ImMessage, ImPort, Outgoing, Sent
+from magpie.cards.port import Deadline, ImMessage, ImPort, Outgoing, Sent
 from magpie.cards.service import ActionRequest, ActResult, CardService, CreateRequest
 from magpie.cards.survey import SURVEY
 from magpie.cards.task import TASK
@@ -43,6 +44,7 @@ __all__ = [
     "CardType",
     "CardTypes",
     "CreateRequest",
+    "Deadline",
     "ImMessage",
     "ImPort",
     "Outgoing",

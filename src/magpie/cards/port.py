@@ -2,12 +2,20 @@
 
 The card service never imports the IM core or the store (import-linter enforces it). It
 sends messages, changes extensions, reads messages and extensions, checks membership, reads
-the operation log and raises business webhooks through this one interface. Its implementation
+the operation log, raises business webhooks, keeps its deadlines and gets its secret through
+this one interface. Its implementation
 in a node is ``magpie.cards_adapter.InProcessPort`` (wired by ``magpie.app``): direct calls of
 the send flow and :class:`~magpie.ext.service.ExtService`; ``update`` hands the pure
 ``mutate`` to the store, which runs it inside the change's transaction. A business server on
 another machine would implement it over the business HTTP API (read, decide, compare-and-set
 with ``/message/extra/update``).
+
+What must not be lost with a node — the webhook events of a change, a card's deadline — is
+committed *with* the change (``update``'s ``events`` and ``deadline``), so a crash can come
+only before or after, never between. Deadlines are the IM's durable jobs: every node's
+timer may fire one, exactly one of them does (a claim), and firing twice after a node's
+death would change nothing anyway (the deadline's action id is deterministic). The secret
+is created once for the whole IM, so every node keys pseudonyms and action ids alike.
 
 Channel ids here are *storage* ids: a person channel is ``a@b`` (spec §4) — the value a
 message or extension row carries for the business server.
@@ -15,13 +23,26 @@ message or extension row carries for the business server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
 
-__all__ = ["ImMessage", "ImPort", "Outgoing", "Sent"]
+__all__ = ["Deadline", "EventsOf", "ImMessage", "ImPort", "Outgoing", "Sent"]
+
+#: The business events (webhooks) of an applied change, as ``(event, JSON data)`` pairs,
+#: computed from the change's result inside its transaction. Pure: it may run again.
+EventsOf = Callable[[UpdateResult], Sequence[tuple[str, Mapping[str, Any]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A card's system action due at ``at_ms`` (unix ms)."""
+
+    message_id: int
+    action: str
+    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +104,14 @@ class ImPort(Protocol):
         operation: str,
         patch: Mapping[str, Any],
         important: bool,
+        events: EventsOf | None = None,
+        deadline: Deadline | None = None,
     ) -> UpdateResult:
         """Decide and record one change with ``mutate`` (a pure function of the current
         state); idempotent by ``action_id`` (a repeat returns the original result). 404
-        :class:`~magpie.errors.NotFound` when there is no such channel-log message."""
+        :class:`~magpie.errors.NotFound` when there is no such channel-log message. When the
+        change applies, its ``events`` (raised as webhooks, if the IM sends any) and its
+        ``deadline`` are committed with it."""
         ...
 
     async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:
@@ -97,7 +122,19 @@ class ImPort(Protocol):
         """The message's operation log after ``after_op_id``, oldest first."""
         ...
 
-    def emit(self, event: str, data: Mapping[str, Any]) -> None:
-        """Raise a business webhook (signed and retried by the IM's dispatcher when it runs
-        one). Never blocks."""
+    async def schedule(self, deadline: Deadline) -> None:
+        """Keep ``deadline`` until it fires (idempotent: one per message and action)."""
+        ...
+
+    async def unschedule(self, message_id: int, action: str) -> None:
+        """Forget the deadline of ``action`` on the message (the card ended before)."""
+        ...
+
+    async def deadlines(self) -> list[Deadline]:
+        """The pending deadlines, earliest first (diagnostics)."""
+        ...
+
+    async def secret(self, name: str, initial: bytes | None = None) -> bytes:
+        """The service secret ``name``, created once for the whole IM (every node gets the
+        same): ``initial`` when given and none exists yet, else 32 random bytes."""
         ...

@@ -13,9 +13,17 @@ does what needs I/O or secrets and therefore cannot happen inside the decision:
 * **anonymity**: on an anonymous vote the ballot key is ``HMAC(secret, message_id, uid)``,
   the ballot's op-log row and extension ``updated_by`` have no actor, and its choice is not
   logged — no voter id is stored anywhere the IM serves;
-* **after the change**: the business webhook ``card.action`` (every applied action, the
-  server's own transitions included) and the deadlines (scheduled at creation, cancelled
-  when the card reaches a terminal status).
+* **with the change**: the business webhook ``card.action`` (every applied action, the
+  server's own transitions included) and, at creation, the card's deadline are committed in
+  the change's transaction (:meth:`ImPort.update <magpie.cards.port.ImPort.update>`'s
+  ``events`` and ``deadline``), so neither is lost to a crash; a deadline is cancelled when
+  the card reaches a terminal status;
+* **deadlines** are the IM's durable jobs: each node's timer claims due ones and calls
+  :meth:`CardService.fire` — one node per deadline, and a second firing (after a node died
+  mid-way) changes nothing, its action id being deterministic;
+* **the secret** keying pseudonyms and action ids is the IM's, created once for every node
+  (:meth:`ImPort.secret <magpie.cards.port.ImPort.secret>`); a ``cards.db`` file of older
+  versions is imported once at start (:mod:`magpie.cards.legacy`).
 
 Refusals become :class:`~magpie.errors.ApiError` with the viewer's current projection:
 409 ``conflict`` (``winner``, ``at``, ``current``, ``can_confirm``, ``reason``), 403
@@ -43,6 +51,7 @@ from typing import Any
 
 from magpie.cards.cardtype import CardType, CardTypes
 from magpie.cards.decide import ActionInput, action_mutate, create_mutate, current_card
+from magpie.cards.legacy import SECRET_NAME, import_legacy
 from magpie.cards.model import (
     CARD_CONTENT_TYPE,
     SYSTEM_UID,
@@ -52,9 +61,8 @@ from magpie.cards.model import (
     Role,
     Viewer,
 )
-from magpie.cards.port import ImMessage, ImPort, Outgoing
+from magpie.cards.port import Deadline, EventsOf, ImMessage, ImPort, Outgoing
 from magpie.cards.projection import CARD_OP_PREFIX, project, render_op
-from magpie.cards.scheduler import CardDb, Scheduler
 from magpie.domain.channels import PERSON
 from magpie.domain.content import decode_content
 from magpie.domain.ext import Actor, ExtState, OpRecord, Result, UpdateResult
@@ -177,47 +185,41 @@ def _ignore_action(_: str, __: str) -> None:
 class CardService:
     """Interactive cards over an :class:`~magpie.cards.port.ImPort` (module docstring).
 
-    ``db_path`` is the service's own SQLite file; ``max_state_bytes`` bounds a message's
-    ``extra`` with the card state (the extension limit); ``clock_ms`` is wall time."""
+    ``max_state_bytes`` bounds a message's ``extra`` with the card state (the extension
+    limit); ``clock_ms`` is wall time; ``legacy_db`` is where an older version kept the
+    service's own SQLite file (imported once at start when it exists)."""
 
     def __init__(
         self,
         port: ImPort,
         types: CardTypes,
-        db_path: Path,
         *,
         clock_ms: Callable[[], int],
         max_state_bytes: int,
-        retry_seconds: float = 1.0,
         on_action: Callable[[str, str], None] | None = None,
+        legacy_db: Path | None = None,
     ) -> None:
         self._port = port
         self._on_action = on_action if on_action is not None else _ignore_action
         self._types = types
-        self._db = CardDb(db_path)
         self._clock_ms = clock_ms
         self._max_bytes = max_state_bytes
-        self._scheduler = Scheduler(
-            self._db, self.fire, clock_ms=clock_ms, retry_seconds=retry_seconds
-        )
+        self._legacy_db = legacy_db
         self._secret = b""
         self._cache: OrderedDict[int, Loaded | None] = OrderedDict()
 
-    @property
-    def scheduler(self) -> Scheduler:
-        """The deadline timer."""
-        return self._scheduler
-
     async def start(self) -> None:
-        """Open the service's database and re-arm the pending deadlines."""
-        await self._db.open()
-        self._secret = await self._db.secret()
-        await self._scheduler.start()
+        """Import an old ``cards.db`` (once), then fetch the IM-wide secret."""
+        if self._legacy_db is not None:
+            await import_legacy(self._port, self._legacy_db)
+        self._secret = await self._port.secret(SECRET_NAME)
 
     async def stop(self) -> None:
-        """Stop the timer and close the database."""
-        await self._scheduler.stop()
-        await self._db.close()
+        """Nothing to release: deadlines and the secret live in the IM."""
+
+    async def deadlines(self) -> dict[tuple[int, str], int]:
+        """The pending deadlines, ``(message_id, action) -> at_ms`` (diagnostics, tests)."""
+        return {(d.message_id, d.action): d.at_ms for d in await self._port.deadlines()}
 
     # keys ----------------------------------------------------------------------------------
 
@@ -364,6 +366,8 @@ class CardService:
             operation=CARD_OP_PREFIX + "create",
             patch={"action": "create", "type": ctype.tag},
             important=True,
+            events=self._events(loaded, "create", {}),
+            deadline=self._deadline(loaded),
         )
         # "exists": a member acted first (the state initialises itself), e.g. when a crash
         # came between the send and this update and the creator now retries.
@@ -374,13 +378,19 @@ class CardService:
         return {**view, "message_seq": sent.message_seq, "client_msg_no": req.client_msg_no}
 
     async def _created(self, loaded: Loaded, result: UpdateResult) -> None:
-        """Arm the deadline (idempotent; not for a card already ended) and, for a fresh
-        creation, raise the webhook."""
-        deadline = loaded.ctype.deadline(loaded.definition)
-        if deadline is not None and result.state.status not in loaded.ctype.machine.terminal:
-            await self._scheduler.add(loaded.message.message_id, *deadline)
-        if result.applied and not result.duplicate:
-            self._emit(loaded, result, "create", {})
+        """A fresh creation committed its deadline and webhook; a repeat or a card whose
+        state a member's action initialised first schedules the deadline now (idempotent),
+        unless the card has ended."""
+        deadline = self._deadline(loaded)
+        fresh = result.applied and not result.duplicate
+        ended = result.state.status in loaded.ctype.machine.terminal
+        if deadline is not None and not fresh and not ended:
+            await self._port.schedule(deadline)
+
+    def _deadline(self, loaded: Loaded) -> Deadline | None:
+        """The card's deadline (its system action and time), if its type has one."""
+        found = loaded.ctype.deadline(loaded.definition)
+        return None if found is None else Deadline(loaded.message.message_id, *found)
 
     # acting --------------------------------------------------------------------------------
 
@@ -439,11 +449,12 @@ class CardService:
             operation=CARD_OP_PREFIX + req.action,
             patch={"action": req.action, "params": logged, "confirm": req.confirm},
             important=self._important(ctype, req.action),
+            events=self._events(loaded, req.action, logged),
         )
         if not result.applied:
             raise await self._refusal(loaded, result, req.uid, viewer)
         if not result.duplicate:
-            await self._applied(loaded, result, req.action, logged)
+            await self._applied(loaded, result)
         return ActResult(self._project(loaded, result.state, viewer), result.duplicate, result.op)
 
     @staticmethod
@@ -470,36 +481,43 @@ class CardService:
             if not await self._is_member(loaded, uid):
                 raise Forbidden(f"{uid} is not a member of this chat", field="params")
 
-    async def _applied(
-        self, loaded: Loaded, result: UpdateResult, action: str, params: Mapping[str, Any]
-    ) -> None:
-        if result.state.status in loaded.ctype.machine.terminal:
-            await self._scheduler.cancel(loaded.message.message_id)
-        self._emit(loaded, result, action, params)
+    async def _applied(self, loaded: Loaded, result: UpdateResult) -> None:
+        """An applied action ended the card: its deadline is moot."""
+        deadline = self._deadline(loaded)
+        if deadline is not None and result.state.status in loaded.ctype.machine.terminal:
+            await self._port.unschedule(deadline.message_id, deadline.action)
 
-    def _emit(
-        self, loaded: Loaded, result: UpdateResult, action: str, params: Mapping[str, Any]
-    ) -> None:
+    def _events(self, loaded: Loaded, action: str, params: Mapping[str, Any]) -> EventsOf:
+        """The ``card.action`` webhook of an applied change, computed from its result inside
+        its transaction."""
+        logged = dict(params)
+
+        def events(result: UpdateResult) -> list[tuple[str, Mapping[str, Any]]]:
+            return [(CARD_ACTION_EVENT, self._event_data(loaded, result, action, logged))]
+
+        return events
+
+    @staticmethod
+    def _event_data(
+        loaded: Loaded, result: UpdateResult, action: str, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
         m, op = loaded.message, result.op
-        self._port.emit(
-            CARD_ACTION_EVENT,
-            {
-                "message_id": m.message_id,
-                "message_id_str": str(m.message_id),
-                "channel_id": m.channel_id,
-                "channel_type": m.channel_type,
-                "card_type": loaded.ctype.tag,
-                "action": action,
-                "actor": {"uid": op.actor.uid, "device": op.actor.device},
-                "anonymous": not op.actor.uid,
-                "params": dict(params),
-                "status_before": op.status_before,
-                "status_after": op.status_after,
-                "version": op.version_after,
-                "op_id": op.op_id,
-                "at": op.created_at,
-            },
-        )
+        return {
+            "message_id": m.message_id,
+            "message_id_str": str(m.message_id),
+            "channel_id": m.channel_id,
+            "channel_type": m.channel_type,
+            "card_type": loaded.ctype.tag,
+            "action": action,
+            "actor": {"uid": op.actor.uid, "device": op.actor.device},
+            "anonymous": not op.actor.uid,
+            "params": dict(params),
+            "status_before": op.status_before,
+            "status_after": op.status_after,
+            "version": op.version_after,
+            "op_id": op.op_id,
+            "at": op.created_at,
+        }
 
     async def _refusal(
         self, loaded: Loaded, result: UpdateResult, uid: str, viewer: Viewer | None = None
@@ -524,8 +542,8 @@ class CardService:
     # deadlines -----------------------------------------------------------------------------
 
     async def fire(self, message_id: int, action: str) -> bool:
-        """The server's own transition at a deadline (scheduler callback, actor
-        ``system``); true when done with (applied, or no longer applicable)."""
+        """The server's own transition at a deadline (called by a node's deadline timer,
+        actor ``system``); true when done with (applied, or no longer applicable)."""
         loaded = await self.load(message_id)
         deadline = None if loaded is None else loaded.ctype.deadline(loaded.definition)
         if loaded is None or deadline is None or deadline[0] != action:
@@ -540,7 +558,8 @@ class CardService:
             operation=CARD_OP_PREFIX + action,
             patch={"action": action, "params": {"deadline": deadline[1]}},
             important=True,
+            events=self._events(loaded, action, {"deadline": deadline[1]}),
         )
         if result.applied and not result.duplicate:
-            await self._applied(loaded, result, action, {"deadline": deadline[1]})
+            await self._applied(loaded, result)
         return True

@@ -184,17 +184,16 @@ class JobWorker:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            claimed = 0
             try:
                 claimed = await self.run_once()
                 await self._export_counts()
-                if claimed < self.config.batch:
-                    await self._sleep(await self._until_due())
+                if claimed >= self.config.batch:  # more may be due: go on after the pace
+                    await self._pause(self.config.pace)
+                    continue
+                await self._sleep(await self._until_due())
             except StoreError as exc:
                 log.warning("%s jobs: %s; trying again in %.1f s", self.kind, exc, self.config.poll)
                 await self._sleep(self.config.poll)
-            if self.config.pace and claimed:
-                await self._pause(self.config.pace)
 
     async def _until_due(self) -> float:
         """Seconds until the next due job of the kind, within ``[pace, poll]``."""

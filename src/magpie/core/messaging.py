@@ -5,14 +5,16 @@ or through ``/message/send`` from a business server. Invariants (ARCHITECTURE.md
 
 * I1: the caller acknowledges only after :meth:`Messaging.send` returned, i.e. after commit;
 * I2/I3: dedupe and gap-free seq are the store's transaction;
-* I4: fan-out (bus publish) and after-commit hooks run only after the commit.
+* I4: fan-out (bus publish) runs only after the commit;
+* the message's durable jobs (its webhook events: the *outbox*, :meth:`Messaging.set_outbox`)
+  are written in its own transaction, so they exist exactly when the message does.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from magpie.bus.interface import Bus, Delivery
@@ -25,11 +27,12 @@ from magpie.core.channels import (
 from magpie.core.ids import Snowflake
 from magpie.domain.channels import PERSON, fake_channel_id
 from magpie.domain.content import CMD, read_payload
+from magpie.domain.jobs import NewJob
 from magpie.errors import BadRequest, MagpieError
 from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.interface import NewMessage, Store, StoredMessage
 
-__all__ = ["AfterCommit", "Messaging", "SendRequest", "SendResult"]
+__all__ = ["Messaging", "Outbox", "SendRequest", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,9 @@ _NO_PERSIST = int(Flags.NO_PERSIST)
 _SYNC_ONCE = int(Flags.SYNC_ONCE)
 _NOT_DUP = int(~Flags.DUP)  # the flag nibble without DUP
 
-AfterCommit = Callable[[StoredMessage, tuple[str, ...]], Awaitable[None]]
+#: The durable jobs a stored message brings along, given the message and its recipients
+#: (built before the commit, written in its transaction). Must not block.
+Outbox = Callable[[NewMessage, tuple[str, ...]], Sequence[NewJob]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +117,12 @@ class Messaging:
         self._ids = ids
         self._max_payload = max_payload_bytes
         self._clock = clock
-        self._after_commit: list[AfterCommit] = []
+        self._outbox: Outbox | None = None
 
-    def add_after_commit(self, hook: AfterCommit) -> None:
-        """Run ``hook(message, recipients)`` after every committed message (webhooks)."""
-        self._after_commit.append(hook)
+    def set_outbox(self, outbox: Outbox) -> None:
+        """Commit ``outbox(message, recipients)`` with every stored message (the webhook
+        events); without one (webhooks off) the send path builds and writes nothing more."""
+        self._outbox = outbox
 
     async def send(self, req: SendRequest) -> SendResult:
         """Send one message; never raises for a refusal (see ``SendResult.reason``)."""
@@ -201,15 +207,15 @@ class Messaging:
         queue_seqs: dict[str, int] = {}
         if new.flags & _NO_PERSIST:
             stored, duplicate = _unstored(new), False
-        elif new.flags & _SYNC_ONCE:
-            appended, queue_seqs = await self._store.append_to_queues(new, recipients)
-            stored, duplicate = appended.message, appended.duplicate
         else:
-            appended = await self._store.append_message(new, recipients)
+            jobs = () if self._outbox is None else self._outbox(new, recipients)
+            if new.flags & _SYNC_ONCE:
+                appended, queue_seqs = await self._store.append_to_queues(new, recipients, jobs)
+            else:
+                appended = await self._store.append_message(new, recipients, jobs)
             stored, duplicate = appended.message, appended.duplicate
         if not duplicate:
             await self._bus.publish(Delivery(stored, recipients, exclude_conn, queue_seqs))
-            await self._run_after_commit(stored, recipients)
         return SendResult(
             reason=ReasonCode.SUCCESS,
             message_id=stored.message_id,
@@ -219,13 +225,6 @@ class Messaging:
             message=stored,
             recipients=recipients,
         )
-
-    async def _run_after_commit(self, message: StoredMessage, recipients: tuple[str, ...]) -> None:
-        for hook in self._after_commit:
-            try:
-                await hook(message, recipients)
-            except Exception:
-                log.exception("after-commit hook failed for message %d", message.message_id)
 
 
 def _unstored(new: NewMessage) -> StoredMessage:

@@ -12,8 +12,8 @@ returns a :class:`Decision` — *applied* with the new :class:`Fields`, or *reje
 :class:`Result` and a reason. It runs inside the store's transaction, so it must be pure (no
 I/O, no clock, no randomness): it may be run again. Each attempt leaves one
 :class:`OpRecord` in the operation log; the store answers with an :class:`UpdateResult`.
-An applied change may bring durable jobs along (:data:`JobsOf`: its webhook events), which
-the store commits in the same transaction.
+An applied change may bring durable jobs along (its webhook events), which the store commits
+in the same transaction (``magpie.store.interface.JobsOf``).
 
 The client's rule (:func:`apply_if_newer`): a row replaces the cached row of its message only
 if its ``(version, extra_version)`` is greater. ``version`` has one winner per value;
@@ -25,12 +25,10 @@ applying it in order. A cache whose store epoch differs from the server's is dro
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-
-from magpie.domain.jobs import NewJob
 
 __all__ = [
     "Actor",
@@ -38,7 +36,6 @@ __all__ = [
     "ExtAttempt",
     "ExtState",
     "Fields",
-    "JobsOf",
     "Mutate",
     "OpRecord",
     "Result",
@@ -294,9 +291,3 @@ class UpdateResult:
     def applied(self) -> bool:
         """Whether the attempt was applied."""
         return self.op.result is Result.APPLIED
-
-
-#: The jobs an applied change brings along (its webhook events, its deadlines), computed
-#: from the store's answer *inside* the change's transaction and committed with it. Pure,
-#: like :data:`Mutate`: it may be run again. Not called for a rejection or a duplicate.
-JobsOf = Callable[[UpdateResult], Sequence[NewJob]]

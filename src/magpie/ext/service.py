@@ -43,7 +43,7 @@ from magpie.ext.changes import FieldChange
 from magpie.ext.hlc import Hlc, physical_ms
 from magpie.ext.notify import Notifier
 from magpie.ext.patch import PatchLimits, check_patch
-from magpie.store.interface import Store
+from magpie.store.interface import JobsOf, Store
 
 __all__ = ["MAX_ACTION_ID_LENGTH", "ExtService", "SyncPage", "new_action_id"]
 
@@ -132,16 +132,19 @@ class ExtService:
         operation: str,
         patch: Mapping[str, Any],
         important: bool = False,
+        jobs: JobsOf | None = None,
     ) -> UpdateResult:
         """Decide and record one change (see the module docstring); 404
         :class:`~magpie.errors.NotFound` when there is no such channel-log message.
 
         ``operation`` names the kind of change and ``patch`` what was asked, for the
-        operation log. ``important`` sends the CMD as a persisted sync-once command."""
+        operation log. ``important`` sends the CMD as a persisted sync-once command.
+        ``jobs`` gives the durable jobs an applied change brings along (its webhook events),
+        committed in the change's transaction."""
         _check_action_id(action_id)
         attempt = ExtAttempt(message_id, action_id, actor, operation, patch, self._clock_ms())
         decide = partial(_stamped, mutate=mutate, stamp=self.hlc.now())
-        result = await self._store.update_ext(attempt, decide)
+        result = await self._store.update_ext(attempt, decide, jobs)
         if result is None:
             self._on_result("not_found")
             raise NotFound("no such message", field="message_id")

@@ -31,7 +31,6 @@ from magpie.domain.ext import (
     ExtAttempt,
     ExtState,
     Fields,
-    JobsOf,
     Mutate,
     OpRecord,
     Result,
@@ -41,7 +40,7 @@ from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
 from magpie.store._pg_jobs import INSERT_JOBS, jobs_args
 from magpie.store._pg_rows import EXT_COLUMNS, MESSAGE_COLUMNS, OP_COLUMNS
-from magpie.store.interface import StoredMessage
+from magpie.store.interface import JobsOf, StoredMessage
 
 if TYPE_CHECKING:
     from magpie.store._pg_setup import Conn

@@ -27,7 +27,6 @@ from magpie.domain.ext import (
     ExtAttempt,
     ExtState,
     Fields,
-    JobsOf,
     Mutate,
     OpRecord,
     Result,
@@ -35,7 +34,7 @@ from magpie.domain.ext import (
 )
 from magpie.errors import StoreError
 from magpie.store._sqlite_jobs import checked_jobs, insert_jobs
-from magpie.store.interface import StoredMessage
+from magpie.store.interface import JobsOf, StoredMessage
 
 __all__ = ["SqliteExtMethods"]
 

@@ -32,11 +32,11 @@ node must share, created once (the card service's secret).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from magpie.domain.ext import ExtAttempt, ExtState, JobsOf, Mutate, OpRecord, UpdateResult
+from magpie.domain.ext import ExtAttempt, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, JobCount, NewJob
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "ConversationRow",
     "Job",
     "JobCount",
+    "JobsOf",
     "NewJob",
     "NewMessage",
     "QueueEntry",
@@ -52,6 +53,13 @@ __all__ = [
     "StoredMessage",
     "TokenRow",
 ]
+
+
+#: The jobs an applied extension change brings along (its webhook events), computed from the
+#: store's answer *inside* the change's transaction and committed with it. Pure, like a
+#: :data:`~magpie.domain.ext.Mutate`: it may be run again. Not called for a rejection or a
+#: duplicate.
+JobsOf = Callable[[UpdateResult], Sequence[NewJob]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from magpie.api.routes import (
     channels,
     demo,
     ext,
+    jobs,
     messages,
     ops,
     sync,
@@ -32,5 +33,6 @@ def all_endpoints(settings: Settings) -> list[Endpoint[Any]]:
         *business.endpoints(settings),
         *cards.endpoints(settings),
         *ops.endpoints(settings),
+        *jobs.endpoints(settings),
         *demo.endpoints(settings),
     ]
