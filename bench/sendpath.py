@@ -7,14 +7,24 @@ baselines, a plain **picows** echo on uvloop and a plain ``websockets`` echo, se
 number of bytes back. The load runs in its own process on another core than the server.
 
 The primary figure is **server CPU per acked send** (µs, read from ``/proc``), beside the
-rate and p50/p99 round trips. Targets (issue "per-core speed", FULL durability, 100
-connections): CPU ≤ 6× and rate ≥ 0.35× the plain picows echo.
+rate and p50/p99 round trips. Two more rows run FULL over WebSocket with ``webhook_url`` set
+(a receiver in this process answers 200), so every send also commits its ``msg.notify`` and
+``msg.offline`` jobs (the peers are offline): ``outbox`` with a batch interval longer than
+the run (the send path's own cost: the job rows in its transaction), ``webhooks`` with the
+default 0.5 s, the node's dispatcher posting them meanwhile on the same core (its CPU
+included). Compare both with ``magpie WebSocket FULL`` (webhooks off).
+Targets (issue "per-core speed", FULL durability, 100 connections): CPU ≤ 6× and rate
+≥ 0.35× the plain picows echo.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bench._servers import (
     LOAD_CPUS,
@@ -75,10 +85,49 @@ def _plain(name: str, lib: str, size: int) -> Result:
         return _drive(name, server.pid, "echo", server.ws_url, size)
 
 
-def _magpie(name: str, transport: str, synchronous: str) -> Result:
-    with magpie_server(token_auth="false", sqlite_synchronous=synchronous) as server:
+class _Hook(BaseHTTPRequestHandler):
+    """A webhook receiver that reads the body and answers 200 (keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    received = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).received += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextmanager
+def _receiver() -> Iterator[str]:
+    """A webhook receiver on a free port (a thread of this process, on the load cores)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _magpie(name: str, transport: str, synchronous: str, **settings: object) -> Result:
+    with magpie_server(token_auth="false", sqlite_synchronous=synchronous, **settings) as server:
         url = server.tcp_url if transport == "tcp" else server.ws_url
         return _drive(name, server.pid, "magpie-send", url)
+
+
+def _with_webhooks(name: str, batch_interval: float) -> Result:
+    """FULL over WebSocket with webhooks on (see the module docstring)."""
+    with _receiver() as hook:
+        before = _Hook.received
+        row = _magpie(name, "ws", "FULL", webhook_url=hook, webhook_batch_interval=batch_interval)
+        print(f"{name}: the receiver got {_Hook.received - before} webhook requests")
+        return row
 
 
 def measure(transports: tuple[str, ...] = ("ws", "tcp")) -> list[Result]:
@@ -92,16 +141,18 @@ def measure(transports: tuple[str, ...] = ("ws", "tcp")) -> list[Result]:
         label = "WebSocket" if transport == "ws" else "TCP"
         rows.append(_magpie(f"magpie {label} FULL", transport, "FULL"))
     rows.append(_magpie("magpie WebSocket NORMAL", "ws", "NORMAL"))
+    rows.append(_with_webhooks("magpie WebSocket FULL outbox", 3600.0))
+    rows.append(_with_webhooks("magpie WebSocket FULL webhooks", 0.5))
     return rows
 
 
 def _print(rows: list[Result]) -> None:
     base = rows[0]
-    print(f"{'':26}{'CPU µs/req':>11}{'x picows':>9}{'req/s':>9}{'x picows':>9}"
+    print(f"{'':32}{'CPU µs/req':>11}{'x picows':>9}{'req/s':>9}{'x picows':>9}"
           f"{'p50 ms':>8}{'p99 ms':>8}")  # fmt: skip
     for r in rows:
         print(
-            f"{r.name:26}{r.cpu_us:>11.1f}{r.cpu_us / base.cpu_us:>8.2f}x{r.rate:>9.0f}"
+            f"{r.name:32}{r.cpu_us:>11.1f}{r.cpu_us / base.cpu_us:>8.2f}x{r.rate:>9.0f}"
             f"{r.rate / base.rate:>8.2f}x{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
         )
     for r in rows[2:]:

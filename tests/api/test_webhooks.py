@@ -400,6 +400,28 @@ async def test_large_arrays_are_split_by_bytes(store: SqliteStore) -> None:
     assert [m["message_id"] for b in bodies for m in json.loads(b)] == ids
 
 
+async def test_requests_go_out_several_at_once(store: SqliteStore) -> None:
+    in_flight, most = 0, 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return httpx.Response(200)
+
+    mids = [await message(store, n) for n in range(12)]
+    await store.enqueue_jobs([offline_job(m, ["u"], now_ms()) for m in mids])
+    hooks = dispatcher(store, slow, Metrics(), concurrency=4)
+    await hooks.start()
+    try:
+        await drained(store)
+    finally:
+        await hooks.stop()
+    assert most == 4
+
+
 async def test_stopping_gives_unsent_requests_back(store: SqliteStore) -> None:
     entered = asyncio.Event()
 
@@ -410,7 +432,7 @@ async def test_stopping_gives_unsent_requests_back(store: SqliteStore) -> None:
 
     mids = [await message(store, n) for n in range(3)]
     await store.enqueue_jobs([offline_job(m, ["u"], now_ms()) for m in mids])
-    hooks = dispatcher(store, slow, Metrics(), lease=60.0)
+    hooks = dispatcher(store, slow, Metrics(), lease=60.0, concurrency=1)
     await hooks.start()
     await asyncio.wait_for(entered.wait(), T)
     await hooks.stop()

@@ -22,8 +22,9 @@ stored: messages by id (rendered from the store when sent), other data as it is.
 :class:`~magpie.core.jobs.JobWorker` that claims due webhook jobs every
 ``webhook_batch_interval`` seconds — a claim is exclusive across nodes, so no event is sent
 by two nodes — and posts them: the ``msg.notify`` entries (MessageResp objects) and the
-``user.onlinestatus`` entries of one claim as one JSON array each, every other event alone.
-A failed POST (non-2xx or transport error) is retried with exponential backoff
+``user.onlinestatus`` entries of one claim as one JSON array each, every other event alone,
+up to 8 requests at once (so a receiver sees no order between them). A failed POST (non-2xx
+or transport error) is retried with exponential backoff
 (``webhook_backoff`` doubling up to ``webhook_max_backoff``); after ``webhook_attempts``
 tries its events are *dead*: kept in the store, counted in
 ``magpie_webhook_failures_total{event}`` and listed by ``GET /jobs/dead``, from where they
@@ -39,6 +40,7 @@ so a repeat carries the same id. Ids are unique per store (the store's epoch pre
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -149,6 +151,7 @@ class WebhookConfig:
     lease: float = 30.0
     max_batch: int = 1_000
     max_request_bytes: int = 8 * 1024 * 1024
+    concurrency: int = 8
     drain_timeout: float = 5.0
 
 
@@ -246,17 +249,25 @@ class WebhookDispatcher:
     # one round ---------------------------------------------------------------------------------
 
     async def _handle(self, jobs: Sequence[Job], round_: Round) -> Report:
+        """Post the round's requests, ``concurrency`` at a time, in job order; a request
+        that could not finish within the claim's lease (or while stopping) is not started:
+        its jobs are given back untried."""
         report: dict[int, tuple[Outcome, str]] = {}
+        slots = asyncio.Semaphore(self._config.concurrency)
         timeout_ms = int(self._config.timeout * 1000)
-        for request in await self._requests(jobs, report):
-            if round_.stopping.is_set() or self._now_ms() + timeout_ms > round_.until_ms:
-                break  # the rest is given back untried: another round (or node) sends it
-            if any(job.attempts for job in request.jobs):
-                self._metrics.webhook_retries.labels(event=request.event).inc()
-            error = await self._post(request)
-            outcome = (Outcome.DONE, "") if error is None else (Outcome.FAILED, error)
-            report.update((job.job_id, outcome) for job in request.jobs)
-            self._count(request, error)
+
+        async def send(request: _Request) -> None:
+            async with slots:
+                if round_.stopping.is_set() or self._now_ms() + timeout_ms > round_.until_ms:
+                    return
+                if any(job.attempts for job in request.jobs):
+                    self._metrics.webhook_retries.labels(event=request.event).inc()
+                error = await self._post(request)
+                outcome = (Outcome.DONE, "") if error is None else (Outcome.FAILED, error)
+                report.update((job.job_id, outcome) for job in request.jobs)
+                self._count(request, error)
+
+        await asyncio.gather(*(send(r) for r in await self._requests(jobs, report)))
         return report
 
     def _count(self, request: _Request, error: str | None) -> None:
