@@ -32,9 +32,11 @@ from magpie.cards_adapter import DEADLINE_KIND, InProcessPort, deadline_worker
 from magpie.config import Settings
 from magpie.core.access import AccessControl
 from magpie.core.auth import new_api_key
+from magpie.core.conversation import Conversation
 from magpie.core.ids import Snowflake
 from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
+from magpie.core.typing_notices import Typing
 from magpie.errors import ConfigError, StartupError
 from magpie.ext.notify import Cmd, CmdSender, Notifier
 from magpie.ext.patch import PatchLimits
@@ -118,6 +120,7 @@ class Node:
         self.ext = _ext_service(settings, self.store, self.messaging, self.metrics)
         #: Names this running node's claims of durable jobs (unique per process start).
         self.instance = f"{settings.node_id}-{uuid.uuid4().hex[:12]}"
+        self.conv = _conversation(settings, self.store, self.messaging)
         self.webhooks = wire_webhooks(
             settings,
             self.api_key,
@@ -206,6 +209,7 @@ class Node:
             tcp_addr=self._tcp_addr(),
             ext=self.ext,
             access=self.access,
+            conv=self.conv,
             cards=self.cards,
         )
         await self.api.start()
@@ -455,6 +459,18 @@ def _ext_service(s: Settings, store: Store, messaging: Messaging, metrics: Metri
         clock_ms=_wall_ms,
         on_result=metrics.ext_result,
     )
+
+
+def _conversation(s: Settings, store: Store, messaging: Messaging) -> Conversation:
+    """The conversation features' services (``docs/conversation.md``)."""
+    send = _cmd_sender(messaging)
+    typing = Typing(
+        store,
+        send,
+        min_interval=s.typing_min_interval_ms / 1000,
+        expire=s.typing_expire_ms / 1000,
+    )
+    return Conversation(typing=typing)
 
 
 def _gateway_config(s: Settings) -> GatewayConfig:

@@ -157,6 +157,11 @@ class Settings:
     #: How far (ms) a caller-supplied last-writer-wins ``updated_at`` may be ahead of the
     #: server clock; a value further ahead would win every later write.
     ext_max_future_ms: int = 60_000
+    #: Conversation features (``docs/conversation.md``): the shortest interval (ms) between
+    #: two typing notices of one user in one channel; a faster one is refused (429).
+    typing_min_interval_ms: int = 2000
+    #: How long (ms) clients show a typing indicator after a notice (the CMD says so).
+    typing_expire_ms: int = 5000
     #: Deprecated. The card service's own SQLite file of older versions (deadlines, its
     #: secret) inside ``data_dir`` (or an absolute path): both live in the store now, and a
     #: file found here is imported once at start, then renamed to ``*.imported``. Setting
@@ -304,6 +309,8 @@ _POSITIVE = (
     "history_max_concurrent",
     "history_max_concurrent_per_user",
     "history_wait_timeout",
+    "typing_min_interval_ms",
+    "typing_expire_ms",
 )
 _NOT_NEGATIVE = (
     "retry_attempts",

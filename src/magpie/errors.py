@@ -37,6 +37,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   ├── Conflict             conflict       409  lost a compare-and-set or a race
     │   │   └── ext.rejection.Stale          stale         409  an older last-writer-wins write
     │   ├── PayloadTooLarge      too_large      413  body or field above its limit
+    │   ├── api.http.RateLimited       rate_limited        429  a rate limit or cap; Retry-After
     │   ├── api.http.InternalError     internal_error      500  detail in the log only
     │   └── api.http.ServiceUnavailable  unavailable       503  store closed / not ready
     │       └── api.http.Busy              busy               503  no history-read slot in time

@@ -20,8 +20,9 @@ import httpx
 from magpie.api.endpoint import Access
 from magpie.api.routes import all_endpoints
 from magpie.app import Node
+from magpie.cards.model import CARD_CONTENT_TYPE
 from magpie.config import Settings
-from tests.cards.support import act, create, user
+from tests.cards.support import act, bearer, create, user
 from tests.support.nodes import api, connect, settle
 
 SURVEY_SECRET = "survey-answer-of-b-5e1d"
@@ -70,6 +71,22 @@ async def _actions(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Respon
     return httpx.Response(200, text="\n".join(r.text for r in (vote, refused, stale)))
 
 
+def _as_creator(path: str, body: dict[str, Any], times: int = 1) -> Call:
+    """POST ``body`` (its ``message_id`` the anonymous vote) ``times`` as the cards' creator
+    ``a``, who may revoke and edit them: the answers carry a's projection (``current`` on a
+    refusal), never the stored state."""
+
+    async def call(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Response:
+        texts = []
+        async with httpx.AsyncClient(base_url=http.base_url, headers=bearer("a")) as creator:
+            for _ in range(times):
+                r = await creator.post(path, json={**body, "message_id": ids["vote"]})
+                texts.append(r.text)
+        return httpx.Response(200, text="\n".join(texts))
+
+    return call
+
+
 #: How the walk calls each client-facing endpoint, as the viewer.
 CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/"): _get("/"),
@@ -86,6 +103,14 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/message/extra/sync"): _post(
         "/message/extra/sync", {"channel_id": "g1", "channel_type": 2, "envelope": 1}
     ),
+    ("POST", "/channel/members"): _post(
+        "/channel/members", {"channel_id": "g1", "channel_type": 2}
+    ),
+    ("POST", "/message/typing"): _post("/message/typing", {"channel_id": "g1", "channel_type": 2}),
+    ("POST", "/message/edit"): _as_creator(
+        "/message/edit", {"content_edit": {"type": CARD_CONTENT_TYPE, "content": "edited"}}
+    ),
+    ("POST", "/message/revoke"): _as_creator("/message/revoke", {}, times=2),
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,
@@ -171,6 +196,9 @@ async def test_no_route_and_no_cmd_serves_unprojected_card_state(node: Node) -> 
     served |= {f"cmd {n}": m.payload.decode() for n, m in enumerate(cmds)}
     acted = served["('POST', '/cards/{message_id}/actions') viewer"]
     assert '"op_id"' in acted and '"current"' in acted, "an applied and a refused action"
+    revoked = served["('POST', '/message/revoke') viewer"]
+    assert '"revoker":"a"' in revoked and '"rejection":"revoked"' in revoked, "both answers"
+    assert '"content_edit":{' in served["('POST', '/message/edit') viewer"]
     assert any('"syncMessageExtra"' in text for key, text in served.items() if "cmd" in key)
     assert any(str(ids["vote"]) in text for text in served.values()), "the walk saw the cards"
     leaked = {key: [s for s in secrets if s in text] for key, text in served.items()}

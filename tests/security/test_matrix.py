@@ -104,11 +104,25 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/message/extra/update"): business(
         lambda u, ids: {"message_id": ids.message, "action_id": "m1", "mode": "lww", "status": "s"}
     ),
-    ("POST", "/message/revoke"): business(
-        lambda u, ids: {"message_id": ids.to_revoke, "revoker": "alice"}
+    ("POST", "/message/revoke"): user(  # the sender's own message; an outsider: no message
+        lambda u, ids: {"message_id": ids.to_revoke, "revoker": u}, 404
     ),
-    ("POST", "/message/edit"): business(
-        lambda u, ids: {"message_id": ids.to_edit, "content_edit": {"type": 1, "content": "e"}}
+    ("POST", "/message/edit"): user(
+        lambda u, ids: {
+            "message_id": ids.to_edit,
+            "actor_uid": u,
+            "content_edit": {"type": 1, "content": "e"},
+        },
+        404,
+    ),
+    ("POST", "/channel/subscriber_role"): business(
+        lambda u, _: {"channel_id": "g1", "channel_type": 2, "uids": ["alice"], "role": 2}
+    ),
+    ("POST", "/channel/members"): user(
+        lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
+    ),
+    ("POST", "/message/typing"): user(
+        lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),
     ("POST", "/message/extra/ops"): business(lambda u, ids: {"message_id": ids.message}),
     ("POST", "/message/get"): business(lambda u, ids: {"message_id": ids.message}),

@@ -71,6 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         MAGPIE_DATA_DIR=str(data),
         MAGPIE_API_PORT=str(port),
         MAGPIE_WS_PORT=str(_free_port()),
+        MAGPIE_TCP_PORT="0",  # never the default port: other runs may hold it
         MAGPIE_API_KEY=API_KEY,
         MAGPIE_DEMO_UI="true",
         MAGPIE_DEMO_LOGIN="true",

@@ -15,6 +15,7 @@ from magpie.bus.interface import Bus
 from magpie.cards.service import CardService
 from magpie.config import Settings
 from magpie.core.access import AccessControl
+from magpie.core.conversation import Conversation
 from magpie.core.messaging import Messaging
 from magpie.errors import StoreError
 from magpie.ext.service import ExtService
@@ -43,6 +44,8 @@ class ApiContext:
     ext: ExtService
     #: Who may do what (shared with the gateway and the send flow).
     access: AccessControl
+    #: The conversation features' services (typing, ...; ``docs/conversation.md``).
+    conv: Conversation
     #: ``host:port`` of the TCP gateway for ``/route`` (empty: no TCP listener).
     tcp_addr: str = ""
     #: The card service (``/cards`` routes and card projections in sync rows); ``None``: off.

@@ -21,6 +21,7 @@ __all__ = [
     "Busy",
     "InternalError",
     "MethodNotAllowed",
+    "RateLimited",
     "SendRefused",
     "ServiceUnavailable",
     "bare",
@@ -58,6 +59,14 @@ class Busy(ServiceUnavailable):
 
     code = "busy"
     retry_after = 1
+
+
+class RateLimited(ApiError):
+    """A rate limit or in-flight cap refused the request; ``retry_after`` (seconds) is also
+    in the ``Retry-After`` header."""
+
+    code = "rate_limited"
+    status = 429
 
 
 class InternalError(ApiError):

@@ -11,7 +11,10 @@ the API turns an :class:`~magpie.domain.ext.ExtState` into JSON:
   object ``GET /cards/{message_id}`` returns). Card-shaped state that cannot be projected
   (the card service is off, the message is not a card) is dropped: it fails closed.
 * :func:`business_row` — the business server's raw view (storage channel ids, the stored
-  ``extra``), for endpoints that take the business API key only. A test
+  ``extra``), for endpoints that take the business API key only.
+* :func:`caller_row` — for endpoints that take the business key *or* a user token (a user
+  revoking or editing their own message): the raw view for the business key, the user's
+  projection (:func:`user_rows`) for a user. The credential decides, here. A test
   (``tests/api/test_views.py``) checks that only business-only route modules use it, and
   another walks every client-facing route and CMD for unprojected card state
   (``tests/cards/test_projection_walk.py``).
@@ -31,7 +34,7 @@ from magpie.domain.channels import visible_channel_id
 from magpie.domain.ext import ExtState
 from magpie.store.interface import StoredMessage
 
-__all__ = ["business_row", "messages_with_extra", "user_rows"]
+__all__ = ["business_row", "caller_row", "messages_with_extra", "user_rows"]
 
 
 def business_row(state: ExtState) -> dict[str, Any]:
@@ -58,6 +61,16 @@ async def user_rows(ctx: ApiContext, states: Sequence[ExtState], caller: Caller)
             row["extra"] = extra if view is None else {**extra, STATE_KEY: view}
         rows.append(row)
     return rows
+
+
+async def caller_row(ctx: ApiContext, state: ExtState, caller: Caller) -> dict[str, Any]:
+    """``state`` as ``caller`` may see it: the business view for the business key, else the
+    user's projection (a user has passed the message's read check)."""
+    if caller.business:
+        return business_row(state)
+    (row,) = await user_rows(ctx, [state], caller)
+    out: dict[str, Any] = row
+    return out
 
 
 async def messages_with_extra(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from magpie.core.auth import api_key_matches, hash_token, token_matches
 from magpie.core.channels import validate_uid
 from magpie.domain.channels import PERSON, fake_channel_id, is_fake_id, parties
+from magpie.domain.members import MEMBER
 from magpie.errors import BadRequest, Forbidden
 from magpie.protocol.packets import ReasonCode
 from magpie.store.interface import ChannelInfo, Store, TokenRow
@@ -87,6 +88,15 @@ class AccessControl:
         if channel_type == PERSON:
             return is_fake_id(channel_id, channel_type) and uid in parties(channel_id)
         return await self._store.is_subscriber(channel_id, channel_type, uid)
+
+    async def role(self, channel_id: str, channel_type: int, uid: str) -> int | None:
+        """The role of ``uid`` in the channel stored as ``channel_id``
+        (:mod:`magpie.domain.members`): a party of a person channel is a plain member (person
+        channels have no admins); ``None`` for a non-member."""
+        if channel_type == PERSON:
+            member = is_fake_id(channel_id, channel_type) and uid in parties(channel_id)
+            return MEMBER if member else None
+        return await self._store.get_role(channel_id, channel_type, uid)
 
     async def readable_channel(self, caller: Caller, channel_id: str, channel_type: int) -> str:
         """The storage id of the channel ``caller`` names, if they may read it (403

@@ -38,6 +38,7 @@ from typing import Protocol
 
 from magpie.domain.ext import ExtAttempt, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, JobCount, NewJob
+from magpie.domain.members import Member
 
 __all__ = [
     "AppendResult",
@@ -46,6 +47,7 @@ __all__ = [
     "Job",
     "JobCount",
     "JobsOf",
+    "Member",
     "NewJob",
     "NewMessage",
     "QueueEntry",
@@ -204,7 +206,8 @@ class Store(Protocol):
     async def add_subscribers(
         self, channel_id: str, channel_type: int, uids: Sequence[str], *, reset: bool = False
     ) -> None:
-        """Add subscribers (creating the channel if needed); ``reset`` replaces the set."""
+        """Add subscribers (creating the channel if needed); ``reset`` replaces the set
+        (members who stay keep their roles; new ones are plain members)."""
         ...
 
     async def remove_subscribers(
@@ -219,6 +222,24 @@ class Store(Protocol):
 
     async def is_subscriber(self, channel_id: str, channel_type: int, uid: str) -> bool:
         """Whether ``uid`` subscribes to the channel."""
+        ...
+
+    async def get_members(self, channel_id: str, channel_type: int) -> list[Member]:
+        """The channel's subscribers with their roles, sorted by uid (as
+        :meth:`get_subscribers`)."""
+        ...
+
+    async def get_role(self, channel_id: str, channel_type: int, uid: str) -> int | None:
+        """The role of ``uid`` in the channel (:mod:`magpie.domain.members`); ``None`` when
+        ``uid`` does not subscribe to it."""
+        ...
+
+    async def set_role(
+        self, channel_id: str, channel_type: int, uids: Sequence[str], role: int
+    ) -> bool:
+        """Give each of ``uids`` ``role``; when one of them does not subscribe to the channel,
+        change nothing and return false. A subscriber added later (or again after
+        ``add_subscribers(reset=True)``) starts as a plain member."""
         ...
 
     # messages ------------------------------------------------------------------------------

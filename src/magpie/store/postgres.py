@@ -37,6 +37,7 @@ import asyncpg
 from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
 from magpie.store._migrations import load_migrations
+from magpie.store._pg_conv import PgConvMethods
 from magpie.store._pg_ext import PgExtMethods
 from magpie.store._pg_jobs import JOBS_CTE, PgJobMethods, jobs_args
 from magpie.store._pg_rows import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, TOKEN_COLUMNS
@@ -104,7 +105,8 @@ _ADD_SUBSCRIBERS = """
     INSERT INTO subscribers (channel_id, channel_type, uid)
     SELECT $1, $2, u FROM unnest($3::text[]) AS u
     ON CONFLICT (channel_id, channel_type, uid) DO NOTHING"""
-_CLEAR_SUBSCRIBERS = "DELETE FROM subscribers WHERE channel_id = $1 AND channel_type = $2"
+_KEEP_SUBSCRIBERS = """
+    DELETE FROM subscribers WHERE channel_id = $1 AND channel_type = $2 AND uid <> ALL($3)"""
 _REMOVE_SUBSCRIBERS = """
     DELETE FROM subscribers WHERE channel_id = $1 AND channel_type = $2 AND uid = ANY($3)"""
 # COLLATE "C": sorted by code point, as the SQLite store sorts.
@@ -270,7 +272,7 @@ _ACK_QUEUE = """
 # --- the store -----------------------------------------------------------------------------
 
 
-class PostgresStore(PgExtMethods, PgJobMethods):
+class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods):
     """A :class:`~magpie.store.interface.Store` in a PostgreSQL database, shareable by nodes.
 
     ``dsn`` is a ``postgresql://user:password@host:port/database`` URL (query parameters such
@@ -429,13 +431,14 @@ class PostgresStore(PgExtMethods, PgJobMethods):
     async def add_subscribers(
         self, channel_id: str, channel_type: int, uids: Sequence[str], *, reset: bool = False
     ) -> None:
-        """Add subscribers (creating the channel if needed); ``reset`` replaces the set."""
+        """Add subscribers (creating the channel if needed); ``reset`` replaces the set
+        (members who stay keep their roles)."""
         members = sorted(set(uids))
 
         async def body(conn: Conn) -> None:
             await conn.execute(_ENSURE_CHANNEL, channel_id, channel_type)
-            if reset:
-                await conn.execute(_CLEAR_SUBSCRIBERS, channel_id, channel_type)
+            if reset:  # those who stay keep their rows (and roles)
+                await conn.execute(_KEEP_SUBSCRIBERS, channel_id, channel_type, members)
             await conn.execute(_ADD_SUBSCRIBERS, channel_id, channel_type, members)
 
         await self._transaction("add_subscribers", body)

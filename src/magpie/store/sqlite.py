@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 from magpie.errors import ConfigError, StoreError
 from magpie.store._group_commit import GroupCommit
+from magpie.store._sqlite_conv import SqliteConvMethods
 from magpie.store._sqlite_ext import SqliteExtMethods
 from magpie.store._sqlite_jobs import SqliteJobMethods, checked_jobs, insert_jobs
 from magpie.store._sqlite_setup import (
@@ -117,7 +118,9 @@ _DELETE_CHANNEL = "DELETE FROM channels WHERE channel_id = ? AND channel_type = 
 _ADD_SUBSCRIBER = """
     INSERT INTO subscribers (channel_id, channel_type, uid) VALUES (?, ?, ?)
     ON CONFLICT (channel_id, channel_type, uid) DO NOTHING"""
-_CLEAR_SUBSCRIBERS = "DELETE FROM subscribers WHERE channel_id = ? AND channel_type = ?"
+_KEEP_SUBSCRIBERS = """
+    DELETE FROM subscribers WHERE channel_id = ? AND channel_type = ?
+        AND uid NOT IN (SELECT value FROM json_each(?))"""
 _REMOVE_SUBSCRIBER = """
     DELETE FROM subscribers WHERE channel_id = ? AND channel_type = ? AND uid = ?"""
 _GET_SUBSCRIBERS = """
@@ -297,8 +300,8 @@ def _add_subscribers(
     conn: sqlite3.Connection, channel: tuple[str, int], uids: list[str], reset: bool
 ) -> None:
     conn.execute(_ENSURE_CHANNEL, channel)
-    if reset:
-        conn.execute(_CLEAR_SUBSCRIBERS, channel)
+    if reset:  # those who stay keep their rows (and roles)
+        conn.execute(_KEEP_SUBSCRIBERS, (*channel, json.dumps(uids)))
     conn.executemany(_ADD_SUBSCRIBER, [(*channel, uid) for uid in uids])
 
 
@@ -314,12 +317,13 @@ def _ack_queue(conn: sqlite3.Connection, uid: str, seq: int) -> int:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqliteStore(SqliteExtMethods, SqliteJobMethods):
+class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods):
     """A :class:`~magpie.store.interface.Store` in one SQLite file (WAL, single writer).
 
     The message-extension methods come from :class:`SqliteExtMethods`
-    (``magpie.store._sqlite_ext``), the job and key-value methods from
-    :class:`SqliteJobMethods` (``magpie.store._sqlite_jobs``).
+    (``magpie.store._sqlite_ext``), the conversation features' (roles, reactions, reminders,
+    read state, files, search) from :class:`SqliteConvMethods` (``magpie.store._sqlite_conv``),
+    the job and key-value methods from :class:`SqliteJobMethods` (``magpie.store._sqlite_jobs``).
 
     ``path`` must name a file: an in-memory database cannot be shared by the writer and the
     reader connections. ``synchronous`` is the ``PRAGMA synchronous`` level; only ``FULL``
@@ -536,7 +540,8 @@ class SqliteStore(SqliteExtMethods, SqliteJobMethods):
     async def add_subscribers(
         self, channel_id: str, channel_type: int, uids: Sequence[str], *, reset: bool = False
     ) -> None:
-        """Add subscribers (creating the channel if needed); ``reset`` replaces the set."""
+        """Add subscribers (creating the channel if needed); ``reset`` replaces the set
+        (members who stay keep their roles)."""
         job = partial(
             _add_subscribers, channel=(channel_id, channel_type), uids=list(uids), reset=reset
         )

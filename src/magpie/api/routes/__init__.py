@@ -12,9 +12,12 @@ from magpie.api.routes import (
     demo,
     ext,
     jobs,
+    members,
+    message_edits,
     messages,
     ops,
     sync,
+    typing_notices,
     users,
 )
 from magpie.config import Settings
@@ -30,6 +33,9 @@ def all_endpoints(settings: Settings) -> list[Endpoint[Any]]:
         *messages.endpoints(settings),
         *sync.endpoints(settings),
         *ext.endpoints(settings),
+        *message_edits.endpoints(settings),
+        *members.endpoints(settings),
+        *typing_notices.endpoints(settings),
         *business.endpoints(settings),
         *cards.endpoints(settings),
         *ops.endpoints(settings),

@@ -1,10 +1,11 @@
 """Message-extension endpoints (ARCHITECTURE I6, I7; spec §5).
 
 Business server only (API key): ``/message/extra/update`` (set ``status`` and/or
-merge-patch ``extra``, by compare-and-set or last-writer-wins), ``/message/revoke``,
-``/message/edit`` and ``/message/extra/ops`` (the operation log); answers carry the raw
-extension (:func:`magpie.api.views.business_row`). Clients sync extensions with
-``/message/extra/sync`` (:mod:`magpie.api.routes.sync`).
+merge-patch ``extra``, by compare-and-set or last-writer-wins) and ``/message/extra/ops`` (the
+operation log); answers carry the raw extension (:func:`magpie.api.views.business_row`).
+``/message/revoke`` and ``/message/edit``, which users may call too, are in
+:mod:`magpie.api.routes.message_edits`. Clients sync extensions with ``/message/extra/sync``
+(:mod:`magpie.api.routes.sync`).
 
 Answers to a change: 200 ``{"status":200,"data":<row>,"op":<log row>,"duplicate":bool}`` when
 applied (``duplicate``: the action id was seen before and nothing changed); a rejection is
@@ -23,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
@@ -36,6 +37,7 @@ from magpie.api.history import (
     with_more,
 )
 from magpie.api.render import op_resp
+from magpie.api.routes._changes import CHANGED, answer, check_channel
 from magpie.api.routes._shared import SEQ, array_of, data_schema
 from magpie.api.schema import (
     AnyObject,
@@ -53,14 +55,11 @@ from magpie.api.schema import (
 )
 from magpie.api.views import business_row
 from magpie.config import Settings
-from magpie.domain.channels import names_channel
-from magpie.domain.content import check_content
-from magpie.domain.ext import Actor, Result, UpdateResult
-from magpie.errors import ApiError, BadRequest, NotFound
+from magpie.domain.ext import Actor
+from magpie.errors import BadRequest
 from magpie.ext.changes import MAX_STATUS_LENGTH, FieldChange
-from magpie.ext.hlc import physical_ms
-from magpie.ext.rejection import Invalid, Stale, rejection_error
-from magpie.ext.service import MAX_ACTION_ID_LENGTH, new_action_id
+from magpie.ext.rejection import Invalid, Stale
+from magpie.ext.service import MAX_ACTION_ID_LENGTH
 
 __all__ = ["Invalid", "Stale", "endpoints"]
 
@@ -115,35 +114,6 @@ class UpdateReq:
 
 
 @request
-class RevokeReq:
-    """``/message/revoke``."""
-
-    message_id: int = Field(_MESSAGE_ID)
-    channel_id: str = Field(ChannelId(), default="", doc=_IN_CHANNEL_ID)
-    channel_type: int = Field(ChannelType(), default=0, doc=_IN_CHANNEL_TYPE)
-    revoker: str = Field(Uid(), doc="who revoked the message")
-    action_id: str = Field(_ACTION_ID, default="", doc=_FRESH_ACTION_ID)
-    actor_device: str = Field(_DEVICE, default="")
-    important: int = Field(Flag(), default=1, doc="1 (default) = persisted sync-once CMD")
-
-
-@request
-class EditReq:
-    """``/message/edit``."""
-
-    message_id: int = Field(_MESSAGE_ID)
-    channel_id: str = Field(ChannelId(), default="", doc=_IN_CHANNEL_ID)
-    channel_type: int = Field(ChannelType(), default=0, doc=_IN_CHANNEL_TYPE)
-    content_edit: dict[str, Any] = Field(
-        AnyObject("the edited content: a JSON object with an integer type")
-    )
-    action_id: str = Field(_ACTION_ID, default="", doc=_FRESH_ACTION_ID)
-    actor_uid: str = Field(Uid(allow_empty=True), default="", doc="who made the change (recorded)")
-    actor_device: str = Field(_DEVICE, default="", doc="the actor's device (recorded)")
-    important: int = Field(Flag(), default=0, doc="1 = persisted sync-once CMD")
-
-
-@request
 class OpsReq:
     """``/message/extra/ops``."""
 
@@ -153,56 +123,15 @@ class OpsReq:
 
 
 UPDATE = Object.of(UpdateReq)
-REVOKE = Object.of(RevokeReq)
-EDIT = Object.of(EditReq)
 OPS = Object.of(OpsReq)
 
 
 # --- handlers ------------------------------------------------------------------------------
 
 
-async def _check_channel(ctx: ApiContext, message_id: int, channel_id: str, kind: int) -> None:
-    """404 unless the message exists in the named channel (when one is named)."""
-    if not channel_id and not kind:
-        return
-    msg = await ctx.store.get_message(message_id)
-    if msg is None or not names_channel(msg.channel_id, msg.channel_type, channel_id, kind):
-        raise NotFound("no such message in this channel", field="message_id")
-
-
-def _rejection(result: UpdateResult) -> ApiError:
-    """The HTTP error of a rejected change, carrying who holds the current state."""
-    state, last, code = result.state, result.last_applied, result.op.code
-    detail: dict[str, Any] = {
-        "current": business_row(state),
-        "updated_by": {"uid": state.updated_by.uid, "device": state.updated_by.device},
-        "updated_at": state.updated_at,
-        "updated_at_ms": physical_ms(state.updated_at),
-        "last_op": None if last is None else op_resp(last),
-        "op": op_resp(result.op),
-        "duplicate": result.duplicate,
-    }
-    if result.result is Result.INVALID and code != "too_large":
-        detail["rejection"] = code  # why it is invalid (``revoked``, ...)
-    return rejection_error(result.op, **detail)
-
-
-def _answer(result: UpdateResult) -> Response:
-    if not result.applied:
-        raise _rejection(result)
-    return JSONResponse(
-        {
-            "status": 200,
-            "data": business_row(result.state),
-            "op": op_resp(result.op),
-            "duplicate": result.duplicate,
-        }
-    )
-
-
 async def update(ctx: ApiContext, _: Request, req: UpdateReq) -> Response:
     """Set ``status`` / merge-patch ``extra`` / set ``readed_count`` by CAS or LWW."""
-    await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
+    await check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
     change = FieldChange(req.status, req.extra_patch, req.readed_count)
     actor = Actor(req.actor_uid, req.actor_device)
     if req.mode == "lww":
@@ -214,7 +143,7 @@ async def update(ctx: ApiContext, _: Request, req: UpdateReq) -> Response:
             actor=actor,
             important=bool(req.important),
         )
-        return _answer(result)
+        return answer(result, business_row(result.state))
     if req.expected_version is None:
         raise BadRequest("expected_version is required in cas mode", field="expected_version")
     result = await ctx.ext.cas_update(
@@ -225,38 +154,7 @@ async def update(ctx: ApiContext, _: Request, req: UpdateReq) -> Response:
         actor=actor,
         important=bool(req.important),
     )
-    return _answer(result)
-
-
-async def revoke(ctx: ApiContext, _: Request, req: RevokeReq) -> Response:
-    """Mark a message revoked (once)."""
-    await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
-    result = await ctx.ext.revoke(
-        req.message_id,
-        revoker=req.revoker,
-        action_id=req.action_id or new_action_id(),
-        actor=Actor(req.revoker, req.actor_device),
-        important=bool(req.important),
-    )
-    return _answer(result)
-
-
-async def edit(ctx: ApiContext, _: Request, req: EditReq) -> Response:
-    """Replace a message's displayed content (``content_edit``, ``edited_at``)."""
-    try:
-        check_content(req.content_edit)
-    except ValueError:
-        msg = "content_edit needs an integer 'type' (spec §4)"
-        raise BadRequest(msg, field="content_edit") from None
-    await _check_channel(ctx, req.message_id, req.channel_id, req.channel_type)
-    result = await ctx.ext.edit(
-        req.message_id,
-        content_edit=req.content_edit,
-        action_id=req.action_id or new_action_id(),
-        actor=Actor(req.actor_uid, req.actor_device),
-        important=bool(req.important),
-    )
-    return _answer(result)
+    return answer(result, business_row(result.state))
 
 
 async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
@@ -289,38 +187,20 @@ _CHANGE_ERRORS = (
 )
 
 
-def _changed() -> dict[str, Any]:
-    schema = data_schema(_ROW)
-    schema["properties"] |= {"op": _OP, "duplicate": {"type": "boolean"}}
-    return schema
-
-
-def _change(path: str, summary: str, handler: Any, body: Any, errors: Any) -> Endpoint[Any]:
-    return Endpoint(
-        "POST",
-        path,
-        summary,
-        Access.BUSINESS,
-        handler,
-        body=body,
-        response=_changed(),
-        tag="extensions",
-        errors=errors,
-    )
-
-
 def endpoints(_: Settings) -> list[Endpoint[Any]]:
-    """The extension routes."""
+    """The business extension routes."""
     return [
-        _change(
+        Endpoint(
+            "POST",
             "/message/extra/update",
             "Change a message's status / extra (CAS or LWW)",
+            Access.BUSINESS,
             update,
-            UPDATE,
-            _CHANGE_ERRORS,
+            body=UPDATE,
+            response=CHANGED,
+            tag="extensions",
+            errors=_CHANGE_ERRORS,
         ),
-        _change("/message/revoke", "Revoke a message", revoke, REVOKE, _CHANGE_ERRORS),
-        _change("/message/edit", "Edit a message's content", edit, EDIT, _CHANGE_ERRORS),
         Endpoint(
             "POST",
             "/message/extra/ops",

@@ -1,0 +1,17 @@
+"""The conversation features' services, built once per node by the composition root and
+handed to the API as one value (``docs/conversation.md``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from magpie.core.typing_notices import Typing
+
+__all__ = ["Conversation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The node's conversation services."""
+
+    typing: Typing
