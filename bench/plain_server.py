@@ -13,6 +13,7 @@ loop), MODE:
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -78,6 +79,9 @@ async def _picows(mode: str, port: int, stop: asyncio.Event) -> None:
 
 async def main(lib: str, mode: str, port: int) -> None:
     """Serve until SIGTERM."""
+    # The load client leaves without closing handshakes; writes to its dead sockets are
+    # expected and would print one asyncio warning each.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await (_picows if lib == "picows" else _websockets)(mode, port, stop)

@@ -85,6 +85,29 @@ async def test_two_clients_see_messages_and_ext_changes_within_a_second(
         await bob.close()
 
 
+async def test_a_client_over_tcp_and_one_over_websocket_chat_and_follow_changes(
+    node: Node,
+) -> None:
+    tcp = f"tcp://127.0.0.1:{node.tcp_port}"
+    alice = await started(client_of(node, "alice", "tok-alice", None, url=tcp))
+    bob = await started(client_of(node, "bob", "tok-bob", None))
+    try:
+        to_alice, to_bob = alice.messages.stream(), bob.messages.stream()
+        alice_changes = alice.ext_changes.stream()
+        sent = await alice.send(G, text("over TCP"))
+        assert (await to_bob.get(T)).text == "over TCP"
+        await bob.send(G, text("over WebSocket"))
+        own, got = await to_alice.get(T), await to_alice.get(T)  # the stream has her own too
+        assert (own.from_uid, own.text) == ("alice", "over TCP")
+        assert (got.from_uid, got.text) == ("bob", "over WebSocket")
+        await ext_update(node, sent.message_id, status="seen")
+        change = await alice_changes.get(T)
+        assert change.message_id == sent.message_id and change.new.status == "seen"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
 async def test_person_channels_are_named_by_the_peer(node: Node, tmp_path: Path) -> None:
     alice = await started(client_of(node, "alice", "tok-alice", None))
     bob = await started(client_of(node, "bob", "tok-bob", None))

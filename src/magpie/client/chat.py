@@ -58,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``chat`` subcommand's options."""
     parser.add_argument("--uid", required=True, help="your user id")
     parser.add_argument("--token", required=True, help="your user token")
-    parser.add_argument("--url", default="ws://127.0.0.1:5200", help="WebSocket gateway")
+    parser.add_argument(
+        "--url", default="ws://127.0.0.1:5200", help="gateway: ws://host:port or tcp://host:port"
+    )
     parser.add_argument("--api", default="http://127.0.0.1:5001", help="HTTP API")
     parser.add_argument("--device-flag", type=int, default=2, help="0 app, 1 web, 2 pc")
     parser.add_argument(

@@ -95,7 +95,7 @@ class Client:
         options: ClientOptions | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        _check_url(url, "url", ("ws://", "wss://"))
+        _check_url(url, "url", ("ws://", "wss://", "tcp://"))
         _check_identity(uid, token, device_flag)
         if api_url is not None:
             _check_url(api_url, "api_url", ("http://", "https://"))

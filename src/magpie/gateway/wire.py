@@ -10,8 +10,9 @@ await the store) instead of waking a coroutine per frame.
 Before a connection carries any WuKongIM byte it passes the :class:`Admission` hook with
 what is known of it (:class:`Handshake`: transport, remote address, and for WebSocket the
 request path and headers, e.g. ``Origin``). A :class:`Refusal` closes it at once (WebSocket:
-a close frame with the refusal's code and reason; TCP: the socket is closed). Every admitted
-connection is released exactly once when it is gone, so the hook can count connections.
+right after the upgrade — the library picks a listener from the request before it knows the
+peer — with a close frame carrying the refusal's code and reason; TCP: the socket is closed).
+Every admitted connection is released exactly once when it is gone, so the hook can count.
 """
 
 from __future__ import annotations
