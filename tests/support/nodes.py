@@ -14,6 +14,7 @@ import httpx
 from magpie.app import Node
 from magpie.client.raw import RawClient
 from magpie.config import load_settings
+from tests.support.answers import ANSWERS
 
 API_KEY = "test-api-key"
 
@@ -32,7 +33,8 @@ async def settle(seconds: float) -> None:
 
 @asynccontextmanager
 async def running_node(data_dir: Path, **overrides: Any) -> AsyncIterator[Node]:
-    """A started node on free ports; stopped on exit."""
+    """A started node on free ports; stopped on exit. Its API's answers are checked against
+    its OpenAPI document while it runs (:mod:`tests.support.answers`)."""
     settings = load_settings(
         environ={},
         data_dir=str(data_dir),
@@ -45,9 +47,11 @@ async def running_node(data_dir: Path, **overrides: Any) -> AsyncIterator[Node]:
     )
     node = Node(settings)
     await node.start()
+    ANSWERS.serve(node)
     try:
         yield node
     finally:
+        ANSWERS.forget(node)
         await node.stop()
 
 

@@ -52,5 +52,6 @@ class Endpoint(Generic[T]):
     response: dict[str, Any] = field(default_factory=dict)
     tag: str = "im"
     raw_response: str = ""  # a non-JSON media type (``/metrics``)
-    #: Further error answers to document: ``(status, description)``.
-    errors: tuple[tuple[int, str], ...] = ()
+    #: Further error answers to document: ``(status, description)``, or with the answer's
+    #: schema when it is more than ``Error``: ``(status, description, schema)``.
+    errors: tuple[tuple[int, str] | tuple[int, str, dict[str, Any]], ...] = ()

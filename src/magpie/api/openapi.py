@@ -9,7 +9,13 @@ from typing import Any
 
 from magpie.api.endpoint import Access, Endpoint
 
-__all__ = ["build_document"]
+__all__ = [
+    "CARD_PROJECTION",
+    "CARD_REFUSAL",
+    "EXT_REJECTION",
+    "build_document",
+    "card_projection_with",
+]
 
 _JSON = "application/json"
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
@@ -130,6 +136,127 @@ _ERROR: dict[str, Any] = {
     "required": ["status", "code", "msg"],
 }
 
+_STRING: dict[str, Any] = {"type": "string"}
+_INT: dict[str, Any] = {"type": "integer"}
+_UPDATED_BY: dict[str, Any] = {"type": "object", "properties": {"uid": _STRING}}
+
+_EXT_REJECTION: dict[str, Any] = {
+    "type": "object",
+    "description": "An error; a rejected change (409 conflict/stale, 403, 400 invalid, 413) "
+    "also carries the current state, who holds it, and the logged attempt",
+    "properties": {
+        **_ERROR["properties"],
+        "current": {"$ref": "#/components/schemas/ExtRow"},
+        "updated_by": {
+            "type": "object",
+            "properties": {"uid": _STRING, "device": _STRING},
+        },
+        "updated_at": {"type": "integer", "description": "hybrid logical clock value"},
+        "updated_at_ms": {"type": "integer", "description": "unix milliseconds"},
+        "last_op": {
+            "description": "the last applied change",
+            "oneOf": [{"$ref": "#/components/schemas/ExtOp"}, {"type": "null"}],
+        },
+        "op": {"$ref": "#/components/schemas/ExtOp"},
+        "duplicate": {"type": "boolean", "description": "the action id was seen before"},
+        "rejection": {"type": "string", "description": "invalid: why (e.g. revoked)"},
+    },
+    "required": _ERROR["required"],
+}
+
+_CARD_PROJECTION_PROPERTIES: dict[str, Any] = {
+    "message_id": {"type": "integer", "format": "int64"},
+    "message_id_str": _STRING,
+    "type": {"type": "string", "description": "approval, survey, task or vote"},
+    "schema_version": _INT,
+    "type_tag": {"type": "string", "description": "e.g. approval@1"},
+    "title": _STRING,
+    "description": _STRING,
+    "creator": _STRING,
+    "admins": {"type": "array", "items": _STRING},
+    "deadline": {
+        "oneOf": [
+            {"type": "object", "properties": {"action": _STRING, "at": _INT}},
+            {"type": "null"},
+        ]
+    },
+    "definition": {"type": "object", "description": "the card object of the message"},
+    "version": {"type": "integer", "description": "send it as base_version"},
+    "extra_version": _INT,
+    "updated_at": {"type": "integer", "description": "unix milliseconds"},
+    "updated_by": _UPDATED_BY,
+    "status": _STRING,
+    "terminal": {"type": "boolean"},
+    "deadline_passed": {"type": "boolean"},
+    "can_act": {"type": "boolean"},
+    "actions": {
+        "type": "array",
+        "description": "the buttons this user may press now",
+        "items": {
+            "type": "object",
+            "properties": {"action": _STRING, "label": _STRING, "style": _STRING},
+        },
+    },
+    "unavailable": {
+        "type": "object",
+        "description": "every other action of the type -> why this user may not take it",
+        "additionalProperties": _STRING,
+    },
+    "unavailable_reason": _STRING,
+    "outcome": {"type": "string", "description": "one line once decided, else empty"},
+    "state": {"type": "object", "description": "the type's part (docs/cards.md section 3)"},
+    "my_decision": {"oneOf": [{"type": "object"}, {"type": "null"}], "description": "approval"},
+    "my_response": {"oneOf": [{"type": "object"}, {"type": "null"}], "description": "survey"},
+    "my_task": {"type": "object", "description": "task: assigned, accepted, declined"},
+    "my_vote": {
+        "oneOf": [{"type": "array", "items": _INT}, {"type": "null"}],
+        "description": "vote: the chosen option indices",
+    },
+}
+
+_CARD_PROJECTION: dict[str, Any] = {
+    "type": "object",
+    "description": "A card as one user sees it (docs/cards.md section 4)",
+    "properties": _CARD_PROJECTION_PROPERTIES,
+}
+
+_CARD_REFUSAL: dict[str, Any] = {
+    "type": "object",
+    "description": "An error; a refused card action also carries its stable reason, the "
+    "caller's projection of the current state (not for not_member) and, for a conflict, the "
+    "last applied change (docs/cards.md section 2)",
+    "properties": {
+        **_ERROR["properties"],
+        "reason": {"type": "string", "description": "stable reason code (stale, closed, ...)"},
+        "current": {"$ref": "#/components/schemas/CardProjection"},
+        "duplicate": {"type": "boolean"},
+        "winner": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {"uid": _STRING, "action": _STRING, "at": _INT, "version": _INT},
+                },
+                {"type": "null"},
+            ]
+        },
+        "at": {"oneOf": [_INT, {"type": "null"}], "description": "the winner's time (unix ms)"},
+        "can_confirm": {"type": "boolean"},
+    },
+    "required": _ERROR["required"],
+}
+
+#: References to the shared schemas, for route tables.
+CARD_PROJECTION: dict[str, Any] = {"$ref": "#/components/schemas/CardProjection"}
+CARD_REFUSAL: dict[str, Any] = {"$ref": "#/components/schemas/CardRefusal"}
+EXT_REJECTION: dict[str, Any] = {"$ref": "#/components/schemas/ExtRejection"}
+
+
+def card_projection_with(**extra: dict[str, Any]) -> dict[str, Any]:
+    """The card projection with further fields of one answer (``POST /cards`` adds
+    ``message_seq`` and ``client_msg_no``)."""
+    return {**_CARD_PROJECTION, "properties": {**_CARD_PROJECTION_PROPERTIES, **extra}}
+
+
 _SECURITY_SCHEMES: dict[str, Any] = {
     "businessKey": {
         "type": "http",
@@ -151,8 +278,9 @@ _SECURITY: dict[Access, list[dict[str, list[str]]]] = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {_JSON: {"schema": _ERROR_REF}}}
+def _error(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = {_JSON: {"schema": schema or _ERROR_REF}}
+    return {"description": description, "content": content}
 
 
 def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
@@ -168,8 +296,8 @@ def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
         out["403"] = _error("the credential may not act for this uid / channel")
     if ep.body is not None:
         out["413"] = _error("body or a field above its limit")
-    for status, description in ep.errors:
-        out[str(status)] = _error(description)
+    for status, description, *schema in ep.errors:
+        out[str(status)] = _error(description, *schema)
     out["5XX"] = _error("the node is not ready or failed")
     return out
 
@@ -230,6 +358,9 @@ def build_document(endpoints: Sequence[Endpoint[Any]], version: str) -> dict[str
                 "ExtRow": _EXT_ROW,
                 "ExtOp": _EXT_OP,
                 "Error": _ERROR,
+                "ExtRejection": _EXT_REJECTION,
+                "CardProjection": _CARD_PROJECTION,
+                "CardRefusal": _CARD_REFUSAL,
             },
             "securitySchemes": _SECURITY_SCHEMES,
         },

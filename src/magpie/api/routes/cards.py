@@ -39,6 +39,7 @@ from magpie.api.history import (
     with_more,
 )
 from magpie.api.http import bare
+from magpie.api.openapi import CARD_PROJECTION, CARD_REFUSAL, card_projection_with
 from magpie.api.routes._shared import SEQ, array_of, data_schema
 from magpie.api.schema import (
     AnyObject,
@@ -217,28 +218,45 @@ async def card_ops(ctx: ApiContext, request: Request, q: OpsQuery) -> Response:
 
 # --- the route table -----------------------------------------------------------------------
 
-_PROJECTION: dict[str, Any] = {
+_OP_ROW: dict[str, Any] = {
     "type": "object",
-    "description": "A card as one user sees it (docs/cards.md): type, status, version, "
-    "can_act, actions, unavailable, unavailable_reason, outcome, definition, state, my_*",
+    "description": "one history row (docs/cards.md section 2)",
     "properties": {
+        "op_id": {"type": "integer"},
         "message_id": {"type": "integer", "format": "int64"},
         "message_id_str": {"type": "string"},
-        "type": {"type": "string"},
-        "type_tag": {"type": "string"},
-        "status": {"type": "string", "description": "the card's status"},
-        "version": {"type": "integer"},
-        "can_act": {"type": "boolean"},
-        "actions": array_of({"type": "object"}),
-        "unavailable": {"type": "object"},
-        "unavailable_reason": {"type": "string"},
-        "state": {"type": "object"},
+        "action": {"type": "string"},
+        "operation": {"type": "string", "description": "= action"},
+        "actor": {"type": "object", "properties": {"uid": {"type": "string"}}},
+        "actor_uid": {"type": "string", "description": "empty for an anonymous ballot"},
+        "anonymous": {"type": "boolean"},
+        "params": {
+            "oneOf": [{"type": "object"}, {"type": "null"}],
+            "description": "the logged parameters ({} when private, null for creation)",
+        },
+        "base_version": {"type": "integer"},
+        "status_before": {"type": "string"},
+        "status_after": {"type": "string"},
+        "version_after": {"type": "integer"},
+        "result": {"type": "string", "enum": ["applied", "conflict", "forbidden", "invalid"]},
+        "code": {"type": "string"},
+        "detail": {"type": "string"},
+        "created_at": {"type": "integer", "description": "unix milliseconds"},
     },
 }
-_OP_ROW: dict[str, Any] = {"type": "object", "description": "one history row (docs/cards.md)"}
+_CREATED = card_projection_with(message_seq={"type": "integer"}, client_msg_no={"type": "string"})
+_ACTED = card_projection_with(
+    action_id={"type": "string"},
+    duplicate={"type": "boolean", "description": "the action id was seen before"},
+    op_id={"type": "integer", "description": "the operation-log row of the action"},
+)
+_NO_CARD = (404, "no such card (or the caller is not in its chat)")
 _ACT_ERRORS = (
-    (404, "no such card"),
-    (409, "conflict: {winner, at, current, can_confirm, reason}"),
+    (400, "invalid (bad_params, unknown_action, bad_base_version, revoked)", CARD_REFUSAL),
+    (403, "forbidden (not_member, not_allowed)", CARD_REFUSAL),
+    _NO_CARD,
+    (409, "conflict: {reason, winner, at, current, can_confirm}", CARD_REFUSAL),
+    (413, "too_large: the card state would exceed its limit", CARD_REFUSAL),
 )
 
 
@@ -249,10 +267,10 @@ def _card_endpoint(method: str, path: str, summary: str, handler: Any, **kw: Any
 def endpoints(_: Settings) -> list[Endpoint[Any]]:
     """The card routes."""
     listing = with_more(data_schema(array_of(_OP_ROW)))
-    ops = {"query": OPS, "response": listing, "errors": _ACT_ERRORS[:1]}
+    ops = {"query": OPS, "response": listing, "errors": (_NO_CARD,)}
     return [
         _card_endpoint(
-            "POST", "/cards", "Create a card", create_card, body=CREATE, response=_PROJECTION
+            "POST", "/cards", "Create a card", create_card, body=CREATE, response=_CREATED
         ),
         _card_endpoint(
             "GET",
@@ -260,8 +278,8 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             "A card as the caller sees it",
             get_card,
             query=VIEW,
-            response=_PROJECTION,
-            errors=_ACT_ERRORS[:1],
+            response=CARD_PROJECTION,
+            errors=(_NO_CARD,),
         ),
         _card_endpoint(
             "POST",
@@ -269,7 +287,7 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             "Act on a card",
             act,
             body=ACT,
-            response=_PROJECTION,
+            response=_ACTED,
             errors=_ACT_ERRORS,
         ),
         _card_endpoint("GET", "/cards/{message_id}/ops", "A card's history", card_ops, **ops),

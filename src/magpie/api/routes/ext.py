@@ -36,6 +36,7 @@ from magpie.api.history import (
     page_rows,
     with_more,
 )
+from magpie.api.openapi import EXT_REJECTION
 from magpie.api.render import op_resp
 from magpie.api.routes._changes import CHANGED, answer, check_channel
 from magpie.api.routes._shared import SEQ, array_of, data_schema
@@ -180,10 +181,16 @@ async def ops(ctx: ApiContext, _: Request, req: OpsReq) -> Response:
 # --- the route table -----------------------------------------------------------------------
 
 _CHANGE_ERRORS = (
+    (400, "invalid input, or an invalid change (e.g. of a revoked message)", EXT_REJECTION),
     (404, "no such message (in the named channel)"),
-    (409, "conflict (CAS lost) or stale (older LWW write); the body has the current state"),
     # an action id is idempotent across every kind of change: a repeat answers as the first
-    (403, "a repeated action id whose first attempt was refused as forbidden"),
+    (403, "a repeated action id whose first attempt was refused as forbidden", EXT_REJECTION),
+    (
+        409,
+        "conflict (CAS lost) or stale (older LWW write); the body has the current state",
+        EXT_REJECTION,
+    ),
+    (413, "body or a field above its limit, or the state would be", EXT_REJECTION),
 )
 
 

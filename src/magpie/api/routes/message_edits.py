@@ -23,6 +23,7 @@ from starlette.responses import Response
 from magpie.api.auth import require_user_or_token
 from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
+from magpie.api.openapi import EXT_REJECTION
 from magpie.api.routes._changes import CHANGED, answer, check_channel
 from magpie.api.schema import (
     AnyObject,
@@ -182,10 +183,16 @@ async def _answer(ctx: ApiContext, result: UpdateResult, caller: Caller) -> Resp
 
 
 _ERRORS = (
+    (400, "invalid input, or an invalid change (e.g. of a revoked message)", EXT_REJECTION),
     (404, "no such message (in the named channel, or in a channel of the user)"),
-    (403, "a user may not change this message (not the sender, not a group admin)"),
+    (
+        403,
+        "a user may not change this message (not the sender, not a group admin)",
+        EXT_REJECTION,
+    ),
     # an action id is idempotent across every kind of change: a repeat answers as the first
-    (409, "a repeated action id whose first attempt was a conflict or stale"),
+    (409, "a repeated action id whose first attempt was a conflict or stale", EXT_REJECTION),
+    (413, "body or a field above its limit, or the state would be", EXT_REJECTION),
 )
 
 
