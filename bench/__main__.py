@@ -34,6 +34,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.ext",
         "extension sync time vs history length (10^3..10^6), CAS updates/s with CMD fan-out",
     ),
+    "api": (
+        "bench.api",
+        "request-body validation vs plain checks (and msgspec); API requests vs Starlette",
+    ),
     "sdk": ("bench.sdk", "SDK cold sync of 10,000 messages + extensions; warm reconnect"),
     "cards": ("bench.cards", "1,000 members vote on one card within 1 s; 150 online clients"),
     "pgstore": (
