@@ -27,7 +27,7 @@ from magpie.cards.port import Deadline, EventsOf, ImMessage, Outgoing, Sent
 from magpie.core.access import AccessControl
 from magpie.core.jobs import JobWorker, Outcome, Report, Round, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
-from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
+from magpie.domain.ext import Actor, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, NewJob
 from magpie.errors import BadRequest
 from magpie.ext.service import ExtService
@@ -146,6 +146,7 @@ class InProcessPort:
         important: bool,
         events: EventsOf | None = None,
         deadline: Deadline | None = None,
+        reads: Sequence[str] = (),
     ) -> UpdateResult:
         """The extension primitive: ``mutate`` runs inside the store transaction, and the
         change's webhook events and deadline are committed with it."""
@@ -158,6 +159,7 @@ class InProcessPort:
             patch=patch,
             important=important,
             jobs=self._jobs(events, deadline),
+            reads=reads,
         )
         if deadline is not None and result.applied and not result.duplicate:
             self._scheduled()
@@ -177,6 +179,16 @@ class InProcessPort:
             return out
 
         return jobs
+
+    async def records(self, message_id: int, keys: Sequence[str]) -> dict[str, ExtRecord]:
+        """The message's records of ``keys``."""
+        return await self._ext.records(message_id, keys)
+
+    async def list_records(
+        self, message_id: int, prefix: str, after_key: str, limit: int
+    ) -> list[ExtRecord]:
+        """A page of the message's records."""
+        return await self._ext.list_records(message_id, prefix, after_key, limit)
 
     async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:
         """A subscriber of the channel; a party of a person channel (``a@b``)."""

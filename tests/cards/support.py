@@ -15,7 +15,7 @@ from magpie.cards.cardtype import CardType
 from magpie.cards.decide import ActionInput, action_mutate, create_mutate
 from magpie.cards.model import SYSTEM_UID, CardState, Definition, Role
 from magpie.core.auth import hash_token
-from magpie.domain.ext import Decision, ExtState, Result
+from magpie.domain.ext import Decision, ExtRecord, ExtState, Result
 from magpie.store.interface import TokenRow
 from tests.support.nodes import time_scale
 
@@ -39,6 +39,7 @@ class Sim:
     members: set[str]
     state: ExtState = field(default_factory=lambda: ExtState(1, "g", GROUP, 1))
     log: list[Decision] = field(default_factory=list)
+    records: dict[str, ExtRecord] = field(default_factory=dict)
 
     @classmethod
     def of(cls, tag: str, creator: str, members: set[str], **card: Any) -> Sim:
@@ -81,7 +82,10 @@ class Sim:
         inp = ActionInput(
             action, params or {}, base_version, confirm, uid, key or uid, self.roles(uid), now
         )
-        decision = action_mutate(self.ctype, self.definition, inp, MAX_BYTES)(self.state)
+        reads = self.ctype.reads(self.definition, inp.key)
+        seen = {k: self.records[k] for k in reads if k in self.records}
+        mutate = action_mutate(self.ctype, self.definition, inp, MAX_BYTES)
+        decision = mutate(replace(self.state, records=seen))
         self._apply(decision)
         return decision
 
@@ -90,6 +94,11 @@ class Sim:
         if decision.result is Result.APPLIED and decision.fields is not None:
             version = self.state.version + 1
             self.state = replace(self.state, fields=decision.fields, version=version)
+            for key, value in decision.records.items():
+                if value is None:
+                    self.records.pop(key, None)
+                else:
+                    self.records[key] = ExtRecord(self.state.message_id, key, value, version)
 
 
 def outcome(decision: Decision, sim: Sim) -> str:

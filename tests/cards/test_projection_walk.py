@@ -152,10 +152,9 @@ def _stored_shapes(value: Any) -> list[Any]:
     return found
 
 
-def _secrets_in_store(raw: dict[str, Any]) -> list[str]:
-    """The ballot keys of the stored anonymous vote (``"<key> <i>\\n"`` lines)."""
-    ballots = raw["extra"]["card"]["data"]["ballots"]
-    return [line.split()[0] for line in ballots.splitlines() if line]
+async def _secrets_in_store(node: Node, vote_id: int) -> list[str]:
+    """The ballot keys of the stored anonymous vote (its ``b:<pseudonym>`` records)."""
+    return [r.key[2:] for r in await node.store.list_records(vote_id, "b:", "", 100)]
 
 
 async def _setup(node: Node) -> tuple[dict[str, int], list[str]]:
@@ -172,7 +171,7 @@ async def _setup(node: Node) -> tuple[dict[str, int], list[str]]:
         assert voted.status_code == 200 and responded.status_code == 200
         raw_vote = (await biz.post("/message/get", json={"message_id": ids["vote"]})).json()
         raw_survey = (await biz.post("/message/get", json={"message_id": ids["survey"]})).json()
-    keys = _secrets_in_store(raw_vote["data"]["extra"])
+    keys = await _secrets_in_store(node, ids["vote"])
     stored = json.dumps(raw_survey["data"]["extra"])
     assert len(keys) == 1 and len(keys[0]) >= 16 and SURVEY_SECRET in stored, "secrets stored"
     assert _stored_shapes(raw_vote["data"]["extra"]), "the business view is the raw state"
@@ -218,5 +217,7 @@ async def test_the_walk_would_see_a_leak(node: Node) -> None:
     """The detectors fire on the business view, which is the raw state."""
     ids, secrets = await _setup(node)
     async with api(node) as biz:
-        raw = await biz.post("/message/get", json={"message_id": ids["vote"]})
+        raw = await biz.post("/message/get", json={"message_id": ids["survey"]})
     assert any(s in raw.text for s in secrets) and _stored_shapes(raw.json())
+    records = await node.store.list_records(ids["vote"], "", "", 100)
+    assert all(any(s in r.key for r in records) for s in secrets[:-1])

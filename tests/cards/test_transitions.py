@@ -8,6 +8,8 @@ nobody special; ``out`` is not a member of the chat.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -208,15 +210,43 @@ def test_vote_tallies_follow_revotes() -> None:
     sim.act("b", "vote", {"options": [0, 1]})
     sim.act("c", "vote", {"options": [1]})
     sim.act("b", "vote", {"options": [2]})
-    assert sim.card.data["tallies"] == [0, 1, 1] and sim.card.data["voters"] == 2
-    assert sim.card.data["ballots"] == "b 2\nc 1\n"
+    assert dict(sim.card.data) == {"tallies": [0, 1, 1], "voters": 2}
+    ballots = {k: dict(r.value) for k, r in sim.records.items()}
+    assert ballots == {"b:b": {"o": [2]}, "b:c": {"o": [1]}, "o2:b": {}, "o1:c": {}}
+
+
+def test_a_ballot_changes_the_aggregate_by_a_few_bytes_whatever_the_voters() -> None:
+    members = {f"m{i:05d}" for i in range(3000)} | {"a"}
+    sim = Sim.of("vote@1", "a", members, options=["x", "y", "z"])
+    sizes = []
+    for n, uid in enumerate(sorted(members - {"a"})):
+        sim.act(uid, "vote", {"options": [n % 3]})
+        sizes.append(len(json.dumps(dict(sim.state.extra))))
+    assert sim.card.data["voters"] == 3000 and sim.card.data["tallies"] == [1000] * 3
+    assert sizes[-1] - sizes[9] <= 32, "only numbers grow (digits), no list of voters"
 
 
 def test_anonymous_ballots_are_stored_under_the_key_not_the_uid() -> None:
     sim = Sim.of("vote@1", "a", {"voter-bob"}, options=["x", "y"], anonymous=True)
     sim.act("voter-bob", "vote", {"options": [1]}, key="k-7f3a")
-    assert sim.card.data["ballots"] == "k-7f3a 1\n"
-    assert "voter-bob" not in str(sim.state)
+    assert {k: dict(r.value) for k, r in sim.records.items()} == {"b:k-7f3a": {"o": [1]}}
+    assert "voter-bob" not in str(sim.state) and "voter-bob" not in str(sim.records)
+
+
+def test_ballots_of_an_older_version_move_into_records_on_the_next_ballot() -> None:
+    sim = Sim.of("vote@1", "a", MEMBERS, options=["x", "y", "z"], revote=False)
+    card = sim.card.to_json()
+    card["data"] = {"ballots": "b 0\nc 1,2\n", "tallies": [1, 1, 1], "voters": 2}
+    sim.state = replace(sim.state, fields=replace(sim.state.fields, extra={"card": card}))
+    assert outcome(sim.act("b", "vote", {"options": [1]}), sim) == "!already_voted"
+    assert outcome(sim.act("d", "vote", {"options": [2]}), sim) == "open"
+    assert dict(sim.card.data) == {"tallies": [1, 1, 2], "voters": 3}
+    assert {k: dict(r.value) for k, r in sim.records.items() if k.startswith("b:")} == {
+        "b:b": {"o": [0]},
+        "b:c": {"o": [1, 2]},
+        "b:d": {"o": [2]},
+    }
+    assert outcome(sim.act("c", "vote", {"options": [0]}), sim) == "!already_voted"
 
 
 def test_task_due_flags_overdue_without_ending_the_task() -> None:
@@ -264,15 +294,25 @@ def test_base_version_ahead_and_revoked_messages_are_refused() -> None:
 
 
 def test_the_card_state_limit_is_enforced_inside_the_decision() -> None:
-    options = [f"option {i}" for i in range(50)]
-    sim = Sim.of("vote@1", "a", {f"m{i}" for i in range(4000)}, options=options, multiple=True)
+    members = {f"m{i}" for i in range(400)}
+    question = {"id": "q", "kind": "text", "prompt": "?", "max_length": 2000}
+    sim = Sim.of("survey@1", "a", members, questions=[question])
     refused = None
-    for i in range(4000):
-        d = sim.act(f"m{i}", "vote", {"options": list(range(50))})
+    for i in range(400):
+        d = sim.act(f"m{i}", "respond", {"answers": {"q": "x" * 2000}})
         if d.result is not Result.APPLIED:
             refused = d
             break
     assert refused is not None and refused.code == "too_large"
+
+
+def test_a_vote_has_no_cap_below_the_group_size() -> None:
+    options = [f"option {i}" for i in range(50)]
+    members = {f"m{i}" for i in range(4000)}
+    sim = Sim.of("vote@1", "a", members, options=options, multiple=True)
+    for i in range(4000):
+        assert outcome(sim.act(f"m{i}", "vote", {"options": list(range(50))}), sim) == "open"
+    assert sim.card.data["tallies"] == [4000] * 50
 
 
 def test_machine_tables_are_checked_when_declared() -> None:

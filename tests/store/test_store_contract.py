@@ -23,6 +23,7 @@ from magpie.domain.ext import (
     Actor,
     Decision,
     ExtAttempt,
+    ExtRecord,
     ExtState,
     Fields,
     Mutate,
@@ -31,6 +32,7 @@ from magpie.domain.ext import (
 from magpie.errors import MigrationError, StoreError
 from magpie.store.interface import (
     AppendResult,
+    CardTypeRow,
     ChannelInfo,
     ConversationRow,
     NewMessage,
@@ -869,3 +871,113 @@ async def test_an_extension_is_visible_to_a_fresh_store(backend: Backend) -> Non
         assert out is not None and await fresh.get_ext(1_000_001) == out.state
         assert [o.op_id for o in await fresh.list_ops(1_000_001, 0, 5)] == [out.op.op_id]
     await writer.close()
+
+
+# --- records and card types ----------------------------------------------------------------
+
+
+def tally(key: str, choice: int) -> Mutate:
+    """A ballot: replace ``key``'s record, keep a counter per choice in ``extra``."""
+
+    def decide(state: ExtState) -> Decision:
+        counts = dict(state.fields.extra.get("counts", {}))
+        before = state.records.get(key)
+        if before is not None:
+            counts[str(before.value["c"])] -= 1
+        counts[str(choice)] = counts.get(str(choice), 0) + 1
+        fields = replace(state.fields, extra={"counts": counts})
+        return Decision.applied(
+            fields, updated_at=state.updated_at + 1, records={key: {"c": choice}}
+        )
+
+    return decide
+
+
+async def test_a_decision_reads_and_writes_records(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    for n, (key, choice) in enumerate([("b:ann", 1), ("b:bob", 2), ("b:ann", 2)]):
+        out = await store.update_ext(
+            replace(attempt(1_000_001, f"v{n}"), reads=(key, "b:nobody")), tally(key, choice)
+        )
+        assert out is not None and out.applied
+    row = await store.get_ext(1_000_001)
+    assert row is not None and row.fields.extra == {"counts": {"1": 0, "2": 2}}
+    assert row.records == {}, "records never ride on a stored row"
+    got = await store.get_records(1_000_001, ["b:ann", "b:bob", "b:zed", "b:ann"])
+    assert set(got) == {"b:ann", "b:bob"}
+    assert got["b:ann"] == ExtRecord(1_000_001, "b:ann", {"c": 2}, 3)
+    assert got["b:bob"].version == 2 and dict(got["b:bob"].value) == {"c": 2}
+
+
+async def test_records_are_written_only_when_applied(store: Store) -> None:
+    await store.append_message(msg(1), [])
+
+    def rejected_with_records(state: ExtState) -> Decision:
+        return Decision(Result.CONFLICT, None, None, None, "x", "no", {"k": {"a": 1}})
+
+    out = await store.update_ext(attempt(1_000_001, "r"), rejected_with_records)
+    assert out is not None and not out.applied
+    assert await store.get_records(1_000_001, ["k"]) == {}
+    put = Decision.applied(Fields("s"), updated_at=1, records={"k": {"a": 1}, "j": {"b": 2}})
+    await store.update_ext(attempt(1_000_001, "p"), lambda s: put)
+    gone = Decision.applied(Fields("s"), updated_at=2, records={"k": None})
+    await store.update_ext(replace(attempt(1_000_001, "d"), reads=("k",)), lambda s: gone)
+    assert set(await store.get_records(1_000_001, ["k", "j"])) == {"j"}
+
+
+async def test_a_malformed_record_changes_nothing(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    bad_key = Decision.applied(Fields("s"), updated_at=1, records={"": {"a": 1}})
+    bad_value = Decision.applied(Fields("s"), updated_at=1, records={"k": [1]})  # type: ignore[dict-item]
+    long_key = Decision.applied(Fields("s"), updated_at=1, records={"k" * 201: {"a": 1}})
+    for n, decision in enumerate([bad_key, bad_value, long_key]):
+        with pytest.raises(StoreError):
+            await store.update_ext(attempt(1_000_001, f"m{n}"), lambda s, d=decision: d)
+    with pytest.raises(StoreError):
+        too_many = tuple(f"k{i}" for i in range(17))
+        await store.update_ext(replace(attempt(1_000_001, "r"), reads=too_many), set_status("x"))
+    assert await store.get_ext(1_000_001) is None and await store.list_ops(1_000_001, 0, 9) == []
+    ok = Decision.applied(Fields("s"), updated_at=1, records={"k" * 200: {"a": 1}})
+    reads = tuple(f"k{i}" for i in range(16))
+    assert await store.update_ext(replace(attempt(1_000_001, "ok"), reads=reads), lambda s: ok)
+
+
+async def test_list_records_pages_by_prefix_in_byte_order(store: Store) -> None:
+    await store.append_message(msg(1), [])
+    await store.append_message(msg(2), [])
+    keys = ["o1:b", "o1:a", "o0:z", "o1:ä", "o1:B", "o10:a", "o2:a", "b:a"]
+    put = Decision.applied(Fields("s"), updated_at=1, records={k: {"k": k} for k in keys})
+    await store.update_ext(attempt(1_000_001, "p"), lambda s: put)
+    other = Decision.applied(Fields("s"), updated_at=1, records={"o1:c": {"k": "x"}})
+    await store.update_ext(attempt(1_000_002, "p"), lambda s: other)
+
+    async def page(prefix: str, after: str = "", limit: int = 10) -> list[str]:
+        return [r.key for r in await store.list_records(1_000_001, prefix, after, limit)]
+
+    assert await page("o1:") == ["o1:B", "o1:a", "o1:b", "o1:ä"]  # bytewise, not by locale
+    assert await page("o1:", "o1:a", 2) == ["o1:b", "o1:ä"]
+    assert await page("o1") == ["o10:a", "o1:B", "o1:a", "o1:b", "o1:ä"]
+    assert await page("") == sorted(keys, key=str.encode)
+    assert await page("x") == [] and await page("o1:", limit=0) == []
+    found = await store.list_records(1_000_001, "b:", "", 5)
+    assert found == [ExtRecord(1_000_001, "b:a", {"k": "b:a"}, 1)]
+
+
+async def test_card_types_are_stored_once(store: Store) -> None:
+    spec = {"name": "leave", "actions": {"approve": {"label": "Approve ✓"}}, "n": [1, None]}
+    first = await store.add_card_type(CardTypeRow("leave", 1, spec, 100))
+    assert first == CardTypeRow("leave", 1, spec, 100)
+    again = await store.add_card_type(CardTypeRow("leave", 1, {"other": True}, 200))
+    assert again == first, "a stored type never changes"
+    await store.add_card_type(CardTypeRow("leave", 2, {"v": 2}, 300))
+    await store.add_card_type(CardTypeRow("expense", 1, {}, 400))
+    assert await store.get_card_type("leave", 1) == first
+    assert await store.get_card_type("leave", 3) is None
+    listed = [(r.name, r.version) for r in await store.list_card_types()]
+    assert listed == [("expense", 1), ("leave", 1), ("leave", 2)]
+
+
+async def test_concurrent_registrations_of_one_type_agree(store: Store) -> None:
+    rows = [CardTypeRow("race", 1, {"n": n}, n) for n in range(10)]
+    stored = await asyncio.gather(*(store.add_card_type(r) for r in rows))
+    assert len({r.spec["n"] for r in stored}) == 1

@@ -104,6 +104,29 @@ class CardType(ABC, Generic[D]):
         """Whether this action's actor is hidden (an anonymous ballot)."""
         return False
 
+    # records: per-user rows beside the small state ------------------------------------------
+
+    def reads(self, d: D, key: str) -> tuple[str, ...]:
+        """The record keys of the actor (or viewer) with ballot key ``key`` that the guards,
+        the effects and the projection read (a vote: the voter's ballot)."""
+        return ()
+
+    def lists(self, d: D, card: CardState) -> Mapping[str, tuple[str, int]]:
+        """Record previews every viewer's projection shows: name -> (key prefix, most rows);
+        the service reads them once per card version, in key order."""
+        return {}
+
+    def record_prefix(self, d: D) -> str | None:
+        """The key prefix of the records the paged listing (``GET /cards/{id}/records``)
+        offers, ``None`` when the type lists none."""
+        return None
+
+    def record_view(
+        self, d: D, card: CardState, viewer: Viewer, key: str, value: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """One record as ``viewer`` may see it in the listing, ``None`` when hidden."""
+        return None
+
 
 class CardTypes:
     """The registry of card types by tag; ``name`` alone means its newest version."""

@@ -86,6 +86,11 @@ def deadline_passed(ctype: CardType[Any], d: Definition, now: int) -> bool:
     return ctype.deadline_blocks and deadline is not None and now >= deadline[1]
 
 
+def record_values(state: ExtState) -> dict[str, Mapping[str, Any]]:
+    """The records the decision was given, as key -> value."""
+    return {key: record.value for key, record in state.records.items()}
+
+
 def advance(card: CardState, step: Step, version: int) -> CardState:
     """The card after ``step``, each changed facet stamped with ``version``."""
     rev = dict(card.rev)
@@ -101,7 +106,13 @@ def _rejected(refusal: Refusal, base: int | None) -> Decision:
     return Decision.rejected(refusal.result, refusal.message, code=refusal.code, base_version=base)
 
 
-def _applied(state: ExtState, card: CardState, base: int | None, max_bytes: int) -> Decision:
+def _applied(
+    state: ExtState,
+    card: CardState,
+    base: int | None,
+    max_bytes: int,
+    records: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> Decision:
     """Store ``card`` under ``extra["card"]`` and its status as the extension's status.
 
     Only the size is checked against the extension limit: the shape of a card state is the
@@ -112,7 +123,7 @@ def _applied(state: ExtState, card: CardState, base: int | None, max_bytes: int)
         detail = f"the card state would be {size} bytes (limit {max_bytes})"
         return Decision.rejected(Result.INVALID, detail, code="too_large", base_version=base)
     fields = replace(state.fields, status=card.status, extra=extra)
-    return Decision.applied(fields, base_version=base)
+    return Decision.applied(fields, base_version=base, records=records)
 
 
 def _precheck(state: ExtState, inp: ActionInput) -> Refusal | None:
@@ -136,7 +147,8 @@ def action_mutate(ctype: CardType[Any], d: Definition, inp: ActionInput, max_byt
             return _rejected(refusal, inp.base_version)
         card = current_card(ctype, d, state.extra)
         roles = roles_of(ctype, d, card, inp.uid, inp.static_roles)
-        act = Act(d, card.status, card.data, inp.uid, inp.key, roles, None, inp.now)
+        mine = record_values(state)
+        act = Act(d, card.status, card.data, inp.uid, inp.key, roles, None, inp.now, mine)
         req = Request(
             inp.action,
             inp.params,
@@ -147,9 +159,8 @@ def action_mutate(ctype: CardType[Any], d: Definition, inp: ActionInput, max_byt
         outcome = evaluate(ctype.machine, act, req)
         if isinstance(outcome, Refusal):
             return _rejected(outcome, inp.base_version)
-        return _applied(
-            state, advance(card, outcome, state.version + 1), inp.base_version, max_bytes
-        )
+        card = advance(card, outcome, state.version + 1)
+        return _applied(state, card, inp.base_version, max_bytes, outcome.records)
 
     return mutate
 

@@ -16,7 +16,7 @@ tree, so the card logic never sees the store or the IM core.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -34,6 +34,7 @@ __all__ = [
     "CardState",
     "Common",
     "Definition",
+    "RecordWrites",
     "Refusal",
     "Role",
     "Step",
@@ -158,19 +159,28 @@ class Refusal:
     message: str
 
 
+#: Records an effect writes: key -> new JSON value (``None`` deletes).
+RecordWrites = Mapping[str, Mapping[str, Any] | None]
+_NO_WRITES: RecordWrites = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
-    """An effect's outcome: the new status and the type's new ``data``."""
+    """An effect's outcome: the new status, the type's new ``data`` and the per-user records
+    it writes (ballots, answers: rows of their own beside the small ``data``)."""
 
     status: str
     data: Mapping[str, Any]
+    records: RecordWrites = field(default_factory=lambda: _NO_WRITES)
 
 
 @dataclass(frozen=True, slots=True)
 class Act(Generic[D]):
     """What a guard or an effect sees of one action: the definition, the current state,
     who acts (``key`` is the actor's ballot key: a pseudonym on anonymous cards, else the
-    uid), their roles, the parsed parameters and the time (unix ms)."""
+    uid), their roles, the parsed parameters, the time (unix ms) and the actor's records
+    (the keys :meth:`~magpie.cards.cardtype.CardType.reads` names, by key; absent ones left
+    out)."""
 
     definition: D
     status: str
@@ -180,14 +190,21 @@ class Act(Generic[D]):
     roles: frozenset[Role]
     params: Any
     now: int
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
 
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
     """Who a projection is for: ``uid`` ("" for nobody), their ballot ``key``, static
-    ``roles`` (creator, admin, member; listed is derived from the state) and the time."""
+    ``roles`` (creator, admin, member; listed is derived from the state), the time, their own
+    records (as :attr:`Act.records`) and the card's shared record previews (name -> the
+    ``(key, value)`` pairs of :meth:`~magpie.cards.cardtype.CardType.lists`)."""
 
     uid: str
     key: str
     roles: frozenset[Role]
     now: int
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
+    lists: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]] = field(
+        default_factory=lambda: _EMPTY
+    )

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from magpie.domain.ext import Actor, ExtState, Mutate, OpRecord, UpdateResult
+from magpie.domain.ext import Actor, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 
 __all__ = ["Deadline", "EventsOf", "ImMessage", "ImPort", "Outgoing", "Sent"]
 
@@ -106,12 +106,25 @@ class ImPort(Protocol):
         important: bool,
         events: EventsOf | None = None,
         deadline: Deadline | None = None,
+        reads: Sequence[str] = (),
     ) -> UpdateResult:
         """Decide and record one change with ``mutate`` (a pure function of the current
         state); idempotent by ``action_id`` (a repeat returns the original result). 404
         :class:`~magpie.errors.NotFound` when there is no such channel-log message. When the
         change applies, its ``events`` (raised as webhooks, if the IM sends any) and its
-        ``deadline`` are committed with it."""
+        ``deadline`` are committed with it. ``mutate`` sees the message's records of
+        ``reads`` (``state.records``); the records its decision writes commit with it."""
+        ...
+
+    async def records(self, message_id: int, keys: Sequence[str]) -> dict[str, ExtRecord]:
+        """The message's records of ``keys`` that exist, by key."""
+        ...
+
+    async def list_records(
+        self, message_id: int, prefix: str, after_key: str, limit: int
+    ) -> list[ExtRecord]:
+        """The message's records whose key starts with ``prefix``, above ``after_key``,
+        ascending by key, at most ``limit``."""
         ...
 
     async def is_member(self, channel_id: str, channel_type: int, uid: str) -> bool:

@@ -11,6 +11,7 @@ documented in ``docs/cards.md``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from magpie.cards.cardtype import CardType
@@ -92,13 +93,15 @@ def project(
 ) -> dict[str, Any]:
     """The projection of ``card`` for ``viewer`` (see ``docs/cards.md`` for the shape)."""
     roles = roles_of(ctype, d, card, viewer.uid, viewer.roles)
-    act = Act(d, card.status, card.data, viewer.uid, viewer.key, roles, None, viewer.now)
+    act = Act(
+        d, card.status, card.data, viewer.uid, viewer.key, roles, None, viewer.now, viewer.records
+    )
     passed = deadline_passed(ctype, d, viewer.now)
     actions, unavailable = _actions(ctype, act, passed)
     reason = ""
     if not actions:
         reason = _reason(ctype, card, roles, passed) or next(iter(unavailable.values()), "")
-    seen = Viewer(viewer.uid, viewer.key, roles, viewer.now)
+    seen = replace(viewer, roles=roles)
     return {
         **_meta(ctype, d, message_id),
         **_versions(ext),

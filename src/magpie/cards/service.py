@@ -45,7 +45,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,7 @@ class CardService:
         self._legacy_db = legacy_db
         self._secret = b""
         self._cache: OrderedDict[int, Loaded | None] = OrderedDict()
+        self._previews: OrderedDict[int, tuple[int, Mapping[str, Any]]] = OrderedDict()
 
     async def start(self) -> None:
         """Import an old ``cards.db`` (once), then fetch the IM-wide secret."""
@@ -287,10 +288,41 @@ class CardService:
 
     # projections ---------------------------------------------------------------------------
 
-    def _project(self, loaded: Loaded, ext: ExtState | None, viewer: Viewer) -> dict[str, Any]:
+    async def _project(
+        self, loaded: Loaded, ext: ExtState | None, viewer: Viewer
+    ) -> dict[str, Any]:
+        """The projection of ``ext`` for ``viewer``, with the viewer's own records and the
+        card's shared record previews read first."""
         ctype, d = loaded.ctype, loaded.definition
         card = current_card(ctype, d, {} if ext is None else ext.extra)
-        return project(ctype, d, card, ext, loaded.message.message_id, viewer)
+        message_id = loaded.message.message_id
+        keys = ctype.reads(d, viewer.key) if viewer.key else ()
+        if keys:
+            found = await self._port.records(message_id, keys)
+            viewer = replace(viewer, records={k: r.value for k, r in found.items()})
+        wanted = ctype.lists(d, card)
+        if wanted:
+            version = 0 if ext is None else ext.version
+            viewer = replace(viewer, lists=await self._lists(message_id, version, wanted))
+        return project(ctype, d, card, ext, message_id, viewer)
+
+    async def _lists(
+        self, message_id: int, version: int, wanted: Mapping[str, tuple[str, int]]
+    ) -> Mapping[str, list[tuple[str, Mapping[str, Any]]]]:
+        """The record previews of a card, read once per version (every member's projection
+        after a change shows the same previews)."""
+        cached = self._previews.get(message_id)
+        if cached is not None and cached[0] == version and cached[1].keys() == wanted.keys():
+            self._previews.move_to_end(message_id)
+            return cached[1]
+        out: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for name, (prefix, limit) in wanted.items():
+            rows = await self._port.list_records(message_id, prefix, "", limit)
+            out[name] = [(r.key, r.value) for r in rows]
+        self._previews[message_id] = (version, out)
+        if len(self._previews) > DEFINITION_CACHE:
+            self._previews.popitem(last=False)
+        return out
 
     async def _viewer(self, loaded: Loaded, uid: str, member: bool | None) -> Viewer:
         roles = await self._roles(loaded, uid, member)
@@ -303,7 +335,7 @@ class CardService:
         if not member and not business:
             raise _hidden()
         ext = await self._port.extension(message_id)
-        return self._project(loaded, ext, await self._viewer(loaded, uid, member))
+        return await self._project(loaded, ext, await self._viewer(loaded, uid, member))
 
     async def project_state(
         self, state: ExtState, uid: str, member: bool | None
@@ -316,7 +348,7 @@ class CardService:
         loaded = await self.load(state.message_id)
         if loaded is None:
             return None
-        return self._project(loaded, state, await self._viewer(loaded, uid, member))
+        return await self._project(loaded, state, await self._viewer(loaded, uid, member))
 
     async def ops(
         self, message_id: int, uid: str, after_op_id: int, limit: int, *, business: bool = False
@@ -374,7 +406,8 @@ class CardService:
         if not result.applied and result.op.code != "exists":
             raise await self._refusal(loaded, result, loaded.definition.common.creator)
         await self._created(loaded, result)
-        view = self._project(loaded, result.state, await self._viewer(loaded, req.creator, True))
+        viewer = await self._viewer(loaded, req.creator, True)
+        view = await self._project(loaded, result.state, viewer)
         return {**view, "message_seq": sent.message_seq, "client_msg_no": req.client_msg_no}
 
     async def _created(self, loaded: Loaded, result: UpdateResult) -> None:
@@ -450,12 +483,14 @@ class CardService:
             patch={"action": req.action, "params": logged, "confirm": req.confirm},
             important=self._important(ctype, req.action),
             events=self._events(loaded, req.action, logged),
+            reads=ctype.reads(d, viewer.key),
         )
         if not result.applied:
             raise await self._refusal(loaded, result, req.uid, viewer)
         if not result.duplicate:
             await self._applied(loaded, result)
-        return ActResult(self._project(loaded, result.state, viewer), result.duplicate, result.op)
+        view = await self._project(loaded, result.state, viewer)
+        return ActResult(view, result.duplicate, result.op)
 
     @staticmethod
     def _outsider(loaded: Loaded, req: ActionRequest) -> ApiError:
@@ -530,7 +565,7 @@ class CardService:
             return Forbidden(message, reason=op.code)
         detail: dict[str, Any] = {
             "reason": op.code,
-            "current": self._project(loaded, result.state, viewer),
+            "current": await self._project(loaded, result.state, viewer),
             "duplicate": result.duplicate,
         }
         if op.result is Result.CONFLICT:

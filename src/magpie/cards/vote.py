@@ -7,15 +7,19 @@ Definition: ``options`` (2–50 labels), ``multiple`` (default false) with ``max
 change their ballot while open), ``results`` — ``live`` (default) or ``closed`` (hidden until
 the vote closes), ``closes_at`` (unix ms, optional).
 
-State ``data``: ``ballots``, ``tallies`` (votes per option) and ``voters``. The effect
-updates the tallies together with the ballot, inside the extension transaction, so they are
-exact under any concurrency. ``ballots`` is one string with a line ``"<key> <i>[,<j>...]\n"``
-per voter, in the order of their first ballot: every read of the card (each member's sync)
-decodes the extension, and one JSON string decodes far faster than a thousand small arrays
-(keys never contain whitespace: uids by the IM's rule, pseudonyms are hex). ``key`` is the
+State ``data`` is the small aggregate every member syncs: ``tallies`` (votes per option)
+and ``voters``. Each ballot is a record of its own (``b:<key>`` -> ``{"o": [indices]}``),
+read and written in the ballot's transaction together with the tallies, so they are exact
+under any concurrency and a ballot changes the aggregate by a few bytes whatever the number
+of voters. A named vote also keeps one index record per chosen option (``o<i>:<key>``), from
+which every projection shows up to 20 voters per option (in key order). ``key`` is the
 voter's uid, or on an anonymous vote a keyed pseudonym the card service derives from the uid
-and a secret of its own: the stored state holds no voter id, and the projection never shows
+and a secret of its own: no stored row holds a voter id, and the projection never shows
 ballots of an anonymous vote (nor anybody's before results are visible).
+
+Cards of older versions kept the ballots in ``data["ballots"]`` (one ``"<key> <i>[,<j>]\n"``
+line per voter): they are read as ballots, and the first ballot after the upgrade moves them
+into records.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ def _ballot(d: VoteDef, raw: Mapping[str, Any]) -> list[int]:
 
 
 def _span(ballots: str, key: str) -> tuple[int, int] | None:
-    """Where ``key``'s line is in ``ballots`` (start, end after its newline)."""
+    """Where ``key``'s line is in a legacy ``ballots`` string (start, end after its newline)."""
     start = ("\n" + ballots).find(f"\n{key} ")
     if start < 0:
         return None
@@ -90,29 +94,72 @@ def _choices(line: str) -> list[int]:
     return [int(i) for i in line.rstrip("\n").partition(" ")[2].split(",")]
 
 
-def _mine(data: Mapping[str, Any], key: str) -> list[int] | None:
-    ballots = str(data.get("ballots", ""))
-    span = _span(ballots, key) if key else None
-    return None if span is None else _choices(ballots[span[0] : span[1]])
+def _legacy(data: Mapping[str, Any]) -> dict[str, list[int]]:
+    """The ballots an older version kept in the state, by key."""
+    lines = str(data.get("ballots", "")).splitlines()
+    return {line.partition(" ")[0]: _choices(line) for line in lines if line}
+
+
+def ballot_key(key: str) -> str:
+    """The record key of ``key``'s ballot."""
+    return f"b:{key}"
+
+
+def _mine(
+    data: Mapping[str, Any], records: Mapping[str, Mapping[str, Any]], key: str
+) -> list[int] | None:
+    """``key``'s current ballot: its record, else a legacy line."""
+    if not key:
+        return None
+    found = records.get(ballot_key(key))
+    if found is not None:
+        return [int(i) for i in found["o"]]
+    if "ballots" in data:
+        ballots = str(data["ballots"])
+        span = _span(ballots, key)
+        return None if span is None else _choices(ballots[span[0] : span[1]])
+    return None
+
+
+def _index_writes(
+    d: VoteDef, key: str, before: list[int] | None, after: list[int]
+) -> dict[str, Any]:
+    """The option index records of a named vote that change with a ballot."""
+    if d.anonymous:
+        return {}
+    old, new = set(before or []), set(after)
+    writes: dict[str, Any] = {f"o{i}:{key}": None for i in old - new}
+    writes |= {f"o{i}:{key}": {} for i in new - old}
+    return writes
+
+
+def _migrate(d: VoteDef, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The records of a legacy ``ballots`` string (moved out of the state once)."""
+    writes: dict[str, Any] = {}
+    for key, chosen in _legacy(data).items():
+        writes[ballot_key(key)] = {"o": chosen}
+        writes |= _index_writes(d, key, None, chosen)
+    return writes
 
 
 def _vote(act: Act[VoteDef]) -> Step:
     """Record the ballot (replacing the voter's previous one) and move the tallies."""
-    ballots = str(act.data["ballots"])
-    tallies = list(act.data["tallies"])
+    d, data = act.definition, act.data
+    tallies = list(data["tallies"])
+    voters = int(data.get("voters", 0))
     chosen: list[int] = act.params
-    line = f"{act.key} {','.join(map(str, chosen))}\n"
-    span = _span(ballots, act.key)
-    if span is None:
-        ballots += line
+    before = _mine(data, act.records, act.key)
+    writes = _migrate(d, data) if "ballots" in data else {}
+    if before is None:
+        voters += 1
     else:
-        for i in _choices(ballots[span[0] : span[1]]):
+        for i in before:
             tallies[i] -= 1
-        ballots = ballots[: span[0]] + line + ballots[span[1] :]
     for i in chosen:
         tallies[i] += 1
-    voters = ballots.count("\n")
-    return Step(OPEN, {"ballots": ballots, "tallies": tallies, "voters": voters})
+    writes[ballot_key(act.key)] = {"o": chosen}
+    writes |= _index_writes(d, act.key, before, chosen)
+    return Step(OPEN, {"tallies": tallies, "voters": voters}, writes)
 
 
 def _close(act: Act[VoteDef]) -> Step:
@@ -120,7 +167,7 @@ def _close(act: Act[VoteDef]) -> Step:
 
 
 def _may_vote(act: Act[VoteDef]) -> Refusal | None:
-    if act.definition.revote or _mine(act.data, act.key) is None:
+    if act.definition.revote or _mine(act.data, act.records, act.key) is None:
         return None
     return Refusal(Result.CONFLICT, "already_voted", "you have already voted")
 
@@ -152,20 +199,20 @@ def _visible(d: VoteDef, card: CardState) -> bool:
     return d.results == "live" or card.status == CLOSED
 
 
-def _by_option(d: VoteDef, ballots: str) -> list[list[str]]:
-    """The first :data:`VOTERS_PREVIEW` voters of each option (the tallies count them all):
+def _by_option(d: VoteDef, card: CardState, viewer: Viewer) -> list[list[str]]:
+    """Up to :data:`VOTERS_PREVIEW` voters of each option (the tallies count them all):
     every projection carries this, so it must not grow with the group."""
-    out: list[list[str]] = [[] for _ in d.options]
-    room = len(d.options) * VOTERS_PREVIEW
-    for line in ballots.splitlines():
-        key = line.partition(" ")[0]
-        for i in _choices(line):
-            if len(out[i]) < VOTERS_PREVIEW:
-                out[i].append(key)
-                room -= 1
-        if room <= 0:
-            break
-    return out
+    if "ballots" in card.data:
+        out: list[list[str]] = [[] for _ in d.options]
+        for key, chosen in _legacy(card.data).items():
+            for i in chosen:
+                if len(out[i]) < VOTERS_PREVIEW:
+                    out[i].append(key)
+        return out
+    return [
+        [key.partition(":")[2] for key, _ in viewer.lists.get(f"o{i}", ())]
+        for i in range(len(d.options))
+    ]
 
 
 class VoteType(CardType[VoteDef]):
@@ -203,8 +250,8 @@ class VoteType(CardType[VoteDef]):
         }
 
     def initial(self, d: VoteDef) -> dict[str, Any]:
-        """No ballots, zero tallies."""
-        return {"ballots": "", "tallies": [0] * len(d.options), "voters": 0}
+        """No voters, zero tallies."""
+        return {"tallies": [0] * len(d.options), "voters": 0}
 
     def deadline(self, d: VoteDef) -> Deadline | None:
         """``close`` at ``closes_at``."""
@@ -213,16 +260,15 @@ class VoteType(CardType[VoteDef]):
     def view(self, d: VoteDef, card: CardState, viewer: Viewer) -> dict[str, Any]:
         """Tallies when visible, the first voters per option when also named; ``my_vote``."""
         visible = _visible(d, card)
-        ballots = str(card.data.get("ballots", ""))
         named = visible and not d.anonymous
         state = {
             **self.to_json(d),
             "results_visible": visible,
             "voters": int(card.data.get("voters", 0)),
             "tallies": list(card.data.get("tallies", [])) if visible else None,
-            "voters_by_option": _by_option(d, ballots) if named else None,
+            "voters_by_option": _by_option(d, card, viewer) if named else None,
         }
-        return {"state": state, "my_vote": _mine(card.data, viewer.key)}
+        return {"state": state, "my_vote": _mine(card.data, viewer.records, viewer.key)}
 
     def outcome(self, d: VoteDef, card: CardState) -> str:
         """``Closed: Pizza wins with 12 of 30 votes`` (or a tie, or no votes)."""
@@ -252,6 +298,28 @@ class VoteType(CardType[VoteDef]):
     def anonymous_action(self, d: VoteDef, action: str) -> bool:
         """Ballots of an anonymous vote have no recorded actor."""
         return d.anonymous and action == "vote"
+
+    def reads(self, d: VoteDef, key: str) -> tuple[str, ...]:
+        """The voter's ballot."""
+        return (ballot_key(key),)
+
+    def lists(self, d: VoteDef, card: CardState) -> Mapping[str, tuple[str, int]]:
+        """A named vote with visible results previews the voters of each option."""
+        if d.anonymous or not _visible(d, card) or "ballots" in card.data:
+            return {}
+        return {f"o{i}": (f"o{i}:", VOTERS_PREVIEW) for i in range(len(d.options))}
+
+    def record_prefix(self, d: VoteDef) -> str | None:
+        """Ballots are listed (named votes only, once results are visible)."""
+        return None if d.anonymous else "b:"
+
+    def record_view(
+        self, d: VoteDef, card: CardState, viewer: Viewer, key: str, value: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """``{uid, options}`` of a named vote whose results are visible."""
+        if d.anonymous or not _visible(d, card) or not key.startswith("b:"):
+            return None
+        return {"uid": key[2:], "options": [int(i) for i in value.get("o", [])]}
 
 
 VOTE = VoteType()

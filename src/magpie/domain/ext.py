@@ -15,6 +15,15 @@ I/O, no clock, no randomness): it may be run again. Each attempt leaves one
 An applied change may bring durable jobs along (its webhook events), which the store commits
 in the same transaction (``magpie.store.interface.JobsOf``).
 
+**Records.** Beside its one small, versioned state, a message may own *records*: per-user
+rows (a ballot, a survey answer) keyed by a string, each an :class:`ExtRecord`. They are how a
+card stays small at the size of a real group: the aggregate (status, tallies, counters) is
+the state every member syncs, while each member's own row is a record that only changes with
+their action and is read per viewer. A change names the record keys its decision needs
+(:attr:`ExtAttempt.reads`); the store reads them in the change's transaction and hands them
+to the decision as :attr:`ExtState.records`; an applied :class:`Decision` may write records
+(:attr:`Decision.records`), committed with it and stamped with the change's version.
+
 The client's rule (:func:`apply_if_newer`): a row replaces the cached row of its message only
 if its ``(version, extra_version)`` is greater. ``version`` has one winner per value;
 ``extra_version`` breaks ties for TangSengDaoDao rows, which carry no ``version`` (spec §5.2).
@@ -34,6 +43,7 @@ __all__ = [
     "Actor",
     "Decision",
     "ExtAttempt",
+    "ExtRecord",
     "ExtState",
     "Fields",
     "Mutate",
@@ -44,6 +54,11 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_NO_RECORDS: Mapping[str, ExtRecord] = MappingProxyType({})
+_NO_WRITES: Mapping[str, Mapping[str, Any] | None] = MappingProxyType({})
+#: Longest record key (characters), and the store's bound on the keys one attempt reads.
+MAX_RECORD_KEY = 200
+MAX_RECORD_READS = 16
 
 
 class Result(enum.Enum):
@@ -84,6 +99,17 @@ class Fields:
 
 
 @dataclass(frozen=True, slots=True)
+class ExtRecord:
+    """One record of a message (see the module docstring): its ``key``, JSON ``value`` and
+    the extension ``version`` of the change that last wrote it."""
+
+    message_id: int
+    key: str
+    value: Mapping[str, Any]
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExtState:
     """One message's extension. A message that was never changed has default
     :class:`Fields`, ``version`` 0 and ``extra_version`` 0. ``channel_id`` is the storage id
@@ -99,6 +125,9 @@ class ExtState:
     extra_version: int = 0
     updated_at: int = 0  # HLC value (magpie.ext.hlc): (ms << 16) | counter
     updated_by: Actor = field(default_factory=Actor)
+    #: Only inside a decision: the message's records the attempt asked to read
+    #: (:attr:`ExtAttempt.reads`), by key, absent keys left out. Never stored nor rendered.
+    records: Mapping[str, ExtRecord] = field(default_factory=lambda: _NO_RECORDS)
 
     @property
     def status(self) -> str:
@@ -192,13 +221,21 @@ class Decision:
     base_version: int | None = None
     code: str = ""
     detail: str = ""
+    #: Records written with an applied change: key -> new JSON value, ``None`` deletes.
+    records: Mapping[str, Mapping[str, Any] | None] = field(default_factory=lambda: _NO_WRITES)
 
     @classmethod
     def applied(
-        cls, fields: Fields, *, updated_at: int | None = None, base_version: int | None = None
+        cls,
+        fields: Fields,
+        *,
+        updated_at: int | None = None,
+        base_version: int | None = None,
+        records: Mapping[str, Mapping[str, Any] | None] | None = None,
     ) -> Decision:
-        """Accept the change, giving the new fields."""
-        return cls(Result.APPLIED, fields, updated_at, base_version)
+        """Accept the change, giving the new fields (and the records it writes)."""
+        writes = _NO_WRITES if not records else MappingProxyType(dict(records))
+        return cls(Result.APPLIED, fields, updated_at, base_version, records=writes)
 
     @classmethod
     def rejected(
@@ -233,6 +270,8 @@ class ExtAttempt:
     operation: str
     patch: Mapping[str, Any]
     created_at: int
+    #: The record keys the decision needs (read in the transaction: ``ExtState.records``).
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

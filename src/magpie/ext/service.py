@@ -31,6 +31,7 @@ from magpie.domain.ext import (
     Actor,
     Decision,
     ExtAttempt,
+    ExtRecord,
     ExtState,
     Mutate,
     OpRecord,
@@ -133,6 +134,7 @@ class ExtService:
         patch: Mapping[str, Any],
         important: bool = False,
         jobs: JobsOf | None = None,
+        reads: Sequence[str] = (),
     ) -> UpdateResult:
         """Decide and record one change (see the module docstring); 404
         :class:`~magpie.errors.NotFound` when there is no such channel-log message.
@@ -140,9 +142,12 @@ class ExtService:
         ``operation`` names the kind of change and ``patch`` what was asked, for the
         operation log. ``important`` sends the CMD as a persisted sync-once command.
         ``jobs`` gives the durable jobs an applied change brings along (its webhook events),
-        committed in the change's transaction."""
+        committed in the change's transaction. ``reads`` names the message's records the
+        decision needs (``state.records``)."""
         _check_action_id(action_id)
-        attempt = ExtAttempt(message_id, action_id, actor, operation, patch, self._clock_ms())
+        attempt = ExtAttempt(
+            message_id, action_id, actor, operation, patch, self._clock_ms(), tuple(reads)
+        )
         decide = partial(_stamped, mutate=mutate, stamp=self.hlc.now())
         result = await self._store.update_ext(attempt, decide, jobs)
         if result is None:
@@ -287,6 +292,16 @@ class ExtService:
     async def ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """The message's operation log after ``after_op_id``, ascending."""
         return await self._store.list_ops(message_id, after_op_id, limit)
+
+    async def records(self, message_id: int, keys: Sequence[str]) -> dict[str, ExtRecord]:
+        """The message's records of ``keys`` that exist."""
+        return await self._store.get_records(message_id, keys)
+
+    async def list_records(
+        self, message_id: int, prefix: str, after_key: str, limit: int
+    ) -> list[ExtRecord]:
+        """The message's records under ``prefix`` after ``after_key``, ascending by key."""
+        return await self._store.list_records(message_id, prefix, after_key, limit)
 
     async def close(self) -> None:
         """Send the pending CMDs (at shutdown)."""

@@ -22,6 +22,7 @@ Tables (``postgres_migrations/0002_extensions.sql``): ``message_ext``, ``ext_cha
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -29,6 +30,7 @@ import asyncpg
 from magpie.domain.ext import (
     Decision,
     ExtAttempt,
+    ExtRecord,
     ExtState,
     Fields,
     Mutate,
@@ -40,7 +42,8 @@ from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
 from magpie.store._pg_jobs import INSERT_JOBS, jobs_args
 from magpie.store._pg_rows import EXT_COLUMNS, MESSAGE_COLUMNS, OP_COLUMNS
-from magpie.store.interface import JobsOf, StoredMessage
+from magpie.store.interface import CardTypeRow, JobsOf, StoredMessage
+from magpie.store.records import check_reads, check_record_keys
 
 if TYPE_CHECKING:
     from magpie.store._pg_setup import Conn
@@ -100,6 +103,43 @@ _RECORD_APPLIED = f"""
     )
     SELECT last_op_id, extra_version FROM ext"""  # noqa: S608
 
+_GET_RECORDS = """
+    SELECT key, value, version FROM message_ext_records
+    WHERE message_id = $1 AND key = ANY($2::text[])"""
+_LIST_RECORDS = """
+    SELECT key, value, version FROM message_ext_records
+    WHERE message_id = $1 AND key > $2 AND key >= $3 AND key < $4
+    ORDER BY key LIMIT $5"""
+_LIST_ALL_RECORDS = """
+    SELECT key, value, version FROM message_ext_records
+    WHERE message_id = $1 AND key > $2 ORDER BY key LIMIT $3"""
+# $3: the values (NULL deletes), parallel to the keys $2.
+_WRITE_RECORDS = """
+    WITH w AS (
+        SELECT * FROM unnest($2::text[], $3::jsonb[]) AS t(key, value)
+    ), gone AS (
+        DELETE FROM message_ext_records AS r USING w
+        WHERE r.message_id = $1 AND r.key = w.key AND w.value IS NULL
+    )
+    INSERT INTO message_ext_records (message_id, key, value, version)
+    SELECT $1, key, value, $4 FROM w WHERE value IS NOT NULL
+    ON CONFLICT (message_id, key) DO UPDATE SET value = excluded.value,
+        version = excluded.version"""
+_ADD_CARD_TYPE = """
+    WITH added AS (
+        INSERT INTO card_types (name, version, spec, created_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (name, version) DO NOTHING
+        RETURNING name, version, spec, created_at
+    )
+    SELECT * FROM added
+    UNION ALL
+    SELECT name, version, spec, created_at FROM card_types WHERE name = $1 AND version = $2
+    LIMIT 1"""
+_GET_CARD_TYPE = """
+    SELECT name, version, spec, created_at FROM card_types WHERE name = $1 AND version = $2"""
+_LIST_CARD_TYPES = """
+    SELECT name, version, spec, created_at FROM card_types ORDER BY name, version"""
+
 _GET_EXT = f"SELECT {EXT_COLUMNS} FROM message_ext WHERE message_id = $1"  # noqa: S608
 _GET_EXTS = f"SELECT {EXT_COLUMNS} FROM message_ext WHERE message_id = ANY($1::bigint[])"  # noqa: S608
 _NO_BUDGET = 2**62  # "no byte budget" in the sync queries
@@ -143,6 +183,7 @@ _LIST_OPS = f"""
 
 def _checked(decision: Decision) -> Decision:
     """Refuse a decision the log could not record (a bug in the decide function)."""
+    check_record_keys(decision.records)
     if not isinstance(decision.result, Result):
         raise StoreError(f"unknown extension result {decision.result!r}")
     if decision.result is Result.APPLIED and (
@@ -197,13 +238,21 @@ async def _update_ext(
     original, last = rows.ext_op(read, 17), rows.ext_op(read, 31)
     if original is not None:
         return UpdateResult(state, original, True, last)
-    decision = _checked(decide(state))
+    if attempt.reads:
+        found_records = await conn.fetch(_GET_RECORDS, message.message_id, list(attempt.reads))
+        records = {r[0]: ExtRecord(message.message_id, r[0], r[1], r[2]) for r in found_records}
+        decision = _checked(decide(replace(state, records=records)))
+    else:
+        decision = _checked(decide(state))
     base = state.version if decision.base_version is None else decision.base_version
     if decision.result is not Result.APPLIED or decision.fields is None:
         args = _op_args(attempt, decision, base, (state.status, state.status), state.version)
         op_id = await conn.fetchval(_RECORD_REJECTED, *args)
         return UpdateResult(state, rows.op_record(op_id, args), False, last)
     result = await _apply(conn, state, attempt, decision, base)
+    if decision.records:
+        keys, values = list(decision.records), list(decision.records.values())
+        await conn.execute(_WRITE_RECORDS, message.message_id, keys, values, result.state.version)
     if jobs is not None and (new_jobs := jobs(result)):
         await conn.execute(INSERT_JOBS, *jobs_args(new_jobs))
     return result
@@ -247,6 +296,7 @@ class PgExtMethods:
         self, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None = None
     ) -> UpdateResult | None:
         """Decide and record one change in one transaction (see the interface)."""
+        check_reads(attempt.reads)
         return await self._transaction(
             "update_ext", lambda conn: _update_ext(conn, attempt, decide, jobs)
         )
@@ -292,3 +342,52 @@ class PgExtMethods:
             return []
         found = await self._fetch("list_ops", _LIST_OPS, message_id, after_op_id, limit)
         return [op for r in found if (op := rows.ext_op(r)) is not None]
+
+    # records ------------------------------------------------------------------------------
+
+    async def get_records(self, message_id: int, keys: Sequence[str]) -> dict[str, ExtRecord]:
+        """The message's records of ``keys`` that exist, by key."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        found = await self._fetch("get_records", _GET_RECORDS, message_id, wanted)
+        return {r[0]: ExtRecord(message_id, r[0], r[1], r[2]) for r in found}
+
+    async def list_records(
+        self, message_id: int, prefix: str, after_key: str, limit: int
+    ) -> list[ExtRecord]:
+        """The message's records whose key starts with ``prefix`` and is above
+        ``after_key``, ascending by key (bytewise: the "C" collation), at most ``limit``."""
+        if limit <= 0:
+            return []
+        if prefix:
+            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            args: tuple[Any, ...] = (message_id, after_key, prefix, end, limit)
+            found = await self._fetch("list_records", _LIST_RECORDS, *args)
+        else:
+            found = await self._fetch(
+                "list_records", _LIST_ALL_RECORDS, message_id, after_key, limit
+            )
+        return [ExtRecord(message_id, r[0], r[1], r[2]) for r in found]
+
+    # card types ---------------------------------------------------------------------------
+
+    async def add_card_type(self, row: CardTypeRow) -> CardTypeRow:
+        """Store ``row`` unless its ``(name, version)`` exists; the stored row either way."""
+        args = (row.name, row.version, row.spec, row.created_at)
+        found = await self._fetchrow("add_card_type", _ADD_CARD_TYPE, *args)
+        if found is None:  # another node's insert committed after this statement's snapshot
+            found = await self._fetchrow("add_card_type", _GET_CARD_TYPE, row.name, row.version)
+        if found is None:
+            raise StoreError("the card type was not stored")
+        return CardTypeRow(found[0], found[1], found[2], found[3])
+
+    async def get_card_type(self, name: str, version: int) -> CardTypeRow | None:
+        """The registered card type ``name@version``, if any."""
+        found = await self._fetchrow("get_card_type", _GET_CARD_TYPE, name, version)
+        return None if found is None else CardTypeRow(found[0], found[1], found[2], found[3])
+
+    async def list_card_types(self) -> list[CardTypeRow]:
+        """Every registered card type, by name and version."""
+        found = await self._fetch("list_card_types", _LIST_CARD_TYPES)
+        return [CardTypeRow(r[0], r[1], r[2], r[3]) for r in found]

@@ -10,7 +10,8 @@ channel counter instead.
 Tables (``migrations/0002_extensions.sql``): ``message_ext`` (one row per changed message,
 indexed on ``(channel_id, channel_type, extra_version)``), ``ext_channel_clock`` (the
 per-channel ``extra_version`` counter) and ``message_ext_ops`` (the operation log, unique on
-``(message_id, action_id)``).
+``(message_id, action_id)``); ``migrations/0004_records.sql``: ``message_ext_records`` (a
+message's records, keyed) and ``card_types`` (registered card types).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -25,6 +27,7 @@ from magpie.domain.ext import (
     Actor,
     Decision,
     ExtAttempt,
+    ExtRecord,
     ExtState,
     Fields,
     Mutate,
@@ -34,7 +37,8 @@ from magpie.domain.ext import (
 )
 from magpie.errors import StoreError
 from magpie.store._sqlite_jobs import checked_jobs, insert_jobs
-from magpie.store.interface import JobsOf, StoredMessage
+from magpie.store.interface import CardTypeRow, JobsOf, StoredMessage
+from magpie.store.records import check_reads, check_record_keys
 
 __all__ = ["SqliteExtMethods"]
 
@@ -117,6 +121,36 @@ _INSERT_OP = """
         created_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     RETURNING op_id"""
+
+
+_GET_RECORDS = """
+    SELECT key, value, version FROM message_ext_records
+    WHERE message_id = ? AND key IN (SELECT value FROM json_each(?))"""
+_LIST_RECORDS = """
+    SELECT key, value, version FROM message_ext_records
+    WHERE message_id = ? AND key > ? AND key >= ? AND key < ?
+    ORDER BY key LIMIT ?"""
+_LIST_ALL_RECORDS = """
+    SELECT key, value, version FROM message_ext_records
+    WHERE message_id = ? AND key > ? ORDER BY key LIMIT ?"""
+_PUT_RECORD = """
+    INSERT INTO message_ext_records (message_id, key, value, version) VALUES (?, ?, ?, ?)
+    ON CONFLICT (message_id, key) DO UPDATE SET value = excluded.value,
+        version = excluded.version"""
+_DELETE_RECORD = "DELETE FROM message_ext_records WHERE message_id = ? AND key = ?"
+
+_ADD_CARD_TYPE = """
+    INSERT INTO card_types (name, version, spec, created_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (name, version) DO NOTHING"""
+_GET_CARD_TYPE = """
+    SELECT name, version, spec, created_at FROM card_types WHERE name = ? AND version = ?"""
+_LIST_CARD_TYPES = """
+    SELECT name, version, spec, created_at FROM card_types ORDER BY name, version"""
+
+
+def prefix_end(prefix: str) -> str:
+    """The least string above every string starting with ``prefix`` (non-empty)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 # --- rows <-> values -----------------------------------------------------------------------
@@ -208,6 +242,7 @@ def _get_ext(conn: sqlite3.Connection, message_id: int) -> ExtState | None:
 
 def _checked(decision: Decision) -> Decision:
     """Refuse a decision the log could not record (a bug in the decide function)."""
+    check_record_keys(decision.records)
     if not isinstance(decision.result, Result):
         raise StoreError(f"unknown extension result {decision.result!r}")
     if decision.result is Result.APPLIED and (
@@ -278,6 +313,24 @@ def _write_ext(
     return _ext_row(values)[0]
 
 
+def _read_records(
+    conn: sqlite3.Connection, message_id: int, keys: Sequence[str]
+) -> dict[str, ExtRecord]:
+    if not keys:
+        return {}
+    found = conn.execute(_GET_RECORDS, (message_id, _json(list(keys)))).fetchall()
+    return {r[0]: ExtRecord(message_id, r[0], json.loads(r[1]), r[2]) for r in found}
+
+
+def _write_records(conn: sqlite3.Connection, state: ExtState, decision: Decision) -> None:
+    """The applied decision's records, stamped with the change's version."""
+    for key, value in decision.records.items():
+        if value is None:
+            conn.execute(_DELETE_RECORD, (state.message_id, key))
+        else:
+            conn.execute(_PUT_RECORD, (state.message_id, key, _json(value), state.version))
+
+
 def _blank(message: StoredMessage) -> ExtState:
     """The state of a message that was never changed."""
     m = message
@@ -296,7 +349,11 @@ def _update_ext(
     original = _fetch_op(conn, _FIND_OP, (message.message_id, attempt.action_id))
     if original is not None:
         return UpdateResult(state, original, True, _last_applied(conn, last_op_id))
-    decision = _checked(decide(state))
+    if attempt.reads:
+        records = _read_records(conn, message.message_id, attempt.reads)
+        decision = _checked(decide(replace(state, records=records)))
+    else:
+        decision = _checked(decide(state))
     base = state.version if decision.base_version is None else decision.base_version
     applied = decision.result is Result.APPLIED
     after = decision.fields if applied and decision.fields is not None else state.fields
@@ -304,6 +361,7 @@ def _update_ext(
     op = _append_op(conn, attempt, decision, base, statuses, state.version + applied)
     if applied:
         state = _write_ext(conn, message, attempt, decision, state.version + 1, op.op_id)
+        _write_records(conn, state, decision)
         result = UpdateResult(state, op, False, op)
         if jobs is not None:
             insert_jobs(conn, checked_jobs(jobs(result)))
@@ -342,6 +400,7 @@ class SqliteExtMethods:
         self, attempt: ExtAttempt, decide: Mutate, jobs: JobsOf | None = None
     ) -> UpdateResult | None:
         """Decide and record one change in one transaction (see the interface)."""
+        check_reads(attempt.reads)
         job = partial(_update_ext, attempt=attempt, decide=decide, jobs=jobs)
         return await self._write("update_ext", job)
 
@@ -384,3 +443,60 @@ class SqliteExtMethods:
         args = (message_id, after_op_id, limit)
         rows = await self._read("list_ops", lambda c: c.execute(_LIST_OPS, args).fetchall())
         return [_op(r) for r in rows]
+
+    # records ------------------------------------------------------------------------------
+
+    async def get_records(self, message_id: int, keys: Sequence[str]) -> dict[str, ExtRecord]:
+        """The message's records of ``keys`` that exist, by key."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        return await self._read("get_records", partial(_read_records, message_id=message_id,
+                                                         keys=wanted))  # fmt: skip
+
+    async def list_records(
+        self, message_id: int, prefix: str, after_key: str, limit: int
+    ) -> list[ExtRecord]:
+        """The message's records whose key starts with ``prefix`` and is above
+        ``after_key``, ascending by key, at most ``limit``."""
+        if limit <= 0:
+            return []
+        args: tuple[Any, ...]
+        if prefix:
+            sql, args = _LIST_RECORDS, (message_id, after_key, prefix, prefix_end(prefix), limit)
+        else:
+            sql, args = _LIST_ALL_RECORDS, (message_id, after_key, limit)
+        found = await self._read("list_records", lambda c: c.execute(sql, args).fetchall())
+        return [ExtRecord(message_id, r[0], json.loads(r[1]), r[2]) for r in found]
+
+    # card types ---------------------------------------------------------------------------
+
+    async def add_card_type(self, row: CardTypeRow) -> CardTypeRow:
+        """Store ``row`` unless its ``(name, version)`` exists; the stored row either way."""
+
+        def job(conn: sqlite3.Connection) -> CardTypeRow:
+            args = (row.name, row.version, _json(row.spec), row.created_at)
+            conn.execute(_ADD_CARD_TYPE, args)
+            found = conn.execute(_GET_CARD_TYPE, (row.name, row.version)).fetchone()
+            return _card_type(found)
+
+        return await self._write("add_card_type", job)
+
+    async def get_card_type(self, name: str, version: int) -> CardTypeRow | None:
+        """The registered card type ``name@version``, if any."""
+        args = (name, version)
+        found = await self._read(
+            "get_card_type", lambda c: c.execute(_GET_CARD_TYPE, args).fetchone()
+        )
+        return None if found is None else _card_type(found)
+
+    async def list_card_types(self) -> list[CardTypeRow]:
+        """Every registered card type, by name and version."""
+        found = await self._read(
+            "list_card_types", lambda c: c.execute(_LIST_CARD_TYPES).fetchall()
+        )
+        return [_card_type(r) for r in found]
+
+
+def _card_type(r: Sequence[Any]) -> CardTypeRow:
+    return CardTypeRow(r[0], r[1], json.loads(r[2]), r[3])

@@ -28,20 +28,28 @@ cause work take the jobs to enqueue and commit them in their own transaction (th
 LOCKED``; SQLite: the single writer) and last for a lease, after which any node may take a
 claimed job over. A small key-value table (:meth:`Store.kv_setdefault`) holds values every
 node must share, created once (the card service's secret).
+
+Records (:class:`~magpie.domain.ext.ExtRecord`) are keyed rows a message owns beside its
+extension (a card's ballots): read by :meth:`Store.update_ext` for the decision
+(``attempt.reads``) and written with an applied change (``Decision.records``), read per
+viewer (:meth:`Store.get_records`) and paged (:meth:`Store.list_records`, ascending by key,
+keys ordered bytewise). Business-defined card types are stored once per ``name@version``
+(:meth:`Store.add_card_type`), so every node knows them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from magpie.domain.ext import ExtAttempt, ExtState, Mutate, OpRecord, UpdateResult
+from magpie.domain.ext import ExtAttempt, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.domain.members import Member
 
 __all__ = [
     "AppendResult",
+    "CardTypeRow",
     "ChannelInfo",
     "ConversationRow",
     "Job",
@@ -62,6 +70,17 @@ __all__ = [
 #: :data:`~magpie.domain.ext.Mutate`: it may be run again. Not called for a rejection or a
 #: duplicate.
 JobsOf = Callable[[UpdateResult], Sequence[NewJob]]
+
+
+@dataclass(frozen=True, slots=True)
+class CardTypeRow:
+    """A registered card type: ``name@version``, its normalised JSON ``spec`` and when it was
+    first registered (unix ms). Immutable once stored."""
+
+    name: str
+    version: int
+    spec: Mapping[str, Any]
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +358,24 @@ class Store(Protocol):
         ``last_applied`` is the log row of the change that produced the answer's state. An
         exception from ``decide`` rolls everything back and propagates. When the change
         applies (not for a rejection or a duplicate), ``jobs`` is called with the answer and
-        what it returns is enqueued in the same transaction."""
+        what it returns is enqueued in the same transaction.
+
+        Records: the decision gets the message's records of ``attempt.reads`` (at most
+        ``MAX_RECORD_READS`` keys) as ``state.records``; an applied decision's ``records``
+        are written (``None`` deletes) with the new version, in the same transaction. A
+        malformed key or value raises :class:`~magpie.errors.StoreError` and changes
+        nothing."""
+        ...
+
+    async def get_records(self, message_id: int, keys: Sequence[str]) -> dict[str, ExtRecord]:
+        """The message's records of ``keys`` that exist, by key."""
+        ...
+
+    async def list_records(
+        self, message_id: int, prefix: str, after_key: str, limit: int
+    ) -> list[ExtRecord]:
+        """The message's records whose key starts with ``prefix`` (``""``: all) and is above
+        ``after_key`` (bytewise), ascending by key, at most ``limit``."""
         ...
 
     async def get_ext(self, message_id: int) -> ExtState | None:
@@ -444,6 +480,21 @@ class Store(Protocol):
         ...
 
     # shared values --------------------------------------------------------------------------
+
+    # card types ---------------------------------------------------------------------------
+
+    async def add_card_type(self, row: CardTypeRow) -> CardTypeRow:
+        """Store ``row`` unless a type with its ``(name, version)`` exists; returns the stored
+        row (the earlier one when it existed: a type never changes). Atomic across nodes."""
+        ...
+
+    async def get_card_type(self, name: str, version: int) -> CardTypeRow | None:
+        """The registered type ``name@version``, if any."""
+        ...
+
+    async def list_card_types(self) -> list[CardTypeRow]:
+        """Every registered type, sorted by name and version."""
+        ...
 
     async def kv_setdefault(self, key: str, value: bytes) -> bytes:
         """The value stored under ``key``; when there is none yet, store ``value`` and return
