@@ -10,7 +10,7 @@ channel counter instead.
 Tables (``migrations/0002_extensions.sql``): ``message_ext`` (one row per changed message,
 indexed on ``(channel_id, channel_type, extra_version)``), ``ext_channel_clock`` (the
 per-channel ``extra_version`` counter) and ``message_ext_ops`` (the operation log, unique on
-``(message_id, action_id)``); ``migrations/0004_records.sql``: ``message_ext_records`` (a
+``(message_id, action_id)``); ``migrations/0005_records.sql``: ``message_ext_records`` (a
 message's records, keyed) and ``card_types`` (registered card types).
 """
 

@@ -1,4 +1,4 @@
--- 0004: per-user records of a message (a card's ballots and answers) and business-defined
+-- 0005: per-user records of a message (a card's ballots and answers) and business-defined
 -- card types. Same conventions as 0001/0002.
 
 -- A record: one keyed row of a message's state beside its extension (docs/cards.md, "cards

@@ -1,4 +1,4 @@
--- 0004: per-user records of a message (a card's ballots and answers) and business-defined
+-- 0005: per-user records of a message (a card's ballots and answers) and business-defined
 -- card types. The same tables as the SQLite migration of the same number; JSON is jsonb,
 -- and keys use the "C" collation, so they order bytewise as on SQLite (a prefix is a range).
 
