@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -37,6 +38,7 @@ from magpie.core.ids import Snowflake
 from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.core.typing_notices import Typing
+from magpie.domain.channels import PERSON, fake_channel_id
 from magpie.errors import ConfigError, StartupError
 from magpie.ext.notify import Cmd, CmdSender, Notifier
 from magpie.ext.patch import PatchLimits
@@ -44,6 +46,7 @@ from magpie.ext.service import ExtService
 from magpie.failures import check_writable_dir, listen_error
 from magpie.gateway.server import Gateway, GatewayConfig
 from magpie.gateway.session import OutboundLimits
+from magpie.gateway.trace import DeliveryTrace
 from magpie.metrics import Metrics
 from magpie.protocol.limits import Limits
 from magpie.protocol.packets import Flags, ReasonCode
@@ -109,6 +112,7 @@ class Node:
             max_payload_bytes=settings.max_payload_bytes,
         )
         self.access = AccessControl(self.store, self.api_key)
+        self.trace = DeliveryTrace(settings.trace_capacity)
         self.gateway = Gateway(
             _gateway_config(settings),
             self.store,
@@ -116,8 +120,9 @@ class Node:
             self.messaging,
             self.metrics,
             self.access,
+            trace=self.trace,
         )
-        self.ext = _ext_service(settings, self.store, self.messaging, self.metrics)
+        self.ext = _ext_service(settings, self.store, self.messaging, self.metrics, self.trace)
         #: Names this running node's claims of durable jobs (unique per process start).
         self.instance = f"{settings.node_id}-{uuid.uuid4().hex[:12]}"
         self.conv = _conversation(settings, self.store, self.messaging)
@@ -211,6 +216,7 @@ class Node:
             access=self.access,
             conv=self.conv,
             cards=self.cards,
+            trace=self.trace,
         )
         await self.api.start()
         await self.cards.start()  # imports an old cards.db once; the shared secret
@@ -422,9 +428,10 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _cmd_sender(messaging: Messaging) -> CmdSender:
+def _cmd_sender(messaging: Messaging, trace: DeliveryTrace) -> CmdSender:
     """ext's CMDs through the business send path: sync-once, no red dot; online-only
-    (no-persist) unless persisted (spec §4.1)."""
+    (no-persist) unless persisted (spec §4.1). Each sent CMD is noted in the delivery trace
+    (which change it announced), so the acknowledgements of a change can be found."""
 
     async def send(cmd: Cmd) -> bool:
         flags = Flags.SYNC_ONCE if cmd.persisted else Flags.SYNC_ONCE | Flags.NO_PERSIST
@@ -438,12 +445,28 @@ def _cmd_sender(messaging: Messaging) -> CmdSender:
             from_api=True,
             subscribers=cmd.subscribers,
         )
-        return (await messaging.send(request)).reason is ReasonCode.SUCCESS
+        result = await messaging.send(request)
+        if result.reason is not ReasonCode.SUCCESS:
+            return False
+        _note_cmd(trace, cmd, result.message_id)
+        return True
 
     return send
 
 
-def _ext_service(s: Settings, store: Store, messaging: Messaging, metrics: Metrics) -> ExtService:
+def _note_cmd(trace: DeliveryTrace, cmd: Cmd, message_id: int) -> None:
+    """Record which change ``cmd`` announced, under the channel id its messages are stored
+    with (a person channel's CMD is sent from the peer to each party)."""
+    param = json.loads(cmd.payload)["param"]
+    channel_id = cmd.channel_id
+    if cmd.channel_type == PERSON:
+        channel_id = fake_channel_id(cmd.from_uid, cmd.channel_id)
+    trace.cmd_sent(channel_id, cmd.channel_type, int(param["extra_version"]), message_id)
+
+
+def _ext_service(
+    s: Settings, store: Store, messaging: Messaging, metrics: Metrics, trace: DeliveryTrace
+) -> ExtService:
     limits = PatchLimits(
         max_patch_bytes=s.ext_max_patch_bytes,
         max_extra_bytes=s.ext_max_extra_bytes,
@@ -452,7 +475,7 @@ def _ext_service(s: Settings, store: Store, messaging: Messaging, metrics: Metri
     )
     return ExtService(
         store,
-        Notifier(_cmd_sender(messaging), window=s.ext_coalesce_ms / 1000),
+        Notifier(_cmd_sender(messaging, trace), window=s.ext_coalesce_ms / 1000),
         limits=limits,
         sync_max_limit=s.ext_sync_max_limit,
         max_future_ms=s.ext_max_future_ms,

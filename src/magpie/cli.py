@@ -10,10 +10,12 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import uvloop
 
-from magpie import __version__
+from magpie import __version__, backup
+from magpie import admin as admin_cli
 from magpie.app import Node
 from magpie.cards import CreateRequest
 from magpie.client import chat as chat_cli
@@ -44,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat = sub.add_parser("chat", help="a terminal chat client (the Python SDK)")
     chat_cli.add_arguments(chat)
+    admin = sub.add_parser(
+        "admin", parents=[common], help="users, tokens, channels, messages of a running node"
+    )
+    admin_cli.add_arguments(admin)
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the SQLite store into a new directory (online)"
+    )
+    backup.add_argument("dest", help="a new or empty directory")
+    restore = sub.add_parser(
+        "restore", parents=[common], help="put a backup in place (node stopped; new epoch)"
+    )
+    restore.add_argument("source", help="a directory written by magpie backup")
+    restore.add_argument("--force", action="store_true", help="replace an existing store")
     return parser
 
 
@@ -153,6 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "chat":
         return chat_cli.run(args)
+    if args.command in _TOOLS:
+        try:
+            configure_logging("WARNING")
+            _TOOLS[args.command](args)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:
+            return fail(exc, debug=args.debug)
+        return 0
     try:
         # Logging first, so warnings about the settings themselves are printed.
         configure_logging("WARNING")
@@ -166,6 +190,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         return fail(exc, debug=args.debug)
     return 0
+
+
+def _backup(args: argparse.Namespace) -> None:
+    manifest = backup.backup(load_settings(args.config), Path(args.dest))
+    print(
+        f"magpie: backup of store epoch {manifest.epoch} (schema {manifest.schema_version}) "
+        f"in {args.dest}: {', '.join(manifest.files)}",
+        flush=True,
+    )
+
+
+def _restore(args: argparse.Namespace) -> None:
+    settings = load_settings(args.config)
+    backup.refuse_if_running(settings)
+    done = backup.restore(settings, Path(args.source), force=args.force)
+    print(
+        f"magpie: restored {', '.join(done.files)} into {done.store.parent}; store epoch "
+        f"{done.old_epoch} -> {done.new_epoch} (clients drop their caches and sync again)",
+        flush=True,
+    )
+
+
+_TOOLS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "admin": admin_cli.run,
+    "backup": _backup,
+    "restore": _restore,
+}
 
 
 def fail(exc: BaseException, *, debug: bool) -> int:

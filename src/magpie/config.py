@@ -140,6 +140,9 @@ class Settings:
     #: (``https://app.example.com,https://admin.example.com``); ``*`` allows every origin;
     #: empty (default) sends no CORS headers, so browsers keep other sites out.
     cors_origins: str = ""
+    #: Device acknowledgements the node keeps in memory for ``magpie admin message`` (the
+    #: delivery trace; oldest dropped first, about 100 bytes each; a tenth as many CMDs).
+    trace_capacity: int = 100_000
     #: Message extensions (ARCHITECTURE I6): largest ``extra_patch`` (or ``content_edit``) in
     #: bytes of compact UTF-8 JSON.
     ext_max_patch_bytes: int = 16 * 1024
@@ -282,6 +285,7 @@ def _validate_ports(s: Settings) -> None:
 
 
 _POSITIVE = (
+    "trace_capacity",
     "connect_timeout",
     "idle_timeout",
     "retry_interval",

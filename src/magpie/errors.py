@@ -9,6 +9,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     MagpieError                  code
     ├── ConfigError              config_invalid      a setting is missing or bad (names the key)
     ├── StartupError             startup_failed      the node cannot start (``fix`` says what to do)
+    ├── CommandError             command_failed      admin/backup cannot do its work (``fix``)
     ├── ProtocolError            protocol_error      ``reason``: the reason code to answer with
     │   ├── LocalProtocolError   protocol_misuse     *we* misused the protocol
     │   ├── RemoteProtocolError  protocol_violation  *the peer* sent something invalid
@@ -60,6 +61,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ApiError",
     "BadRequest",
+    "CommandError",
     "ConfigError",
     "Conflict",
     "CryptoError",
@@ -115,6 +117,17 @@ class StartupError(MagpieError):
     code = "startup_failed"
 
     def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class CommandError(MagpieError):
+    """``magpie admin``, ``backup`` or ``restore`` cannot do what was asked: the node cannot
+    be reached, refused the key, the target already holds data … ``fix`` says what to do."""
+
+    code = "command_failed"
+
+    def __init__(self, message: str, fix: str = "") -> None:
         super().__init__(message)
         self.fix = fix
 

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from magpie.errors import (
+    CommandError,
     ConfigError,
     MagpieError,
     MigrationError,
@@ -91,8 +92,8 @@ def _cause(exc: BaseException) -> str:
 
 def explain(exc: BaseException) -> tuple[str, int]:
     """One line (without the ``magpie:`` prefix) and the exit status for ``exc``."""
-    if isinstance(exc, StartupError):
-        return f"{exc.message}; {exc.fix}", EXIT_FAILURE
+    if isinstance(exc, StartupError | CommandError):
+        return (f"{exc.message}; {exc.fix}" if exc.fix else exc.message), EXIT_FAILURE
     if isinstance(exc, ConfigError):
         return (
             f"bad setting {exc.message}; correct it in the config file or the environment",

@@ -160,6 +160,10 @@ MATRIX: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/cards/{message_id}/ops"): user(lambda u, _: {"uid": u}, 404),
     ("GET", "/cards/{message_id}/history"): user(lambda u, _: {"uid": u}, 404),
+    ("GET", "/admin/users"): business(lambda u, _: {"limit": 5}),
+    ("GET", "/admin/channels"): business(lambda u, _: {"limit": 5}),
+    ("GET", "/admin/channel"): business(lambda u, _: {"channel_id": "g1", "channel_type": 2}),
+    ("GET", "/admin/messages/{message_id}"): business(lambda u, _: {"ops_limit": 5}),
 }
 
 CREDENTIALS = {BIZ: API_KEY, ANON: None, MEMBER: token_of("alice"), OUT: token_of(OUTSIDER)}

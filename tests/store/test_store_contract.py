@@ -237,6 +237,30 @@ async def test_find_tokens_by_digest(store: Store) -> None:
     assert await store.find_tokens(b"none") == []
 
 
+async def test_list_users_pages_by_uid(store: Store) -> None:
+    for uid, flag in [("carol", 0), ("alice", 1), ("alice", 2), ("bob", 0), ("ünï", 0)]:
+        await store.set_token(TokenRow(uid, flag, uid.encode(), 0))
+    assert await store.list_users("", 10) == ["alice", "bob", "carol", "ünï"]
+    assert await store.list_users("", 2) == ["alice", "bob"]
+    assert await store.list_users("bob", 2) == ["carol", "ünï"]
+    assert await store.list_users("ünï", 2) == []
+    await store.clear_tokens("bob", None)
+    assert await store.list_users("", 10) == ["alice", "carol", "ünï"]
+
+
+async def test_list_channels_pages_by_id_and_type(store: Store) -> None:
+    for channel_id, kind in [("g2", GROUP), ("g1", GROUP), ("g1", PERSON), ("a", GROUP)]:
+        await store.upsert_channel(ChannelInfo(channel_id, kind, ban=channel_id == "a"))
+    listed = await store.list_channels("", 0, 10)
+    assert [(c.channel_id, c.channel_type) for c in listed] == [
+        ("a", GROUP), ("g1", PERSON), ("g1", GROUP), ("g2", GROUP)
+    ]  # fmt: skip
+    assert listed[0] == ChannelInfo("a", GROUP, False, True)
+    page = await store.list_channels("g1", PERSON, 2)
+    assert [(c.channel_id, c.channel_type) for c in page] == [("g1", GROUP), ("g2", GROUP)]
+    assert await store.list_channels("g2", GROUP, 2) == []
+
+
 async def test_channels_upsert_get_delete(store: Store) -> None:
     assert await store.get_channel("g1", GROUP) is None
     await store.upsert_channel(ChannelInfo("g1", GROUP))

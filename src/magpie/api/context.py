@@ -19,6 +19,7 @@ from magpie.core.conversation import Conversation
 from magpie.core.messaging import Messaging
 from magpie.errors import StoreError
 from magpie.ext.service import ExtService
+from magpie.gateway.trace import DEFAULT_TRACE_CAPACITY, DeliveryTrace
 from magpie.metrics import Metrics
 from magpie.store.interface import Store
 
@@ -50,6 +51,8 @@ class ApiContext:
     tcp_addr: str = ""
     #: The card service (``/cards`` routes and card projections in sync rows); ``None``: off.
     cards: CardService | None = None
+    #: This node's delivery trace (``/admin/messages/{message_id}``).
+    trace: DeliveryTrace = field(default_factory=lambda: DeliveryTrace(DEFAULT_TRACE_CAPACITY))
     started: bool = field(default=False, init=False)
     #: The bound on history reads at once (``history_max_concurrent*``).
     reads: ReadGate = field(init=False)

@@ -37,6 +37,7 @@ from magpie.domain.channels import PERSON, peer_of
 from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
 from magpie.gateway.session import OutboundLimits, Phase, Session
 from magpie.gateway.tcp import start_tcp_server
+from magpie.gateway.trace import DEFAULT_TRACE_CAPACITY, DeliveryTrace
 from magpie.gateway.wire import ADMIT_ALL, Admission, Wire
 from magpie.gateway.ws import start_ws_server
 from magpie.metrics import Metrics, Traffic
@@ -128,9 +129,13 @@ class Gateway:
         access: AccessControl,
         clock: Callable[[], float] = time.monotonic,
         admission: Admission = ADMIT_ALL,
+        trace: DeliveryTrace | None = None,
     ) -> None:
         self.config = config
         self.admission = admission
+        #: Which devices acknowledged what, and when (a bounded ring; ``magpie admin``).
+        self.trace = trace if trace is not None else DeliveryTrace(DEFAULT_TRACE_CAPACITY)
+        self._record_ack = self.trace.record_ack  # bound once: the RECVACK hot path
         self._store = store
         self._access = access
         self._bus = bus
@@ -327,6 +332,9 @@ class Gateway:
         if ack is not None:
             message_id, message_seq, flags = ack
             traffic.acks += 1
+            self._record_ack(
+                (message_id, session.uid, session.device_flag, session.device_id, _now_ms())
+            )
             session.inflight.pop(message_id, None)
             if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
                 self._queue_ack(session, message_seq)
@@ -349,6 +357,7 @@ class Gateway:
 
     def _on_recvack(self, session: Session, ack: Recvack) -> None:
         session.traffic.acks += 1
+        self.trace.ack(ack.message_id, session.uid, session.device_flag, session.device_id)
         session.inflight.pop(ack.message_id, None)
         if ack.flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
             self._queue_ack(session, ack.message_seq)
@@ -701,3 +710,8 @@ def _suback(sub: Sub) -> Suback:
 
 def _bound_port(server: asyncio.Server) -> int:
     return int(server.sockets[0].getsockname()[1])
+
+
+def _now_ms() -> int:
+    """Wall-clock milliseconds (the delivery trace's timestamps)."""
+    return int(time.time() * 1000)

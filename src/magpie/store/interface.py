@@ -208,6 +208,11 @@ class Store(Protocol):
         sorted by ``(uid, device_flag)``."""
         ...
 
+    async def list_users(self, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` uids holding at least one token, above ``after`` in code-point
+        order (an administrator's listing; page with the last uid)."""
+        ...
+
     # channels ------------------------------------------------------------------------------
 
     async def upsert_channel(self, info: ChannelInfo) -> None:
@@ -220,6 +225,11 @@ class Store(Protocol):
 
     async def delete_channel(self, channel_id: str, channel_type: int) -> bool:
         """Delete the channel and its subscribers (messages stay); false if it did not exist."""
+        ...
+
+    async def list_channels(self, after_id: str, after_type: int, limit: int) -> list[ChannelInfo]:
+        """Up to ``limit`` channels above ``(after_id, after_type)`` in that order (an
+        administrator's listing; page with the last one)."""
         ...
 
     async def add_subscribers(

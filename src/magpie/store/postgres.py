@@ -90,6 +90,11 @@ _CLEAR_TOKENS = "DELETE FROM tokens WHERE uid = $1"
 _FIND_TOKENS = f"""
     SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1 ORDER BY uid, device_flag"""  # noqa: S608
 
+_LIST_USERS = "SELECT DISTINCT uid FROM tokens WHERE uid > $1 ORDER BY uid LIMIT $2"
+_LIST_CHANNELS = """
+    SELECT channel_id, channel_type, large, ban FROM channels
+    WHERE (channel_id, channel_type) > ($1, $2) ORDER BY channel_id, channel_type LIMIT $3"""
+
 _UPSERT_CHANNEL = """
     INSERT INTO channels (channel_id, channel_type, large, ban) VALUES ($1, $2, $3, $4)
     ON CONFLICT (channel_id, channel_type) DO UPDATE
@@ -410,6 +415,16 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods):
         """Every token row with this digest (index ``tokens_by_hash``)."""
         found = await self._fetch("find_tokens", _FIND_TOKENS, token_hash)
         return [rows.token_row(r) for r in found]
+
+    async def list_users(self, after: str, limit: int) -> list[str]:
+        """Uids holding a token, above ``after`` (primary key order)."""
+        found = await self._fetch("list_users", _LIST_USERS, after, limit)
+        return [r[0] for r in found]
+
+    async def list_channels(self, after_id: str, after_type: int, limit: int) -> list[ChannelInfo]:
+        """Channels above ``(after_id, after_type)`` (primary key order)."""
+        found = await self._fetch("list_channels", _LIST_CHANNELS, after_id, after_type, limit)
+        return [rows.channel_info(r) for r in found]
 
     # channels -------------------------------------------------------------------------------
 

@@ -104,6 +104,11 @@ _FIND_TOKENS = """
     SELECT uid, device_flag, token_hash, device_level FROM tokens
     WHERE token_hash = ? ORDER BY uid, device_flag"""
 
+_LIST_USERS = "SELECT DISTINCT uid FROM tokens WHERE uid > ? ORDER BY uid LIMIT ?"
+_LIST_CHANNELS = """
+    SELECT channel_id, channel_type, large, ban FROM channels
+    WHERE (channel_id, channel_type) > (?, ?) ORDER BY channel_id, channel_type LIMIT ?"""
+
 _UPSERT_CHANNEL = """
     INSERT INTO channels (channel_id, channel_type, large, ban) VALUES (?, ?, ?, ?)
     ON CONFLICT (channel_id, channel_type) DO UPDATE
@@ -516,6 +521,16 @@ class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods):
         """Every token row with this digest (index ``tokens_by_hash``)."""
         rows = await self._fetch_all("find_tokens", _FIND_TOKENS, (token_hash,))
         return [TokenRow(*row) for row in rows]
+
+    async def list_users(self, after: str, limit: int) -> list[str]:
+        """Uids holding a token, above ``after`` (primary key order)."""
+        rows = await self._fetch_all("list_users", _LIST_USERS, (after, limit))
+        return [row[0] for row in rows]
+
+    async def list_channels(self, after_id: str, after_type: int, limit: int) -> list[ChannelInfo]:
+        """Channels above ``(after_id, after_type)`` (primary key order)."""
+        rows = await self._fetch_all("list_channels", _LIST_CHANNELS, (after_id, after_type, limit))
+        return [ChannelInfo(r[0], r[1], bool(r[2]), bool(r[3])) for r in rows]
 
     # channels -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from magpie.api.endpoint import Endpoint
 from magpie.api.routes import (
+    admin,
     business,
     cards,
     channels,
@@ -41,4 +42,5 @@ def all_endpoints(settings: Settings) -> list[Endpoint[Any]]:
         *ops.endpoints(settings),
         *jobs.endpoints(settings),
         *demo.endpoints(settings),
+        *admin.endpoints(settings),
     ]
