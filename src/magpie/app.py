@@ -428,7 +428,7 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _cmd_sender(messaging: Messaging, trace: DeliveryTrace) -> CmdSender:
+def _cmd_sender(messaging: Messaging, trace: DeliveryTrace | None = None) -> CmdSender:
     """ext's CMDs through the business send path: sync-once, no red dot; online-only
     (no-persist) unless persisted (spec §4.1). Each sent CMD is noted in the delivery trace
     (which change it announced), so the acknowledgements of a change can be found."""
@@ -448,7 +448,8 @@ def _cmd_sender(messaging: Messaging, trace: DeliveryTrace) -> CmdSender:
         result = await messaging.send(request)
         if result.reason is not ReasonCode.SUCCESS:
             return False
-        _note_cmd(trace, cmd, result.message_id)
+        if trace is not None:
+            _note_cmd(trace, cmd, result.message_id)
         return True
 
     return send
@@ -457,7 +458,9 @@ def _cmd_sender(messaging: Messaging, trace: DeliveryTrace) -> CmdSender:
 def _note_cmd(trace: DeliveryTrace, cmd: Cmd, message_id: int) -> None:
     """Record which change ``cmd`` announced, under the channel id its messages are stored
     with (a person channel's CMD is sent from the peer to each party)."""
-    param = json.loads(cmd.payload)["param"]
+    param = json.loads(cmd.payload).get("param") or {}
+    if "extra_version" not in param:  # not a syncMessageExtra CMD
+        return
     channel_id = cmd.channel_id
     if cmd.channel_type == PERSON:
         channel_id = fake_channel_id(cmd.from_uid, cmd.channel_id)
