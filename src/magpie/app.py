@@ -37,6 +37,7 @@ from magpie.core.conversation import Conversation
 from magpie.core.ids import Snowflake
 from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
+from magpie.core.reactions import REACTION_CMD, Reactions
 from magpie.core.typing_notices import Typing
 from magpie.domain.channels import PERSON, fake_channel_id
 from magpie.errors import ConfigError, StartupError
@@ -270,6 +271,7 @@ class Node:
         await self.deadlines.stop()  # lets a deadline being fired finish; the rest persist
         await self.cards.stop()
         await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
+        await self.conv.close()  # and the pending reaction CMDs
         await self.gateway.stop()
         if self.api is not None:
             await self.api.stop()
@@ -496,7 +498,12 @@ def _conversation(s: Settings, store: Store, messaging: Messaging) -> Conversati
         min_interval=s.typing_min_interval_ms / 1000,
         expire=s.typing_expire_ms / 1000,
     )
-    return Conversation(typing=typing)
+    reactions = Reactions(
+        store,
+        Notifier(send, window=s.ext_coalesce_ms / 1000, what=REACTION_CMD),
+        max_emoji=s.reaction_max_emoji,
+    )
+    return Conversation(typing=typing, reactions=reactions)
 
 
 def _gateway_config(s: Settings) -> GatewayConfig:

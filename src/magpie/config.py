@@ -165,6 +165,8 @@ class Settings:
     typing_min_interval_ms: int = 2000
     #: How long (ms) clients show a typing indicator after a notice (the CMD says so).
     typing_expire_ms: int = 5000
+    #: Most distinct emoji reactions on one message; a new one beyond it is refused (400).
+    reaction_max_emoji: int = 20
     #: Deprecated. The card service's own SQLite file of older versions (deadlines, its
     #: secret) inside ``data_dir`` (or an absolute path): both live in the store now, and a
     #: file found here is imported once at start, then renamed to ``*.imported``. Setting
@@ -315,6 +317,7 @@ _POSITIVE = (
     "history_wait_timeout",
     "typing_min_interval_ms",
     "typing_expire_ms",
+    "reaction_max_emoji",
 )
 _NOT_NEGATIVE = (
     "retry_attempts",

@@ -29,6 +29,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   │   ├── api.http.SendRefused         send_refused  400  ``reason``: the send flow said no
     │   │   ├── cards_adapter.CardSendRefused send_refused 400  the same, for a card message
     │   │   ├── ext.rejection.Invalid        invalid       400  an extension change is invalid
+    │   │   ├── core.reactions.TooManyEmoji  too_many_emoji  400  a new emoji beyond the limit
     │   │   └── cards.model.CardInvalid      invalid       400  a card definition/action is invalid
     │   ├── Unauthorized         unauthorized   401  missing or unknown credential
     │   ├── Forbidden            forbidden      403  credential valid but not allowed

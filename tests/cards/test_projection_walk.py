@@ -87,6 +87,11 @@ def _as_creator(path: str, body: dict[str, Any], times: int = 1) -> Call:
     return call
 
 
+async def _react_to_vote(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Response:
+    body = {"channel_id": "g1", "channel_type": 2, "message_id": ids["vote"], "emoji": "ok"}
+    return await http.post("/reactions", json=body)
+
+
 #: How the walk calls each client-facing endpoint, as the viewer.
 CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/"): _get("/"),
@@ -111,6 +116,8 @@ CALLS: dict[tuple[str, str], Call] = {
         "/message/edit", {"content_edit": {"type": CARD_CONTENT_TYPE, "content": "edited"}}
     ),
     ("POST", "/message/revoke"): _as_creator("/message/revoke", {}, times=2),
+    ("POST", "/reactions"): _react_to_vote,
+    ("POST", "/reaction/sync"): _post("/reaction/sync", {"channel_id": "g1", "channel_type": 2}),
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,

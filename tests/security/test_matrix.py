@@ -121,6 +121,19 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/channel/members"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),
+    ("POST", "/reactions"): user(
+        lambda u, ids: {
+            "login_uid": u,
+            "channel_id": "g1",
+            "channel_type": 2,
+            "message_id": ids.message,
+            "emoji": "ok",
+        },
+        403,
+    ),
+    ("POST", "/reaction/sync"): user(
+        lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
+    ),
     ("POST", "/message/typing"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),

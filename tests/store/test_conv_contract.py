@@ -4,14 +4,18 @@ files and search)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from magpie.domain.ext import Decision
 from magpie.domain.members import ADMIN, MEMBER, OWNER, Member
-from magpie.store.interface import Store
-from tests.store.test_store_contract import BACKENDS, GROUP, Backend, opened
+from magpie.domain.reactions import Reaction
+from magpie.store.interface import ReactionChange, Store
+from tests.store.test_store_contract import BACKENDS, GROUP, Backend, attempt, msg, opened
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -66,3 +70,99 @@ async def test_a_reset_keeps_the_roles_of_members_who_stay(store: Store) -> None
     await store.remove_subscribers("g1", GROUP, ["alice"])
     await store.add_subscribers("g1", GROUP, ["alice"])
     assert await store.get_role("g1", GROUP, "alice") == MEMBER  # a new membership
+
+
+# --- reactions -----------------------------------------------------------------------------
+
+
+def change(
+    mid: int, uid: str, emoji: str, add: bool = True, at: int = 1, most: int = 3
+) -> ReactionChange:
+    return ReactionChange(mid, uid, emoji, add, at, most)
+
+
+async def two_messages(store: Store) -> tuple[int, int]:
+    a = (await store.append_message(msg(1), ["alice", "bob"])).message.message_id
+    b = (await store.append_message(msg(2), ["alice", "bob"])).message.message_id
+    return a, b
+
+
+async def test_reactions_add_remove_and_sync(store: Store) -> None:
+    m1, m2 = await two_messages(store)
+    added = await store.react(change(m1, "bob", "👍", at=10))
+    assert added is not None and added.changed and added.refused == ""
+    assert (added.channel_id, added.channel_type) == ("g1", GROUP)
+    assert added.row == Reaction(m1, "g1", GROUP, "bob", "👍", 1, False, 10)
+    again = await store.react(change(m1, "bob", "👍", at=11))
+    assert again is not None and not again.changed and again.row == added.row, "idempotent"
+    await store.react(change(m1, "alice", "👍"))
+    await store.react(change(m2, "bob", "🎉"))
+    removed = await store.react(change(m1, "bob", "👍", add=False, at=20))
+    assert removed is not None and removed.changed
+    assert removed.row == Reaction(m1, "g1", GROUP, "bob", "👍", 4, True, 20)
+    gone = await store.react(change(m1, "bob", "👍", add=False))
+    assert gone is not None and not gone.changed, "removing what is not there changes nothing"
+    never = await store.react(change(m2, "carol", "👍", add=False))
+    assert never is not None and not never.changed and never.row is None
+    rows = await store.sync_reactions("g1", GROUP, 0, 100)
+    assert [(r.seq, r.uid, r.emoji, r.deleted) for r in rows] == [
+        (2, "alice", "👍", False),
+        (3, "bob", "🎉", False),
+        (4, "bob", "👍", True),
+    ]
+    assert [r.seq for r in await store.sync_reactions("g1", GROUP, 2, 1)] == [3]
+    assert await store.sync_reactions("g1", GROUP, 4, 100) == []
+    live = await store.get_reactions([m1, m2, 999])
+    assert [(r.message_id, r.uid, r.emoji) for r in live] == [
+        (m1, "alice", "👍"),
+        (m2, "bob", "🎉"),
+    ]
+
+
+async def test_seqs_are_per_channel(store: Store) -> None:
+    m1 = (await store.append_message(msg(1), ["alice"])).message.message_id
+    m2 = (await store.append_message(msg(2, channel_id="g2"), ["alice"])).message.message_id
+    for mid in (m1, m2, m1):
+        await store.react(change(mid, "alice", f"e{mid}{len(await store.get_reactions([mid]))}"))
+    assert [r.seq for r in await store.sync_reactions("g1", GROUP, 0, 10)] == [1, 2]
+    assert [r.seq for r in await store.sync_reactions("g2", GROUP, 0, 10)] == [1]
+
+
+async def test_the_distinct_emoji_limit(store: Store) -> None:
+    m1, _ = await two_messages(store)
+    for n, emoji in enumerate(["a", "b", "c"]):
+        assert (await store.react(change(m1, f"u{n}", emoji, most=3))).changed  # type: ignore[union-attr]
+    refused = await store.react(change(m1, "u9", "d", most=3))
+    assert refused is not None and refused.refused == "too_many_emoji" and not refused.changed
+    joined = await store.react(change(m1, "u9", "a", most=3))
+    assert joined is not None and joined.changed, "an emoji already there is fine"
+    await store.react(change(m1, "u2", "c", add=False))
+    assert (await store.react(change(m1, "u9", "d", most=3))).changed  # type: ignore[union-attr]
+    assert len(await store.sync_reactions("g1", GROUP, 0, 100)) == 5
+
+
+async def test_reactions_need_a_live_channel_log_message(store: Store) -> None:
+    assert await store.react(change(12345, "bob", "x")) is None
+    queued, _ = await store.append_to_queues(msg(3, flags=0), ["bob"])
+    assert await store.react(change(queued.message.message_id, "bob", "x")) is None
+    m1, _ = await two_messages(store)
+    await store.update_ext(
+        attempt(m1, "rv"), lambda s: Decision.applied(replace(s.fields, revoke=True), updated_at=1)
+    )
+    refused = await store.react(change(m1, "bob", "x"))
+    assert refused is not None and refused.refused == "revoked"
+    assert await store.sync_reactions("g1", GROUP, 0, 10) == []
+
+
+async def test_concurrent_reactions_take_distinct_seqs(store: Store) -> None:
+    m1, _ = await two_messages(store)
+    outcomes = await asyncio.gather(
+        *(store.react(change(m1, f"u{n}", "ok", at=n, most=1)) for n in range(40))
+    )
+    assert all(o is not None and o.changed for o in outcomes)
+    rows = await store.sync_reactions("g1", GROUP, 0, 100)
+    assert sorted(r.seq for r in rows) == list(range(1, 41))
+    emoji = await asyncio.gather(
+        *(store.react(change(m1, "x", f"e{n}", most=3)) for n in range(10))
+    )
+    assert sum(1 for o in emoji if o is not None and o.changed) == 2, "one emoji was there"

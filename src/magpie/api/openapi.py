@@ -49,7 +49,42 @@ _MESSAGE_RESP: dict[str, Any] = {
             "changed)",
             "oneOf": [{"$ref": "#/components/schemas/ExtRow"}, {"type": "null"}],
         },
+        "reactions": {
+            "description": "/channel/messagesync only: the live reactions per emoji",
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/ReactionSummary"},
+        },
     },
+}
+
+_REACTION: dict[str, Any] = {
+    "type": "object",
+    "description": "One (message, uid, emoji) reaction and its state (TSDD /reaction/sync); "
+    "channel_id is the peer for person channels",
+    "properties": {
+        "message_id": {"type": "integer", "format": "int64"},
+        "message_id_str": {"type": "string"},
+        "channel_id": {"type": "string"},
+        "channel_type": {"type": "integer"},
+        "seq": {"type": "integer", "description": "the channel's reaction version"},
+        "uid": {"type": "string"},
+        "emoji": {"type": "string"},
+        "is_deleted": {"type": "integer", "enum": [0, 1]},
+        "created_at": {"type": "integer", "description": "unix seconds of the last change"},
+    },
+    "required": ["message_id", "message_id_str", "channel_id", "seq", "uid", "emoji"],
+}
+
+_REACTION_SUMMARY: dict[str, Any] = {
+    "type": "object",
+    "description": "One emoji on a message: who reacted (in order) and the highest seq",
+    "properties": {
+        "emoji": {"type": "string"},
+        "count": {"type": "integer"},
+        "users": {"type": "array", "items": {"type": "string"}},
+        "seq": {"type": "integer"},
+    },
+    "required": ["emoji", "count", "users", "seq"],
 }
 
 _EXT_ROW: dict[str, Any] = {
@@ -357,6 +392,8 @@ def build_document(endpoints: Sequence[Endpoint[Any]], version: str) -> dict[str
                 "Conversation": _CONVERSATION,
                 "ExtRow": _EXT_ROW,
                 "ExtOp": _EXT_OP,
+                "Reaction": _REACTION,
+                "ReactionSummary": _REACTION_SUMMARY,
                 "Error": _ERROR,
                 "ExtRejection": _EXT_REJECTION,
                 "CardProjection": _CARD_PROJECTION,

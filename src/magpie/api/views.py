@@ -12,6 +12,9 @@ the API turns an :class:`~magpie.domain.ext.ExtState` into JSON:
   (the card service is off, the message is not a card) is dropped: it fails closed.
 * :func:`business_row` — the business server's raw view (storage channel ids, the stored
   ``extra``), for endpoints that take the business API key only.
+* :func:`reaction_rows` and :func:`summaries` render the other state that changes after a
+  message was sent, its reactions (rows of ``/reaction/sync``, the ``reactions`` of a
+  message), with channel ids as the viewer sees them.
 * :func:`caller_row` — for endpoints that take the business key *or* a user token (a user
   revoking or editing their own message): the raw view for the business key, the user's
   projection (:func:`user_rows`) for a user. The credential decides, here. A test
@@ -22,7 +25,7 @@ the API turns an :class:`~magpie.domain.ext.ExtState` into JSON:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from magpie.api.context import ApiContext
@@ -32,9 +35,17 @@ from magpie.cards.model import CardState
 from magpie.core.access import Caller
 from magpie.domain.channels import visible_channel_id
 from magpie.domain.ext import ExtState
+from magpie.domain.reactions import Reaction, Summary, summarise
 from magpie.store.interface import StoredMessage
 
-__all__ = ["business_row", "caller_row", "messages_with_extra", "user_rows"]
+__all__ = [
+    "business_row",
+    "caller_row",
+    "messages_with_extra",
+    "reaction_rows",
+    "summaries",
+    "user_rows",
+]
 
 
 def business_row(state: ExtState) -> dict[str, Any]:
@@ -73,12 +84,25 @@ async def caller_row(ctx: ApiContext, state: ExtState, caller: Caller) -> dict[s
     return out
 
 
+def reaction_rows(rows: Iterable[Reaction], viewer: str) -> list[dict[str, Any]]:
+    """Reaction rows (``/reaction/sync``) with the channel as ``viewer`` sees it."""
+    return [r.to_json(visible_channel_id(r.channel_id, r.channel_type, viewer)) for r in rows]
+
+
+def summaries(items: Sequence[Summary]) -> list[dict[str, Any]]:
+    """A message's reaction summaries (``reactions``: emoji, count, users, seq)."""
+    return [item.to_json() for item in items]
+
+
 async def messages_with_extra(
     ctx: ApiContext, messages: Sequence[StoredMessage], caller: Caller
 ) -> list[dict[str, Any]]:
     """MessageResps as ``caller`` sees them, each with its extension as ``message_extra``
-    (``None`` if it was never changed), so a freshly loaded page is already current."""
-    exts = await ctx.ext.states([m.message_id for m in messages])
+    (``None`` if it was never changed) and its reaction summaries as ``reactions``, so a
+    freshly loaded page is already current."""
+    ids = [m.message_id for m in messages]
+    reactions = summarise(await ctx.store.get_reactions(ids))
+    exts = await ctx.ext.states(ids)
     present = [exts[m.message_id] for m in messages if m.message_id in exts]
     rendered = await user_rows(ctx, present, caller)
     rows = {s.message_id: row for s, row in zip(present, rendered, strict=True)}
@@ -86,5 +110,6 @@ async def messages_with_extra(
     for m in messages:
         resp = message_resp(m, caller.uid)
         resp["message_extra"] = rows.get(m.message_id)
+        resp["reactions"] = summaries(reactions.get(m.message_id, ()))
         out.append(resp)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from magpie.core.reactions import Reactions
 from magpie.core.typing_notices import Typing
 
 __all__ = ["Conversation"]
@@ -15,3 +16,8 @@ class Conversation:
     """The node's conversation services."""
 
     typing: Typing
+    reactions: Reactions
+
+    async def close(self) -> None:
+        """Send the pending CMDs (at shutdown, while clients are still connected)."""
+        await self.reactions.notifier.close()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from magpie.domain.channels import is_fake_id, parties
 from magpie.domain.content import CMD
 
-__all__ = ["CMD_NAME", "Cmd", "CmdSender", "Notifier", "commands"]
+__all__ = ["CMD_NAME", "Announcement", "Cmd", "CmdSender", "Notifier", "commands"]
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +56,38 @@ class Cmd:
 CmdSender = Callable[[Cmd], Awaitable[bool]]
 
 
-def _payload(channel_id: str, channel_type: int, extra_version: int) -> bytes:
-    param = {"channel_id": channel_id, "channel_type": channel_type, "extra_version": extra_version}
-    body = {"type": CMD, "cmd": CMD_NAME, "param": param}
-    return json.dumps(body, separators=(",", ":")).encode()
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """What a notifier's CMDs are called and how their ``param`` names the version: the
+    extension notifier's ``syncMessageExtra`` with ``extra_version`` (the default); the
+    reactions' ``syncMessageReaction`` with ``seq``."""
+
+    cmd: str = CMD_NAME
+    cursor: str = "extra_version"
+
+    def payload(self, channel_id: str, channel_type: int, version: int) -> bytes:
+        """The CMD's payload naming ``version`` in the channel as its receiver sees it."""
+        param = {"channel_id": channel_id, "channel_type": channel_type, self.cursor: version}
+        body = {"type": CMD, "cmd": self.cmd, "param": param}
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
-def commands(channel_id: str, channel_type: int, extra_version: int, important: bool) -> list[Cmd]:
-    """The CMDs announcing ``extra_version`` in the channel stored as ``channel_id``."""
+def commands(
+    channel_id: str,
+    channel_type: int,
+    extra_version: int,
+    important: bool,
+    what: Announcement = Announcement(),
+) -> list[Cmd]:
+    """The CMDs announcing ``extra_version`` (or ``what``'s version) in the channel stored as
+    ``channel_id``."""
     if not is_fake_id(channel_id, channel_type):
-        payload = _payload(channel_id, channel_type, extra_version)
+        payload = what.payload(channel_id, channel_type, extra_version)
         return [Cmd("", channel_id, channel_type, payload, important)]
     first, second = parties(channel_id)
     out = []
     for me, peer in dict.fromkeys([(first, second), (second, first)]):
-        payload = _payload(peer, channel_type, extra_version)
+        payload = what.payload(peer, channel_type, extra_version)
         out.append(Cmd(peer, me, channel_type, payload, important, (me,)))
     return out
 
@@ -88,11 +105,20 @@ class Notifier:
     """Coalesces extension changes per channel and sends ``syncMessageExtra`` CMDs.
 
     ``window`` is in seconds (``Settings.ext_coalesce_ms / 1000``); 0 sends one CMD per
-    change. Must be used from one event loop; :meth:`close` sends what is pending."""
+    change. ``what`` names the CMD and its version key (default ``syncMessageExtra`` with
+    ``extra_version``). Must be used from one event loop; :meth:`close` sends what is
+    pending."""
 
-    def __init__(self, send: CmdSender, *, window: float) -> None:
+    def __init__(
+        self,
+        send: CmdSender,
+        *,
+        window: float,
+        what: Announcement = Announcement(),
+    ) -> None:
         self._send = send
         self._window = window
+        self._what = what
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # The last delivery of each channel: the next one waits for it, so a channel's CMDs
@@ -128,7 +154,7 @@ class Notifier:
             return
         if pending.timer is not None:
             pending.timer.cancel()
-        cmds = commands(*key, pending.extra_version, pending.important)
+        cmds = commands(*key, pending.extra_version, pending.important, self._what)
         task = asyncio.get_running_loop().create_task(self._deliver(cmds, self._last.get(key)))
         self._tasks.add(task)
         self._last[key] = task
@@ -146,10 +172,10 @@ class Notifier:
             try:
                 if not await self._send(cmd):
                     log.info(
-                        "syncMessageExtra CMD refused for a channel of type %d", cmd.channel_type
+                        "%s CMD refused for a channel of type %d", self._what.cmd, cmd.channel_type
                     )
             except Exception:
-                log.exception("syncMessageExtra CMD failed")
+                log.exception("%s CMD failed", self._what.cmd)
 
     async def flush(self) -> None:
         """Send every pending CMD now and wait until all CMDs in flight are sent."""

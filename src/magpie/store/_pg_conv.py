@@ -1,5 +1,9 @@
 """The conversation-feature methods of :class:`magpie.store.postgres.PostgresStore`: member
-roles (and, as they land, reactions, reminders, read state, files and search).
+roles and reactions (and, as they land, reminders, read state, files and search).
+
+A reaction change locks its channel's ``reaction_clock`` row first, so the changes of one
+channel — from any node — run one at a time: the distinct-emoji limit is checked on a state
+nobody else changes meanwhile, and seqs become visible in commit order.
 
 A mixin like :mod:`magpie.store._pg_ext`; each write is one transaction on a pooled
 connection (re-run after a deadlock or serialization failure by the store's plumbing).
@@ -13,6 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from magpie.domain.members import Member
+from magpie.domain.reactions import Reaction
+from magpie.store.interface import ReactionChange, ReactionOutcome
 
 if TYPE_CHECKING:
     from magpie.store._pg_setup import Conn
@@ -38,6 +44,77 @@ _LOCK_MEMBERS_OF = """
 _SET_ROLE = """
     UPDATE subscribers SET role = $4 WHERE channel_id = $1 AND channel_type = $2
         AND uid = ANY($3)"""
+
+
+_LOG_MESSAGE_CHANNEL = """
+    SELECT channel_id, channel_type FROM messages WHERE message_id = $1 AND message_seq > 0"""
+_ENSURE_REACTION_CLOCK = """
+    INSERT INTO reaction_clock (channel_id, channel_type, last_seq) VALUES ($1, $2, 0)
+    ON CONFLICT (channel_id, channel_type) DO NOTHING"""
+_LOCK_REACTION_CLOCK = """
+    SELECT last_seq FROM reaction_clock WHERE channel_id = $1 AND channel_type = $2
+    FOR UPDATE"""
+_IS_REVOKED = "SELECT revoke FROM message_ext WHERE message_id = $1"
+_REACTION_COLUMNS = "message_id, channel_id, channel_type, uid, emoji, seq, deleted, created_at"
+_GET_REACTION = f"""
+    SELECT {_REACTION_COLUMNS} FROM message_reactions
+    WHERE message_id = $1 AND uid = $2 AND emoji = $3"""  # noqa: S608 (a constant column list)
+_LIVE_EMOJI = """
+    SELECT DISTINCT emoji FROM message_reactions WHERE message_id = $1 AND NOT deleted"""
+_NEXT_REACTION_SEQ = """
+    UPDATE reaction_clock SET last_seq = last_seq + 1
+    WHERE channel_id = $1 AND channel_type = $2 RETURNING last_seq"""
+_PUT_REACTION = f"""
+    INSERT INTO message_reactions ({_REACTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (message_id, uid, emoji) DO UPDATE SET
+        seq = excluded.seq, deleted = excluded.deleted, created_at = excluded.created_at"""  # noqa: S608
+_SYNC_REACTIONS = f"""
+    SELECT {_REACTION_COLUMNS} FROM message_reactions
+    WHERE channel_id = $1 AND channel_type = $2 AND seq > $3
+    ORDER BY seq LIMIT $4"""  # noqa: S608
+_LIVE_REACTIONS = f"""
+    SELECT {_REACTION_COLUMNS} FROM message_reactions
+    WHERE message_id = ANY($1::bigint[]) AND NOT deleted
+    ORDER BY seq"""  # noqa: S608
+
+
+def _reaction(r: asyncpg.Record) -> Reaction:
+    """A ``message_reactions`` row (columns as :data:`_REACTION_COLUMNS`)."""
+    return Reaction(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7])
+
+
+async def _react(conn: Conn, change: ReactionChange) -> ReactionOutcome | None:
+    found = await conn.fetchrow(_LOG_MESSAGE_CHANNEL, change.message_id)
+    if found is None:
+        return None
+    channel_id, channel_type = found[0], found[1]
+    await conn.execute(_ENSURE_REACTION_CLOCK, channel_id, channel_type)
+    await conn.fetchval(_LOCK_REACTION_CLOCK, channel_id, channel_type)
+    if await conn.fetchval(_IS_REVOKED, change.message_id):
+        return ReactionOutcome(channel_id, channel_type, False, None, "revoked")
+    row = await conn.fetchrow(_GET_REACTION, change.message_id, change.uid, change.emoji)
+    current = None if row is None else _reaction(row)
+    live = current is not None and not current.deleted
+    if live == change.add:  # already so: nothing to change
+        return ReactionOutcome(channel_id, channel_type, False, current)
+    if change.add:
+        emoji = {r[0] for r in await conn.fetch(_LIVE_EMOJI, change.message_id)}
+        if change.emoji not in emoji and len(emoji) >= change.max_emoji:
+            return ReactionOutcome(channel_id, channel_type, False, current, "too_many_emoji")
+    seq = await conn.fetchval(_NEXT_REACTION_SEQ, channel_id, channel_type)
+    new = Reaction(
+        change.message_id,
+        channel_id,
+        channel_type,
+        change.uid,
+        change.emoji,
+        seq,
+        deleted=not change.add,
+        created_at=change.created_at,
+    )
+    args = (new.message_id, channel_id, channel_type, new.uid, new.emoji, seq)
+    await conn.execute(_PUT_REACTION, *args, new.deleted, new.created_at)
+    return ReactionOutcome(channel_id, channel_type, True, new)
 
 
 class PgConvMethods:
@@ -80,3 +157,25 @@ class PgConvMethods:
             return True
 
         return await self._transaction("set_role", body)
+
+    # reactions ------------------------------------------------------------------------------
+
+    async def react(self, change: ReactionChange) -> ReactionOutcome | None:
+        """Add or remove one reaction in one transaction (see the interface)."""
+        return await self._transaction("react", lambda conn: _react(conn, change))
+
+    async def sync_reactions(
+        self, channel_id: str, channel_type: int, after_seq: int, limit: int
+    ) -> list[Reaction]:
+        """The channel's reaction rows after ``after_seq`` (index ``message_reactions_sync``)."""
+        if limit <= 0:
+            return []
+        args = (channel_id, channel_type, after_seq, limit)
+        return [_reaction(r) for r in await self._fetch("sync_reactions", _SYNC_REACTIONS, *args)]
+
+    async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
+        """The live reactions of those messages, ascending by seq."""
+        ids = list(dict.fromkeys(int(i) for i in message_ids))
+        if not ids:
+            return []
+        return [_reaction(r) for r in await self._fetch("get_reactions", _LIVE_REACTIONS, ids)]

@@ -1,5 +1,5 @@
 """The conversation-feature methods of :class:`magpie.store.sqlite.SqliteStore`: member roles
-(and, as they land, reactions, reminders, read state, files and search).
+and reactions (and, as they land, reminders, read state, files and search).
 
 A mixin like :mod:`magpie.store._sqlite_ext`: it needs only the store's ``_write`` (one
 ``BEGIN IMMEDIATE`` transaction on the single writer thread) and ``_read`` (one pooled
@@ -12,9 +12,11 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from magpie.domain.members import Member
+from magpie.domain.reactions import Reaction
+from magpie.store.interface import ReactionChange, ReactionOutcome
 
 __all__ = ["SqliteConvMethods"]
 
@@ -35,7 +37,80 @@ _SET_ROLE = """
         AND uid IN (SELECT value FROM json_each(?))"""
 
 
+_LOG_MESSAGE_CHANNEL = """
+    SELECT channel_id, channel_type FROM messages WHERE message_id = ? AND message_seq > 0"""
+_IS_REVOKED = "SELECT revoke FROM message_ext WHERE message_id = ?"
+_REACTION_COLUMNS = "message_id, channel_id, channel_type, uid, emoji, seq, deleted, created_at"
+_GET_REACTION = f"""
+    SELECT {_REACTION_COLUMNS} FROM message_reactions
+    WHERE message_id = ? AND uid = ? AND emoji = ?"""  # noqa: S608 (a constant column list)
+_LIVE_EMOJI = """
+    SELECT DISTINCT emoji FROM message_reactions WHERE message_id = ? AND deleted = 0"""
+_NEXT_REACTION_SEQ = """
+    INSERT INTO reaction_clock (channel_id, channel_type, last_seq) VALUES (?, ?, 1)
+    ON CONFLICT (channel_id, channel_type) DO UPDATE SET last_seq = last_seq + 1
+    RETURNING last_seq"""
+_PUT_REACTION = f"""
+    INSERT INTO message_reactions ({_REACTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (message_id, uid, emoji) DO UPDATE SET
+        seq = excluded.seq, deleted = excluded.deleted, created_at = excluded.created_at"""  # noqa: S608
+_SYNC_REACTIONS = f"""
+    SELECT {_REACTION_COLUMNS} FROM message_reactions
+    WHERE channel_id = ? AND channel_type = ? AND seq > ?
+    ORDER BY seq LIMIT ?"""  # noqa: S608
+_LIVE_REACTIONS = f"""
+    SELECT {_REACTION_COLUMNS} FROM message_reactions
+    WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
+    ORDER BY seq"""  # noqa: S608
+
+#: Ids per ``IN (…)`` lookup.
+_IDS_PER_QUERY = 500
+
+
+def _reaction(r: Sequence[Any]) -> Reaction:
+    """A ``message_reactions`` row (columns as :data:`_REACTION_COLUMNS`)."""
+    return Reaction(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7])
+
+
 # --- transaction bodies --------------------------------------------------------------------
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, args).fetchall()
+
+
+def _react(conn: sqlite3.Connection, change: ReactionChange) -> ReactionOutcome | None:
+    found = conn.execute(_LOG_MESSAGE_CHANNEL, (change.message_id,)).fetchone()
+    if found is None:
+        return None
+    channel_id, channel_type = found
+    revoked = conn.execute(_IS_REVOKED, (change.message_id,)).fetchone()
+    if revoked is not None and revoked[0]:
+        return ReactionOutcome(channel_id, channel_type, False, None, "revoked")
+    key = (change.message_id, change.uid, change.emoji)
+    row = conn.execute(_GET_REACTION, key).fetchone()
+    current = None if row is None else _reaction(row)
+    live = current is not None and not current.deleted
+    if live == change.add:  # already so: nothing to change
+        return ReactionOutcome(channel_id, channel_type, False, current)
+    if change.add:
+        emoji = {e for (e,) in conn.execute(_LIVE_EMOJI, (change.message_id,))}
+        if change.emoji not in emoji and len(emoji) >= change.max_emoji:
+            return ReactionOutcome(channel_id, channel_type, False, current, "too_many_emoji")
+    seq = conn.execute(_NEXT_REACTION_SEQ, (channel_id, channel_type)).fetchone()[0]
+    new = Reaction(
+        change.message_id,
+        channel_id,
+        channel_type,
+        change.uid,
+        change.emoji,
+        seq,
+        deleted=not change.add,
+        created_at=change.created_at,
+    )
+    args = (new.message_id, channel_id, channel_type, new.uid, new.emoji, seq)
+    conn.execute(_PUT_REACTION, (*args, int(new.deleted), new.created_at))
+    return ReactionOutcome(channel_id, channel_type, True, new)
 
 
 def _set_role(
@@ -84,3 +159,34 @@ class SqliteConvMethods:
         members = list(dict.fromkeys(uids))
         job = partial(_set_role, channel=(channel_id, channel_type), uids=members, role=role)
         return await self._write("set_role", job)
+
+    # reactions ------------------------------------------------------------------------------
+
+    async def react(self, change: ReactionChange) -> ReactionOutcome | None:
+        """Add or remove one reaction in one transaction (see the interface)."""
+        return await self._write("react", partial(_react, change=change))
+
+    async def sync_reactions(
+        self, channel_id: str, channel_type: int, after_seq: int, limit: int
+    ) -> list[Reaction]:
+        """The channel's reaction rows after ``after_seq`` (index ``message_reactions_sync``)."""
+        if limit <= 0:
+            return []
+        args = (channel_id, channel_type, after_seq, limit)
+        rows = await self._read(
+            "sync_reactions", lambda c: c.execute(_SYNC_REACTIONS, args).fetchall()
+        )
+        return [_reaction(r) for r in rows]
+
+    async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
+        """The live reactions of those messages, ascending by seq."""
+        ids = list(dict.fromkeys(int(i) for i in message_ids))
+        out: list[Reaction] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = json.dumps(ids[start : start + _IDS_PER_QUERY])
+            rows = await self._read(
+                "get_reactions", partial(_fetch, sql=_LIVE_REACTIONS, args=(chunk,))
+            )
+            out += [_reaction(r) for r in rows]
+        out.sort(key=lambda r: r.seq)
+        return out

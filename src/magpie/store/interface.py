@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from magpie.domain.ext import ExtAttempt, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.domain.members import Member
+from magpie.domain.reactions import Reaction
 
 __all__ = [
     "AppendResult",
@@ -59,6 +60,9 @@ __all__ = [
     "NewJob",
     "NewMessage",
     "QueueEntry",
+    "Reaction",
+    "ReactionChange",
+    "ReactionOutcome",
     "Store",
     "StoredMessage",
     "TokenRow",
@@ -170,6 +174,33 @@ class QueueEntry:
     uid: str
     queue_seq: int
     message: StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionChange:
+    """``uid`` adds (``add``) or removes ``emoji`` on a message, at ``created_at`` (unix
+    seconds); a message carries at most ``max_emoji`` distinct live emoji."""
+
+    message_id: int
+    uid: str
+    emoji: str
+    add: bool
+    created_at: int
+    max_emoji: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionOutcome:
+    """What :meth:`Store.react` did: ``changed`` (a new seq was taken) and the row after the
+    call (``None`` when the user never reacted so); or ``refused`` — ``"too_many_emoji"``
+    (a new emoji beyond ``max_emoji``) or ``"revoked"`` (the message is revoked) — and nothing
+    changed. ``channel_id``/``channel_type`` are the message's (storage id)."""
+
+    channel_id: str
+    channel_type: int
+    changed: bool
+    row: Reaction | None
+    refused: str = ""
 
 
 class Store(Protocol):
@@ -418,6 +449,28 @@ class Store(Protocol):
     async def list_ops(self, message_id: int, after_op_id: int, limit: int) -> list[OpRecord]:
         """The message's operation-log rows with ``op_id > after_op_id``, ascending, at most
         ``limit``."""
+        ...
+
+    # reactions (magpie.domain.reactions) -------------------------------------------------
+
+    async def react(self, change: ReactionChange) -> ReactionOutcome | None:
+        """One transaction: ``None`` if there is no channel-log message
+        ``change.message_id``. A revoked message, or a new emoji beyond ``max_emoji`` distinct
+        live emoji on the message, is refused and nothing changes. Adding a live reaction or
+        removing an absent or deleted one changes nothing (``changed`` false). Otherwise the
+        row of ``(message_id, uid, emoji)`` is written (``deleted`` = not ``add``) with the
+        channel's next reaction ``seq`` (strictly increasing per channel, in commit order)."""
+        ...
+
+    async def sync_reactions(
+        self, channel_id: str, channel_type: int, after_seq: int, limit: int
+    ) -> list[Reaction]:
+        """The channel's reaction rows (tombstones included) with ``seq > after_seq``,
+        ascending, at most ``limit``."""
+        ...
+
+    async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
+        """The live (not deleted) reactions of those messages, ascending by seq."""
         ...
 
     # durable jobs (magpie.domain.jobs) -----------------------------------------------------
