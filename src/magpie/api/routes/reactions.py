@@ -24,6 +24,7 @@ from magpie.api.context import ApiContext
 from magpie.api.endpoint import Access, Endpoint
 from magpie.api.history import MORE_HEADER, reader
 from magpie.api.http import bare, ok_data
+from magpie.api.openapi import EXT_REJECTION
 from magpie.api.routes._shared import SEQ, array_of, data_schema
 from magpie.api.routes.sync import EPOCH_HEADER
 from magpie.api.schema import (
@@ -145,7 +146,15 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             body=REACT,
             response=data_schema(answer),
             tag="conversation",
-            errors=((404, "no such message in the channel"),),
+            errors=(
+                (404, "no such message in the channel"),
+                (
+                    400,
+                    "bad input; a revoked message (rejection: revoked); a new emoji beyond "
+                    "reaction_max_emoji (code too_many_emoji)",
+                    EXT_REJECTION,
+                ),
+            ),
         ),
         Endpoint(
             "POST",
