@@ -1,4 +1,4 @@
--- 0005: reactions (magpie.domain.reactions): one row per (message, uid, emoji), its current
+-- 0006: reactions (magpie.domain.reactions): one row per (message, uid, emoji), its current
 -- state (deleted = a tombstone after a remove), and the channel's reaction seq of its last
 -- change, from reaction_clock (bumped in the change's transaction).
 CREATE TABLE message_reactions (
