@@ -23,9 +23,10 @@ from typing import Any
 
 import asyncpg
 
-from magpie.domain.jobs import Job, JobCount, NewJob, check_new_job
+from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
+from magpie.store._job_payload import checked_payload
 from magpie.store._pg_rows import JOB_COLUMNS
 
 __all__ = ["INSERT_JOBS", "JOBS_CTE", "PgJobMethods", "jobs_args"]
@@ -103,13 +104,7 @@ def jobs_args(jobs: Sequence[NewJob]) -> _JobsArgs:
     invalid job (checked before anything is sent, so nothing is written)."""
     kinds, keys, payloads, due, created = [], [], [], [], []
     for job in jobs:
-        problem = check_new_job(job)
-        if problem:
-            raise StoreError(problem)
-        try:
-            payloads.append(rows.json_text(job.payload))
-        except (TypeError, ValueError) as exc:
-            raise StoreError("a job payload must be JSON") from exc
+        payloads.append(checked_payload(job))
         kinds.append(job.kind)
         keys.append(job.key)
         due.append(job.due_at_ms)

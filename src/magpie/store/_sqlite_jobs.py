@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from magpie.domain.jobs import Job, JobCount, NewJob, check_new_job
-from magpie.errors import StoreError
+from magpie.domain.jobs import Job, JobCount, NewJob
+from magpie.store._job_payload import checked_payload
 
 __all__ = ["SqliteJobMethods", "checked_jobs", "insert_jobs"]
 
@@ -65,18 +65,6 @@ _KV_INSERT = "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOT
 _KV_GET = "SELECT value FROM kv WHERE key = ?"
 
 
-def _mapping(value: object) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _json(value: object) -> str:
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_mapping
-    )
-
-
 def _ids(job_ids: Sequence[int]) -> str:
     return json.dumps([int(i) for i in job_ids])
 
@@ -88,17 +76,9 @@ def _job(r: Sequence[Any]) -> Job:
 def checked_jobs(jobs: Sequence[NewJob]) -> list[tuple[Any, ...]]:
     """The insert parameters of ``jobs``, or :class:`StoreError` for an invalid one (checked
     before the transaction, so nothing is written)."""
-    out = []
-    for job in jobs:
-        problem = check_new_job(job)
-        if problem:
-            raise StoreError(problem)
-        try:
-            payload = _json(job.payload)
-        except (TypeError, ValueError) as exc:
-            raise StoreError("a job payload must be JSON") from exc
-        out.append((job.kind, job.key, payload, job.due_at_ms, job.created_at_ms))
-    return out
+    return [
+        (job.kind, job.key, checked_payload(job), job.due_at_ms, job.created_at_ms) for job in jobs
+    ]
 
 
 def insert_jobs(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
