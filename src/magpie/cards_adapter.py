@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from magpie.cards.port import Deadline, EventsOf, ImMessage, Outgoing, Sent
@@ -56,7 +56,7 @@ MAX_LISTED = 10_000
 #: Turns one business event (``event``, JSON data) into its webhook job.
 Outbox = Callable[[str, Mapping[str, Any]], NewJob]
 #: Fires one deadline: true when done with it (the card service's ``fire``).
-Fire = Callable[[int, str], Any]
+Fire = Callable[[int, str], Awaitable[bool]]
 
 
 class CardSendRefused(BadRequest):
@@ -83,7 +83,7 @@ class InProcessPort:
         access: AccessControl,
         outbox: Outbox | None = None,
         *,
-        clock_ms: Callable[[], int] = lambda: 0,
+        clock_ms: Callable[[], int],
     ) -> None:
         self._messaging = messaging
         self._ext = ext

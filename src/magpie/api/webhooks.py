@@ -300,7 +300,7 @@ class WebhookDispatcher:
         return sorted([*singles, *batched], key=lambda r: r.jobs[0].job_id)
 
     async def _messages(self, jobs: Sequence[Job]) -> dict[int, StoredMessage]:
-        ids = [job.payload["message_id"] for job in jobs if "message_id" in job.payload]
+        ids = [i for job in jobs if isinstance(i := job.payload.get("message_id"), int)]
         return await self._store.get_messages_by_id(ids) if ids else {}
 
     @staticmethod
@@ -313,7 +313,9 @@ class WebhookDispatcher:
             if message is None:
                 return event, None
             resp = message_resp(message)
-            return event, resp if event == EVENT_NOTIFY else {**resp, "to_uids": p["to_uids"]}
+            if event == EVENT_NOTIFY:
+                return event, resp
+            return event, {**resp, "to_uids": p.get("to_uids", [])}
         if event == EVENT_ONLINESTATUS:
             return event, p.get("entry")
         return event, p.get("data")
