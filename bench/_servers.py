@@ -123,9 +123,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+#: A benchmark's load generator is thousands of clients on one address: the per-address
+#: defences (docs/security.md), meant for the real world, are off for it. Every per-uid,
+#: per-token and per-connection defence stays on at its default.
+LOAD_GENERATOR = {
+    "connect_ip_rate": 0,
+    "ws_max_connections_per_ip": 0,
+    "http_ip_rate": 0,
+    "http_max_connections_per_ip": 0,
+}
+
+
 @contextmanager
 def magpie_server(**settings: object) -> Iterator[Server]:
-    """``magpie serve`` on free ports with a throwaway data dir."""
+    """``magpie serve`` on free ports with a throwaway data dir (per-address limits off,
+    :data:`LOAD_GENERATOR`, unless ``settings`` say otherwise)."""
+    settings = {**LOAD_GENERATOR, **settings}
     ws_port, api_port, tcp_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="magpie-bench-") as data_dir:
         env = dict(os.environ)

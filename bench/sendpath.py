@@ -116,6 +116,9 @@ def _receiver() -> Iterator[str]:
 
 
 def _magpie(name: str, transport: str, synchronous: str, **settings: object) -> Result:
+    # The SEND rate limit stays on (its check runs for every SEND: part of the cost measured)
+    # with a ceiling no benchmark connection reaches.
+    settings = {"send_rate": 1_000_000, "send_burst": 1_000_000, **settings}
     with magpie_server(token_auth="false", sqlite_synchronous=synchronous, **settings) as server:
         url = server.tcp_url if transport == "tcp" else server.ws_url
         return _drive(name, server.pid, "magpie-send", url)

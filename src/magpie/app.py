@@ -17,14 +17,13 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import uvicorn
-
 from magpie.api import ApiContext, create_api
+from magpie.api.guard import RequestGuard
 from magpie.api.hooks import NodeWebhooks
 from magpie.api.presence import Presence, PresenceSource
+from magpie.api.server import HttpServer, HttpTimeouts
 from magpie.api.webhooks import WebhookConfig, WebhookDispatcher
 from magpie.bus.interface import Bus
 from magpie.bus.memory import MemoryBus
@@ -40,14 +39,16 @@ from magpie.core.messaging import Messaging, SendRequest
 from magpie.core.reactions import REACTION_CMD, Reactions
 from magpie.core.typing_notices import Typing
 from magpie.domain.channels import PERSON, fake_channel_id
-from magpie.errors import ConfigError, StartupError
+from magpie.errors import ConfigError
 from magpie.ext.notify import Cmd, CmdSender, Notifier
 from magpie.ext.patch import PatchLimits
 from magpie.ext.service import ExtService
 from magpie.failures import check_writable_dir, listen_error
+from magpie.gateway.admission import NodeAdmission
 from magpie.gateway.server import Gateway, GatewayConfig
 from magpie.gateway.session import OutboundLimits
 from magpie.gateway.trace import DeliveryTrace
+from magpie.guard import Defences, FdWatch, open_fd_count
 from magpie.metrics import Metrics
 from magpie.protocol.limits import Limits
 from magpie.protocol.packets import Flags, ReasonCode
@@ -64,6 +65,10 @@ DEADLINES_PER_ROUND = 50
 DEADLINE_ATTEMPTS = 25
 #: The default of ``cards_db_file``: the old card file a node imports once if it exists.
 DEFAULT_CARDS_DB = "cards.db"
+#: Seconds between two samples of the open file descriptors, and at least between two log
+#: lines about running out of them.
+FD_SAMPLE_INTERVAL = 1.0
+FD_LOG_INTERVAL = 10.0
 
 
 def resolve_api_key(settings: Settings) -> tuple[str, Path | None]:
@@ -104,6 +109,9 @@ class Node:
         check_writable_dir(Path(settings.data_dir))
         self.api_key, self.api_key_path = resolve_api_key(settings)
         self.metrics = Metrics()
+        self.defences = Defences(settings, self.metrics)
+        self._fd_watch = FdWatch(FD_LOG_INTERVAL, time.monotonic)
+        self._fd_task: asyncio.Task[None] | None = None
         self.store = open_store(settings)
         self.bus = _bus(settings, self.metrics)
         self.messaging = Messaging(
@@ -121,6 +129,8 @@ class Node:
             self.messaging,
             self.metrics,
             self.access,
+            self.defences,
+            admission=NodeAdmission(self.defences),
             trace=self.trace,
         )
         self.ext = _ext_service(settings, self.store, self.messaging, self.metrics, self.trace)
@@ -154,9 +164,11 @@ class Node:
         port.on_schedule(self.deadlines.wake)
         _warn_deprecated(settings)
         self._probe_queues()
-        self._uvicorn: _EmbeddedServer | None = None
-        self._api_task: asyncio.Task[None] | None = None
+        self._http: HttpServer | None = None
+        self._ops: HttpServer | None = None
         self.api_port = 0
+        #: The ops listener's port (``ops_listen``), after :meth:`start`; 0 when there is none.
+        self.ops_port = 0
         self.api: ApiContext | None = None
 
     def _probe_queues(self) -> None:
@@ -222,14 +234,18 @@ class Node:
         await self.api.start()
         await self.cards.start()  # imports an old cards.db once; the shared secret
         self.deadlines.start()  # due card deadlines (also from before a restart) fire now
-        await self._start_http(create_api(self.api))
+        await self._start_http(self.api)
+        self._fd_task = asyncio.get_running_loop().create_task(self._watch_fds())
         log.info(
-            "gateway on ws://%s:%d (TCP port %d), API on http://%s:%d",
+            "gateway on ws://%s:%d (TCP port %d), API on http://%s:%d; at most %d gateway and "
+            "%d HTTP connections",
             self.settings.host,
             self.ws_port,
             self.tcp_port,
             self.settings.host,
             self.api_port,
+            self.defences.budget.ws,
+            self.defences.budget.http,
         )
 
     def _tcp_addr(self) -> str:
@@ -238,36 +254,48 @@ class Node:
             return ""
         return self.settings.tcp_public_addr or f"{self.settings.host}:{self.tcp_port}"
 
-    async def _start_http(self, app: object) -> None:
+    async def _start_http(self, api: ApiContext) -> None:
         s = self.settings
-        try:
-            sock = _bind(s.host, s.api_port)
-        except OSError as exc:
-            raise listen_error(exc, s.host, s.api_port, "api_port") from exc
-        config = uvicorn.Config(
-            app,  # type: ignore[arg-type]
-            host=self.settings.host,
-            port=self.settings.api_port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
+        timeouts = HttpTimeouts(
+            header=s.http_header_timeout,
+            body=s.http_body_timeout,
+            keepalive=s.http_keepalive_timeout,
         )
-        server = _EmbeddedServer(config)
-        self._uvicorn = server
-        self._api_task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if self._api_task.done():
-                sock.close()
-                await self._api_task
-                raise StartupError("the HTTP API did not start", "run with --debug to see why")
-            await asyncio.sleep(0.01)
-        self.api_port = sock.getsockname()[1]
+        app = RequestGuard(create_api(api), self.defences, self.api_key, self._is_user_token)
+        self._http = HttpServer(
+            app, _listen(s.host, s.api_port, "api_port"), self.defences, timeouts
+        )
+        await self._http.start()
+        self.api_port = self._http.port
+        if s.ops_address is not None:
+            host, port = s.ops_address
+            ops = RequestGuard(
+                create_api(api, "ops"), self.defences, self.api_key, self._is_user_token
+            )
+            listener = _listen(host, port, "ops_listen")
+            self._ops = HttpServer(ops, listener, self.defences, timeouts)
+            await self._ops.start()
+            self.ops_port = self._ops.port
+
+    async def _is_user_token(self, presented: str) -> bool:
+        found = await self.access.identify(presented)
+        return found is not None and not found.business
+
+    async def _watch_fds(self) -> None:
+        """Sample the open descriptors; the watch logs when the limit is reached."""
+        while True:
+            await asyncio.sleep(FD_SAMPLE_INTERVAL)
+            self._fd_watch.sample(open_fd_count())
 
     async def stop(self) -> None:
         """Drain: stop the API, close client connections, flush and close the store."""
-        if self._uvicorn is not None and self._api_task is not None:
-            self._uvicorn.request_exit()
-            await self._api_task
+        if self._fd_task is not None:
+            self._fd_task.cancel()
+            self._fd_task = None
+        for server in (self._http, self._ops):
+            if server is not None:
+                await server.stop()
+        self._http = self._ops = None
         await self.deadlines.stop()  # lets a deadline being fired finish; the rest persist
         await self.cards.stop()
         await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
@@ -279,45 +307,6 @@ class Node:
             await self.webhooks.stop()  # after the gateway: its disconnects are stored
         await self.bus.close()
         await self.store.close()
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside a Magpie node: the node owns SIGTERM/SIGINT, not uvicorn, and a stop
-    request takes effect at once instead of at uvicorn's next 0.1 s tick."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._exit_requested = asyncio.Event()
-
-    def request_exit(self) -> None:
-        """Begin the graceful shutdown now."""
-        self.should_exit = True
-        self._exit_requested.set()
-
-    async def main_loop(self) -> None:
-        """uvicorn's tick loop (it refreshes the Date header), woken early by a stop request."""
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864_000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit_requested.wait(), 0.1)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's graceful shutdown; with no connection or request left to drain, its fixed
-        0.1 s grace pause is skipped (lifespan is off, so closing the listeners is all)."""
-        if self.server_state.connections or self.server_state.tasks:
-            await super().shutdown(sockets)
-            return
-        for server in self.servers:
-            server.close()
-        for sock in sockets or ():
-            sock.close()
-        for server in self.servers:
-            await server.wait_closed()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def wire_webhooks(
@@ -389,9 +378,17 @@ def _warn_deprecated(settings: Settings) -> None:
         )
 
 
+def _listen(host: str, port: int, setting: str) -> socket.socket:
+    """A listening socket for an HTTP server, bound here (not by uvicorn) so that a taken
+    port is a start-up error naming ``setting`` instead of uvicorn's exit."""
+    try:
+        return _bind(host, port)
+    except OSError as exc:
+        raise listen_error(exc, host, port, setting) from exc
+
+
 def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket for the HTTP API, bound here (not by uvicorn) so that a taken
-    port is an ``OSError`` to explain instead of uvicorn's exit."""
+    """A listening TCP socket on the first address of ``host``."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]

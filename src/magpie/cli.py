@@ -23,6 +23,7 @@ from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
 from magpie.failures import explain
+from magpie.guard import raise_nofile_limit
 from magpie.logs import configure_logging
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
@@ -85,10 +86,14 @@ def _announce(node: Node) -> None:
         f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}{tcp}",
         flush=True,
     )
-    print(
-        f"magpie: HTTP API on http://{s.host}:{node.api_port} (OpenAPI at /openapi.json)",
-        flush=True,
-    )
+    openapi = "" if s.ops_listen else " (OpenAPI at /openapi.json)"
+    print(f"magpie: HTTP API on http://{s.host}:{node.api_port}{openapi}", flush=True)
+    if s.ops_address is not None:
+        host = s.ops_address[0]
+        print(
+            f"magpie: /metrics, /openapi.json, /health, /ready on http://{host}:{node.ops_port}",
+            flush=True,
+        )
     if node.api_key_path is not None:
         print(f"magpie: business API key in {node.api_key_path}", flush=True)
     print(f"magpie: data in {s.store_display}", flush=True)
@@ -182,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("WARNING")
         settings = _settings(args.config, args.command == "demo")
         configure_logging(settings.log_level, settings.log_format)
+        raise_nofile_limit()  # before the node sizes its connection caps to the limit
         node = Node(settings)
         # uvloop: measured faster than the default loop for the gateway (docs/architecture.md).
         uvloop.run(_run(node, _seed_demo if args.command == "demo" else None))

@@ -23,11 +23,20 @@ from urllib.parse import urlsplit
 
 from magpie.errors import ConfigError
 
-__all__ = ["SECRET_KEYS", "TOOL_VARIABLES", "Settings", "load_settings", "redact_url"]
+__all__ = [
+    "SECRET_KEYS",
+    "TOOL_VARIABLES",
+    "IpNetwork",
+    "Settings",
+    "load_settings",
+    "redact_url",
+]
 
 log = logging.getLogger(__name__)
 
 _ENV_PREFIX = "MAGPIE_"
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +193,69 @@ class Settings:
     history_max_concurrent_per_user: int = 2
     #: Seconds a history read waits for a slot before it is refused (503 ``busy``).
     history_wait_timeout: float = 10.0
+    # --- Defences (docs/security.md). A cap or rate of 0 turns that defence off. -----------
+    #: Seconds a client has to send a complete HTTP request head, counted from the moment the
+    #: server waits for one (connection opened, or previous response sent).
+    http_header_timeout: float = 10.0
+    #: Seconds a declared request body has to arrive in full after its head; also how long a
+    #: response may wait for a client that reads nothing.
+    http_body_timeout: float = 30.0
+    #: Seconds an idle keep-alive HTTP connection is kept open.
+    http_keepalive_timeout: float = 5.0
+    #: Open HTTP connections in all, and from one client address.
+    http_max_connections: int = 1024
+    http_max_connections_per_ip: int = 256
+    #: Requests of one user token being served at once (the business key is not capped).
+    http_max_inflight_per_token: int = 32
+    #: WebSocket connections in all (0: as many as the open-files limit allows), from one
+    #: client address, and of one uid on this node.
+    ws_max_connections: int = 0
+    ws_max_connections_per_ip: int = 1000
+    ws_max_connections_per_uid: int = 16
+    #: Origins browsers may open a WebSocket from (comma-separated, e.g.
+    #: ``https://chat.example.com``); empty = any. Clients that send no Origin (native apps,
+    #: servers) are always admitted: the check defends against cross-site pages only.
+    ws_allowed_origins: str = ""
+    #: Reverse proxies (IP addresses or CIDR networks, comma-separated) whose
+    #: ``X-Forwarded-For`` names the real client; from anybody else the header is ignored.
+    trusted_proxies: str = ""
+    #: CONNECT attempts per second (and burst) from one client address, and of one uid.
+    connect_ip_rate: float = 20.0
+    connect_ip_burst: int = 200
+    connect_uid_rate: float = 1.0
+    connect_uid_burst: int = 20
+    #: Failed credentials (a wrong CONNECT token, a wrong API key or user token over HTTP)
+    #: allowed per second (and burst) from one client address, and against one uid; past
+    #: them further attempts are refused until the budget refills.
+    auth_fail_ip_rate: float = 0.2
+    auth_fail_ip_burst: int = 20
+    auth_fail_uid_rate: float = 0.05
+    auth_fail_uid_burst: int = 20
+    #: SENDs per second (and burst) of one uid over all its connections to this node; over
+    #: it SENDACK carries reason 22 (rate limit).
+    send_rate: float = 50.0
+    send_burst: int = 200
+    #: Rate-limited SENDs in a row after which the connection is closed (policy, 1008).
+    send_refusals_close: int = 100
+    #: HTTP requests per second (and burst) from one client address (requests with the
+    #: business API key are not counted here), of one user token, and of the business key.
+    http_ip_rate: float = 200.0
+    http_ip_burst: int = 1000
+    http_token_rate: float = 50.0
+    http_token_burst: int = 200
+    http_key_rate: float = 0.0
+    http_key_burst: int = 1000
+    #: Most addresses, uids or tokens each rate limit remembers (the oldest are forgotten).
+    rate_limit_keys: int = 100_000
+    #: File descriptors kept free for the store, webhooks and logs; the connection caps are
+    #: lowered at start when the process's descriptor limit cannot hold them.
+    fd_reserve: int = 256
+    #: ``host:port`` of a separate listener for ``/metrics``, ``/openapi.json``, ``/health``
+    #: and ``/ready`` (then ``/metrics`` and ``/openapi.json`` leave the API port); empty =
+    #: on the API port.
+    ops_listen: str = ""
+    #: Serve ``/metrics`` and ``/openapi.json`` without the business API key.
+    ops_public: bool = False
 
     def __post_init__(self) -> None:
         for key, choices in _CHOICES.items():
@@ -227,6 +299,24 @@ class Settings:
     def cors_origin_list(self) -> tuple[str, ...]:
         """``cors_origins`` as a tuple (empty: CORS off)."""
         return tuple(o.strip() for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def trusted_networks(self) -> tuple[IpNetwork, ...]:
+        """``trusted_proxies`` parsed."""
+        return tuple(ipaddress.ip_network(p, strict=False) for p in _items(self.trusted_proxies))
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """``ws_allowed_origins`` parsed (lower case); empty = any origin."""
+        return tuple(o.lower().rstrip("/") for o in _items(self.ws_allowed_origins))
+
+    @property
+    def ops_address(self) -> tuple[str, int] | None:
+        """``ops_listen`` parsed into ``(host, port)``; ``None`` when empty."""
+        if not self.ops_listen:
+            return None
+        host, _, port = self.ops_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated again)."""
@@ -276,6 +366,11 @@ def _choice(key: str, value: object, choices: tuple[str, ...]) -> object:
     raise ConfigError(key, f"must be {', '.join(choices[:-1])} or {choices[-1]} (got {value!r})")
 
 
+def _items(text: str) -> list[str]:
+    """The entries of a comma-separated list setting."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _validate_ports(s: Settings) -> None:
     for key in ("ws_port", "api_port", "tcp_port"):
         value = getattr(s, key)
@@ -318,11 +413,35 @@ _POSITIVE = (
     "typing_min_interval_ms",
     "typing_expire_ms",
     "reaction_max_emoji",
+    "http_header_timeout",
+    "http_body_timeout",
+    "http_keepalive_timeout",
+    "rate_limit_keys",
 )
+#: Caps and rates, where 0 turns the defence off.
 _NOT_NEGATIVE = (
     "retry_attempts",
     "ext_coalesce_ms",
     "ext_max_future_ms",
+    "http_max_connections",
+    "http_max_connections_per_ip",
+    "http_max_inflight_per_token",
+    "ws_max_connections",
+    "ws_max_connections_per_ip",
+    "ws_max_connections_per_uid",
+    "send_refusals_close",
+    "fd_reserve",
+)
+#: Token buckets: (rate setting, burst setting); a burst is at least 1 when the rate is on.
+_RATES = (
+    ("connect_ip_rate", "connect_ip_burst"),
+    ("connect_uid_rate", "connect_uid_burst"),
+    ("auth_fail_ip_rate", "auth_fail_ip_burst"),
+    ("auth_fail_uid_rate", "auth_fail_uid_burst"),
+    ("send_rate", "send_burst"),
+    ("http_ip_rate", "http_ip_burst"),
+    ("http_token_rate", "http_token_burst"),
+    ("http_key_rate", "http_key_burst"),
 )
 
 
@@ -333,6 +452,10 @@ def _validate_numbers(s: Settings) -> None:
     for key in _NOT_NEGATIVE:
         value = getattr(s, key)
         _check(value >= 0, key, value, "must be 0 or more")
+    for rate_key, burst_key in _RATES:
+        rate, burst = getattr(s, rate_key), getattr(s, burst_key)
+        _check(rate >= 0, rate_key, rate, "must be 0 (off) or more")
+        _check(burst >= 1 or rate == 0, burst_key, burst, "must be 1 or more")
 
 
 def _validate_host(key: str, host: str) -> None:
@@ -400,11 +523,36 @@ def _validate_origins(s: Settings) -> None:
         )
 
 
+def _validate_lists(s: Settings) -> None:
+    for item in _items(s.trusted_proxies):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            _check(False, "trusted_proxies", item, "must list IP addresses or CIDR networks")
+    for item in _items(s.ws_allowed_origins):
+        _check(
+            _ORIGIN.fullmatch(item.rstrip("/")) is not None,
+            "ws_allowed_origins",
+            item,
+            "must list origins like https://chat.example.com (scheme and host, no path)",
+        )
+    if s.ops_listen:
+        host, sep, port = s.ops_listen.rpartition(":")
+        _check(
+            bool(sep) and port.isdigit() and int(port) <= 65535,
+            "ops_listen",
+            s.ops_listen,
+            "must be host:port",
+        )
+        _validate_host("ops_listen", host.strip("[]"))
+
+
 def _validate(s: Settings) -> None:
     _validate_origins(s)
     _validate_ports(s)
     _validate_numbers(s)
     _validate_bus(s)
+    _validate_lists(s)
     _check(0 <= s.node_id <= 1023, "node_id", s.node_id, "must be 0–1023")
     _check(
         s.max_payload_bytes <= s.max_packet_bytes,

@@ -31,6 +31,8 @@ bus between nodes (scale-out)               ``magpie_bus_events_total{direction}
                                             ``magpie_bus_frames_total``,
                                             ``magpie_bus_dropped_total{reason}``,
                                             ``magpie_bus_up``
+defences (docs/security.md)                 ``magpie_refused_total{port,rule}``,
+                                            ``magpie_http_timeouts_total{phase}``
 ==========================================  =================================================
 
 **Cheap hot paths.** Per-frame traffic is counted in plain integer fields of a
@@ -203,6 +205,7 @@ class Metrics:
         self._sends(r)
         self._services(r)
         self._bus(r)
+        self._defences(r)
 
     def _gateway(self, r: CollectorRegistry) -> None:
         self.connections = Gauge("magpie_connections", "Authenticated connections", registry=r)
@@ -299,6 +302,20 @@ class Metrics:
             registry=r,
         )
         self.bus_up = Gauge("magpie_bus_up", "1 while the bus reaches the other nodes", registry=r)
+
+    def _defences(self, r: CollectorRegistry) -> None:
+        self.refused = Counter(
+            "magpie_refused",
+            "Connections, CONNECTs, SENDs and requests refused by a defence (docs/security.md)",
+            ["port", "rule"],
+            registry=r,
+        )
+        self.http_timeouts = Counter(
+            "magpie_http_timeouts",
+            "HTTP connections closed for a request head, body or reader too slow",
+            ["phase"],
+            registry=r,
+        )
 
     # --- hooks the composition root wires into the services ---------------------------------
 

@@ -294,8 +294,8 @@ async def test_nan_in_a_patch_is_refused(node: Node, http: httpx.AsyncClient) ->
     assert r.status_code == 400 and r.json()["field"] == "extra_patch"
 
 
-async def test_openapi_documents_the_extension_routes(anon: httpx.AsyncClient) -> None:
-    doc = (await anon.get("/openapi.json")).json()
+async def test_openapi_documents_the_extension_routes(http: httpx.AsyncClient) -> None:
+    doc = (await http.get("/openapi.json")).json()
     update_op = doc["paths"]["/message/extra/update"]["post"]
     assert {"404", "409", "413"} <= set(update_op["responses"])
     schema = update_op["requestBody"]["content"]["application/json"]["schema"]

@@ -72,8 +72,8 @@ def served_routes(node: Node) -> set[tuple[str, str]]:
     return out
 
 
-async def test_openapi_lists_every_served_route(node: Node, anon: httpx.AsyncClient) -> None:
-    r = await anon.get("/openapi.json")
+async def test_openapi_lists_every_served_route(node: Node, http: httpx.AsyncClient) -> None:
+    r = await http.get("/openapi.json")
     assert r.status_code == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
@@ -90,8 +90,10 @@ async def test_openapi_lists_every_served_route(node: Node, anon: httpx.AsyncCli
     assert doc["paths"]["/route"]["get"]["parameters"][0]["name"] == "uid"
 
 
-async def test_every_documented_route_is_served(node: Node, anon: httpx.AsyncClient) -> None:
-    doc = (await anon.get("/openapi.json")).json()
+async def test_every_documented_route_is_served(
+    node: Node, http: httpx.AsyncClient, anon: httpx.AsyncClient
+) -> None:
+    doc = (await http.get("/openapi.json")).json()
     for path, ops in doc["paths"].items():
         for method in ops:
             url = re.sub(r"{\w+}", "1", path)  # a path parameter's value

@@ -74,6 +74,7 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         ({"MAGPIE_SQLITE_SYNCHRONOUS": "full"}, "sqlite_synchronous", "FULL"),
         ({"MAGPIE_SQLITE_SYNCHRONOUS": "Normal"}, "sqlite_synchronous", "NORMAL"),
         ({"MAGPIE_TOKEN_AUTH": "FALSE"}, "token_auth", False),
+        ({"MAGPIE_OPS_PUBLIC": "Yes"}, "ops_public", True),
     ],
 )
 def test_words_are_case_insensitive(env: dict[str, str], key: str, value: object) -> None:
@@ -224,3 +225,59 @@ def test_tcp_gateway_settings() -> None:
     # Off, its port may be anything valid, even another listener's.
     off = load_settings(environ={"MAGPIE_TCP_ENABLED": "false", "MAGPIE_TCP_PORT": "5200"})
     assert off.tcp_enabled is False
+
+
+def test_list_settings_parse_and_validate(tmp_path: Path) -> None:
+    s = load_settings(
+        environ={
+            "MAGPIE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1",
+            "MAGPIE_WS_ALLOWED_ORIGINS": "https://Chat.Example.com/, http://localhost:8080",
+        }
+    )
+    assert [str(n) for n in s.trusted_networks] == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]
+    assert s.allowed_origins == ("https://chat.example.com", "http://localhost:8080")
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[magpie]\ntrusted_proxies = ["127.0.0.1", "10.1.0.0/16"]\n')
+    assert len(load_settings(cfg, environ={}).trusted_networks) == 2
+    assert load_settings(environ={}).trusted_networks == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"MAGPIE_TRUSTED_PROXIES": "10.0.0.0/8,proxy.local"}, "trusted_proxies"),
+        ({"MAGPIE_WS_ALLOWED_ORIGINS": "chat.example.com"}, "ws_allowed_origins"),
+        ({"MAGPIE_WS_ALLOWED_ORIGINS": "https://a.example/path"}, "ws_allowed_origins"),
+        ({"MAGPIE_OPS_LISTEN": "127.0.0.1"}, "ops_listen"),
+        ({"MAGPIE_OPS_LISTEN": "nowhere:9100"}, "ops_listen"),
+        ({"MAGPIE_OPS_LISTEN": "127.0.0.1:70000"}, "ops_listen"),
+        ({"MAGPIE_HTTP_HEADER_TIMEOUT": "0"}, "http_header_timeout"),
+        ({"MAGPIE_WS_MAX_CONNECTIONS_PER_UID": "-1"}, "ws_max_connections_per_uid"),
+        ({"MAGPIE_SEND_RATE": "-1"}, "send_rate"),
+        ({"MAGPIE_SEND_BURST": "0"}, "send_burst"),
+        ({"MAGPIE_RATE_LIMIT_KEYS": "0"}, "rate_limit_keys"),
+    ],
+)
+def test_bad_defence_settings_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    assert info.value.key == key
+
+
+def test_zero_turns_caps_and_rates_off_and_burst_may_be_zero_then() -> None:
+    s = load_settings(
+        environ={
+            "MAGPIE_SEND_RATE": "0",
+            "MAGPIE_SEND_BURST": "0",
+            "MAGPIE_WS_MAX_CONNECTIONS": "0",
+        }
+    )
+    assert (s.send_rate, s.send_burst, s.ws_max_connections) == (0, 0, 0)
+    assert load_settings(environ={"MAGPIE_SEND_BURST": "1"}).send_burst == 1
+
+
+def test_ops_listen_is_parsed() -> None:
+    assert load_settings(environ={}).ops_address is None
+    s = load_settings(environ={"MAGPIE_OPS_LISTEN": "127.0.0.1:9100"})
+    assert s.ops_address == ("127.0.0.1", 9100)
+    assert load_settings(environ={"MAGPIE_OPS_LISTEN": "[::1]:0"}).ops_address == ("::1", 0)

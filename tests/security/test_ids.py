@@ -308,8 +308,8 @@ async def test_the_gateway_refuses_a_look_alike_channel(world: World) -> None:
         await raw.close()
 
 
-async def test_the_openapi_document_states_the_rule(world: World, anon: httpx.AsyncClient) -> None:
-    doc = (await anon.get("/openapi.json")).json()
+async def test_the_openapi_document_states_the_rule(world: World, biz: httpx.AsyncClient) -> None:
+    doc = (await biz.get("/openapi.json")).json()
     token = doc["paths"]["/user/token"]["post"]["requestBody"]["content"]["application/json"]
     assert token["schema"]["properties"]["uid"]["pattern"] == UID_PATTERN
     send = doc["paths"]["/message/send"]["post"]["requestBody"]["content"]["application/json"]

@@ -58,6 +58,12 @@ def public(body: Body | None = None) -> Case:
     return Case(body, dict.fromkeys((BIZ, ANON, MEMBER, OUT), 200))
 
 
+def ops() -> Case:
+    """``/metrics`` and ``/openapi.json``: the business key only (``ops_public`` is off by
+    default)."""
+    return Case(None, {BIZ: 200, ANON: 401, MEMBER: 401, OUT: 401})
+
+
 def user(body: Body, outsider: int) -> Case:
     """A route for the business key or a user's own token; an outsider gets ``outsider``."""
     return Case(body, {BIZ: 200, ANON: 401, MEMBER: 200, OUT: outsider})
@@ -75,8 +81,8 @@ def _send(uid: str, _: Ids) -> dict[str, Any]:
 MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/health"): public(),
     ("GET", "/ready"): public(),
-    ("GET", "/metrics"): public(),
-    ("GET", "/openapi.json"): public(),
+    ("GET", "/metrics"): ops(),
+    ("GET", "/openapi.json"): ops(),
     ("GET", "/route"): public(lambda u, _: {"uid": u}),
     ("GET", "/"): public(),
     ("GET", "/demo/users"): public(),

@@ -103,7 +103,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _run(base: str, examples: int, derandomize: bool) -> None:
     """Every operation of the node's own OpenAPI document with ``examples`` generated cases;
     all failures reported together."""
-    api = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    api = schemathesis.openapi.from_url(f"{base}/openapi.json", headers=HEADERS)
     failures: list[str] = []
     operations = 0
     for result in api.get_all_operations():

@@ -37,7 +37,7 @@ from magpie.api.http import (
 from magpie.api.observe import Observe
 from magpie.api.openapi import build_document
 from magpie.api.routes import all_endpoints, demo
-from magpie.api.routes.ops import openapi_endpoint
+from magpie.api.routes.ops import OPS_ONLY, openapi_endpoint, ops_access
 from magpie.errors import ApiError, NotFound, StoreError
 
 __all__ = ["EscapedPathGuard", "create_api", "endpoints_of"]
@@ -47,21 +47,35 @@ log = logging.getLogger(__name__)
 Asgi = Callable[[Request], Awaitable[Response]]
 
 
-def endpoints_of(ctx: ApiContext) -> list[Endpoint[Any]]:
-    """Every endpoint of the API for ``ctx``'s settings, ``/openapi.json`` included."""
+def endpoints_of(ctx: ApiContext, part: str = "api") -> list[Endpoint[Any]]:
+    """The endpoints ``part`` serves for ``ctx``'s settings: the API port (``api``) — every
+    endpoint, ``/openapi.json`` included, unless ``ops_listen`` moves ``/metrics`` and
+    ``/openapi.json`` to the ops listener (``ops``). The document describes the API port."""
+    split = bool(ctx.settings.ops_listen)
     endpoints = all_endpoints(ctx.settings)
     document: dict[str, Any] = {}
-    endpoints.append(openapi_endpoint(document))
-    document.update(build_document(endpoints, __version__))
-    return endpoints
+    endpoints.append(openapi_endpoint(document, ops_access(ctx.settings)))
+    api = [ep for ep in endpoints if _serves(ep, "api", split)]
+    document.update(build_document(api, __version__))
+    return api if part == "api" else [ep for ep in endpoints if _serves(ep, part, split)]
 
 
-def create_api(ctx: ApiContext) -> Starlette:
-    """The ASGI app serving the HTTP API of one node."""
+def _serves(ep: Endpoint[Any], part: str, split: bool) -> bool:
+    """Whether the ``part`` listener (``api`` or ``ops``) serves ``ep``: everything on the API
+    port unless ``ops_listen`` splits the operations endpoints off to their own listener."""
+    if part == "ops":
+        return ep.tag == "ops"
+    return not (split and ep.path in OPS_ONLY)
+
+
+def create_api(ctx: ApiContext, part: str = "api") -> Starlette:
+    """The ASGI app serving the HTTP API of one node (``part="ops"``: the operations
+    endpoints alone, for the ``ops_listen`` listener)."""
     routes: list[BaseRoute] = [
-        Route(ep.path, _bind(ctx, ep), methods=[ep.method]) for ep in endpoints_of(ctx)
+        Route(ep.path, _bind(ctx, ep), methods=[ep.method]) for ep in endpoints_of(ctx, part)
     ]
-    routes += demo.static_routes(ctx.settings)  # the demo page's files (not API routes)
+    if part == "api":
+        routes += demo.static_routes(ctx.settings)  # the demo page's files (not API routes)
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},

@@ -167,6 +167,10 @@ _ERROR: dict[str, Any] = {
         "field": {"type": "string", "description": "the offending input field"},
         "reason": {"type": "integer", "description": "send_refused: WuKongIM reason code"},
         "reason_name": {"type": "string"},
+        "retry_after": {
+            "type": "integer",
+            "description": "rate_limited: seconds to wait (also the Retry-After header)",
+        },
     },
     "required": ["status", "code", "msg"],
 }
@@ -333,6 +337,9 @@ def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
         out["413"] = _error("body or a field above its limit")
     for status, description, *schema in ep.errors:
         out[str(status)] = _error(description, *schema)
+    out.setdefault(
+        "429", _error("rate_limited: a rate limit or cap refused the request; see Retry-After")
+    )
     out["5XX"] = _error("the node is not ready or failed")
     return out
 

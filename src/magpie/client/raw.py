@@ -14,7 +14,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -137,16 +137,17 @@ class _TcpLink:
         return str(host), int(port)
 
 
-async def _open_link(url: str, timeout: float) -> _Link:
+async def _open_link(url: str, timeout: float, local_addr: tuple[str, int] | None = None) -> _Link:
     parts = urlsplit(url)
     if parts.scheme == "tcp":
         if not parts.hostname or parts.port is None:
             raise LocalProtocolError(f"a TCP URL needs a host and a port: {url!r}")
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(parts.hostname, parts.port), timeout
+            asyncio.open_connection(parts.hostname, parts.port, local_addr=local_addr), timeout
         )
         return _TcpLink(reader, writer)
-    ws = await connect(url, compression=None, max_size=None, open_timeout=timeout)
+    extra: dict[str, Any] = {} if local_addr is None else {"local_addr": local_addr}
+    ws = await connect(url, compression=None, max_size=None, open_timeout=timeout, **extra)
     return _WsLink(ws)
 
 
@@ -163,8 +164,11 @@ class RawClient:
         device_flag: int = 1,
         version: int = 2,
         auto_ack: bool = True,
+        local_addr: tuple[str, int] | None = None,
     ) -> None:
         self.url = url
+        #: The address to connect from (``None``: the system's choice).
+        self.local_addr = local_addr
         self.uid = uid
         self.token = token
         self.device_flag = device_flag
@@ -185,7 +189,7 @@ class RawClient:
 
     async def connect(self, timeout: float = 10.0) -> Connack:
         """Open the socket, handshake, and start reading; raises :class:`ConnectRefused`."""
-        link = self._link = await _open_link(self.url, timeout)
+        link = self._link = await _open_link(self.url, timeout, self.local_addr)
         inbox = self._inbox = link.chunks()
         keys = KeyPair.generate()
         hello = Connect(

@@ -35,11 +35,13 @@ from magpie.core.channels import validate_uid
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.domain.channels import PERSON, peer_of
 from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
+from magpie.gateway.admission import client_address
 from magpie.gateway.session import OutboundLimits, Phase, Session
 from magpie.gateway.tcp import start_tcp_server
 from magpie.gateway.trace import DEFAULT_TRACE_CAPACITY, DeliveryTrace
 from magpie.gateway.wire import ADMIT_ALL, Admission, Wire
 from magpie.gateway.ws import start_ws_server
+from magpie.guard import Defences, address_key
 from magpie.metrics import Metrics, Traffic
 from magpie.protocol.connection import Connection, Role
 from magpie.protocol.crypto import (
@@ -80,6 +82,8 @@ log = logging.getLogger(__name__)
 _MASTER = 1
 _KICK_REASON = "login in other device"
 _CLOSE_POLICY = 1008
+#: RFC 6455 registry: "Try Again Later" (a throttled CONNECT).
+_CLOSE_TRY_AGAIN = 1013
 _CLOSE_GOING_AWAY = 1001
 _CLOSE_INTERNAL = 1011
 #: Work items (SENDs) a session may have waiting before its socket is no longer read.
@@ -127,6 +131,7 @@ class Gateway:
         messaging: Messaging,
         metrics: Metrics,
         access: AccessControl,
+        defences: Defences,
         clock: Callable[[], float] = time.monotonic,
         admission: Admission = ADMIT_ALL,
         trace: DeliveryTrace | None = None,
@@ -136,6 +141,8 @@ class Gateway:
         #: Which devices acknowledged what, and when (a bounded ring; ``magpie admin``).
         self.trace = trace if trace is not None else DeliveryTrace(DEFAULT_TRACE_CAPACITY)
         self._record_ack = self.trace.record_ack  # bound once: the RECVACK hot path
+        self._defences = defences
+        self._send_bucket = defences.send
         self._store = store
         self._access = access
         self._bus = bus
@@ -414,11 +421,18 @@ class Gateway:
                 session.worker = asyncio.get_running_loop().create_task(self._work(session))
 
     async def _handshake(self, session: Session, connect: Connect) -> bool:
+        handshake = session.ws.handshake
+        ip = "" if handshake is None else address_key(client_address(self._defences, handshake))
+        if not self._admit(session, self._throttled(ip, connect.uid)):
+            return False
         reason, device_level = await self._authenticate(connect)
         now_ms = time.time_ns() // 1_000_000
         if session.closed:
             return False
         if reason is not ReasonCode.SUCCESS:
+            if reason is ReasonCode.AUTH_FAIL:
+                self._defences.auth_fail_ip.spend(ip)
+                self._defences.auth_fail_uid.spend(connect.uid)
             self._metrics.connects.labels(result=reason.name.lower()).inc()
             session.log.info(
                 "CONNECT refused (%s) uid=%r device_flag=%d remote=%s",
@@ -428,6 +442,8 @@ class Gateway:
                 session.ws.remote,
             )
             self._refuse(session, reason, "connect refused")
+            return False
+        if not self._admit(session, self._over_user_limits(connect, device_level)):
             return False
         keys = KeyPair.generate()
         salt = new_salt()
@@ -464,6 +480,43 @@ class Gateway:
         session.last_seen = self._clock()
         session.push(session.conn.send(ack))
         return True
+
+    def _throttled(self, ip: str, uid: str) -> str | None:
+        """The rule refusing a CONNECT before its token is even checked: too many CONNECTs
+        from the address, or too many failed tokens from it or against the uid."""
+        d = self._defences
+        if not d.connect_ip.take(ip):
+            return "connect_rate_ip"
+        if d.auth_fail_ip.empty(ip):
+            return "auth_fail_ip"
+        if d.auth_fail_uid.empty(uid):
+            return "auth_fail_uid"
+        return None
+
+    def _over_user_limits(self, connect: Connect, level: int) -> str | None:
+        """The rule refusing an authenticated CONNECT: the uid's connections on this node
+        (a master device does not count the same-flag sessions it will kick), or its CONNECT
+        rate (checked after the token, so nobody spends another user's budget)."""
+        d = self._defences
+        if d.ws_per_uid:
+            group = self._sessions.get(connect.uid, ())
+            if level == _MASTER:
+                group = [s for s in group if s.device_flag != connect.device_flag]
+            if len(group) >= d.ws_per_uid:
+                return "conn_per_uid"
+        if not d.connect_uid.take(connect.uid):
+            return "connect_rate_uid"
+        return None
+
+    def _admit(self, session: Session, rule: str | None) -> bool:
+        """Close a throttled CONNECT with 1013 (try again later) and no CONNACK: the JS SDK
+        gives up for good on any failed CONNACK, but reconnects after a plain close."""
+        if rule is None:
+            return True
+        self._defences.refused("ws", rule)
+        session.log.info("CONNECT refused (%s); closing with 1013", rule)
+        session.close_soon(_CLOSE_TRY_AGAIN, "try again later")
+        return False
 
     def _refuse(self, session: Session, reason: ReasonCode, why: str) -> None:
         session.push(session.conn.send(Connack(0, reason, "", "")))
@@ -528,6 +581,10 @@ class Gateway:
         session.inflight.clear()
 
     async def _on_send(self, session: Session, send: Send) -> None:
+        if not self._send_bucket.take(session.uid):
+            self._refuse_send(session, send)
+            return
+        session.refusals = 0
         started = time.perf_counter()
         cipher = session.cipher
         if cipher is None:  # unreachable: the state machine admits SEND only after CONNACK
@@ -558,6 +615,19 @@ class Gateway:
             self._metrics.send_refused.labels(reason=result.reason.name.lower()).inc()
         self._ack(session, send, result.message_id, result.message_seq, result.reason)
         self._metrics.send_latency.observe(time.perf_counter() - started)
+
+    def _refuse_send(self, session: Session, send: Send) -> None:
+        """SENDACK with reason 22 (rate limit; nothing stored); after ``send_refusals_close``
+        refusals in a row the connection is closed (policy)."""
+        self._defences.refused("ws", "send_rate")
+        self._ack(session, send, 0, 0, ReasonCode.RATE_LIMIT)
+        session.refusals += 1
+        limit = self._defences.send_refusals_close
+        if limit and session.refusals >= limit and not session.closed:
+            self._defences.refused("ws", "send_flood")
+            session.log.warning("%d SENDs over the rate limit in a row: closing", limit)
+            session.close_soon(_CLOSE_POLICY, "rate limit")
+            self._unregister(session)
 
     def _ack(self, session: Session, send: Send, message_id: int, seq: int, reason: int) -> None:
         # SENDACK echoes client_seq (the SDK matches on it alone) and the SEND's flags (§1.6).

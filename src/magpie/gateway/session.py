@@ -109,6 +109,7 @@ class Session:
         "limits",
         "log",
         "phase",
+        "refusals",
         "timer",
         "traffic",
         "uid",
@@ -143,6 +144,8 @@ class Session:
         self.inflight: dict[int, Pending] = {}
         self.last_seen = 0.0
         self.closed = False
+        #: SENDs refused by the rate limit since the last one accepted.
+        self.refusals = 0
         self.log = ConnectionLog(log, conn_id, ws.remote)
         #: The connect timer until CONNECT arrives.
         self.timer: asyncio.TimerHandle | None = None

@@ -102,6 +102,11 @@ class Wire(Protocol):
         """The peer address, for logs."""
         ...
 
+    @property
+    def handshake(self) -> Handshake | None:
+        """What the connection was admitted with (``None`` once it is gone)."""
+        ...
+
     def write(self, frame: bytes) -> None:
         """Queue bytes without waiting (one packet per WebSocket message; raw over TCP)."""
         ...

@@ -145,6 +145,11 @@ class WsWire(WSListener):
         """The peer address."""
         return self._handshake.remote if self._handshake is not None else "?"
 
+    @property
+    def handshake(self) -> Handshake | None:
+        """What the connection was admitted with."""
+        return self._handshake
+
     def write(self, frame: bytes) -> None:
         """One binary message, written now (the transport buffers what the kernel refuses)."""
         if not self._closing and self._t is not None:

@@ -14,7 +14,11 @@ from magpie.api.http import ServiceUnavailable, ok
 from magpie.api.routes._shared import OK
 from magpie.config import Settings
 
-__all__ = ["endpoints", "openapi_endpoint"]
+__all__ = ["OPS_ONLY", "endpoints", "openapi_endpoint", "ops_access"]
+
+#: The paths that move to the separate ops listener when ``ops_listen`` is set (``/health``
+#: and ``/ready`` are served on both).
+OPS_ONLY = frozenset({"/metrics", "/openapi.json"})
 
 
 async def health(_: ApiContext, __: Request, ___: None) -> Response:
@@ -36,7 +40,13 @@ async def metrics(ctx: ApiContext, _: Request, __: None) -> Response:
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def openapi_endpoint(document: dict[str, Any]) -> Endpoint[None]:
+def ops_access(settings: Settings) -> Access:
+    """Who may read ``/metrics`` and ``/openapi.json``: anybody with ``ops_public``, else
+    the business key (their numbers and the route list are not for everybody)."""
+    return Access.PUBLIC if settings.ops_public else Access.BUSINESS
+
+
+def openapi_endpoint(document: dict[str, Any], access: Access) -> Endpoint[None]:
     """``GET /openapi.json`` serving ``document`` (built once from the route table)."""
 
     async def openapi(_: ApiContext, __: Request, ___: None) -> Response:
@@ -46,14 +56,14 @@ def openapi_endpoint(document: dict[str, Any]) -> Endpoint[None]:
         "GET",
         "/openapi.json",
         "This document",
-        Access.PUBLIC,
+        access,
         openapi,
         response={"type": "object"},
         tag="ops",
     )
 
 
-def endpoints(_: Settings) -> list[Endpoint[Any]]:
+def endpoints(settings: Settings) -> list[Endpoint[Any]]:
     """Liveness, readiness and metrics."""
     return [
         Endpoint("GET", "/health", "Liveness", Access.PUBLIC, health, response=OK, tag="ops"),
@@ -70,7 +80,7 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             "GET",
             "/metrics",
             "Prometheus metrics",
-            Access.PUBLIC,
+            ops_access(settings),
             metrics,
             tag="ops",
             raw_response=CONTENT_TYPE_LATEST,
