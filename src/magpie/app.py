@@ -37,6 +37,7 @@ from magpie.core.ids import Snowflake
 from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.core.reactions import REACTION_CMD, Reactions
+from magpie.core.reading import Reading
 from magpie.core.typing_notices import Typing
 from magpie.domain.channels import PERSON, fake_channel_id
 from magpie.errors import ConfigError
@@ -136,7 +137,7 @@ class Node:
         self.ext = _ext_service(settings, self.store, self.messaging, self.metrics, self.trace)
         #: Names this running node's claims of durable jobs (unique per process start).
         self.instance = f"{settings.node_id}-{uuid.uuid4().hex[:12]}"
-        self.conv = _conversation(settings, self.store, self.messaging)
+        self.conv = _conversation(settings, self.store, self.messaging, self.ext)
         self.webhooks = wire_webhooks(
             settings,
             self.api_key,
@@ -486,7 +487,7 @@ def _ext_service(
     )
 
 
-def _conversation(s: Settings, store: Store, messaging: Messaging) -> Conversation:
+def _conversation(s: Settings, store: Store, messaging: Messaging, ext: ExtService) -> Conversation:
     """The conversation features' services (``docs/conversation.md``)."""
     send = _cmd_sender(messaging)
     typing = Typing(
@@ -500,7 +501,8 @@ def _conversation(s: Settings, store: Store, messaging: Messaging) -> Conversati
         Notifier(send, window=s.ext_coalesce_ms / 1000, what=REACTION_CMD),
         max_emoji=s.reaction_max_emoji,
     )
-    return Conversation(typing=typing, reactions=reactions)
+    reading = Reading(store, ext, send, clock_ms=_wall_ms)
+    return Conversation(typing=typing, reactions=reactions, reading=reading)
 
 
 def _gateway_config(s: Settings) -> GatewayConfig:

@@ -92,6 +92,11 @@ async def _react_to_vote(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.
     return await http.post("/reactions", json=body)
 
 
+async def _read_vote(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Response:
+    body = {"channel_id": "g1", "channel_type": 2, "message_ids": [str(ids["vote"])]}
+    return await http.post("/message/readed", json=body)
+
+
 #: How the walk calls each client-facing endpoint, as the viewer.
 CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/"): _get("/"),
@@ -118,6 +123,12 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/message/revoke"): _as_creator("/message/revoke", {}, times=2),
     ("POST", "/reactions"): _react_to_vote,
     ("POST", "/reaction/sync"): _post("/reaction/sync", {"channel_id": "g1", "channel_type": 2}),
+    ("POST", "/message/readed"): _read_vote,
+    ("GET", "/messages/{message_id}/receipt"): _get("/messages/{message_id}/receipt"),
+    ("POST", "/conversations/clearUnread"): _post(
+        "/conversations/clearUnread", {"channel_id": "g1", "channel_type": 2}
+    ),
+    ("POST", "/conversation/extra/sync"): _post("/conversation/extra/sync", {"version": 0}),
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,

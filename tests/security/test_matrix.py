@@ -140,6 +140,21 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/reaction/sync"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),
+    ("POST", "/message/readed"): user(
+        lambda u, ids: {
+            "login_uid": u,
+            "channel_id": "g1",
+            "channel_type": 2,
+            "message_ids": [str(ids.message)],
+        },
+        403,
+    ),
+    ("GET", "/messages/{message_id}/receipt"): user(lambda u, _: {"login_uid": u}, 404),
+    ("POST", "/conversations/clearUnread"): user(
+        lambda u, _: {"uid": u, "channel_id": "g1", "channel_type": 2},
+        404,  # eve has none
+    ),
+    ("POST", "/conversation/extra/sync"): user(lambda u, _: {"uid": u}, 200),  # eve's: empty
     ("POST", "/message/typing"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),

@@ -166,3 +166,41 @@ async def test_concurrent_reactions_take_distinct_seqs(store: Store) -> None:
         *(store.react(change(m1, "x", f"e{n}", most=3)) for n in range(10))
     )
     assert sum(1 for o in emoji if o is not None and o.changed) == 2, "one emoji was there"
+
+
+# --- read position -------------------------------------------------------------------------
+
+
+async def test_clear_unread_moves_the_read_position_up_only(store: Store) -> None:
+    for n in range(1, 6):  # bob sends 2, alice 3 (red dot), then one without a red dot
+        sender = "bob" if n in (2, 4) else "alice"
+        await store.append_message(msg(n, from_uid=sender), ["alice", "bob"])
+    await store.append_message(msg(6, from_uid="alice", flags=0), ["alice", "bob"])
+    before = {c.channel_id: c for c in await store.list_conversations("bob")}["g1"]
+    assert (before.unread, before.last_msg_seq, before.readed_to_msg_seq) == (3, 6, 0)
+    cleared = await store.clear_unread("bob", "g1", GROUP, 3)
+    assert cleared is not None
+    row, changed = cleared
+    assert changed and (row.readed_to_msg_seq, row.unread) == (3, 1)  # message 5 is left
+    assert row.version > before.version
+    listed = {c.channel_id: c for c in await store.list_conversations("bob")}["g1"]
+    assert listed == row
+    same = await store.clear_unread("bob", "g1", GROUP, 2)
+    assert same is not None and same == (row, False), "the position never moves back"
+    last = await store.clear_unread("bob", "g1", GROUP, 0)
+    assert last is not None and last[1] and (last[0].readed_to_msg_seq, last[0].unread) == (6, 0)
+    beyond = await store.clear_unread("bob", "g1", GROUP, 99)
+    assert beyond is not None and not beyond[1]
+    assert await store.clear_unread("bob", "g2", GROUP, 0) is None
+    alice = {c.channel_id: c for c in await store.list_conversations("alice")}["g1"]
+    assert alice.readed_to_msg_seq == 0, "another user's position is their own"
+
+
+async def test_new_messages_after_the_read_position_count_again(store: Store) -> None:
+    await store.append_message(msg(1), ["alice", "bob"])
+    await store.clear_unread("bob", "g1", GROUP, 0)
+    await store.append_message(msg(2), ["alice", "bob"])
+    row = {c.channel_id: c for c in await store.list_conversations("bob")}["g1"]
+    assert (row.unread, row.readed_to_msg_seq, row.last_msg_seq) == (1, 1, 2)
+    cleared = await store.clear_unread("bob", "g1", GROUP, 0)
+    assert cleared is not None and cleared[0].unread == 0

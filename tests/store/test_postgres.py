@@ -162,11 +162,13 @@ async def test_two_openers_migrate_once(url: str) -> None:
 async def test_a_newer_schema_is_refused_with_both_versions(url: str) -> None:
     async with opened(url):
         pass
-    await _sql(url, "INSERT INTO schema_migrations VALUES (7, '0007_future.sql', 0)")
-    store = PostgresStore(url, pool_size=2, writers=1)
     known = len(load_migrations("postgres_migrations"))
+    future = known + 1
+    row = f"({future}, 'future.sql', 0)"
+    await _sql(url, f"INSERT INTO schema_migrations VALUES {row}")  # noqa: S608 (our ints)
+    store = PostgresStore(url, pool_size=2, writers=1)
     with pytest.raises(
-        MigrationError, match=rf"version 7, newer than this Magpie knows \({known}\)"
+        MigrationError, match=rf"version {future}, newer than this Magpie knows \({known}\)"
     ):
         await store.open()
     await store.close()

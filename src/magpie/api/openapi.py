@@ -103,7 +103,11 @@ _EXT_ROW: dict[str, Any] = {
         "extra": {"type": "object"},
         "revoke": {"type": "integer", "enum": [0, 1]},
         "revoker": {"type": "string"},
-        "readed_count": {"type": "integer"},
+        "readed_count": {"type": "integer", "description": "receipts: members who read it"},
+        "unread_count": {
+            "type": "integer",
+            "description": "receipts: members (not the sender) who had not read it yet",
+        },
         "content_edit": {"oneOf": [{"type": "object"}, {"type": "null"}]},
         "edited_at": {"type": "integer", "description": "unix seconds; 0 = never"},
         "updated_at": {"type": "integer", "description": "hybrid logical clock value"},

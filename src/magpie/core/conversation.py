@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from magpie.core.reactions import Reactions
+from magpie.core.reading import Reading
 from magpie.core.typing_notices import Typing
 
 __all__ = ["Conversation"]
@@ -17,6 +18,7 @@ class Conversation:
 
     typing: Typing
     reactions: Reactions
+    reading: Reading
 
     async def close(self) -> None:
         """Send the pending CMDs (at shutdown, while clients are still connected)."""

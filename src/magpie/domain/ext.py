@@ -96,6 +96,8 @@ class Fields:
     content_edit: Mapping[str, Any] | None = None
     edited_at: int = 0  # unix seconds; 0 = never edited
     readed_count: int = 0
+    #: Receipts: the members (not the sender) who had not read the message at its last read.
+    unread_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ class ExtState:
             "revoke": int(f.revoke),
             "revoker": f.revoker,
             "readed_count": f.readed_count,
+            "unread_count": f.unread_count,
             "content_edit": None if f.content_edit is None else dict(f.content_edit),
             "edited_at": f.edited_at,
             "updated_at": self.updated_at,
@@ -182,6 +185,7 @@ class ExtState:
             content_edit=row.get("content_edit") or None,
             edited_at=int(row.get("edited_at", 0)),
             readed_count=int(row.get("readed_count", 0)),
+            unread_count=int(row.get("unread_count", 0)),
         )
         return cls(
             message_id=int(row.get("message_id_str") or row["message_id"]),

@@ -12,13 +12,16 @@ connection (re-run after a deadlock or serialization failure by the store's plum
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
-from magpie.store.interface import ReactionChange, ReactionOutcome
+from magpie.store import _pg_rows as rows
+from magpie.store._pg_rows import CONVERSATION_COLUMNS
+from magpie.store.interface import ConversationRow, ReactionChange, ReactionOutcome
 
 if TYPE_CHECKING:
     from magpie.store._pg_setup import Conn
@@ -117,6 +120,46 @@ async def _react(conn: Conn, change: ReactionChange) -> ReactionOutcome | None:
     return ReactionOutcome(channel_id, channel_type, True, new)
 
 
+# The user's clock row first, then the conversation: the order the append statement takes.
+_LOCK_CONVERSATION_CLOCK = """
+    INSERT INTO conversation_clock (uid, last_version) VALUES ($1, 0)
+    ON CONFLICT (uid) DO UPDATE SET last_version = conversation_clock.last_version
+    RETURNING last_version"""
+_GET_CONVERSATION = f"""
+    SELECT {CONVERSATION_COLUMNS} FROM conversations
+    WHERE uid = $1 AND channel_id = $2 AND channel_type = $3 FOR UPDATE"""  # noqa: S608
+# The RED_DOT flag is bit 0x02 of the fixed header (spec §1.2).
+_COUNT_UNREAD = """
+    SELECT count(*) FROM messages
+    WHERE channel_id = $1 AND channel_type = $2 AND message_seq > 0
+        AND message_seq > $3 AND message_seq <= $4 AND from_uid <> $5 AND (flags & 2) <> 0"""
+_NEXT_CONVERSATION_VERSION = """
+    UPDATE conversation_clock SET last_version = last_version + 1 WHERE uid = $1
+    RETURNING last_version"""
+_SET_READ_POSITION = """
+    UPDATE conversations SET readed_to_msg_seq = $4, unread = $5, version = $6
+    WHERE uid = $1 AND channel_id = $2 AND channel_type = $3"""
+
+
+async def _clear_unread(
+    conn: Conn, key: tuple[str, str, int], message_seq: int
+) -> tuple[ConversationRow, bool] | None:
+    uid, channel_id, channel_type = key
+    await conn.fetchval(_LOCK_CONVERSATION_CLOCK, uid)
+    found = await conn.fetchrow(_GET_CONVERSATION, *key)
+    if found is None:
+        return None
+    row = rows.conversation_row(found)
+    last = row.last_msg_seq
+    position = last if message_seq <= 0 else min(message_seq, last)
+    if position <= row.readed_to_msg_seq:
+        return row, False
+    unread = await conn.fetchval(_COUNT_UNREAD, channel_id, channel_type, position, last, uid)
+    version = await conn.fetchval(_NEXT_CONVERSATION_VERSION, uid)
+    await conn.execute(_SET_READ_POSITION, *key, position, unread, version)
+    return replace(row, readed_to_msg_seq=position, unread=unread, version=version), True
+
+
 class PgConvMethods:
     """Conversation-feature methods of the PostgreSQL store (see the store interface)."""
 
@@ -157,6 +200,17 @@ class PgConvMethods:
             return True
 
         return await self._transaction("set_role", body)
+
+    # read position --------------------------------------------------------------------------
+
+    async def clear_unread(
+        self, uid: str, channel_id: str, channel_type: int, message_seq: int
+    ) -> tuple[ConversationRow, bool] | None:
+        """Move the read position up (see the interface)."""
+        key = (uid, channel_id, channel_type)
+        return await self._transaction(
+            "clear_unread", lambda conn: _clear_unread(conn, key, message_seq)
+        )
 
     # reactions ------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def _prefixed(alias: str, columns: str) -> str:
 _LOCK_LOG_MESSAGE = f"""
     SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1 AND message_seq > 0
     FOR NO KEY UPDATE"""  # noqa: S608
-# Columns: the extension row (17), this action's op (14), the last applied op (14).
+# Columns: the extension row (EXT_COLUMN_COUNT), this action's op (14), the last applied op.
 _READ_STATE = f"""
     SELECT {_prefixed("e", EXT_COLUMNS)}, {_prefixed("o", OP_COLUMNS)},
         {_prefixed("l", OP_COLUMNS)}
@@ -77,8 +77,9 @@ _INSERT_OP = """
         created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"""
 _RECORD_REJECTED = _INSERT_OP + " RETURNING op_id"
+_OP_COUNT = len(OP_COLUMNS.split(", "))
 # $14..$16: the message's channel and seq; $17..$23: the fields (rows.ext_field_args);
-# $24: the new version; $25: updated_at.
+# $24: the new version; $25: updated_at; $26: unread_count.
 _RECORD_APPLIED = f"""
     WITH op AS ({_INSERT_OP} RETURNING op_id
     ), clock AS (
@@ -90,7 +91,7 @@ _RECORD_APPLIED = f"""
     ), ext AS (
         INSERT INTO message_ext ({EXT_COLUMNS})
         SELECT $1, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-            clock.last_extra_version, $25, $3, $4, op.op_id
+            clock.last_extra_version, $25, $3, $4, op.op_id, $26
         FROM op, clock
         ON CONFLICT (message_id) DO UPDATE SET
             status = excluded.status, extra = excluded.extra, revoke = excluded.revoke,
@@ -98,7 +99,8 @@ _RECORD_APPLIED = f"""
             edited_at = excluded.edited_at, readed_count = excluded.readed_count,
             version = excluded.version, extra_version = excluded.extra_version,
             updated_at = excluded.updated_at, updated_uid = excluded.updated_uid,
-            updated_device = excluded.updated_device, last_op_id = excluded.last_op_id
+            updated_device = excluded.updated_device, last_op_id = excluded.last_op_id,
+            unread_count = excluded.unread_count
         RETURNING extra_version, last_op_id
     )
     SELECT last_op_id, extra_version FROM ext"""  # noqa: S608
@@ -235,7 +237,8 @@ async def _update_ext(
         raise StoreError("the extension state could not be read")
     row = rows.ext_row(read)
     state = row[0] if row is not None else _blank(message)
-    original, last = rows.ext_op(read, 17), rows.ext_op(read, 31)
+    ops_at = rows.EXT_COLUMN_COUNT
+    original, last = rows.ext_op(read, ops_at), rows.ext_op(read, ops_at + _OP_COUNT)
     if original is not None:
         return UpdateResult(state, original, True, last)
     if attempt.reads:
@@ -267,6 +270,7 @@ async def _apply(
     op_args = _op_args(attempt, decision, base, (state.status, fields.status), version)
     place = (state.channel_id, state.channel_type, state.message_seq)
     args = (*op_args, *place, *rows.ext_field_args(fields), version, updated_at)
+    args = (*args, fields.unread_count)
     written = await conn.fetchrow(_RECORD_APPLIED, *args)
     if written is None:  # unreachable: the statement writes one row
         raise StoreError("the extension row was not written")

@@ -65,8 +65,10 @@ CONVERSATION_COLUMNS = (
 EXT_COLUMNS = (
     "message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker, "
     "content_edit, edited_at, readed_count, version, extra_version, updated_at, updated_uid, "
-    "updated_device, last_op_id"
+    "updated_device, last_op_id, unread_count"
 )
+#: How many columns ``EXT_COLUMNS`` has.
+EXT_COLUMN_COUNT = len(EXT_COLUMNS.split(", "))
 #: In :class:`ExtOp` field order.
 OP_COLUMNS = (
     "op_id, message_id, action_id, actor_uid, actor_device, operation, patch, base_version, "
@@ -129,7 +131,7 @@ def queue_entry(r: asyncpg.Record) -> QueueEntry:
 def ext_row(record: asyncpg.Record, start: int = 0) -> tuple[ExtState, int] | None:
     """An extension state and its ``last_op_id`` from ``EXT_COLUMNS`` beginning at column
     ``start`` (``None`` when they are the NULLs of an outer join that found no row)."""
-    r = record[start : start + 17]
+    r = record[start : start + EXT_COLUMN_COUNT]
     if r[0] is None:
         return None
     fields = Fields(
@@ -140,6 +142,7 @@ def ext_row(record: asyncpg.Record, start: int = 0) -> tuple[ExtState, int] | No
         content_edit=r[8],
         edited_at=r[9],
         readed_count=r[10],
+        unread_count=r[17],
     )
     state = ExtState(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], Actor(r[14], r[15]))
     return state, r[16]

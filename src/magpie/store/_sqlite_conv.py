@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
-from magpie.store.interface import ReactionChange, ReactionOutcome
+from magpie.store.interface import ConversationRow, ReactionChange, ReactionOutcome
 
 __all__ = ["SqliteConvMethods"]
 
@@ -62,6 +63,24 @@ _LIVE_REACTIONS = f"""
     SELECT {_REACTION_COLUMNS} FROM message_reactions
     WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
     ORDER BY seq"""  # noqa: S608
+
+_CONVERSATION_COLUMNS = """uid, channel_id, channel_type, unread, last_msg_seq,
+    last_client_msg_no, readed_to_msg_seq, timestamp, version"""
+_GET_CONVERSATION = f"""
+    SELECT {_CONVERSATION_COLUMNS} FROM conversations
+    WHERE uid = ? AND channel_id = ? AND channel_type = ?"""  # noqa: S608
+# The RED_DOT flag is bit 0x02 of the fixed header (spec §1.2).
+_COUNT_UNREAD = """
+    SELECT count(*) FROM messages
+    WHERE channel_id = ? AND channel_type = ? AND message_seq > 0
+        AND message_seq > ? AND message_seq <= ? AND from_uid <> ? AND (flags & 2) <> 0"""
+_NEXT_CONVERSATION_VERSION = """
+    INSERT INTO conversation_clock (uid, last_version) VALUES (?, 1)
+    ON CONFLICT (uid) DO UPDATE SET last_version = last_version + 1
+    RETURNING last_version"""
+_SET_READ_POSITION = """
+    UPDATE conversations SET readed_to_msg_seq = ?, unread = ?, version = ?
+    WHERE uid = ? AND channel_id = ? AND channel_type = ?"""
 
 #: Ids per ``IN (…)`` lookup.
 _IDS_PER_QUERY = 500
@@ -113,6 +132,25 @@ def _react(conn: sqlite3.Connection, change: ReactionChange) -> ReactionOutcome 
     return ReactionOutcome(channel_id, channel_type, True, new)
 
 
+def _clear_unread(
+    conn: sqlite3.Connection, key: tuple[str, str, int], message_seq: int
+) -> tuple[ConversationRow, bool] | None:
+    found = conn.execute(_GET_CONVERSATION, key).fetchone()
+    if found is None:
+        return None
+    row = ConversationRow(*found)
+    last = row.last_msg_seq
+    position = last if message_seq <= 0 else min(message_seq, last)
+    if position <= row.readed_to_msg_seq:
+        return row, False
+    uid, channel_id, channel_type = key
+    args = (channel_id, channel_type, position, last, uid)
+    unread: int = conn.execute(_COUNT_UNREAD, args).fetchone()[0]
+    version: int = conn.execute(_NEXT_CONVERSATION_VERSION, (uid,)).fetchone()[0]
+    conn.execute(_SET_READ_POSITION, (position, unread, version, *key))
+    return replace(row, readed_to_msg_seq=position, unread=unread, version=version), True
+
+
 def _set_role(
     conn: sqlite3.Connection, channel: tuple[str, int], uids: list[str], role: int
 ) -> bool:
@@ -159,6 +197,15 @@ class SqliteConvMethods:
         members = list(dict.fromkeys(uids))
         job = partial(_set_role, channel=(channel_id, channel_type), uids=members, role=role)
         return await self._write("set_role", job)
+
+    # read position --------------------------------------------------------------------------
+
+    async def clear_unread(
+        self, uid: str, channel_id: str, channel_type: int, message_seq: int
+    ) -> tuple[ConversationRow, bool] | None:
+        """Move the read position up (see the interface)."""
+        job = partial(_clear_unread, key=(uid, channel_id, channel_type), message_seq=message_seq)
+        return await self._write("clear_unread", job)
 
     # reactions ------------------------------------------------------------------------------
 

@@ -60,17 +60,17 @@ _GET_LOG_MESSAGE = """
 _GET_EXT = """
     SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
         content_edit, edited_at, readed_count, version, extra_version, updated_at,
-        updated_uid, updated_device, last_op_id
+        updated_uid, updated_device, last_op_id, unread_count
     FROM message_ext WHERE message_id = ?"""
 _GET_EXTS = """
     SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
         content_edit, edited_at, readed_count, version, extra_version, updated_at,
-        updated_uid, updated_device, last_op_id
+        updated_uid, updated_device, last_op_id, unread_count
     FROM message_ext WHERE message_id IN (SELECT value FROM json_each(?))"""
 _SYNC_AFTER = """
     SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
         content_edit, edited_at, readed_count, version, extra_version, updated_at,
-        updated_uid, updated_device, last_op_id
+        updated_uid, updated_device, last_op_id, unread_count
     FROM message_ext
     WHERE channel_id = ? AND channel_type = ? AND extra_version > ?
     ORDER BY extra_version ASC LIMIT ?"""
@@ -79,22 +79,23 @@ _EXTRA_COLUMN, _CONTENT_EDIT_COLUMN = 5, 8
 _SYNC_LATEST = """
     SELECT message_id, channel_id, channel_type, message_seq, status, extra, revoke, revoker,
         content_edit, edited_at, readed_count, version, extra_version, updated_at,
-        updated_uid, updated_device, last_op_id
+        updated_uid, updated_device, last_op_id, unread_count
     FROM message_ext
     WHERE channel_id = ? AND channel_type = ?
     ORDER BY extra_version DESC LIMIT ?"""
 _UPSERT_EXT = """
     INSERT INTO message_ext (message_id, channel_id, channel_type, message_seq, status, extra,
         revoke, revoker, content_edit, edited_at, readed_count, version, extra_version,
-        updated_at, updated_uid, updated_device, last_op_id)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        updated_at, updated_uid, updated_device, last_op_id, unread_count)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (message_id) DO UPDATE SET
         status = excluded.status, extra = excluded.extra, revoke = excluded.revoke,
         revoker = excluded.revoker, content_edit = excluded.content_edit,
         edited_at = excluded.edited_at, readed_count = excluded.readed_count,
         version = excluded.version, extra_version = excluded.extra_version,
         updated_at = excluded.updated_at, updated_uid = excluded.updated_uid,
-        updated_device = excluded.updated_device, last_op_id = excluded.last_op_id"""
+        updated_device = excluded.updated_device, last_op_id = excluded.last_op_id,
+        unread_count = excluded.unread_count"""
 _NEXT_EXTRA_VERSION = """
     INSERT INTO ext_channel_clock (channel_id, channel_type, last_extra_version) VALUES (?, ?, 1)
     ON CONFLICT (channel_id, channel_type) DO UPDATE
@@ -199,6 +200,7 @@ def _ext_row(r: Sequence[Any]) -> tuple[ExtState, int]:
         content_edit=json.loads(r[8]) if r[8] else None,
         edited_at=r[9],
         readed_count=r[10],
+        unread_count=r[17],
     )
     state = ExtState(r[0], r[1], r[2], r[3], fields, r[11], r[12], r[13], Actor(r[14], r[15]))
     return state, r[16]
@@ -308,6 +310,7 @@ def _write_ext(
         attempt.actor.uid,
         attempt.actor.device,
         op_id,
+        fields.unread_count,
     )
     conn.execute(_UPSERT_EXT, values)
     return _ext_row(values)[0]

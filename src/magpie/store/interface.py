@@ -451,6 +451,17 @@ class Store(Protocol):
         ``limit``."""
         ...
 
+    async def clear_unread(
+        self, uid: str, channel_id: str, channel_type: int, message_seq: int
+    ) -> tuple[ConversationRow, bool] | None:
+        """Move ``uid``'s read position in the conversation up to ``message_seq`` (0 or a seq
+        above the last message: the last message) in one transaction; ``None`` when the user
+        has no such conversation. The position never moves back: a seq at or below it changes
+        nothing (the flag is false). Otherwise ``readed_to_msg_seq`` becomes the seq,
+        ``unread`` the number of red-dot messages of others after it, and the row takes the
+        user's next conversation version (so a ``/conversation/sync`` by version returns it)."""
+        ...
+
     # reactions (magpie.domain.reactions) -------------------------------------------------
 
     async def react(self, change: ReactionChange) -> ReactionOutcome | None:
