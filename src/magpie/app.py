@@ -32,12 +32,14 @@ from magpie.cards_adapter import DEADLINE_KIND, InProcessPort, deadline_worker
 from magpie.config import Settings
 from magpie.core.access import AccessControl
 from magpie.core.auth import new_api_key
+from magpie.core.content_rules import Rules
 from magpie.core.conversation import Conversation
 from magpie.core.ids import Snowflake
 from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.core.reactions import REACTION_CMD, Reactions
 from magpie.core.reading import Reading
+from magpie.core.reminders import Reminders
 from magpie.core.typing_notices import Typing
 from magpie.domain.channels import PERSON, fake_channel_id
 from magpie.errors import ConfigError
@@ -137,7 +139,7 @@ class Node:
         self.ext = _ext_service(settings, self.store, self.messaging, self.metrics, self.trace)
         #: Names this running node's claims of durable jobs (unique per process start).
         self.instance = f"{settings.node_id}-{uuid.uuid4().hex[:12]}"
-        self.conv = _conversation(settings, self.store, self.messaging, self.ext)
+        self.conv = _conversation(settings, self.store, self.messaging, self.ext, self.access)
         self.webhooks = wire_webhooks(
             settings,
             self.api_key,
@@ -487,7 +489,9 @@ def _ext_service(
     )
 
 
-def _conversation(s: Settings, store: Store, messaging: Messaging, ext: ExtService) -> Conversation:
+def _conversation(
+    s: Settings, store: Store, messaging: Messaging, ext: ExtService, access: AccessControl
+) -> Conversation:
     """The conversation features' services (``docs/conversation.md``)."""
     send = _cmd_sender(messaging)
     typing = Typing(
@@ -502,7 +506,13 @@ def _conversation(s: Settings, store: Store, messaging: Messaging, ext: ExtServi
         max_emoji=s.reaction_max_emoji,
     )
     reading = Reading(store, ext, send, clock_ms=_wall_ms)
-    return Conversation(typing=typing, reactions=reactions, reading=reading)
+    messaging.set_rules(Rules(access, send))
+    return Conversation(
+        typing=typing,
+        reactions=reactions,
+        reading=reading,
+        reminders=Reminders(store, send),
+    )
 
 
 def _gateway_config(s: Settings) -> GatewayConfig:

@@ -129,6 +129,8 @@ CALLS: dict[tuple[str, str], Call] = {
         "/conversations/clearUnread", {"channel_id": "g1", "channel_type": 2}
     ),
     ("POST", "/conversation/extra/sync"): _post("/conversation/extra/sync", {"version": 0}),
+    ("POST", "/message/reminder/sync"): _post("/message/reminder/sync", {"version": 0}),
+    ("POST", "/message/reminder/done"): _post("/message/reminder/done", {"ids": [1]}),
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,

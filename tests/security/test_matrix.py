@@ -155,6 +155,11 @@ MATRIX: dict[tuple[str, str], Case] = {
         404,  # eve has none
     ),
     ("POST", "/conversation/extra/sync"): user(lambda u, _: {"uid": u}, 200),  # eve's: empty
+    ("POST", "/message/reminder/sync"): user(lambda u, _: {"uid": u}, 200),  # eve's: empty
+    # nobody has reminders in this world: every credential gets 404 for an id, and no data
+    ("POST", "/message/reminder/done"): Case(
+        lambda u, _: {"uid": u, "ids": [1]}, {BIZ: 404, ANON: 401, MEMBER: 404, OUT: 404}
+    ),
     ("POST", "/message/typing"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),

@@ -14,6 +14,8 @@ import pytest
 from magpie.domain.ext import Decision
 from magpie.domain.members import ADMIN, MEMBER, OWNER, Member
 from magpie.domain.reactions import Reaction
+from magpie.domain.reminders import MENTION, NewReminder, Reminder
+from magpie.errors import StoreError
 from magpie.store.interface import ReactionChange, Store
 from tests.store.test_store_contract import BACKENDS, GROUP, Backend, attempt, msg, opened
 
@@ -204,3 +206,72 @@ async def test_new_messages_after_the_read_position_count_again(store: Store) ->
     assert (row.unread, row.readed_to_msg_seq, row.last_msg_seq) == (1, 1, 2)
     cleared = await store.clear_unread("bob", "g1", GROUP, 0)
     assert cleared is not None and cleared[0].unread == 0
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+
+async def test_reminders_come_with_their_message(store: Store) -> None:
+    remind = [NewReminder("bob", MENTION, "@you"), NewReminder("carol")]
+    appended = await store.append_message(msg(1), ["alice", "bob", "carol"], reminders=remind)
+    m = appended.message
+    bob = await store.sync_reminders("bob", 0, 10)
+    conv = {c.channel_id: c for c in await store.list_conversations("bob")}["g1"]
+    assert bob == [
+        Reminder(
+            bob[0].reminder_id,
+            "bob",
+            "g1",
+            GROUP,
+            m.message_id,
+            1,
+            MENTION,
+            "alice",
+            "@you",
+            conv.version,
+        )
+    ]
+    assert [r.uid for r in await store.sync_reminders("carol", 0, 10)] == ["carol"]
+    assert await store.sync_reminders("alice", 0, 10) == []
+    again = await store.append_message(msg(1), ["alice", "bob", "carol"], reminders=remind)
+    assert again.duplicate and len(await store.sync_reminders("bob", 0, 10)) == 1
+    with pytest.raises(StoreError):
+        await store.append_message(msg(2), ["alice"], reminders=[NewReminder("bob")])
+    assert await store.max_seq("g1", GROUP) == 1, "a refused append commits nothing"
+
+
+async def test_done_reminders_take_new_versions(store: Store) -> None:
+    for n in (1, 2, 3):
+        await store.append_message(msg(n), ["alice", "bob"], reminders=[NewReminder("bob")])
+    rows = await store.sync_reminders("bob", 0, 10)
+    assert [r.version for r in rows] == sorted(r.version for r in rows) and len(rows) == 3
+    top = rows[-1].version
+    done = await store.done_reminders("bob", [rows[0].reminder_id, rows[1].reminder_id])
+    assert done is not None and [r.done for r in done] == [True, True]
+    assert all(r.version > top for r in done)
+    later = await store.sync_reminders("bob", top, 10)
+    assert [(r.reminder_id, r.done) for r in later] == [
+        (rows[0].reminder_id, True),
+        (rows[1].reminder_id, True),
+    ]
+    assert await store.done_reminders("bob", [rows[0].reminder_id]) == [], "done once"
+    assert await store.done_reminders("alice", [rows[2].reminder_id]) is None, "not alice's"
+    assert await store.done_reminders("bob", [rows[2].reminder_id, 999999]) is None
+    left = [r for r in await store.sync_reminders("bob", 0, 10) if not r.done]
+    assert [r.reminder_id for r in left] == [rows[2].reminder_id], "a refused call changed nothing"
+    assert [r.reminder_id for r in await store.sync_reminders("bob", 0, 1)] == [rows[2].reminder_id]
+
+
+async def test_concurrent_appends_with_reminders(store: Store) -> None:
+    """Appends queued together (one batch on PostgreSQL) each create their reminders."""
+    await asyncio.gather(
+        *(
+            store.append_message(
+                msg(n, channel_id=f"g{n % 3}"), ["alice", "bob"], [], [NewReminder("bob")]
+            )
+            for n in range(1, 31)
+        )
+    )
+    rows = await store.sync_reminders("bob", 0, 100)
+    assert len(rows) == 30 and len({r.version for r in rows}) == 30
+    assert sorted(r.message_id for r in rows) == [msg(n).message_id for n in range(1, 31)]

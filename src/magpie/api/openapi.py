@@ -75,6 +75,28 @@ _REACTION: dict[str, Any] = {
     "required": ["message_id", "message_id_str", "channel_id", "seq", "uid", "emoji"],
 }
 
+_REMINDER: dict[str, Any] = {
+    "type": "object",
+    "description": "A user's reminder (TSDD /message/reminder/sync); channel_id as the user "
+    "sees it",
+    "properties": {
+        "id": {"type": "integer"},
+        "channel_id": {"type": "string"},
+        "channel_type": {"type": "integer"},
+        "publisher": {"type": "string", "description": "who sent the message"},
+        "message_seq": {"type": "integer"},
+        "message_id": {"type": "string"},
+        "reminder_type": {"type": "integer", "description": "1 = a mention"},
+        "uid": {"type": "string"},
+        "text": {"type": "string"},
+        "data": {"type": "null"},
+        "is_locate": {"type": "integer"},
+        "version": {"type": "integer", "description": "the user's reminder version"},
+        "done": {"type": "integer", "enum": [0, 1]},
+    },
+    "required": ["id", "channel_id", "channel_type", "message_id", "version", "done"],
+}
+
 _REACTION_SUMMARY: dict[str, Any] = {
     "type": "object",
     "description": "One emoji on a message: who reacted (in order) and the highest seq",
@@ -405,6 +427,7 @@ def build_document(endpoints: Sequence[Endpoint[Any]], version: str) -> dict[str
                 "ExtOp": _EXT_OP,
                 "Reaction": _REACTION,
                 "ReactionSummary": _REACTION_SUMMARY,
+                "Reminder": _REMINDER,
                 "Error": _ERROR,
                 "ExtRejection": _EXT_REJECTION,
                 "CardProjection": _CARD_PROJECTION,

@@ -14,7 +14,8 @@ the API turns an :class:`~magpie.domain.ext.ExtState` into JSON:
   ``extra``), for endpoints that take the business API key only.
 * :func:`reaction_rows` and :func:`summaries` render the other state that changes after a
   message was sent, its reactions (rows of ``/reaction/sync``, the ``reactions`` of a
-  message), with channel ids as the viewer sees them.
+  message), and :func:`reminder_rows` a user's reminders, with channel ids as the viewer sees
+  them.
 * :func:`caller_row` — for endpoints that take the business key *or* a user token (a user
   revoking or editing their own message): the raw view for the business key, the user's
   projection (:func:`user_rows`) for a user. The credential decides, here. A test
@@ -36,6 +37,7 @@ from magpie.core.access import Caller
 from magpie.domain.channels import visible_channel_id
 from magpie.domain.ext import ExtState
 from magpie.domain.reactions import Reaction, Summary, summarise
+from magpie.domain.reminders import Reminder
 from magpie.store.interface import StoredMessage
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "caller_row",
     "messages_with_extra",
     "reaction_rows",
+    "reminder_rows",
     "summaries",
     "user_rows",
 ]
@@ -86,6 +89,11 @@ async def caller_row(ctx: ApiContext, state: ExtState, caller: Caller) -> dict[s
 
 def reaction_rows(rows: Iterable[Reaction], viewer: str) -> list[dict[str, Any]]:
     """Reaction rows (``/reaction/sync``) with the channel as ``viewer`` sees it."""
+    return [r.to_json(visible_channel_id(r.channel_id, r.channel_type, viewer)) for r in rows]
+
+
+def reminder_rows(rows: Iterable[Reminder], viewer: str) -> list[dict[str, Any]]:
+    """Reminder rows (``/message/reminder/sync``) with the channel as ``viewer`` sees it."""
     return [r.to_json(visible_channel_id(r.channel_id, r.channel_type, viewer)) for r in rows]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from magpie.core.reactions import Reactions
 from magpie.core.reading import Reading
+from magpie.core.reminders import Reminders
 from magpie.core.typing_notices import Typing
 
 __all__ = ["Conversation"]
@@ -19,6 +20,7 @@ class Conversation:
     typing: Typing
     reactions: Reactions
     reading: Reading
+    reminders: Reminders
 
     async def close(self) -> None:
         """Send the pending CMDs (at shutdown, while clients are still connected)."""

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from magpie.bus.interface import Bus, Delivery
 from magpie.core.access import write_refusal
@@ -28,11 +29,12 @@ from magpie.core.ids import Snowflake
 from magpie.domain.channels import PERSON, fake_channel_id
 from magpie.domain.content import CMD, read_payload
 from magpie.domain.jobs import NewJob
+from magpie.domain.reminders import NewReminder
 from magpie.errors import BadRequest, MagpieError
 from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.interface import NewMessage, Store, StoredMessage
 
-__all__ = ["Messaging", "Outbox", "SendRequest", "SendResult"]
+__all__ = ["Checked", "ContentRules", "Messaging", "Outbox", "Refused", "SendRequest", "SendResult"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,36 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict[str, object]:
         raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, str(exc)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A message's content after :class:`ContentRules` checked it: the payload to store
+    (possibly normalised, e.g. a reply's preview) and the reminders to create with it."""
+
+    payload: bytes
+    reminders: tuple[NewReminder, ...] = ()
+
+
+class ContentRules(Protocol):
+    """The conversation features' rules on what a stored message says (mentions, replies,
+    files; ``magpie.core.content_rules``). :meth:`check` runs before the commit of every
+    channel-log message that is not a command and may refuse it (:class:`Refused`);
+    :meth:`committed` runs after the commit of a new one (its notices)."""
+
+    async def check(
+        self,
+        req: SendRequest,
+        content: dict[str, Any],
+        channel_id: str,
+        recipients: tuple[str, ...],
+    ) -> Checked:
+        """The payload and reminders to store, or :class:`Refused`."""
+        ...
+
+    async def committed(self, message: StoredMessage, checked: Checked) -> None:
+        """Side effects after the commit (never raises for the sender)."""
+        ...
+
+
 class Messaging:
     """The IM core's send flow and its after-commit fan-out."""
 
@@ -118,6 +150,12 @@ class Messaging:
         self._max_payload = max_payload_bytes
         self._clock = clock
         self._outbox: Outbox | None = None
+        self._rules: ContentRules | None = None
+
+    def set_rules(self, rules: ContentRules) -> None:
+        """Check the content of every channel-log message with ``rules`` (mentions, replies,
+        files) before it is stored."""
+        self._rules = rules
 
     def set_outbox(self, outbox: Outbox) -> None:
         """Commit ``outbox(message, recipients)`` with every stored message (the webhook
@@ -138,6 +176,7 @@ class Messaging:
         if content["type"] == CMD and not req.from_api:
             raise Refused(ReasonCode.NOT_ALLOW_SEND, "clients may not send commands")
         channel_id, recipients = await self._route(req)
+        checked = await self._check_content(req, content, channel_id, recipients)
         new = NewMessage(
             message_id=self._ids.next_id(),
             client_msg_no=req.client_msg_no,
@@ -145,13 +184,32 @@ class Messaging:
             channel_id=channel_id,
             channel_type=req.channel_type,
             timestamp=int(self._clock()),
-            payload=req.payload,
+            payload=req.payload if checked is None else checked.payload,
             flags=int(req.flags) & _NOT_DUP,
             setting=req.setting,
             topic=req.topic,
             expire=req.expire,
         )
-        return await self._commit_and_fan_out(new, recipients, req.exclude_conn)
+        return await self._commit_and_fan_out(new, recipients, req.exclude_conn, checked)
+
+    async def _check_content(
+        self,
+        req: SendRequest,
+        content: dict[str, Any],
+        channel_id: str,
+        recipients: tuple[str, ...],
+    ) -> Checked | None:
+        """The content rules' verdict on a channel-log message (``None``: not checked — a
+        command, or a message that is not stored in the channel log)."""
+        flags = int(req.flags)
+        if self._rules is None or content["type"] == CMD or flags & (_NO_PERSIST | _SYNC_ONCE):
+            return None
+        checked = await self._rules.check(req, content, channel_id, recipients)
+        if len(checked.payload) > self._max_payload:
+            raise Refused(
+                ReasonCode.PAYLOAD_DECODE_ERROR, f"payload above {self._max_payload} bytes"
+            )
+        return checked
 
     @staticmethod
     def _check_flags(req: SendRequest) -> None:
@@ -202,7 +260,11 @@ class Messaging:
         return tuple(uid for uid in members if uid in wanted)
 
     async def _commit_and_fan_out(
-        self, new: NewMessage, recipients: tuple[str, ...], exclude_conn: str
+        self,
+        new: NewMessage,
+        recipients: tuple[str, ...],
+        exclude_conn: str,
+        checked: Checked | None = None,
     ) -> SendResult:
         queue_seqs: dict[str, int] = {}
         if new.flags & _NO_PERSIST:
@@ -212,10 +274,13 @@ class Messaging:
             if new.flags & _SYNC_ONCE:
                 appended, queue_seqs = await self._store.append_to_queues(new, recipients, jobs)
             else:
-                appended = await self._store.append_message(new, recipients, jobs)
+                reminders = () if checked is None else checked.reminders
+                appended = await self._store.append_message(new, recipients, jobs, reminders)
             stored, duplicate = appended.message, appended.duplicate
         if not duplicate:
             await self._bus.publish(Delivery(stored, recipients, exclude_conn, queue_seqs))
+            if checked is not None and self._rules is not None:
+                await self._after(stored, checked, self._rules)
         return SendResult(
             reason=ReasonCode.SUCCESS,
             message_id=stored.message_id,
@@ -225,6 +290,13 @@ class Messaging:
             message=stored,
             recipients=recipients,
         )
+
+    @staticmethod
+    async def _after(stored: StoredMessage, checked: Checked, rules: ContentRules) -> None:
+        try:
+            await rules.committed(stored, checked)
+        except Exception:
+            log.exception("content rules failed after message %d committed", stored.message_id)
 
 
 def _unstored(new: NewMessage) -> StoredMessage:

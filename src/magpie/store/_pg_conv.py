@@ -1,5 +1,5 @@
 """The conversation-feature methods of :class:`magpie.store.postgres.PostgresStore`: member
-roles and reactions (and, as they land, reminders, read state, files and search).
+roles, reactions, read positions and reminders (and, as they land, files and search).
 
 A reaction change locks its channel's ``reaction_clock`` row first, so the changes of one
 channel — from any node — run one at a time: the distinct-emoji limit is checked on a state
@@ -19,6 +19,7 @@ import asyncpg
 
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
+from magpie.domain.reminders import Reminder
 from magpie.store import _pg_rows as rows
 from magpie.store._pg_rows import CONVERSATION_COLUMNS
 from magpie.store.interface import ConversationRow, ReactionChange, ReactionOutcome
@@ -160,6 +161,36 @@ async def _clear_unread(
     return replace(row, readed_to_msg_seq=position, unread=unread, version=version), True
 
 
+_REMINDER_COLUMNS = """reminder_id, uid, channel_id, channel_type, message_id, message_seq,
+    reminder_type, publisher, text, version, done"""
+_SYNC_REMINDERS = f"""
+    SELECT {_REMINDER_COLUMNS} FROM reminders WHERE uid = $1 AND version > $2
+    ORDER BY version LIMIT $3"""  # noqa: S608
+_LOCK_REMINDERS = f"""
+    SELECT {_REMINDER_COLUMNS} FROM reminders WHERE reminder_id = ANY($1::bigint[])
+    ORDER BY reminder_id FOR UPDATE"""  # noqa: S608
+_DONE_REMINDER = "UPDATE reminders SET done = true, version = $2 WHERE reminder_id = $1"
+
+
+def _reminder(r: asyncpg.Record) -> Reminder:
+    return Reminder(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10])
+
+
+async def _done_reminders(conn: Conn, uid: str, ids: list[int]) -> list[Reminder] | None:
+    await conn.fetchval(_LOCK_CONVERSATION_CLOCK, uid)  # the clock first, as appends take it
+    found = [_reminder(r) for r in await conn.fetch(_LOCK_REMINDERS, ids)]
+    if len(found) != len(ids) or any(r.uid != uid for r in found):
+        return None
+    changed = []
+    for r in found:
+        if r.done:
+            continue
+        version = await conn.fetchval(_NEXT_CONVERSATION_VERSION, uid)
+        await conn.execute(_DONE_REMINDER, r.reminder_id, version)
+        changed.append(replace(r, done=True, version=version))
+    return changed
+
+
 class PgConvMethods:
     """Conversation-feature methods of the PostgreSQL store (see the store interface)."""
 
@@ -210,6 +241,22 @@ class PgConvMethods:
         key = (uid, channel_id, channel_type)
         return await self._transaction(
             "clear_unread", lambda conn: _clear_unread(conn, key, message_seq)
+        )
+
+    # reminders ------------------------------------------------------------------------------
+
+    async def sync_reminders(self, uid: str, after_version: int, limit: int) -> list[Reminder]:
+        """``uid``'s reminders after ``after_version`` (index ``reminders_sync``)."""
+        if limit <= 0:
+            return []
+        found = await self._fetch("sync_reminders", _SYNC_REMINDERS, uid, after_version, limit)
+        return [_reminder(r) for r in found]
+
+    async def done_reminders(self, uid: str, reminder_ids: Sequence[int]) -> list[Reminder] | None:
+        """Mark ``uid``'s reminders done (see the interface)."""
+        ids = list(dict.fromkeys(int(i) for i in reminder_ids))
+        return await self._transaction(
+            "done_reminders", lambda conn: _done_reminders(conn, uid, ids)
         )
 
     # reactions ------------------------------------------------------------------------------

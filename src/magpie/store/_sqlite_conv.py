@@ -1,5 +1,5 @@
-"""The conversation-feature methods of :class:`magpie.store.sqlite.SqliteStore`: member roles
-and reactions (and, as they land, reminders, read state, files and search).
+"""The conversation-feature methods of :class:`magpie.store.sqlite.SqliteStore`: member roles,
+reactions, read positions and reminders (and, as they land, files and search).
 
 A mixin like :mod:`magpie.store._sqlite_ext`: it needs only the store's ``_write`` (one
 ``BEGIN IMMEDIATE`` transaction on the single writer thread) and ``_read`` (one pooled
@@ -17,9 +17,16 @@ from typing import Any, TypeVar
 
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
-from magpie.store.interface import ConversationRow, ReactionChange, ReactionOutcome
+from magpie.domain.reminders import NewReminder, Reminder, reminders_problem
+from magpie.errors import StoreError
+from magpie.store.interface import (
+    ConversationRow,
+    ReactionChange,
+    ReactionOutcome,
+    StoredMessage,
+)
 
-__all__ = ["SqliteConvMethods"]
+__all__ = ["SqliteConvMethods", "checked_reminders", "insert_reminders"]
 
 T = TypeVar("T")
 _Job = Callable[[sqlite3.Connection], T]
@@ -81,6 +88,22 @@ _NEXT_CONVERSATION_VERSION = """
 _SET_READ_POSITION = """
     UPDATE conversations SET readed_to_msg_seq = ?, unread = ?, version = ?
     WHERE uid = ? AND channel_id = ? AND channel_type = ?"""
+
+_REMINDER_COLUMNS = """reminder_id, uid, channel_id, channel_type, message_id, message_seq,
+    reminder_type, publisher, text, version, done"""
+_CLOCK_OF = "SELECT last_version FROM conversation_clock WHERE uid = ?"
+_INSERT_REMINDER = """
+    INSERT INTO reminders (uid, channel_id, channel_type, message_id, message_seq,
+        reminder_type, publisher, text, version)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (uid, message_id, reminder_type) DO NOTHING"""
+_SYNC_REMINDERS = f"""
+    SELECT {_REMINDER_COLUMNS} FROM reminders WHERE uid = ? AND version > ?
+    ORDER BY version LIMIT ?"""  # noqa: S608
+_REMINDERS_OF = f"""
+    SELECT {_REMINDER_COLUMNS} FROM reminders
+    WHERE reminder_id IN (SELECT value FROM json_each(?))"""  # noqa: S608
+_DONE_REMINDER = "UPDATE reminders SET done = 1, version = ? WHERE reminder_id = ?"
 
 #: Ids per ``IN (…)`` lookup.
 _IDS_PER_QUERY = 500
@@ -151,6 +174,47 @@ def _clear_unread(
     return replace(row, readed_to_msg_seq=position, unread=unread, version=version), True
 
 
+def checked_reminders(
+    reminders: Sequence[NewReminder], recipients: Sequence[str]
+) -> list[NewReminder]:
+    """``reminders`` if each is for one of ``recipients`` (:class:`StoreError` otherwise)."""
+    problem = reminders_problem(reminders, recipients)
+    if problem:
+        raise StoreError(problem)
+    return list(reminders)
+
+
+def insert_reminders(
+    conn: sqlite3.Connection, m: StoredMessage, reminders: Sequence[NewReminder]
+) -> None:
+    """Create ``reminders`` about ``m`` (inside its append: each uid's conversation clock was
+    just bumped, so its value is this append's version for the uid)."""
+    for r in reminders:
+        version: int = conn.execute(_CLOCK_OF, (r.uid,)).fetchone()[0]
+        place = (m.channel_id, m.channel_type, m.message_id, m.message_seq)
+        conn.execute(
+            _INSERT_REMINDER, (r.uid, *place, r.reminder_type, m.from_uid, r.text, version)
+        )
+
+
+def _reminder(r: Sequence[Any]) -> Reminder:
+    return Reminder(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]))
+
+
+def _done_reminders(conn: sqlite3.Connection, uid: str, ids: list[int]) -> list[Reminder] | None:
+    found = [_reminder(r) for r in conn.execute(_REMINDERS_OF, (json.dumps(ids),))]
+    if len(found) != len(ids) or any(r.uid != uid for r in found):
+        return None
+    changed = []
+    for r in sorted(found, key=lambda r: r.reminder_id):
+        if r.done:
+            continue
+        version: int = conn.execute(_NEXT_CONVERSATION_VERSION, (uid,)).fetchone()[0]
+        conn.execute(_DONE_REMINDER, (version, r.reminder_id))
+        changed.append(replace(r, done=True, version=version))
+    return changed
+
+
 def _set_role(
     conn: sqlite3.Connection, channel: tuple[str, int], uids: list[str], role: int
 ) -> bool:
@@ -206,6 +270,21 @@ class SqliteConvMethods:
         """Move the read position up (see the interface)."""
         job = partial(_clear_unread, key=(uid, channel_id, channel_type), message_seq=message_seq)
         return await self._write("clear_unread", job)
+
+    # reminders ------------------------------------------------------------------------------
+
+    async def sync_reminders(self, uid: str, after_version: int, limit: int) -> list[Reminder]:
+        """``uid``'s reminders after ``after_version`` (index ``reminders_sync``)."""
+        if limit <= 0:
+            return []
+        args = (uid, after_version, limit)
+        rows = await self._read("sync_reminders", partial(_fetch, sql=_SYNC_REMINDERS, args=args))
+        return [_reminder(r) for r in rows]
+
+    async def done_reminders(self, uid: str, reminder_ids: Sequence[int]) -> list[Reminder] | None:
+        """Mark ``uid``'s reminders done (see the interface)."""
+        ids = list(dict.fromkeys(int(i) for i in reminder_ids))
+        return await self._write("done_reminders", partial(_done_reminders, uid=uid, ids=ids))
 
     # reactions ------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from magpie.domain.ext import ExtAttempt, ExtRecord, ExtState, Mutate, OpRecord,
 from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
+from magpie.domain.reminders import NewReminder, Reminder
 
 __all__ = [
     "AppendResult",
@@ -59,10 +60,12 @@ __all__ = [
     "Member",
     "NewJob",
     "NewMessage",
+    "NewReminder",
     "QueueEntry",
     "Reaction",
     "ReactionChange",
     "ReactionOutcome",
+    "Reminder",
     "Store",
     "StoredMessage",
     "TokenRow",
@@ -305,13 +308,19 @@ class Store(Protocol):
     # messages ------------------------------------------------------------------------------
 
     async def append_message(
-        self, msg: NewMessage, recipients: Sequence[str], jobs: Sequence[NewJob] = ()
+        self,
+        msg: NewMessage,
+        recipients: Sequence[str],
+        jobs: Sequence[NewJob] = (),
+        reminders: Sequence[NewReminder] = (),
     ) -> AppendResult:
         """Store ``msg`` in its channel log with the next ``message_seq`` (gap-free), unless
         ``(from_uid, client_msg_no)`` exists already (then return the original, unchanged).
         In the same transaction, update the conversation of each uid in ``recipients``: last
         seq, timestamp, and unread + 1 for everyone but the sender (unless the RED_DOT flag is
-        clear); and enqueue ``jobs`` (as :meth:`enqueue_jobs`) — not for a duplicate."""
+        clear); enqueue ``jobs`` (as :meth:`enqueue_jobs`); and create ``reminders`` (each
+        ``uid`` one of ``recipients``, at most one per uid and type), whose version is the one
+        this append gave the uid's conversations — not for a duplicate."""
         ...
 
     async def get_messages_by_id(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
@@ -460,6 +469,19 @@ class Store(Protocol):
         nothing (the flag is false). Otherwise ``readed_to_msg_seq`` becomes the seq,
         ``unread`` the number of red-dot messages of others after it, and the row takes the
         user's next conversation version (so a ``/conversation/sync`` by version returns it)."""
+        ...
+
+    # reminders (magpie.domain.reminders) -------------------------------------------------
+
+    async def sync_reminders(self, uid: str, after_version: int, limit: int) -> list[Reminder]:
+        """``uid``'s reminders with ``version > after_version``, ascending, at most
+        ``limit``."""
+        ...
+
+    async def done_reminders(self, uid: str, reminder_ids: Sequence[int]) -> list[Reminder] | None:
+        """Mark ``uid``'s reminders done in one transaction: each one not done yet takes the
+        user's next version (returned, ascending); ``None`` — and nothing changes — when one
+        of the ids is not a reminder of ``uid``."""
         ...
 
     # reactions (magpie.domain.reactions) -------------------------------------------------

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
+from magpie.domain.reminders import reminders_problem
 from magpie.errors import StoreError
 from magpie.store import _pg_rows as rows
 from magpie.store._migrations import load_migrations
@@ -55,6 +56,7 @@ from magpie.store.interface import (
     ConversationRow,
     NewJob,
     NewMessage,
+    NewReminder,
     QueueEntry,
     Store,
     StoredMessage,
@@ -195,7 +197,34 @@ def _with_jobs(append: str) -> str:
     return head + JOBS_CTE + marker + tail
 
 
+def _with_reminders(append: str, first: int) -> str:
+    """``append`` (of a channel-log message) that also creates reminders: ``$first`` the uids
+    (each a recipient, so the ``clock`` CTE holds its new version), ``$first+1`` the types,
+    ``$first+2`` the texts."""
+    cte = f""", reminded AS (
+        INSERT INTO reminders (uid, channel_id, channel_type, message_id, message_seq,
+            reminder_type, publisher, text, version)
+        SELECT r.uid, i.channel_id, i.channel_type, i.message_id, i.message_seq, r.kind,
+            i.from_uid, r.text, c.last_version
+        FROM unnest(${first}::text[], ${first + 1}::integer[], ${first + 2}::text[])
+            AS r(uid, kind, text)
+        JOIN clock AS c ON c.uid = r.uid, ins AS i
+        ON CONFLICT (uid, message_id, reminder_type) DO NOTHING
+    )"""  # noqa: S608 (only parameter numbers are formatted in)
+    head, marker, tail = append.partition("\n    SELECT false AS duplicate")
+    if not marker:
+        raise AssertionError("an append statement ends with its SELECT false AS duplicate")
+    return head + cte + marker + tail
+
+
 _APPEND_MESSAGE_JOBS = _with_jobs(_APPEND_MESSAGE)
+#: The append statements by (with jobs, with reminders).
+_APPENDS = {
+    (False, False): _APPEND_MESSAGE,
+    (True, False): _APPEND_MESSAGE_JOBS,
+    (False, True): _with_reminders(_APPEND_MESSAGE, 13),
+    (True, True): _with_reminders(_APPEND_MESSAGE_JOBS, 18),
+}
 _APPEND_TO_QUEUES_JOBS = _with_jobs(_APPEND_TO_QUEUES)
 
 _GET_MESSAGE = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = $1"  # noqa: S608
@@ -478,7 +507,11 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods):
     # messages -------------------------------------------------------------------------------
 
     async def append_message(
-        self, msg: NewMessage, recipients: Sequence[str], jobs: Sequence[NewJob] = ()
+        self,
+        msg: NewMessage,
+        recipients: Sequence[str],
+        jobs: Sequence[NewJob] = (),
+        reminders: Sequence[NewReminder] = (),
     ) -> AppendResult:
         """Store ``msg`` with the channel's next seq, or return the original of a duplicate
         (the contract of :meth:`magpie.store.sqlite.SqliteStore.append_message`: a duplicate
@@ -487,7 +520,19 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods):
         by the same statement unless it is a duplicate."""
         _check_key(msg)
         uids = sorted(set(recipients))
-        sql, extra = (_APPEND_MESSAGE_JOBS, jobs_args(jobs)) if jobs else (_APPEND_MESSAGE, ())
+        extra = jobs_args(jobs) if jobs else ()
+        if reminders:
+            problem = reminders_problem(reminders, uids)
+            if problem:
+                raise StoreError(problem)
+            remind = list(reminders)
+            extra = (
+                *extra,
+                [r.uid for r in remind],
+                [r.reminder_type for r in remind],
+                [r.text for r in remind],
+            )
+        sql = _APPENDS[(bool(jobs), bool(reminders))]
         job = Append(
             "append_message",
             sql,

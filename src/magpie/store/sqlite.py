@@ -48,7 +48,7 @@ from typing import Any, TypeVar
 
 from magpie.errors import ConfigError, StoreError
 from magpie.store._group_commit import GroupCommit
-from magpie.store._sqlite_conv import SqliteConvMethods
+from magpie.store._sqlite_conv import SqliteConvMethods, checked_reminders, insert_reminders
 from magpie.store._sqlite_ext import SqliteExtMethods
 from magpie.store._sqlite_jobs import SqliteJobMethods, checked_jobs, insert_jobs
 from magpie.store._sqlite_setup import (
@@ -65,6 +65,7 @@ from magpie.store.interface import (
     ConversationRow,
     NewJob,
     NewMessage,
+    NewReminder,
     QueueEntry,
     Store,
     StoredMessage,
@@ -272,7 +273,11 @@ def _touch_conversations(conn: sqlite3.Connection, m: StoredMessage, uids: list[
 
 
 def _append_message(
-    conn: sqlite3.Connection, msg: NewMessage, recipients: list[str], jobs: list[Any]
+    conn: sqlite3.Connection,
+    msg: NewMessage,
+    recipients: list[str],
+    jobs: list[Any],
+    reminders: Sequence[NewReminder] = (),
 ) -> AppendResult:
     original = _find_original(conn, msg)
     if original is not None:
@@ -282,6 +287,8 @@ def _append_message(
     _insert_message(conn, stored)
     _touch_conversations(conn, stored, recipients)
     insert_jobs(conn, jobs)
+    if reminders:
+        insert_reminders(conn, stored, reminders)
     return AppendResult(stored, duplicate=False)
 
 
@@ -586,7 +593,11 @@ class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods):
     # messages -------------------------------------------------------------------------------
 
     async def append_message(
-        self, msg: NewMessage, recipients: Sequence[str], jobs: Sequence[NewJob] = ()
+        self,
+        msg: NewMessage,
+        recipients: Sequence[str],
+        jobs: Sequence[NewJob] = (),
+        reminders: Sequence[NewReminder] = (),
     ) -> AppendResult:
         """Store ``msg`` with the channel's next seq, or return the original of a duplicate.
 
@@ -605,6 +616,7 @@ class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods):
             msg=msg,
             recipients=list(dict.fromkeys(recipients)),
             jobs=checked_jobs(jobs),
+            reminders=checked_reminders(reminders, recipients),
         )
         return await self._write("append_message", job)
 
