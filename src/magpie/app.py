@@ -506,7 +506,7 @@ def _conversation(
         max_emoji=s.reaction_max_emoji,
     )
     reading = Reading(store, ext, send, clock_ms=_wall_ms)
-    messaging.set_rules(Rules(access, send))
+    messaging.set_rules(Rules(access, store, send))
     return Conversation(
         typing=typing,
         reactions=reactions,

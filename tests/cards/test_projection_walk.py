@@ -97,6 +97,11 @@ async def _read_vote(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Resp
     return await http.post("/message/readed", json=body)
 
 
+async def _replies_to_vote(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Response:
+    body = {"channel_id": "g1", "channel_type": 2, "message_id": ids["vote"]}
+    return await http.post("/message/replies", json=body)
+
+
 #: How the walk calls each client-facing endpoint, as the viewer.
 CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/"): _get("/"),
@@ -131,6 +136,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/conversation/extra/sync"): _post("/conversation/extra/sync", {"version": 0}),
     ("POST", "/message/reminder/sync"): _post("/message/reminder/sync", {"version": 0}),
     ("POST", "/message/reminder/done"): _post("/message/reminder/done", {"ids": [1]}),
+    ("POST", "/message/replies"): _replies_to_vote,
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,

@@ -160,6 +160,15 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/message/reminder/done"): Case(
         lambda u, _: {"uid": u, "ids": [1]}, {BIZ: 404, ANON: 401, MEMBER: 404, OUT: 404}
     ),
+    ("POST", "/message/replies"): user(
+        lambda u, ids: {
+            "login_uid": u,
+            "channel_id": "g1",
+            "channel_type": 2,
+            "message_id": ids.message,
+        },
+        403,
+    ),
     ("POST", "/message/typing"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),

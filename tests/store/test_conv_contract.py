@@ -5,6 +5,7 @@ files and search)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from magpie.domain.members import ADMIN, MEMBER, OWNER, Member
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import MENTION, NewReminder, Reminder
 from magpie.errors import StoreError
-from magpie.store.interface import ReactionChange, Store
+from magpie.store.interface import NewMessage, ReactionChange, Store
 from tests.store.test_store_contract import BACKENDS, GROUP, Backend, attempt, msg, opened
 
 
@@ -275,3 +276,32 @@ async def test_concurrent_appends_with_reminders(store: Store) -> None:
     rows = await store.sync_reminders("bob", 0, 100)
     assert len(rows) == 30 and len({r.version for r in rows}) == 30
     assert sorted(r.message_id for r in rows) == [msg(n).message_id for n in range(1, 31)]
+
+
+# --- replies -------------------------------------------------------------------------------
+
+
+def quoting(n: int, target: int | str, **kw: object) -> NewMessage:
+    payload = json.dumps({"type": 1, "content": f"re {n}", "reply": {"message_id": target}})
+    return msg(n, payload=payload.encode(), **kw)  # type: ignore[arg-type]
+
+
+async def test_replies_are_indexed_as_they_are_stored(store: Store) -> None:
+    root = (await store.append_message(msg(1), ["alice"])).message.message_id
+    await store.append_message(quoting(2, str(root)), ["alice"])
+    await store.append_message(msg(3), ["alice"])
+    await store.append_message(quoting(4, root), ["alice"])  # a number works too
+    await store.append_message(quoting(5, "not a number"), ["alice"])
+    await store.append_message(quoting(9, "99999999999999999999"), ["alice"])  # above int64
+    big = (await store.append_message(replace(msg(10), message_id=2**63 - 7), ["alice"])).message
+    await store.append_message(quoting(11, str(big.message_id)), ["alice"])  # 19 digits
+    await store.append_message(msg(6, payload=b'{"type":1,"content":"\\"reply\\""}'), ["alice"])
+    await store.append_message(msg(7, payload=b'not json "reply"'), ["alice"])
+    queued, _ = await store.append_to_queues(quoting(8, str(root), flags=0), ["alice"])
+    thread = await store.get_replies(root, 0, 10)
+    assert [m.message_seq for m in thread] == [2, 4]
+    assert [m.message_seq for m in await store.get_replies(root, 2, 10)] == [4]
+    assert [m.message_seq for m in await store.get_replies(root, 0, 1)] == [2]
+    assert await store.get_replies(thread[0].message_id, 0, 10) == []
+    assert queued.message.message_seq == 0, "a queued command is no reply in a thread"
+    assert [m.message_seq for m in await store.get_replies(big.message_id, 0, 10)] == [8]

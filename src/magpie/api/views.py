@@ -26,6 +26,8 @@ the API turns an :class:`~magpie.domain.ext.ExtState` into JSON:
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,9 +37,11 @@ from magpie.cards import STATE_KEY
 from magpie.cards.model import CardState
 from magpie.core.access import Caller
 from magpie.domain.channels import visible_channel_id
+from magpie.domain.content import decode_content
 from magpie.domain.ext import ExtState
 from magpie.domain.reactions import Reaction, Summary, summarise
 from magpie.domain.reminders import Reminder
+from magpie.domain.replies import has_reply, served_reply
 from magpie.store.interface import StoredMessage
 
 __all__ = [
@@ -107,9 +111,11 @@ async def messages_with_extra(
 ) -> list[dict[str, Any]]:
     """MessageResps as ``caller`` sees them, each with its extension as ``message_extra``
     (``None`` if it was never changed) and its reaction summaries as ``reactions``, so a
-    freshly loaded page is already current."""
+    freshly loaded page is already current; a reply's ``reply`` shows its quoted message as
+    it is now (revoked, or edited)."""
     ids = [m.message_id for m in messages]
     reactions = summarise(await ctx.store.get_reactions(ids))
+    quotes = await _quotes(ctx, messages)
     exts = await ctx.ext.states(ids)
     present = [exts[m.message_id] for m in messages if m.message_id in exts]
     rendered = await user_rows(ctx, present, caller)
@@ -117,7 +123,35 @@ async def messages_with_extra(
     out = []
     for m in messages:
         resp = message_resp(m, caller.uid)
+        if m.message_id in quotes:
+            resp["payload"] = quotes[m.message_id]
         resp["message_extra"] = rows.get(m.message_id)
         resp["reactions"] = summaries(reactions.get(m.message_id, ()))
         out.append(resp)
+    return out
+
+
+async def _quotes(ctx: ApiContext, messages: Sequence[StoredMessage]) -> dict[int, str]:
+    """The base64 payloads of the replies among ``messages`` whose quoted message changed
+    since (revoked or edited): their ``reply`` shows the quoted message's state now."""
+    replies: dict[int, tuple[dict[str, Any], int]] = {}
+    for m in messages:
+        if not has_reply(m.payload):
+            continue
+        content = decode_content(m.payload)
+        reply = None if content is None else content.get("reply")
+        quoted = reply.get("message_id") if isinstance(reply, dict) else None
+        if isinstance(quoted, str) and quoted.isdigit() and content is not None:
+            replies[m.message_id] = (content, int(quoted))
+    if not replies:
+        return {}
+    states = await ctx.ext.states([q for _, q in replies.values()])
+    out = {}
+    for mid, (content, quoted) in replies.items():
+        state = states.get(quoted)
+        if state is None or (not state.fields.revoke and state.fields.content_edit is None):
+            continue
+        shown = served_reply(content["reply"], state.fields.revoke, state.fields.content_edit)
+        body = json.dumps({**content, "reply": shown}, separators=(",", ":"), ensure_ascii=False)
+        out[mid] = base64.b64encode(body.encode()).decode("ascii")
     return out

@@ -8,24 +8,33 @@
   mentioned uids that are not members get none. After the commit an online-only
   ``syncReminders`` CMD tells the reminded users.
 
+* **Replies** (item 1): a ``reply`` must name a message of the same channel (and its seq and
+  sender, when given) that is not revoked (else reason 9); the stored ``reply`` is rewritten
+  with the quoted message's true sender and a preview of its current content (its edit, when
+  edited), so a preview cannot be forged.
+
 A refusal raises :class:`~magpie.core.messaging.Refused` with the reason code the SENDACK (or
 the HTTP API's 400 ``send_refused``) carries.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 from magpie.core.access import AccessControl
 from magpie.core.messaging import Checked, Refused, SendRequest
 from magpie.core.notices import SYNC_REMINDERS, cmd_payload, to_channel, to_peer
 from magpie.domain.channels import is_fake_id, peer_of
+from magpie.domain.content import decode_content
 from magpie.domain.members import is_admin
 from magpie.domain.reminders import MENTION, Mention, NewReminder, read_mention
+from magpie.domain.replies import preview, read_reply, reply_object
 from magpie.ext.notify import CmdSender
 from magpie.protocol.packets import ReasonCode
-from magpie.store.interface import StoredMessage
+from magpie.store.interface import Store, StoredMessage
 
 __all__ = ["Rules"]
 
@@ -39,8 +48,9 @@ MENTION_ALL_TEXT = "[@all]"
 class Rules:
     """The node's content rules, over its access decisions; CMDs go through ``send``."""
 
-    def __init__(self, access: AccessControl, send: CmdSender) -> None:
+    def __init__(self, access: AccessControl, store: Store, send: CmdSender) -> None:
         self._access = access
+        self._store = store
         self._send = send
 
     async def check(
@@ -58,7 +68,39 @@ class Rules:
         reminders: tuple[NewReminder, ...] = ()
         if mention is not None:
             reminders = await self._reminders(req, mention, channel_id, recipients)
-        return Checked(req.payload, reminders)
+        payload = req.payload
+        if "reply" in content:
+            content = await self._reply(content, channel_id, req.channel_type)
+            payload = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+        return Checked(payload, reminders)
+
+    async def _reply(
+        self, content: dict[str, Any], channel_id: str, channel_type: int
+    ) -> dict[str, Any]:
+        """``content`` with its ``reply`` checked and rewritten (see the module docstring)."""
+        try:
+            quote = read_reply(content)
+        except ValueError as exc:
+            raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, str(exc)) from None
+        if quote is None:  # "reply": null
+            return {k: v for k, v in content.items() if k != "reply"}
+        quoted = await self._store.get_message(quote.message_id)
+        if (
+            quoted is None
+            or quoted.message_seq <= 0
+            or (quoted.channel_id, quoted.channel_type) != (channel_id, channel_type)
+            or quote.message_seq not in (0, quoted.message_seq)
+            or quote.from_uid not in ("", quoted.from_uid)
+        ):
+            raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "reply: no such message here")
+        ext = await self._store.get_ext(quoted.message_id)
+        if ext is not None and ext.fields.revoke:
+            raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "reply: the message was revoked")
+        shown = ext.fields.content_edit if ext is not None else None
+        original = shown if shown is not None else decode_content(quoted.payload) or {}
+        seq_quote = replace(quote, message_seq=quoted.message_seq)
+        reply = reply_object(seq_quote, quoted.from_uid, preview(original))
+        return {**content, "reply": reply}
 
     async def _reminders(
         self, req: SendRequest, mention: Mention, channel_id: str, recipients: tuple[str, ...]

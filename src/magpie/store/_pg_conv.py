@@ -21,8 +21,13 @@ from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import Reminder
 from magpie.store import _pg_rows as rows
-from magpie.store._pg_rows import CONVERSATION_COLUMNS
-from magpie.store.interface import ConversationRow, ReactionChange, ReactionOutcome
+from magpie.store._pg_rows import CONVERSATION_COLUMNS, MESSAGE_COLUMNS
+from magpie.store.interface import (
+    ConversationRow,
+    ReactionChange,
+    ReactionOutcome,
+    StoredMessage,
+)
 
 if TYPE_CHECKING:
     from magpie.store._pg_setup import Conn
@@ -191,6 +196,13 @@ async def _done_reminders(conn: Conn, uid: str, ids: list[int]) -> list[Reminder
     return changed
 
 
+_GET_REPLIES = f"""
+    SELECT {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
+    FROM message_replies AS r JOIN messages AS m ON m.message_id = r.message_id
+    WHERE r.reply_to = $1 AND r.message_seq > $2
+    ORDER BY r.message_seq LIMIT $3"""  # noqa: S608
+
+
 class PgConvMethods:
     """Conversation-feature methods of the PostgreSQL store (see the store interface)."""
 
@@ -242,6 +254,15 @@ class PgConvMethods:
         return await self._transaction(
             "clear_unread", lambda conn: _clear_unread(conn, key, message_seq)
         )
+
+    # replies --------------------------------------------------------------------------------
+
+    async def get_replies(self, message_id: int, after_seq: int, limit: int) -> list[StoredMessage]:
+        """The messages quoting ``message_id`` (index ``message_replies_thread``)."""
+        if limit <= 0:
+            return []
+        found = await self._fetch("get_replies", _GET_REPLIES, message_id, after_seq, limit)
+        return [rows.stored_message(r) for r in found]
 
     # reminders ------------------------------------------------------------------------------
 

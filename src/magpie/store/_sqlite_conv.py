@@ -105,6 +105,13 @@ _REMINDERS_OF = f"""
     WHERE reminder_id IN (SELECT value FROM json_each(?))"""  # noqa: S608
 _DONE_REMINDER = "UPDATE reminders SET done = 1, version = ? WHERE reminder_id = ?"
 
+_GET_REPLIES = """
+    SELECT m.message_id, m.message_seq, m.client_msg_no, m.from_uid, m.channel_id,
+        m.channel_type, m.timestamp, m.payload, m.flags, m.setting, m.topic, m.expire
+    FROM message_replies AS r JOIN messages AS m ON m.message_id = r.message_id
+    WHERE r.reply_to = ? AND r.message_seq > ?
+    ORDER BY r.message_seq LIMIT ?"""
+
 #: Ids per ``IN (…)`` lookup.
 _IDS_PER_QUERY = 500
 
@@ -270,6 +277,16 @@ class SqliteConvMethods:
         """Move the read position up (see the interface)."""
         job = partial(_clear_unread, key=(uid, channel_id, channel_type), message_seq=message_seq)
         return await self._write("clear_unread", job)
+
+    # replies --------------------------------------------------------------------------------
+
+    async def get_replies(self, message_id: int, after_seq: int, limit: int) -> list[StoredMessage]:
+        """The messages quoting ``message_id`` (index ``message_replies_thread``)."""
+        if limit <= 0:
+            return []
+        args = (message_id, after_seq, limit)
+        rows = await self._read("get_replies", partial(_fetch, sql=_GET_REPLIES, args=args))
+        return [StoredMessage(*r) for r in rows]
 
     # reminders ------------------------------------------------------------------------------
 

@@ -353,6 +353,11 @@ class Store(Protocol):
         always is, and the read never holds more than ``max_bytes`` plus one payload."""
         ...
 
+    async def get_replies(self, message_id: int, after_seq: int, limit: int) -> list[StoredMessage]:
+        """The channel-log messages whose payload quotes ``message_id`` (``reply.message_id``;
+        indexed as they are stored), ascending by seq after ``after_seq``, at most ``limit``."""
+        ...
+
     async def max_seq(self, channel_id: str, channel_type: int) -> int:
         """The highest committed ``message_seq`` of the channel (0 if empty)."""
         ...
