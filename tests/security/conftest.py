@@ -113,10 +113,11 @@ async def _settled(node: Node) -> None:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     """A started, populated node (default settings but free ports and SQLite NORMAL, and
-    no brute-force throttle: the suites over the whole route table present a wrong
-    credential to every endpoint, dozens of times from one address — a guesser, to that
-    defence, which ``test_brute_force.py`` tests on its own)."""
-    async with running_node(tmp_path, auth_fail_ip_rate=0) as node:
+    no brute-force throttle nor per-token request rate: the suites over the whole route
+    table present a wrong credential to every endpoint, dozens of times from one address
+    and with one token — a guesser, to those defences, which ``test_brute_force.py`` tests
+    on their own)."""
+    async with running_node(tmp_path, auth_fail_ip_rate=0, http_token_rate=0) as node:
         yield await populate(node)
 
 
