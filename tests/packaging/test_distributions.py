@@ -4,16 +4,18 @@ One module-scoped build (about a minute on a warm pip/npm cache): the files of a
 this working tree are copied to a temporary directory; ``pip wheel`` builds a wheel there (the
 build backend runs ``npm ci`` and esbuild, as no bundle exists yet); ``python -m build
 --sdist`` packs the sdist; a second wheel is built from the unpacked sdist with **no Node.js on
-PATH**. The tree's wheel is installed into a fresh virtual environment, and ``magpie demo``
-runs from a directory outside the repository; the page, its script, and the page running in
-Chromium are checked.
+PATH** (the C toolchain of the optional native extension stays reachable). The tree's wheel
+is installed into a fresh virtual environment, and ``magpie demo`` runs from a directory
+outside the repository; the page, its script, and the page running in Chromium are checked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +37,9 @@ wb = load_webbundle()
 
 BUNDLE = "magpie/web/static/app.js"
 CHROMIUM = Path(os.environ.get("MAGPIE_CHROMIUM", "/usr/bin/chromium"))
+#: What building the optional C extension (``magpie.protocol._cbc``) runs, linked into the
+#: otherwise empty PATH of the sdist build.
+_C_TOOLCHAIN = ("cc", "gcc", "x86_64-linux-gnu-gcc", "as", "ld")
 #: Output lines of pip's own configuration (missing local index folders), not of our build.
 _PIP_NOISE = re.compile(r"WARNING: Location '.*' is ignored")
 
@@ -95,6 +100,10 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     unpacked = _only(base / "unpacked", "magpie_im-*")
     no_node = base / "no-node-bin"
     no_node.mkdir()
+    for tool in _C_TOOLCHAIN:  # the optional C extension is still built; Node.js is gone
+        found = shutil.which(tool)
+        if found is not None:
+            (no_node / tool).symlink_to(found)
     logs["pip wheel (sdist)"] = _run(
         [*pip, "wheel", "-v", "--no-deps", "-w", str(base / "sdist-wheels"), "."],
         unpacked,
@@ -143,6 +152,14 @@ def test_the_sdist_carries_the_bundle_its_sources_and_the_backend(dists: Dists) 
 def test_a_wheel_from_the_sdist_needs_no_node_and_equals_the_trees(dists: Dists) -> None:
     assert _wheel_files(dists.sdist_wheel) == _wheel_files(dists.wheel)
     assert "npm" not in dists.logs["pip wheel (sdist)"].lower().replace("npm_", "")
+
+
+def test_both_wheels_carry_the_native_extension_where_it_builds(dists: Dists) -> None:
+    if importlib.util.find_spec("magpie.protocol._cbc") is None:
+        pytest.skip("the native extension does not build here (no compiler or OpenSSL headers)")
+    for wheel in (dists.wheel, dists.sdist_wheel):
+        names = _wheel_files(wheel)
+        assert any(n.startswith("magpie/protocol/_cbc.") and n.endswith(".so") for n in names)
 
 
 def test_the_builds_print_no_warnings(dists: Dists) -> None:

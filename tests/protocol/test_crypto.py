@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -78,9 +79,29 @@ def plain_recv(payload: bytes = PLAIN) -> Recv:
     )  # fmt: skip
 
 
-@pytest.fixture
-def cipher() -> SessionCipher:
-    return SessionCipher(KEY, IV)
+try:
+    from magpie.protocol._cbc import Cbc as NativeCbc
+except ImportError:  # not built here (no compiler or OpenSSL headers): the reference only
+    NativeCbc = None  # type: ignore[assignment,misc]
+
+#: The AES-CBC session implementations: the pure-Python reference, and the native twin
+#: where it was built (``magpie.protocol._cbc``).
+IMPLEMENTATIONS: dict[str, Callable[[bytes, bytes], crypto._Cbc]] = {"python": crypto._CbcChain}
+if NativeCbc is not None:
+    IMPLEMENTATIONS["native"] = NativeCbc
+
+
+def session(key: bytes, iv: bytes, implementation: str) -> SessionCipher:
+    """A SessionCipher on the named implementation."""
+    cipher = SessionCipher(key, iv)
+    object.__setattr__(cipher, "_chain", IMPLEMENTATIONS[implementation](key, iv))
+    return cipher
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def cipher(request: pytest.FixtureRequest) -> SessionCipher:
+    """The §1.7 session, once per implementation."""
+    return session(KEY, IV, request.param)
 
 
 def reference_encrypt(key: bytes, iv: bytes, plain: bytes) -> bytes:

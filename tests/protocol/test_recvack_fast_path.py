@@ -55,6 +55,23 @@ def test_fast_path_agrees_with_receive_data(version: int, data: st.DataObject) -
     assert fast == (slow[0].message_id, slow[0].message_seq, int(slow[0].flags))
 
 
+@pytest.mark.parametrize("version", [2, 3, 5, 6])
+def test_fast_path_takes_every_well_formed_recvack_once_established(version: int) -> None:
+    conn, _ = established(version)
+    for flags in (Flags.NONE, Flags.RED_DOT, Flags.SYNC_ONCE):
+        ack = Recvack(2**62 + 7, 2**31 + 5, flags)
+        assert conn.receive_recvack(encode(ack, version)) == (2**62 + 7, 2**31 + 5, int(flags))
+
+
+def test_fast_path_declines_after_a_protocol_error() -> None:
+    conn, _ = established(2)
+    frame = encode(Recvack(1, 1), 2)
+    assert conn.receive_recvack(frame) is not None
+    with pytest.raises(ProtocolError):
+        conn.receive_data(b"\x00\x00")  # type 0: not a packet
+    assert conn.receive_recvack(frame) is None
+
+
 def test_fast_path_declines_before_the_handshake() -> None:
     conn = Connection(Role.SERVER)
     assert conn.receive_recvack(encode(Recvack(1, 1))) is None

@@ -46,11 +46,11 @@ from magpie.metrics import Metrics, Traffic
 from magpie.protocol.connection import Connection, Role
 from magpie.protocol.crypto import (
     KeyPair,
+    RecvSealer,
     SessionCipher,
     derive_aes_key,
     new_salt,
     open_send,
-    seal_recv,
 )
 from magpie.protocol.limits import Limits
 from magpie.protocol.packets import (
@@ -156,7 +156,9 @@ class Gateway:
         self._clock = clock
         self._sessions: dict[str, list[Session]] = {}
         self._conn_ids = itertools.count(1)
-        self._retries: deque[tuple[float, Session, int]] = deque()
+        #: (due, message_id, sessions that have not acknowledged it, resends so far), one
+        #: entry per delivered message, in due order.
+        self._retries: deque[tuple[float, int, list[Session], int]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self._servers: list[asyncio.Server] = []
         #: Every open connection, authenticated or not (to close them all on stop).
@@ -271,6 +273,25 @@ class Gateway:
 
     def session_data(self, session: Session, data: bytes) -> None:
         """Bytes from a client (the read callback)."""
+        if session.phase is Phase.ESTABLISHED and not session.closed:
+            # Hot path: one RECVACK per delivered message, recognised without building packet
+            # objects (it cannot raise); anything else (malformed included) takes the
+            # normal path below.
+            session.last_seen = self._clock()
+            ack = session.conn.receive_recvack(data)
+            if ack is not None:
+                traffic = session.traffic
+                traffic.frames_in += 1
+                traffic.bytes_in += len(data)
+                traffic.acks += 1
+                message_id, message_seq, flags = ack
+                self._record_ack(
+                    (message_id, session.uid, session.device_flag, session.device_id, _now_ms())
+                )
+                session.inflight.pop(message_id, None)
+                if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
+                    self._queue_ack(session, message_seq)
+                return
         if session.closed:
             return
         try:
@@ -328,26 +349,11 @@ class Gateway:
             raise RemoteProtocolError("a packet before CONNACK")
 
     def _established(self, session: Session, data: bytes) -> None:
-        session.last_seen = self._clock()
         traffic = session.traffic
         traffic.frames_in += 1
         traffic.bytes_in += len(data)
-        conn = session.conn
-        # Hot path: one RECVACK per delivered message, recognised without building packet
-        # objects; anything else (malformed included) takes the normal path.
-        ack = conn.receive_recvack(data)
-        if ack is not None:
-            message_id, message_seq, flags = ack
-            traffic.acks += 1
-            self._record_ack(
-                (message_id, session.uid, session.device_flag, session.device_id, _now_ms())
-            )
-            session.inflight.pop(message_id, None)
-            if flags & _PERSISTED_CMD_MASK == _SYNC_ONCE:
-                self._queue_ack(session, message_seq)
-            return
         dispatch = self._dispatch
-        for packet in conn.receive_data(data):
+        for packet in session.conn.receive_data(data):
             dispatch(session, packet)
 
     def _dispatch(self, session: Session, packet: Packet) -> None:
@@ -645,32 +651,35 @@ class Gateway:
 
     def _deliver(self, event: Delivery) -> None:
         msg = event.message
-        # Everything that does not depend on the receiving connection is computed once.
+        # Everything that does not depend on the receiving connection is computed once: the
+        # RECV, its encoding and its verify string (RecvSealer); per connection only the two
+        # encryptions of §2.2/§2.3 remain.
         flags = _RECV_FLAGS[msg.flags & _RECV_FLAG_MASK]
         own_flags = _RECV_FLAGS[msg.flags & _OWN_FLAG_MASK]  # no red dot for own devices
         setting = Setting.RECEIPT if msg.setting & _RECEIPT else Setting.NONE
         track = not msg.flags & _NO_PERSIST and self.config.retry_attempts > 0
-        # retry_interval is constant, so due times are appended in order: a FIFO suffices.
-        due = self._clock() + self.config.retry_interval if track else 0.0
+        # The sessions that got it and must acknowledge it: one retry entry per message.
+        tracked: list[Session] | None = [] if track else None
         person = msg.channel_type == PERSON
         sessions = self._sessions
         queue_seqs = event.queue_seqs
         exclude = event.exclude_conn
         deliver_one = self._deliver_one
-        retry_due = due if track else None
+        limits = self.config.limits
+        message_id = msg.message_id
         # Outside person channels without per-recipient queue seqs, a RECV depends on the
-        # recipient only through the red-dot flag: build the two variants once, lazily.
+        # recipient only through the red-dot flag: prepare the two variants once, lazily.
         shared = not person and not queue_seqs
-        recv_other: Recv | None = None
-        recv_own: Recv | None = None
+        other: RecvSealer | None = None
+        own_devices: RecvSealer | None = None
         written = 0
         for uid in event.recipients:
             group = sessions.get(uid)
             if not group:
                 continue
             own = uid == msg.from_uid
-            recv = (recv_own if own else recv_other) if shared else None
-            if recv is None:
+            sealer = (own_devices if own else other) if shared else None
+            if sealer is None:
                 recv = Recv(
                     setting,
                     "",
@@ -678,42 +687,53 @@ class Gateway:
                     peer_of(msg.channel_id, uid) if person else msg.channel_id,
                     msg.channel_type,
                     msg.client_msg_no,
-                    msg.message_id,
+                    message_id,
                     queue_seqs.get(uid, msg.message_seq) if queue_seqs else msg.message_seq,
                     msg.timestamp,
                     msg.payload,
                     own_flags if own else flags,
                 )
+                sealer = RecvSealer(recv, limits)
                 if shared:
                     if own:
-                        recv_own = recv
+                        own_devices = sealer
                     else:
-                        recv_other = recv
+                        other = sealer
             if len(group) == 1:
                 session = group[0]
                 if session.conn_id != exclude:
-                    written += deliver_one(session, recv, retry_due)
+                    written += deliver_one(session, sealer, message_id, tracked)
                 continue
             for session in tuple(group):
                 if session.conn_id != exclude:
-                    written += deliver_one(session, recv, retry_due)
+                    written += deliver_one(session, sealer, message_id, tracked)
+        if tracked:
+            # retry_interval is constant, so due times are appended in order: a FIFO suffices.
+            due = self._clock() + self.config.retry_interval
+            self._retries.append((due, message_id, tracked, 0))
         self._metrics.deliveries.inc(written)
 
-    def _deliver_one(self, session: Session, recv: Recv, due: float | None) -> int:
-        """Seal ``recv`` with the session's key and queue it; 1 if written. ``due`` is when
-        to resend it if unacked, or None for a message that is not retried."""
+    def _deliver_one(
+        self,
+        session: Session,
+        sealer: RecvSealer,
+        message_id: int,
+        tracked: list[Session] | None,
+    ) -> int:
+        """Seal the RECV with the session's key and queue it; 1 if written. ``tracked``
+        collects the sessions that must acknowledge it (``None``: it is not retried)."""
         cipher = session.cipher
         if cipher is None or session.closed:
             return 0
-        frame = session.conn.send(seal_recv(cipher, recv))
+        frame = session.conn.send_sealed_recv(sealer, cipher)
         if not session.push(frame):
             return 0
-        if due is not None:
-            if not session.track(recv.message_id, frame):
+        if tracked is not None:
+            if not session.track(message_id, frame):
                 session.log.info("too many unacked messages; closing so the client resyncs")
                 self._slow_consumer(session)
                 return 1
-            self._retries.append((due, session, recv.message_id))
+            tracked.append(session)
         return 1
 
     def _kick(self, kick: Kick) -> None:
@@ -743,18 +763,22 @@ class Gateway:
 
     def _retry_due(self, now: float) -> None:
         retries = self._retries
+        attempts_max = self.config.retry_attempts
         while retries and retries[0][0] <= now:
-            _, session, message_id = retries.popleft()
-            pending = session.inflight.get(message_id)
-            if pending is None or session.closed:
-                continue
-            if pending.attempts >= self.config.retry_attempts:
-                del session.inflight[message_id]
-                continue
-            pending.attempts += 1
-            self._metrics.retries.inc()
-            session.push(pending.frame)
-            retries.append((now + self.config.retry_interval, session, message_id))
+            _, message_id, sessions, attempts = retries.popleft()
+            again: list[Session] = []
+            for session in sessions:
+                frame = session.inflight.get(message_id)
+                if frame is None or session.closed:
+                    continue
+                if attempts >= attempts_max:
+                    del session.inflight[message_id]
+                    continue
+                session.push(frame)
+                again.append(session)
+            if again:
+                self._metrics.retries.inc(len(again))
+                retries.append((now + self.config.retry_interval, message_id, again, attempts + 1))
 
     async def _idle_loop(self) -> None:
         tick = min(5.0, self.config.idle_timeout / 4)

@@ -31,7 +31,7 @@ from magpie.protocol.connection import Connection
 from magpie.protocol.crypto import SessionCipher
 from magpie.protocol.packets import Send
 
-__all__ = ["OutboundLimits", "Pending", "Phase", "Session", "SessionEvents", "Work"]
+__all__ = ["OutboundLimits", "Phase", "Session", "SessionEvents", "Work"]
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,6 @@ class OutboundLimits:
     max_frames: int
     max_bytes: int
     max_inflight: int
-
-
-@dataclass(slots=True)
-class Pending:
-    """An unacknowledged persisted RECV: its frame (same key, so resendable as is)."""
-
-    frame: bytes
-    attempts: int = 0
 
 
 class SessionEvents(Protocol):
@@ -141,7 +133,8 @@ class Session:
         self.device_level = 0
         self.device_id = ""
         self.cipher: SessionCipher | None = None
-        self.inflight: dict[int, Pending] = {}
+        #: Unacknowledged persisted RECVs: message_id -> frame (same key, resendable as is).
+        self.inflight: dict[int, bytes] = {}
         self.last_seen = 0.0
         self.closed = False
         #: SENDs refused by the rate limit since the last one accepted.
@@ -210,7 +203,7 @@ class Session:
         """Remember an unacked persisted RECV for retries; false when over ``max_inflight``."""
         if len(self.inflight) >= self.limits.max_inflight and message_id not in self.inflight:
             return False
-        self.inflight[message_id] = Pending(frame)
+        self.inflight[message_id] = frame
         return True
 
     @property

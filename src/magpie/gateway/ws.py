@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from picows import (
@@ -70,7 +71,17 @@ class _Server:
 class WsWire(WSListener):
     """One WebSocket connection: picows's listener and the gateway's :class:`Wire`."""
 
-    __slots__ = ("_closer", "_closing", "_handler", "_handshake", "_server", "_t", "_text")
+    __slots__ = (
+        "_buffered",
+        "_closer",
+        "_closing",
+        "_handler",
+        "_handshake",
+        "_send",
+        "_server",
+        "_t",
+        "_text",
+    )
 
     def __init__(self, server: _Server) -> None:
         self._server = server
@@ -80,6 +91,10 @@ class WsWire(WSListener):
         self._closing = False
         self._text = False  # inside a fragmented text message
         self._closer: asyncio.TimerHandle | None = None
+        # The transport's methods on the write path, bound once (per frame they are looked
+        # up through two objects otherwise); no-ops until connected.
+        self._send: Callable[[WSMsgType, bytes], None] = _ignore
+        self._buffered: Callable[[], int] = _nothing_buffered
 
     # picows callbacks ---------------------------------------------------------------------
 
@@ -87,6 +102,8 @@ class WsWire(WSListener):
         self._t = transport
         under = transport.underlying_transport
         under.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
+        self._send = transport.send
+        self._buffered = under.get_write_buffer_size
         handshake = _handshake(transport)
         refusal = self._server.admission.admit(handshake)
         if refusal is not None:
@@ -103,14 +120,14 @@ class WsWire(WSListener):
                 self._peer_closed(transport, frame)
             return  # refused, or closing: what the peer still sends is dropped
         kind = frame.msg_type
-        if kind == _BINARY or (kind == _CONTINUATION and not self._text):
+        if kind is _BINARY or (kind is _CONTINUATION and not self._text):
             handler.on_data(frame.get_payload_as_bytes())
-        elif kind == _TEXT:
+        elif kind is _TEXT:
             self._text = not frame.fin
             handler.on_invalid("WuKongIM packets travel in binary WebSocket messages")
-        elif kind == _CONTINUATION:
+        elif kind is _CONTINUATION:
             self._text = not frame.fin
-        elif kind == _CLOSE:
+        elif kind is _CLOSE:
             self._peer_closed(transport, frame)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -152,13 +169,12 @@ class WsWire(WSListener):
 
     def write(self, frame: bytes) -> None:
         """One binary message, written now (the transport buffers what the kernel refuses)."""
-        if not self._closing and self._t is not None:
-            self._t.send(_BINARY, frame)
+        if not self._closing:
+            self._send(_BINARY, frame)
 
     def buffered(self) -> int:
         """Size of the transport's write buffer."""
-        t = self._t
-        return 0 if t is None else int(t.underlying_transport.get_write_buffer_size())
+        return self._buffered()
 
     def pause_reading(self) -> None:
         """Stop reading from the socket."""
@@ -184,6 +200,14 @@ class WsWire(WSListener):
         """Until the socket is gone."""
         if self._t is not None:
             await self._t.wait_disconnected()
+
+
+def _ignore(kind: WSMsgType, frame: bytes) -> None:
+    """Writing before the connection is up: nothing to write to."""
+
+
+def _nothing_buffered() -> int:
+    return 0
 
 
 def _close_code(code: int) -> WSCloseCode:

@@ -42,6 +42,7 @@ from types import MappingProxyType
 
 from magpie.errors import LocalProtocolError, RemoteProtocolError, UnexpectedPacket
 from magpie.protocol.codec import Decoder, encode
+from magpie.protocol.crypto import RecvSealer, SessionCipher, seal_recv
 from magpie.protocol.limits import DEFAULT_LIMITS, Limits
 from magpie.protocol.packets import (
     LATEST_VERSION,
@@ -141,6 +142,7 @@ class Connection:
     """
 
     __slots__ = (
+        "_ack_layout",
         "_decoder",
         "_error",
         "_in",
@@ -160,6 +162,7 @@ class Connection:
         self._version = INITIAL_VERSION
         self._decoder = Decoder(version=INITIAL_VERSION, limits=limits)
         self._error: RemoteProtocolError | None = None
+        self._ack_layout: struct.Struct | None = None
 
     @property
     def role(self) -> Role:
@@ -197,6 +200,7 @@ class Connection:
                 self._receive(packet)
         except RemoteProtocolError as exc:
             self._error = exc
+            self._ack_layout = None
             raise
         return packets
 
@@ -209,22 +213,30 @@ class Connection:
         nothing: the caller hands ``data`` to :meth:`receive_data`, which decodes it (or
         raises) as usual.
         """
-        decoder = self._decoder
-        layout = _RECVACK_FRAME_V6 if decoder.version >= 6 else _RECVACK_FRAME_V5
-        size = layout.size
+        layout = self._ack_layout  # None unless a RECVACK may be received now (_fast_ack)
         if (
-            len(data) != size
+            layout is None
+            or len(data) != layout.size
             or data[0] >> 4 != _RECVACK_KIND
-            or data[1] != size - 2
-            or self._state is not State.ESTABLISHED
-            or self._role is not Role.SERVER
-            or self._error is not None
-            or decoder.buffered
-            or size - 2 > self._limits.max_remaining_length
+            or data[1] != layout.size - 2
+            or self._decoder.buffered
         ):
             return None
         header, _, message_id, message_seq = layout.unpack(data)
         return message_id, message_seq, header & 0x0F
+
+    def _fast_ack(self) -> None:
+        """Decide once per change of state, version or health whether :meth:`receive_recvack`
+        may answer, and at which layout: a server's established, healthy connection whose
+        limits admit a RECVACK body."""
+        layout = _RECVACK_FRAME_V6 if self._version >= 6 else _RECVACK_FRAME_V5
+        allowed = (
+            self._role is Role.SERVER
+            and self._state is State.ESTABLISHED
+            and self._error is None
+            and layout.size - 2 <= self._limits.max_remaining_length
+        )
+        self._ack_layout = layout if allowed else None
 
     def send(self, packet: Packet) -> bytes:
         """Check that we may send ``packet`` now and return its bytes.
@@ -247,6 +259,18 @@ class Connection:
         if following is not self._state:
             self._set_state(following)
         return data
+
+    def send_sealed_recv(self, sealer: RecvSealer, cipher: SessionCipher) -> bytes:
+        """``send(seal_recv(cipher, sealer.recv))``, the bytes sealed by ``sealer`` (one
+        message to many connections, :class:`~magpie.protocol.crypto.RecvSealer`).
+
+        A RECV changes no state, so where :meth:`send` would accept it (a server's
+        established connection) only the frame is built; anywhere else :meth:`send` decides
+        and raises as usual.
+        """
+        if self._state is State.ESTABLISHED and self._role is Role.SERVER and self._error is None:
+            return sealer.frame(cipher, self._version)
+        return self.send(seal_recv(cipher, sealer.recv))
 
     def _check_open(self) -> None:
         if self._state is State.CLOSED:
@@ -284,6 +308,7 @@ class Connection:
         self._state = state
         self._out = _BY_STATE[self._role, state]
         self._in = _BY_STATE[self._role.peer, state]
+        self._fast_ack()
 
     def _reason(self) -> ReasonCode:
         """The reason code to answer an unexpected packet with (module docstring)."""
@@ -300,5 +325,7 @@ class Connection:
         return packet.version
 
     def _set_version(self, version: int) -> None:
-        self._version = version
         self._decoder.version = version
+        if version != self._version:
+            self._version = version
+            self._fast_ack()

@@ -31,9 +31,11 @@ import hmac
 import secrets
 import string
 import threading
+from binascii import b2a_base64
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -41,13 +43,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from magpie.errors import CryptoError, LocalProtocolError
+from magpie.protocol.codec import decode_varint, encode
+from magpie.protocol.limits import DEFAULT_LIMITS, Limits
 from magpie.protocol.packets import ReasonCode, Recv, Send
 
 __all__ = [
+    "CBC_BACKEND",
     "KEY_SIZE",
     "SALT_ALPHABET",
     "SALT_LENGTH",
     "KeyPair",
+    "RecvSealer",
     "SessionCipher",
     "derive_aes_key",
     "iv_from_salt",
@@ -194,6 +200,59 @@ class _CbcChain:
             self._decryptor.update(self._iv)
             return self._decryptor.update(raw)
 
+    def msg_key(self, verify: bytes) -> str:
+        """``md5_hex(base64(AES(verify)))``: the msgKey of a verify string's bytes (§2.3)."""
+        return _md5_hex(base64.b64encode(self.encrypt(verify)))
+
+    def seal_frame(
+        self, before_key: bytes, before_payload: bytes, padded: bytes, head: bytes, pad: bytes
+    ) -> bytes:
+        """A RECV frame sealed with this session (§2.2, §2.3): ``before_key`` + msgKey +
+        ``before_payload`` + the wire payload (base64 of ``padded`` encrypted), the msgKey
+        being that of ``head`` + the wire payload + ``pad`` (see :class:`RecvSealer`). Both
+        encryptions run under one lock, with no padding or field formatting per call."""
+        update = self._encryptor.update
+        rewind = self._rewind
+        with self._lock:
+            out = update((self._chain ^ rewind).to_bytes(_BLOCK) + padded)
+            wire = b2a_base64(memoryview(out)[_BLOCK:], newline=False)
+            chain = int.from_bytes(out[-_BLOCK:])
+            tag = update(b"".join(((chain ^ rewind).to_bytes(_BLOCK), head, wire, pad)))
+            self._chain = int.from_bytes(tag[-_BLOCK:])
+        text = b2a_base64(memoryview(tag)[_BLOCK:], newline=False)
+        msg_key = hashlib.md5(text, usedforsecurity=False).hexdigest().encode()
+        return b"".join((before_key, msg_key, before_payload, wire))
+
+
+class _Cbc(Protocol):
+    """One session's AES-CBC: :class:`_CbcChain`, or its native twin ``_cbc.Cbc``."""
+
+    def encrypt(self, plain: bytes) -> bytes | memoryview: ...
+
+    def decrypt(self, raw: bytes) -> bytes: ...
+
+    def msg_key(self, verify: bytes) -> str: ...
+
+    def seal_frame(
+        self, before_key: bytes, before_payload: bytes, padded: bytes, head: bytes, pad: bytes
+    ) -> bytes: ...
+
+
+def _implementation() -> tuple[Callable[[bytes, bytes], _Cbc], str]:
+    """The native twin, built from ``_cbc.c`` where a compiler and OpenSSL's headers were
+    found, else the pure-Python reference."""
+    try:
+        from magpie.protocol._cbc import Cbc
+    except ImportError:  # pragma: no cover - depends on the build
+        return _CbcChain, "python"
+    return Cbc, "native"
+
+
+#: What every :class:`SessionCipher` uses: the native AES-CBC session when it was built
+#: (the tests check it gives the bytes :class:`_CbcChain` gives), else that reference;
+#: :data:`CBC_BACKEND` says which (``"native"`` or ``"python"``, for reports).
+_CBC, CBC_BACKEND = _implementation()
+
 
 # PKCS#7 padding (§2.2) by remainder; built here rather than with ``padding.PKCS7().padder()``
 # because a padder object per call costs 0.3 µs, twice per RECV on the fan-out path.
@@ -210,12 +269,12 @@ class SessionCipher:
 
     key: bytes = field(repr=False)
     iv: bytes
-    _chain: _CbcChain = field(init=False, repr=False, compare=False)
+    _chain: _Cbc = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.key) != KEY_SIZE or len(self.iv) != KEY_SIZE:
             raise LocalProtocolError("the AES key and IV are 16 bytes each")
-        object.__setattr__(self, "_chain", _CbcChain(self.key, self.iv))
+        object.__setattr__(self, "_chain", _CBC(self.key, self.iv))
 
     def encrypt(self, plain: bytes) -> bytes:
         """The wire form of ``plain``: ASCII base64 of its ciphertext (§2.2)."""
@@ -241,7 +300,7 @@ class SessionCipher:
         return self._msg_key(_utf8(verify))
 
     def _msg_key(self, verify: bytes) -> str:
-        return _md5_hex(base64.b64encode(self._chain.encrypt(verify)))
+        return self._chain.msg_key(verify)
 
 
 def _payload_error(message: str) -> CryptoError:
@@ -329,6 +388,63 @@ def seal_recv(cipher: SessionCipher, recv: Recv) -> Recv:
     """
     wire = cipher.encrypt(recv.payload)
     return _RESEAL_RECV(recv, wire, cipher._msg_key(_recv_verify_bytes(recv, wire)))
+
+
+class RecvSealer:
+    """One RECV prepared once to be sealed for many connections (fan-out, §2.2, §2.3).
+
+    ``frame(cipher, version)`` equals ``encode(seal_recv(cipher, recv), version, limits)``
+    byte for byte, at the cost of the two encryptions alone. What does not depend on the
+    connection is done here once: the payload's padding, the verify string's fields, and the
+    frame around the two parts that do (§1.6): the msgKey, always 32 hex characters, is the
+    second body field; the wire payload, whose length follows from the plaintext's, is the
+    last. The frame around them is laid out per protocol version on first use, by the codec
+    itself (a probe frame with placeholders), so the layout is never restated here.
+
+    Raises :class:`~magpie.errors.LocalProtocolError` where :func:`seal_recv` or
+    :func:`~magpie.protocol.codec.encode` would (a field not encodable or over ``limits``).
+    """
+
+    __slots__ = ("_frames", "_limits", "_padded", "_probe", "_verify_head", "_verify_pad", "recv")
+
+    def __init__(self, recv: Recv, limits: Limits = DEFAULT_LIMITS) -> None:
+        #: The RECV as given (plaintext payload).
+        self.recv = recv
+        plain = recv.payload
+        self._padded = plain + _PADS[len(plain) % _BLOCK]
+        wire_size = (len(self._padded) + 2) // 3 * 4  # base64 of the ciphertext
+        self._verify_head = _recv_verify_bytes(recv, b"")
+        self._verify_pad = _PADS[(len(self._verify_head) + wire_size) % _BLOCK]
+        self._probe = _RESEAL_RECV(recv, b"=" * wire_size, _MSG_KEY_PLACEHOLDER)
+        self._limits = limits
+        self._frames: dict[int, tuple[bytes, bytes]] = {}
+
+    def frame(self, cipher: SessionCipher, version: int) -> bytes:
+        """The RECV sealed with ``cipher``, encoded for protocol ``version``."""
+        around = self._frames.get(version)
+        if around is None:
+            around = self._frames[version] = self._layout(version)
+        return cipher._chain.seal_frame(
+            around[0], around[1], self._padded, self._verify_head, self._verify_pad
+        )
+
+    def _layout(self, version: int) -> tuple[bytes, bytes]:
+        """The frame's bytes before the msgKey and between it and the payload."""
+        probe = encode(self._probe, version, self._limits)
+        length = decode_varint(probe, 1)
+        if length is None:  # pragma: no cover - encode wrote a whole frame
+            raise LocalProtocolError("probe frame without a length")
+        key_at = length[1] + 3  # setting byte, then the msgKey's uint16 length (§1.6)
+        key_end = key_at + _MSG_KEY_SIZE
+        payload_at = len(probe) - len(self._probe.payload)
+        if probe[key_at:key_end] != _MSG_KEY_PLACEHOLDER.encode():  # pragma: no cover
+            raise LocalProtocolError("the RECV layout has no msgKey in second place")
+        return probe[:key_at], probe[key_end:payload_at]
+
+
+#: The msgKey is an MD5 in lowercase hex (§2.3).
+_MSG_KEY_SIZE = 32
+_MSG_KEY_PLACEHOLDER = "0" * _MSG_KEY_SIZE
 
 
 def open_send(cipher: SessionCipher, send: Send) -> bytes:

@@ -175,13 +175,20 @@ _MAX_SEQ = "SELECT last_seq FROM channel_seq WHERE channel_id = ? AND channel_ty
 #: followed by flags, setting, topic and expire in each of them).
 _PAYLOAD_COLUMN = -5
 
-_BUMP_CLOCK = """
-    INSERT INTO conversation_clock (uid, last_version) VALUES (?, 1)
+# Every recipient's conversation in two statements whatever their number (the uids as one JSON
+# array): the per-row work stays inside SQLite instead of one bound statement per uid and
+# table. "WHERE true" lets an upsert follow a SELECT (SQLite's parsing ambiguity of ON).
+_BUMP_CLOCKS = """
+    INSERT INTO conversation_clock (uid, last_version)
+    SELECT value, 1 FROM json_each(?) WHERE true
     ON CONFLICT (uid) DO UPDATE SET last_version = last_version + 1"""
-_UPSERT_CONVERSATION = """
+_UPSERT_CONVERSATIONS = """
     INSERT INTO conversations (uid, channel_id, channel_type, unread, last_msg_seq,
         last_client_msg_no, timestamp, version)
-    VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT last_version FROM conversation_clock WHERE uid = ?))
+    SELECT j.value, :channel_id, :channel_type, :red_dot AND j.value <> :from_uid,
+        :seq, :client_msg_no, :timestamp, c.last_version
+    FROM json_each(:uids) AS j JOIN conversation_clock AS c ON c.uid = j.value
+    WHERE true
     ON CONFLICT (uid, channel_id, channel_type) DO UPDATE SET
         unread = unread + excluded.unread,
         last_msg_seq = excluded.last_msg_seq,
@@ -260,15 +267,20 @@ def _find_original(conn: sqlite3.Connection, msg: NewMessage) -> StoredMessage |
 
 def _touch_conversations(conn: sqlite3.Connection, m: StoredMessage, uids: list[str]) -> None:
     """Point each recipient's conversation at ``m``; bump unread for red-dot messages."""
-    red_dot = bool(m.flags & _RED_DOT)
-    shared = (m.message_seq, m.client_msg_no, m.timestamp)
-    conn.executemany(_BUMP_CLOCK, [(uid,) for uid in uids])
-    conn.executemany(
-        _UPSERT_CONVERSATION,
-        [
-            (uid, m.channel_id, m.channel_type, int(red_dot and uid != m.from_uid), *shared, uid)
-            for uid in uids
-        ],
+    members = json.dumps(uids)
+    conn.execute(_BUMP_CLOCKS, (members,))
+    conn.execute(
+        _UPSERT_CONVERSATIONS,
+        {
+            "uids": members,
+            "channel_id": m.channel_id,
+            "channel_type": m.channel_type,
+            "red_dot": bool(m.flags & _RED_DOT),
+            "from_uid": m.from_uid,
+            "seq": m.message_seq,
+            "client_msg_no": m.client_msg_no,
+            "timestamp": m.timestamp,
+        },
     )
 
 

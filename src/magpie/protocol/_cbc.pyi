@@ -1,0 +1,16 @@
+"""Types of the native AES-CBC session (``_cbc.c``); see ``magpie.protocol.crypto._CbcChain``."""
+
+class Cbc:
+    def __init__(self, key: bytes, iv: bytes) -> None: ...
+    def encrypt(self, plain: bytes, /) -> bytes: ...
+    def decrypt(self, raw: bytes, /) -> bytes: ...
+    def msg_key(self, verify: bytes, /) -> str: ...
+    def seal_frame(
+        self,
+        before_key: bytes,
+        before_payload: bytes,
+        padded: bytes,
+        head: bytes,
+        pad: bytes,
+        /,
+    ) -> bytes: ...
