@@ -47,6 +47,8 @@ from magpie.ext.notify import Cmd, CmdSender, Notifier
 from magpie.ext.patch import PatchLimits
 from magpie.ext.service import ExtService
 from magpie.failures import check_writable_dir, listen_error
+from magpie.files.service import Files
+from magpie.files.storage import LocalDiskStorage
 from magpie.gateway.admission import NodeAdmission
 from magpie.gateway.server import Gateway, GatewayConfig
 from magpie.gateway.session import OutboundLimits
@@ -507,11 +509,18 @@ def _conversation(
     )
     reading = Reading(store, ext, send, clock_ms=_wall_ms)
     messaging.set_rules(Rules(access, store, send))
+    files = Files(
+        store,
+        LocalDiskStorage(Path(s.data_dir) / "files"),
+        max_bytes=s.upload_max_bytes,
+        clock_ms=_wall_ms,
+    )
     return Conversation(
         typing=typing,
         reactions=reactions,
         reading=reading,
         reminders=Reminders(store, send),
+        files=files,
     )
 
 

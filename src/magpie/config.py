@@ -176,6 +176,9 @@ class Settings:
     typing_expire_ms: int = 5000
     #: Most distinct emoji reactions on one message; a new one beyond it is refused (400).
     reaction_max_emoji: int = 20
+    #: Largest uploaded file in bytes (``/file/upload``; 413 above it). Files live in
+    #: ``data_dir/files``.
+    upload_max_bytes: int = 20 * 1024 * 1024
     #: Deprecated. The card service's own SQLite file of older versions (deadlines, its
     #: secret) inside ``data_dir`` (or an absolute path): both live in the store now, and a
     #: file found here is imported once at start, then renamed to ``*.imported``. Setting

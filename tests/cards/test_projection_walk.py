@@ -102,6 +102,16 @@ async def _replies_to_vote(http: httpx.AsyncClient, ids: dict[str, int]) -> http
     return await http.post("/message/replies", json=body)
 
 
+async def _upload(http: httpx.AsyncClient, _: dict[str, int]) -> httpx.Response:
+    params = {"channel_id": "g1", "channel_type": "2", "name": "n.txt"}
+    return await http.post("/file/upload", params=params, content=b"plain bytes")
+
+
+async def _download(http: httpx.AsyncClient, ids: dict[str, int]) -> httpx.Response:
+    up = await _upload(http, ids)
+    return await http.get(up.json()["data"]["url"])
+
+
 #: How the walk calls each client-facing endpoint, as the viewer.
 CALLS: dict[tuple[str, str], Call] = {
     ("GET", "/"): _get("/"),
@@ -137,6 +147,8 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/message/reminder/sync"): _post("/message/reminder/sync", {"version": 0}),
     ("POST", "/message/reminder/done"): _post("/message/reminder/done", {"ids": [1]}),
     ("POST", "/message/replies"): _replies_to_vote,
+    ("POST", "/file/upload"): _upload,
+    ("GET", "/file/{file_id}"): _download,
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,

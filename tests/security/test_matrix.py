@@ -34,6 +34,7 @@ class Ids:
     message: int
     to_edit: int
     to_revoke: int
+    file: str
 
 
 Body = Callable[[str, Ids], Any]  # (the uid the caller acts as, ids) -> JSON body / query
@@ -46,6 +47,8 @@ class Case:
 
     body: Body | None
     expect: dict[str, int]
+    #: A raw request body (an upload): ``body`` is then the query string.
+    content: bytes | None = None
 
 
 def business(body: Body, ok: int = 200) -> Case:
@@ -169,6 +172,12 @@ MATRIX: dict[tuple[str, str], Case] = {
         },
         403,
     ),
+    ("POST", "/file/upload"): Case(
+        lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": "2"},
+        {BIZ: 200, ANON: 401, MEMBER: 200, OUT: 403},
+        content=b"some bytes",
+    ),
+    ("GET", "/file/{file_id}"): user(lambda u, _: {"login_uid": u}, 404),
     ("POST", "/message/typing"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),
@@ -226,8 +235,12 @@ async def full(tmp_path: Path) -> AsyncIterator[tuple[World, Ids]]:
             body = {"from_uid": "alice", "channel_id": "g1", "channel_type": 2}
             body["payload"] = b64_json({"type": 1, "content": "to change"})
             extra = [await http.post("/message/send", json=body) for _ in range(2)]
+            params = {"login_uid": "alice", "channel_id": "g1", "channel_type": "2"}
+            up = await http.post("/file/upload", params=params, content=b"attached")
+            assert up.status_code == 200, up.text
         edit, revoke = (int(r.json()["data"]["message_id"]) for r in extra)
-        yield world, Ids(world.card_id, world.message_id, edit, revoke)
+        file_id = up.json()["data"]["file_id"]
+        yield world, Ids(world.card_id, world.message_id, edit, revoke, file_id)
 
 
 def test_every_route_has_a_matrix_entry(full: tuple[World, Ids]) -> None:
@@ -251,10 +264,12 @@ async def test_each_caller_gets_its_status_and_outsiders_no_data(
     world, ids = full
     async with client(world.node, CREDENTIALS[caller]) as c:
         for (method, path), case in MATRIX.items():
-            url = path.replace("{message_id}", str(ids.card))
+            url = path.replace("{message_id}", str(ids.card)).replace("{file_id}", ids.file)
             body = None if case.body is None else case.body(ACTS_AS[caller], ids)
             if method == "GET":
                 r = await c.get(url, params=body)
+            elif case.content is not None:
+                r = await c.post(url, params=body, content=case.content)
             else:
                 r = await c.post(url, json=body)
             want = case.expect[caller]

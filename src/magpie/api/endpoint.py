@@ -51,7 +51,7 @@ class Endpoint(Generic[T]):
     query: Spec[T] | None = None
     response: dict[str, Any] = field(default_factory=dict)
     tag: str = "im"
-    raw_response: str = ""  # a non-JSON media type (``/metrics``)
+    raw_response: str = ""  # non-JSON media types, comma-separated (``/metrics``, files)
     #: Further error answers to document: ``(status, description)``, or with the answer's
     #: schema when it is more than ``Error``: ``(status, description, schema)``.
     errors: tuple[tuple[int, str] | tuple[int, str, dict[str, Any]], ...] = ()

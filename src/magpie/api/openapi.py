@@ -349,9 +349,9 @@ def _error(description: str, schema: dict[str, Any] | None = None) -> dict[str, 
 
 
 def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
-    media = ep.raw_response or _JSON
+    media = (ep.raw_response or _JSON).split(",")  # a raw answer may be of several types
     out: dict[str, Any] = {
-        "200": {"description": "OK", "content": {media: {"schema": ep.response}}}
+        "200": {"description": "OK", "content": {m: {"schema": ep.response} for m in media}}
     }
     if ep.body is not None or ep.query is not None:
         out["400"] = _error("invalid input (bad_request, bad_json, send_refused)")
@@ -362,7 +362,10 @@ def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
     if ep.body is not None:
         out["413"] = _error("body or a field above its limit")
     for status, description, *schema in ep.errors:
-        out[str(status)] = _error(description, *schema)
+        bodyless = status == 304  # not modified: no body
+        out[str(status)] = (
+            {"description": description} if bodyless else _error(description, *schema)
+        )
     out.setdefault(
         "429", _error("rate_limited: a rate limit or cap refused the request; see Retry-After")
     )

@@ -13,6 +13,11 @@
   with the quoted message's true sender and a preview of its current content (its edit, when
   edited), so a preview cannot be forged.
 
+* **Files** (item 7): an image (type 2) or file (type 8) whose ``url`` names a Magpie file
+  (``…/file/<file_id>``) must name an upload of the same channel (an image: an upload sniffed
+  as an image), else reason 9; its ``size`` (and an image's ``width``/``height``) are set
+  from the upload, and its ``name`` when the content has none.
+
 A refusal raises :class:`~magpie.core.messaging.Refused` with the reason code the SENDACK (or
 the HTTP API's 400 ``send_refused``) carries.
 """
@@ -28,11 +33,12 @@ from magpie.core.access import AccessControl
 from magpie.core.messaging import Checked, Refused, SendRequest
 from magpie.core.notices import SYNC_REMINDERS, cmd_payload, to_channel, to_peer
 from magpie.domain.channels import is_fake_id, peer_of
-from magpie.domain.content import decode_content
+from magpie.domain.content import FILE, IMAGE, decode_content
 from magpie.domain.members import is_admin
 from magpie.domain.reminders import MENTION, Mention, NewReminder, read_mention
 from magpie.domain.replies import preview, read_reply, reply_object
 from magpie.ext.notify import CmdSender
+from magpie.files.service import file_id_of
 from magpie.protocol.packets import ReasonCode
 from magpie.store.interface import Store, StoredMessage
 
@@ -68,11 +74,34 @@ class Rules:
         reminders: tuple[NewReminder, ...] = ()
         if mention is not None:
             reminders = await self._reminders(req, mention, channel_id, recipients)
-        payload = req.payload
+        changed = False
         if "reply" in content:
-            content = await self._reply(content, channel_id, req.channel_type)
-            payload = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+            content, changed = await self._reply(content, channel_id, req.channel_type), True
+        if content.get("type") in (IMAGE, FILE) and file_id_of(content.get("url")) is not None:
+            content, changed = await self._file(content, channel_id, req.channel_type), True
+        if not changed:
+            return Checked(req.payload, reminders)
+        payload = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
         return Checked(payload, reminders)
+
+    async def _file(
+        self, content: dict[str, Any], channel_id: str, channel_type: int
+    ) -> dict[str, Any]:
+        """``content`` with the facts of the upload its ``url`` names."""
+        file_id = file_id_of(content.get("url")) or ""
+        record = await self._store.get_file(file_id)
+        here = record is not None and (record.channel_id, record.channel_type) == (
+            channel_id,
+            channel_type,
+        )
+        if record is None or not here:
+            raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "url: no such file in this channel")
+        out = {**content, "size": record.size, "name": content.get("name") or record.name}
+        if content.get("type") == IMAGE:
+            if not record.content_type.startswith("image/"):
+                raise Refused(ReasonCode.PAYLOAD_DECODE_ERROR, "url: the file is not an image")
+            out |= {"width": record.width, "height": record.height}
+        return out
 
     async def _reply(
         self, content: dict[str, Any], channel_id: str, channel_type: int

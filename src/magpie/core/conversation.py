@@ -9,6 +9,7 @@ from magpie.core.reactions import Reactions
 from magpie.core.reading import Reading
 from magpie.core.reminders import Reminders
 from magpie.core.typing_notices import Typing
+from magpie.files.service import Files
 
 __all__ = ["Conversation"]
 
@@ -21,6 +22,7 @@ class Conversation:
     reactions: Reactions
     reading: Reading
     reminders: Reminders
+    files: Files
 
     async def close(self) -> None:
         """Send the pending CMDs (at shutdown, while clients are still connected)."""

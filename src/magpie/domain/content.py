@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["CMD", "TEXT", "check_content", "decode_content", "read_payload"]
+__all__ = ["CMD", "FILE", "IMAGE", "TEXT", "check_content", "decode_content", "read_payload"]
 
 #: Plain text (``{"type": 1, "content": "..."}``).
 TEXT = 1
+#: An image (``{"type": 2, "url", "width", "height", "size", "name"}``).
+IMAGE = 2
+#: A file (``{"type": 8, "url", "name", "size"}``).
+FILE = 8
 #: A command: an invisible instruction to the client (``syncMessageExtra``, …); only the
 #: business API may send one.
 CMD = 99

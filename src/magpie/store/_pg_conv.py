@@ -24,6 +24,7 @@ from magpie.store import _pg_rows as rows
 from magpie.store._pg_rows import CONVERSATION_COLUMNS, MESSAGE_COLUMNS
 from magpie.store.interface import (
     ConversationRow,
+    FileRecord,
     ReactionChange,
     ReactionOutcome,
     StoredMessage,
@@ -203,6 +204,16 @@ _GET_REPLIES = f"""
     ORDER BY r.message_seq LIMIT $3"""  # noqa: S608
 
 
+_FILE_COLUMNS = """file_id, sha256, size, content_type, name, width, height, channel_id,
+    channel_type, uploader, created_at"""
+_PUT_FILE = (
+    f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"  # noqa: S608
+)
+_GET_FILE = f"SELECT {_FILE_COLUMNS} FROM files WHERE file_id = $1"  # noqa: S608
+
+_FILE_FIELDS = tuple(c.strip() for c in _FILE_COLUMNS.split(","))
+
+
 class PgConvMethods:
     """Conversation-feature methods of the PostgreSQL store (see the store interface)."""
 
@@ -279,6 +290,18 @@ class PgConvMethods:
         return await self._transaction(
             "done_reminders", lambda conn: _done_reminders(conn, uid, ids)
         )
+
+    # files ----------------------------------------------------------------------------------
+
+    async def put_file(self, record: FileRecord) -> None:
+        """Record an upload."""
+        args = tuple(getattr(record, f) for f in _FILE_FIELDS)
+        await self._fetch("put_file", _PUT_FILE, *args)
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        """An upload by id."""
+        row = await self._fetchrow("get_file", _GET_FILE, file_id)
+        return None if row is None else FileRecord(*row)
 
     # reactions ------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from magpie.domain.reminders import NewReminder, Reminder, reminders_problem
 from magpie.errors import StoreError
 from magpie.store.interface import (
     ConversationRow,
+    FileRecord,
     ReactionChange,
     ReactionOutcome,
     StoredMessage,
@@ -111,6 +112,13 @@ _GET_REPLIES = """
     FROM message_replies AS r JOIN messages AS m ON m.message_id = r.message_id
     WHERE r.reply_to = ? AND r.message_seq > ?
     ORDER BY r.message_seq LIMIT ?"""
+
+_FILE_COLUMNS = """file_id, sha256, size, content_type, name, width, height, channel_id,
+    channel_type, uploader, created_at"""
+_PUT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_GET_FILE = f"SELECT {_FILE_COLUMNS} FROM files WHERE file_id = ?"  # noqa: S608
+
+_FILE_FIELDS = tuple(c.strip() for c in _FILE_COLUMNS.split(","))
 
 #: Ids per ``IN (…)`` lookup.
 _IDS_PER_QUERY = 500
@@ -302,6 +310,18 @@ class SqliteConvMethods:
         """Mark ``uid``'s reminders done (see the interface)."""
         ids = list(dict.fromkeys(int(i) for i in reminder_ids))
         return await self._write("done_reminders", partial(_done_reminders, uid=uid, ids=ids))
+
+    # files ----------------------------------------------------------------------------------
+
+    async def put_file(self, record: FileRecord) -> None:
+        """Record an upload."""
+        args = tuple(getattr(record, f) for f in _FILE_FIELDS)
+        await self._write("put_file", lambda c: c.execute(_PUT_FILE, args))
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        """An upload by id."""
+        rows = await self._read("get_file", partial(_fetch, sql=_GET_FILE, args=(file_id,)))
+        return FileRecord(*rows[0]) if rows else None
 
     # reactions ------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ __all__ = [
     "CardTypeRow",
     "ChannelInfo",
     "ConversationRow",
+    "FileRecord",
     "Job",
     "JobCount",
     "JobsOf",
@@ -204,6 +205,24 @@ class ReactionOutcome:
     changed: bool
     row: Reaction | None
     refused: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """An uploaded file (``docs/conversation.md``, item 7): its bytes (by SHA-256 in the file
+    storage), what they are (sniffed), and the channel whose members may download it."""
+
+    file_id: str
+    sha256: str
+    size: int
+    content_type: str
+    name: str
+    width: int
+    height: int
+    channel_id: str
+    channel_type: int
+    uploader: str
+    created_at: int  # unix milliseconds
 
 
 class Store(Protocol):
@@ -487,6 +506,16 @@ class Store(Protocol):
         """Mark ``uid``'s reminders done in one transaction: each one not done yet takes the
         user's next version (returned, ascending); ``None`` — and nothing changes — when one
         of the ids is not a reminder of ``uid``."""
+        ...
+
+    # files --------------------------------------------------------------------------------
+
+    async def put_file(self, record: FileRecord) -> None:
+        """Record an upload (its ``file_id`` is new)."""
+        ...
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        """An upload by id."""
         ...
 
     # reactions (magpie.domain.reactions) -------------------------------------------------
