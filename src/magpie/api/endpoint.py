@@ -52,6 +52,8 @@ class Endpoint(Generic[T]):
     response: dict[str, Any] = field(default_factory=dict)
     tag: str = "im"
     raw_response: str = ""  # non-JSON media types, comma-separated (``/metrics``, files)
+    #: A raw (non-JSON) request body's media type (an upload); ``query`` holds the input.
+    raw_body: str = ""
     #: Further error answers to document: ``(status, description)``, or with the answer's
     #: schema when it is more than ``Error``: ``(status, description, schema)``.
     errors: tuple[tuple[int, str] | tuple[int, str, dict[str, Any]], ...] = ()

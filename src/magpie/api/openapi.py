@@ -401,6 +401,9 @@ def _operation(ep: Endpoint[Any]) -> dict[str, Any]:
     if ep.body is not None:
         content = {_JSON: {"schema": ep.body.schema()}}
         op["requestBody"] = {"required": True, "content": content}
+    elif ep.raw_body:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        op["requestBody"] = {"required": True, "content": {ep.raw_body: binary}}
     parameters = _path_parameters(ep.path)
     if ep.query is not None:
         parameters += _parameters(ep.query.schema())

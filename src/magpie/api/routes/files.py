@@ -152,6 +152,7 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             Access.USER,
             upload,
             query=UPLOAD,
+            raw_body="application/octet-stream",
             response=data_schema(uploaded),
             tag="conversation",
             errors=((413, "above upload_max_bytes"),),
