@@ -48,13 +48,17 @@ node: $(NODE_STAMP) $(NODE_DRIVER)
 web:
 	$(PY) build_backend/webbundle.py
 
-# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser),
+# with Debian's colour emoji font so reactions show in the screenshots.
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 chromium:
-	@if [ -x $(CHROMIUM) ]; then :; \
+	@if [ -x $(CHROMIUM) ] && [ -f $(EMOJI_FONT) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-color-emoji; \
 	elif command -v sudo >/dev/null 2>&1; then \
-		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-color-emoji; \
+	elif [ -x $(CHROMIUM) ]; then \
+		echo "make chromium: fonts-noto-color-emoji is missing: emoji show as boxes in screenshots" >&2; \
 	else \
 		echo "make chromium: $(CHROMIUM) is missing and this user can neither apt-get (not root)" \
 			"nor sudo; install Debian's chromium package, then run make test again" >&2; \

@@ -22,12 +22,13 @@ from magpie.client import chat as chat_cli
 from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
+from magpie.domain.members import OWNER
 from magpie.failures import explain
 from magpie.guard import raise_nofile_limit
 from magpie.logs import configure_logging
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
-from magpie.web import DEMO_GROUP, DEMO_USERS
+from magpie.web import DEMO_GROUP, DEMO_OWNER, DEMO_USERS
 
 __all__ = ["main"]
 
@@ -108,6 +109,7 @@ async def _seed_demo(node: Node) -> None:
             await store.set_token(TokenRow(uid, flag, hash_token(f"demo-{uid}"), 0))
     await store.upsert_channel(ChannelInfo(DEMO_GROUP, 2))
     await store.add_subscribers(DEMO_GROUP, 2, DEMO_USERS)
+    await store.set_role(DEMO_GROUP, 2, [DEMO_OWNER], OWNER)  # may revoke any message
     welcome = json.dumps({"type": 1, "content": "Welcome to the Magpie demo group!"}).encode()
     await node.messaging.send(
         SendRequest("alice", DEMO_GROUP, 2, welcome, "demo-welcome", Flags.RED_DOT, from_api=True)
@@ -118,7 +120,7 @@ async def _seed_demo(node: Node) -> None:
     )
     print(
         "magpie demo: users " + ", ".join(DEMO_USERS) + " (token demo-<uid>), group "
-        f"'{DEMO_GROUP}', direct chat alice<->bob",
+        f"'{DEMO_GROUP}' (owner {DEMO_OWNER}), direct chat alice<->bob",
         flush=True,
     )
     await _seed_cards(node)

@@ -8,7 +8,8 @@
   network switch) and a fresh node. The web test modules therefore run in one event loop per
   module (``pytestmark = pytest.mark.asyncio(loop_scope="module")``), and the async fixtures
   here use that loop too.
-* ``ui`` — ``await ui.login("alice")`` opens a fresh browser context (its own SDK singletons,
+* ``ui`` — ``await ui.login("alice")`` (``viewport=``, ``has_touch=`` for a phone) opens a fresh
+  browser context (its own SDK singletons,
   storage and network switch) logged in through the page; every page opened is screenshotted
   into ``artifacts/web/<test>--<n>-<uid>.png`` at teardown, pass or fail, and a test fails if
   a page threw an uncaught error.
@@ -112,15 +113,39 @@ def _slug(text: str) -> str:
 class Ui:
     """Opens logged-in pages, one browser context (one SDK client) each."""
 
-    def __init__(self, browser: Browser, base_url: str) -> None:
+    def __init__(
+        self, browser: Browser, base_url: str, *, node: Node | None = None, test_name: str = ""
+    ) -> None:
         self.browser = browser
         self.base_url = base_url
+        self._node = node
+        self.test_name = test_name or "page"
         self.pages: list[DemoPage] = []
 
-    async def login(self, uid: str, *, wait_connected: bool = True) -> DemoPage:
+    @property
+    def node(self) -> Node:
+        """The node behind the pages (the ``demo_node`` fixture's)."""
+        assert self._node is not None, "this Ui was made without a node"
+        return self._node
+
+    def artifact(self, name: str) -> Path:
+        """A screenshot path in ``artifacts/web`` for this test (``<test>--<name>.png``)."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        return ARTIFACTS / f"{_slug(self.test_name)}--{_slug(name)}.png"
+
+    async def login(
+        self,
+        uid: str,
+        *,
+        wait_connected: bool = True,
+        viewport: dict[str, int] | None = None,
+        has_touch: bool = False,
+    ) -> DemoPage:
         """A new context with the page logged in as ``uid`` (connected, unless told not to
-        wait)."""
-        context = await self.browser.new_context(viewport=VIEWPORT, base_url=self.base_url)
+        wait); ``viewport`` (default 1280 x 800) and ``has_touch`` for a phone."""
+        context = await self.browser.new_context(
+            viewport=viewport or VIEWPORT, base_url=self.base_url, has_touch=has_touch
+        )
         page = DemoPage(context, await context.new_page(), uid, time_scale())
         self.pages.append(page)
         await page.login(wait_connected=wait_connected)
@@ -145,7 +170,12 @@ async def ui(
     browser: Browser, demo_node: Node, request: pytest.FixtureRequest
 ) -> AsyncIterator[Ui]:
     """``await ui.login(uid)`` opens the demo page as ``uid``; screenshots at teardown."""
-    opener = Ui(browser, f"http://127.0.0.1:{demo_node.api_port}")
+    opener = Ui(
+        browser,
+        f"http://127.0.0.1:{demo_node.api_port}",
+        node=demo_node,
+        test_name=request.node.name,
+    )
     try:
         yield opener
     finally:

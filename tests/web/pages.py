@@ -126,6 +126,67 @@ class DemoPage:
         """Whether the node matched now is the one tagged by :meth:`mark`."""
         return bool(await locator.evaluate("(el, name) => el[name] === true", name))
 
+    # --- conversation features (docs/conversation.md) -------------------------------------
+
+    async def action(self, message_id: str, name: str) -> None:
+        """Hover a message and press ``name`` in its action bar (react, reply, edit, revoke,
+        link; ``pick`` opens the emoji row)."""
+        row = self.message(message_id)
+        await row.scroll_into_view_if_needed()
+        await row.hover()
+        await row.locator(f'.msg-actions [data-action="{name}"]').click()
+
+    async def actions_offered(self, message_id: str) -> list[str]:
+        """The actions the bar of a message offers (visible buttons), after hovering it."""
+        row = self.message(message_id)
+        await row.hover()
+        return list(
+            await row.locator(".msg-actions .msg-action:not([hidden])").evaluate_all(
+                "els => els.map(el => el.dataset.action)"
+            )
+        )
+
+    async def react(self, message_id: str, emoji: str) -> None:
+        """Add ``emoji`` through the action bar's emoji row."""
+        await self.action(message_id, "pick")
+        await self.message(message_id).locator(f'.emoji-option[data-emoji="{emoji}"]').click()
+
+    def reaction(self, message_id: str, emoji: str) -> Locator:
+        """The reaction chip of ``emoji`` under a message (``data-count``, ``data-users``,
+        ``aria-pressed`` for the viewer's own)."""
+        return self.message(message_id).locator(f'.reaction[data-emoji="{emoji}"]')
+
+    def bubble(self, message_id: str) -> Locator:
+        """The bubble of a message (Markdown text, an image or a file)."""
+        return self.message(message_id).locator(".msg-bubble")
+
+    def reply_preview(self, message_id: str) -> Locator:
+        """The quoted message shown above a reply (``data-reply-to``, ``data-revoked``)."""
+        return self.message(message_id).locator(".msg-reply")
+
+    @property
+    def composer(self) -> Locator:
+        """The message box."""
+        return self.page.locator(".composer-input")
+
+    @property
+    def typing(self) -> Locator:
+        """The typing line above the composer (``data-who``: the names shown)."""
+        return self.page.locator('[data-testid="typing"]')
+
+    async def send_composed(self) -> str:
+        """Press Enter in the composer and return the id of the message that appears as
+        the newest own message, once acknowledged."""
+        before = await self.rows.count()
+        await self.composer.press("Enter")
+        mine = self.page.locator(".msg-list > li.msg.msg--mine")
+        row = mine.last
+        await expect(self.rows).to_have_count(before + 1, timeout=self.ms())
+        await expect(row).to_have_attribute("data-delivery", "sent", timeout=self.ms())
+        message_id = await row.get_attribute("data-message-id")
+        assert message_id and message_id.isdigit(), message_id
+        return message_id
+
     # --- cards ---------------------------------------------------------------------------
 
     def card(self, message_id: str) -> CardHandle:

@@ -4,26 +4,37 @@
 //   providers      syncConversationsCallback -> POST /conversation/sync
 //                  syncMessagesCallback      -> POST /channel/messagesync
 //                  syncMessageExtraCallback  -> POST /message/extra/sync
+//                  syncSubscribersCallback   -> POST /channel/members (members.js)
+//                  messageUploadTaskCallback -> UploadTask: POST /file/upload (upload.js)
 //   listeners      connect status -> indicator (+ resync after a reconnect)
 //                  messages       -> cache + message list (dedup by id, I4)
 //                  message status -> SENDACK: the local echo gets its id and seq
 //                  CMD syncMessageExtra -> chatManager.syncMessageExtras(channel, highest)
+//                  CMD syncMessageReaction -> POST /reaction/sync (reactions.js)
+//                  CMD typing     -> "Bob is typing…" (typing.js)
 //                  conversations  -> conversation list (unread counts)
+//   actions        a message's action bar: react, reply, edit, revoke, copy link
 //
 // The SDK is a set of singletons: one user per page (a tab, or a browser context in tests).
 
 import WKSDK from 'wukongimjssdk';
-import { Channel, MessageStatus } from 'wukongimjssdk/lib/model';
+import { Channel, Mention, MessageStatus, Reply } from 'wukongimjssdk/lib/model';
 import { h, avatar } from './dom.js';
 import { rowsOf } from './http.js';
 import { idString, toConversation, toMessage, toMessageExtra } from './convert.js';
 import { ExtrasSync } from './extras.js';
 import { MessageCache, messageKey } from './state.js';
+import { FileContent, ImageContent, registerContents } from './content.js';
+import { Members } from './members.js';
+import { ReactionSync, applyRow, carryOver, hasReacted } from './reactions.js';
+import { TypingNotifier, TypingState, TypingView } from './typing.js';
+import { Media, UploadTask, imageSize } from './upload.js';
+import { linkFor, parseLink } from './links.js';
 import { CardController } from './cards/card.js';
 import { CardFormDialog } from './cards/create.js';
-import { ComposerView } from './views/composer.js';
+import { ComposerView, MENTION_ALL } from './views/composer.js';
 import { ConversationListView, PeopleView } from './views/conversations.js';
-import { MessageListView } from './views/messages.js';
+import { MessageListView, previewOf, textOf } from './views/messages.js';
 import { StatusView } from './views/status.js';
 
 /** Messages per history page. */
@@ -33,6 +44,10 @@ const RECENTS = 1;
 /** SDK heartbeat (ms): a dead socket is noticed after 4 missed pongs. */
 const HEARTBEAT_MS = 20000;
 const CMD_SYNC_EXTRA = 'syncMessageExtra';
+const CMD_SYNC_REACTION = 'syncMessageReaction';
+const CMD_TYPING = 'typing';
+/** Older pages a message link may load to find its message. */
+const LINK_PAGES = 10;
 
 const ConnectStatus = { Disconnect: 0, Connected: 1, Connecting: 2, ConnectFail: 3, ConnectKick: 4 };
 
@@ -55,6 +70,12 @@ export class ChatApp {
     this.sdk = WKSDK.shared();
     this.cache = new MessageCache();
     this.extras = new ExtrasSync(this.sdk, this.cache, (state, keys) => this.onExtrasApplied(state, keys));
+    this.reactions = new ReactionSync(api, this.cache, (state, keys) => this.onExtrasApplied(state, keys));
+    this.members = new Members(api, this.sdk);
+    this.typingOut = new TypingNotifier(api);
+    this.typing = new TypingState((key) => this.onTypingChanged(key));
+    this.media = new Media(api);
+    this.uploading = new Set(); // clientSeqs of messages whose upload has not finished
     this.cards = new CardController(api, this.me, { names: this.names, people });
     this.cardForm = new CardFormDialog({ api, me: this.me, people, names: this.names });
     this.openChannel = null;
@@ -87,7 +108,7 @@ export class ChatApp {
     if (!channel) return;
     const state = this.cache.get(channel);
     if (!state.loaded) await this.loadLatest(state);
-    if (this.openChannel === channel) await this.extras.sync(channel);
+    if (this.openChannel === channel) await Promise.all([this.extras.sync(channel), this.reactions.sync(channel)]);
   }
 
   start() {
@@ -96,7 +117,8 @@ export class ChatApp {
     this.addListeners();
     this.status.set('connecting');
     this.sdk.connect();
-    this.syncConversations();
+    this.syncConversations().then(() => this.followLink());
+    window.addEventListener('hashchange', () => this.followLink());
     window.magpie = this; // for debugging in the console (and browser tests)
   }
 
@@ -106,10 +128,26 @@ export class ChatApp {
     this.status = new StatusView();
     this.conversations = new ConversationListView({ me: this.me, names: this.names, onOpen: (c) => this.open(c) });
     this.peopleView = new PeopleView({ onOpen: (uid) => this.open(new Channel(uid, 1)) });
-    this.messages = new MessageListView({ me: this.me, names: this.names, cards: this.cards, onLoadOlder: () => this.loadOlder() });
-    this.composer = new ComposerView((text) => this.sendText(text), { onNewCard: (type) => this.openChannel && this.cardForm.open(type, this.openChannel) });
+    this.messages = new MessageListView({
+      me: this.me,
+      names: this.names,
+      cards: this.cards,
+      onLoadOlder: () => this.loadOlder(),
+      actions: { can: (name, message) => this.can(name, message), run: (name, message, arg, anchor) => this.act(name, message, arg, anchor) },
+      media: this.media,
+      presence: null,
+    });
+    this.composer = new ComposerView((draft) => this.send(draft), {
+      onNewCard: (type) => this.openChannel && this.cardForm.open(type, this.openChannel),
+      onTyping: () => this.typingOut.typed(this.openChannel),
+      onFiles: (files) => this.sendFiles(files),
+      mentionCandidates: () => this.mentionCandidates(),
+    });
+    this.typingView = new TypingView();
+    this.toast = h('div', { class: 'toast', role: 'status', 'aria-live': 'polite', hidden: true });
     this.headerTitle = h('h2', { class: 'chat-title' }, 'Magpie');
     this.headerSub = h('p', { class: 'chat-sub' }, '');
+    this.backButton = h('button', { type: 'button', class: 'btn btn--ghost btn--small chat-back', 'aria-label': 'Back to conversations', onclick: () => this.showList() }, '‹');
     const me = this.names.get(this.me) || this.me;
     const sidebar = h(
       'aside',
@@ -126,8 +164,17 @@ export class ChatApp {
       this.peopleView.el,
       h('p', { class: 'brand' }, h('span', { class: 'brand-mark' }, '◆'), ' Magpie · WuKongIM JS SDK 1.0.4'),
     );
-    const main = h('main', { class: 'chat' }, h('header', { class: 'chat-header' }, this.headerTitle, this.headerSub), this.messages.el, this.composer.el);
-    this.root.replaceChildren(h('div', { class: 'app' }, sidebar, main));
+    const main = h(
+      'main',
+      { class: 'chat' },
+      h('header', { class: 'chat-header' }, this.backButton, h('div', { class: 'chat-heading' }, this.headerTitle, this.headerSub)),
+      this.messages.el,
+      h('footer', { class: 'chat-foot' }, this.typingView.el, this.composer.el),
+      this.toast,
+    );
+    this.composer.attachDropTarget(main);
+    this.appEl = h('div', { class: 'app' }, sidebar, main);
+    this.root.replaceChildren(this.appEl);
     this.renderPeople();
   }
 
@@ -154,6 +201,9 @@ export class ChatApp {
     provider.syncConversationsCallback = () => this.provideConversations();
     provider.syncMessagesCallback = (channel, opts) => this.provideMessages(channel, opts);
     provider.syncMessageExtraCallback = (channel, extraVersion, limit) => this.provideExtras(channel, extraVersion, limit);
+    provider.syncSubscribersCallback = (channel) => this.members.provide(channel);
+    provider.messageUploadTaskCallback = (message) => this.uploadTask(message);
+    registerContents(this.sdk);
     // SDK 1.0.4 keeps its heartbeat timer running while it reconnects, and WebSocket.send on
     // a socket that is still CONNECTING throws from inside that timer (an uncaught error).
     // A packet that cannot be written now is not lost: SENDs stay in the SDK's sending queue
@@ -161,6 +211,9 @@ export class ChatApp {
     const connectManager = this.sdk.connectManager;
     const sendPacket = connectManager.sendPacket.bind(connectManager);
     connectManager.sendPacket = (packet) => {
+      // The SDK re-sends its whole sending queue after a CONNACK, including a media message
+      // whose upload is still running: that one goes out when its upload task succeeds.
+      if (packet && packet.clientSeq && this.uploading.has(packet.clientSeq)) return;
       try {
         sendPacket(packet);
       } catch (err) {
@@ -250,7 +303,8 @@ export class ChatApp {
     this.syncConversations();
     if (this.openChannel) {
       const state = this.cache.get(this.openChannel);
-      this.catchUp(state).then(() => this.extras.sync(state.channel));
+      this.catchUp(state).then(() => Promise.all([this.extras.sync(state.channel), this.reactions.sync(state.channel)]));
+      this.members.load(state.channel);
     }
   }
 
@@ -288,20 +342,30 @@ export class ChatApp {
       if (!cm.findConversation(channel)) cm.conversations = [conv, ...(cm.conversations || [])];
     }
     cm.openConversation = conv;
+    const switched = !this.openChannel || !this.openChannel.isEqual(channel);
     this.openChannel = channel;
     const state = this.cache.get(channel);
     this.headerTitle.textContent = this.title(channel);
     this.headerSub.textContent = channel.channelType === 1 ? 'Direct chat' : 'Group';
+    this.appEl.classList.add('is-chat-open');
     this.messages.show(state);
+    if (switched) this.composer.clearMode();
     this.composer.setEnabled(true);
+    this.onTypingChanged(channel.getChannelKey());
+    this.members.load(channel).then(() => this.openChannel === channel && this.messages.refresh([...state.messages.keys()]));
     this.markRead(conv);
     this.renderConversations();
     if (!state.loaded) await this.loadLatest(state);
     else if (state.stale) await this.catchUp(state);
     if (this.openChannel !== channel) return;
     this.markRead(conv);
-    this.composer.focus();
-    await this.extras.sync(channel);
+    if (!matchMedia('(max-width: 760px)').matches) this.composer.focus();
+    await Promise.all([this.extras.sync(channel), this.reactions.sync(channel)]);
+  }
+
+  /** Phone width: back from the open chat to the conversation list. */
+  showList() {
+    this.appEl.classList.remove('is-chat-open');
   }
 
   markRead(conv) {
@@ -319,9 +383,18 @@ export class ChatApp {
     const added = [];
     for (const message of messages) {
       this.extras.adopt(state, message);
+      this.adoptReactions(state, message);
       if (state.add(message)) added.push(message);
     }
     return added;
+  }
+
+  /** A message entered the cache: its summaries, rows that came before it, state of an older copy. */
+  adoptReactions(state, message) {
+    this.reactions.adopt(state, message, message.__summaries);
+    message.__summaries = undefined;
+    carryOver(state.messages.get(messageKey(message)), message);
+    this.reactions.take(state, message);
   }
 
   async loadLatest(state) {
@@ -380,6 +453,8 @@ export class ChatApp {
     } else {
       message.messageID = idString(message.messageID);
       this.extras.adopt(state, message);
+      this.adoptReactions(state, message);
+      this.typing.stopped(state.key, message.fromUID);
     }
     if (!state.add(message)) return; // a repeated delivery (I4)
     if (this.isOpen(state)) {
@@ -412,12 +487,26 @@ export class ChatApp {
 
   onCmd(message) {
     const content = message.content || {};
-    if (content.cmd !== CMD_SYNC_EXTRA) return;
     const param = content.param || {};
     const channel =
       message.channel && message.channel.channelID ? message.channel : param.channel_id ? new Channel(String(param.channel_id), Number(param.channel_type)) : null;
     if (!channel) return;
-    this.extras.sync(channel, Number(param.extra_version) || 0);
+    if (content.cmd === CMD_SYNC_EXTRA) this.extras.sync(channel, Number(param.extra_version) || 0);
+    else if (content.cmd === CMD_SYNC_REACTION) this.reactions.sync(channel, Number(param.seq) || 0);
+    else if (content.cmd === CMD_TYPING) this.onTypingCmd(param);
+  }
+
+  /** CMD typing: param.channel_id is the channel as this user sees it. */
+  onTypingCmd(param) {
+    const from = String(param.from_uid || '');
+    if (!from || from === this.me || !param.channel_id) return;
+    const channel = new Channel(String(param.channel_id), Number(param.channel_type));
+    this.typing.notice(channel.getChannelKey(), from, Number(param.expires_in_ms) || 0);
+  }
+
+  onTypingChanged(key) {
+    if (!this.openChannel || this.openChannel.getChannelKey() !== key) return;
+    this.typingView.show(this.typing.who(key).map((uid) => this.names.get(uid) || uid));
   }
 
   onExtrasApplied(state, keys) {
@@ -428,11 +517,225 @@ export class ChatApp {
     }
   }
 
-  sendText(text) {
+  // --- sending -----------------------------------------------------------------------------
+
+  /** The composer's draft: a new message (maybe a reply, with mentions), or an edit. */
+  send({ text, mentionUids = [], mentionAll = false, mode = null }) {
     if (!this.openChannel) return;
+    this.typingOut.sent(this.openChannel);
+    if (mode && mode.kind === 'edit') {
+      this.editMessage(mode.message, text);
+      return;
+    }
     const content = this.sdk.newMessageText(text);
+    if (mentionUids.length > 0 || mentionAll) {
+      content.mention = new Mention();
+      if (mentionUids.length > 0) content.mention.uids = mentionUids;
+      if (mentionAll) content.mention.all = true;
+    }
+    if (mode && mode.kind === 'reply') content.reply = this.replyTo(mode.message);
+    this.sendContent(content);
+  }
+
+  sendContent(content, channel = this.openChannel) {
     // The SDK queues the SEND and re-sends it after the next CONNACK if the socket is down.
-    this.sdk.chatManager.send(content, this.openChannel).catch((err) => console.warn('[magpie] send deferred', err));
+    return this.sdk.chatManager.send(content, channel).catch((err) => console.warn('[magpie] send deferred', err));
+  }
+
+  /** The `reply` object quoting `message` (the server checks it and sets the preview). */
+  replyTo(message) {
+    const reply = new Reply();
+    reply.messageID = String(message.messageID);
+    reply.messageSeq = message.messageSeq;
+    reply.fromUID = message.fromUID;
+    reply.fromName = this.names.get(message.fromUID) || message.fromUID;
+    const extra = message.remoteExtra || {};
+    reply.content = extra.contentEdit || message.content;
+    return reply;
+  }
+
+  /** Attachments from the button, a drop or a paste: one message each (images inline). */
+  async sendFiles(files) {
+    const channel = this.openChannel;
+    if (!channel) return;
+    for (const file of files) {
+      let content;
+      if (/^image\/(png|jpeg|gif|webp)$/.test(file.type)) {
+        const { width, height } = await imageSize(file);
+        content = new ImageContent(file, width, height);
+      } else content = new FileContent(file);
+      await this.sendContent(content, channel);
+    }
+  }
+
+  /** provider.messageUploadTaskCallback: the SDK sends the message when this task succeeds. */
+  uploadTask(message) {
+    this.uploading.add(message.clientSeq);
+    message.__uploading = true;
+    return new UploadTask(message, this.api, (msg, err) => this.onUploaded(msg, err));
+  }
+
+  onUploaded(message, err) {
+    this.uploading.delete(message.clientSeq);
+    message.__uploading = false;
+    if (err) {
+      console.warn('[magpie] upload failed', err);
+      this.sdk.chatManager.deleteMessageFromSendingQueue(message.clientSeq);
+      this.sending.delete(message.clientSeq);
+      message.status = MessageStatus.Fail;
+      message.__failure = `Upload failed: ${err.code || err.status || err.message}`;
+      this.showToast(err.status === 413 ? 'That file is too large to send.' : `The file could not be uploaded (${err.message || err}).`);
+    }
+    const state = this.cache.get(message.channel);
+    if (this.isOpen(state)) this.messages.upsert(message);
+  }
+
+  // --- the action bar ----------------------------------------------------------------------
+
+  /** Whether the action bar offers `name` on `message`. */
+  can(name, message) {
+    const extra = message.remoteExtra || {};
+    const sent = Boolean(message.messageID) && message.messageSeq > 0;
+    if (!sent || extra.revoke) return false;
+    const mine = message.fromUID === this.me;
+    switch (name) {
+      case 'react':
+      case 'reply':
+      case 'link':
+        return true;
+      case 'edit':
+        return mine && textOf(message) !== null && message.content.contentType === 1;
+      case 'revoke':
+        return mine || this.members.isAdmin(message.channel, this.me);
+      default:
+        return false;
+    }
+  }
+
+  /** Run an action of a message's bar (or of its reaction chips / reply preview). */
+  act(name, message, arg, anchor) {
+    switch (name) {
+      case 'react':
+        return this.toggleReaction(message, arg);
+      case 'reply':
+        return this.composer.setReply(message, `Replying to ${this.names.get(message.fromUID) || message.fromUID}: ${previewOf((message.remoteExtra || {}).contentEdit || message.content)}`);
+      case 'edit':
+        return this.composer.setEdit(message, textOf(message) || '', 'Editing your message');
+      case 'revoke':
+        return this.revokeMessage(message);
+      case 'link':
+        return this.copyLink(message);
+      case 'quoted':
+        return this.revealMessage(message.channel, String(arg.messageID));
+      case 'readers':
+        return this.showReaders(message, anchor);
+      default:
+        return undefined;
+    }
+  }
+
+  async toggleReaction(message, emoji) {
+    const add = !hasReacted(message, this.me, emoji);
+    try {
+      const body = await this.api.post('/reactions', {
+        channel_id: message.channel.channelID,
+        channel_type: message.channel.channelType,
+        message_id: String(message.messageID),
+        emoji,
+        action: add ? 'add' : 'remove',
+      });
+      const row = body && body.data && body.data.row;
+      const state = this.cache.get(message.channel);
+      if (row && applyRow(message, row) && this.isOpen(state)) this.messages.refresh([messageKey(message)]);
+    } catch (err) {
+      this.showToast(err.code === 'too_many_emoji' ? 'This message has as many different reactions as it may have.' : `Reaction failed: ${err.message || err}`);
+    }
+  }
+
+  async editMessage(message, text) {
+    if (text === textOf(message)) return;
+    try {
+      await this.api.post('/message/edit', {
+        message_id: String(message.messageID),
+        channel_id: message.channel.channelID,
+        channel_type: message.channel.channelType,
+        content_edit: { type: 1, content: text },
+      });
+      await this.extras.sync(message.channel);
+    } catch (err) {
+      this.showToast(`The message could not be edited: ${err.message || err}`);
+    }
+  }
+
+  async revokeMessage(message) {
+    const mine = message.fromUID === this.me;
+    const who = mine ? 'your message' : `${this.names.get(message.fromUID) || message.fromUID}'s message`;
+    if (!window.confirm(`Withdraw ${who}? Everybody will see “Message withdrawn”.`)) return;
+    try {
+      await this.api.post('/message/revoke', {
+        message_id: String(message.messageID),
+        channel_id: message.channel.channelID,
+        channel_type: message.channel.channelType,
+      });
+      await this.extras.sync(message.channel);
+    } catch (err) {
+      this.showToast(`The message could not be withdrawn: ${err.message || err}`);
+    }
+  }
+
+  async copyLink(message) {
+    const url = `${location.origin}${location.pathname}${linkFor(message.channel, String(message.messageID), this.me)}`;
+    try {
+      await navigator.clipboard.writeText(url);
+      this.showToast('Link copied');
+    } catch (_err) {
+      window.prompt('Copy this link', url);
+    }
+  }
+
+  /** "Read by N" was clicked: who read it (the sender may ask). */
+  async showReaders(message, anchor) {
+    this.showToast(`Read by ${(message.remoteExtra || {}).readedCount || 0}`);
+    return anchor;
+  }
+
+  /** Members for @mention completion: the channel's other members, "@all" for admins. */
+  mentionCandidates() {
+    const channel = this.openChannel;
+    if (!channel || channel.channelType === 1) return [];
+    const list = this.members
+      .list(channel)
+      .filter((s) => s.uid !== this.me)
+      .map((s) => ({ uid: s.uid, name: this.names.get(s.uid) || s.uid, role: s.role || 0 }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+    if (this.members.isAdmin(channel, this.me)) list.unshift({ uid: MENTION_ALL, name: 'all', role: 0 });
+    return list;
+  }
+
+  // --- message links -----------------------------------------------------------------------
+
+  /** The page's address names a message (#/m/<type>/<channel>/<id>): show it. */
+  async followLink() {
+    const link = parseLink(location.hash, this.me);
+    if (!link) return;
+    await this.revealMessage(link.channel, link.messageId);
+  }
+
+  /** Open a channel and scroll to one of its messages (loading older pages to find it). */
+  async revealMessage(channel, messageId) {
+    if (!this.openChannel || !this.openChannel.isEqual(channel)) await this.open(channel);
+    const state = this.cache.get(channel);
+    for (let page = 0; page < LINK_PAGES && !state.messages.has(messageId) && state.hasOlder; page++) await this.loadOlder();
+    if (!this.messages.reveal(messageId)) this.showToast('That message is not available.');
+  }
+
+  showToast(text) {
+    this.toast.textContent = text;
+    this.toast.hidden = false;
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => {
+      this.toast.hidden = true;
+    }, 3500);
   }
 
   logout() {

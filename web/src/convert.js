@@ -57,6 +57,8 @@ export function digestOf(message) {
   if (extra && extra.revoke) return 'Message withdrawn';
   if (extra && extra.contentEdit && typeof extra.contentEdit.text === 'string') return extra.contentEdit.text;
   const payload = payloadOf(message);
+  if (payload.type === 2) return '[Image]';
+  if (payload.type === 8) return `[File] ${typeof payload.name === 'string' ? payload.name : ''}`.trim();
   if (typeof payload.content === 'string') return payload.content;
   if (message.content && typeof message.content.text === 'string') return message.content.text;
   return `[message type ${payload.type ?? '?'}]`;
@@ -80,6 +82,9 @@ export function toMessage(resp) {
   m.content = decodeContent(base64ToBytes(resp.payload));
   m.status = MessageStatus.Normal;
   if (resp.message_extra) m.remoteExtra = toMessageExtra(resp.message_extra, m.channel);
+  // Reaction summaries (emoji, count, users, seq): adopted by reactions.js when cached.
+  m.__summaries = Array.isArray(resp.reactions) ? resp.reactions : [];
+  m.reactions = [];
   return m;
 }
 

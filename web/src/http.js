@@ -82,6 +82,41 @@ export class Api {
     return this.request('GET', path, undefined, opts);
   }
 
+  /** GET a binary resource (a file download) with the token: a Blob. */
+  async blob(path, { timeoutMs = 60000 } = {}) {
+    const headers = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const res = await fetch(this.base + path, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) {
+      const text = await res.text();
+      let data = null;
+      try {
+        data = parseJSON(text);
+      } catch (_err) {
+        data = null;
+      }
+      throw new HttpError('GET', path, res.status, data, text);
+    }
+    return res.blob();
+  }
+
+  /** POST raw bytes (a file upload) with the token; the JSON answer. */
+  async upload(path, body, { timeoutMs = 120000 } = {}) {
+    const headers = { accept: 'application/json', 'content-type': 'application/octet-stream' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const res = await fetch(this.base + path, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
+    this.noteEpoch(res.headers.get('x-magpie-epoch'));
+    const text = await res.text();
+    let data = null;
+    try {
+      data = text ? parseJSON(text) : null;
+    } catch (_err) {
+      data = null;
+    }
+    if (!res.ok) throw new HttpError('POST', path, res.status, data, text);
+    return data;
+  }
+
   post(path, body, opts) {
     return this.request('POST', path, body === undefined ? {} : body, opts);
   }
