@@ -149,6 +149,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/message/replies"): _replies_to_vote,
     ("POST", "/file/upload"): _upload,
     ("GET", "/file/{file_id}"): _download,
+    ("POST", "/message/search"): _post("/message/search", {"keyword": "secret poll lunch"}),
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,

@@ -178,6 +178,10 @@ MATRIX: dict[tuple[str, str], Case] = {
         content=b"some bytes",
     ),
     ("GET", "/file/{file_id}"): user(lambda u, _: {"login_uid": u}, 404),
+    ("POST", "/message/search"): user(
+        lambda u, _: {"login_uid": u, "keyword": "secret"},
+        200,  # eve's: nothing readable
+    ),
     ("POST", "/message/typing"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),

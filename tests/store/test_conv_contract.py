@@ -12,13 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from magpie.domain.channels import fake_channel_id
 from magpie.domain.ext import Decision
 from magpie.domain.members import ADMIN, MEMBER, OWNER, Member
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import MENTION, NewReminder, Reminder
+from magpie.domain.search import SearchQuery
 from magpie.errors import StoreError
-from magpie.store.interface import NewMessage, ReactionChange, Store
-from tests.store.test_store_contract import BACKENDS, GROUP, Backend, attempt, msg, opened
+from magpie.store.interface import NewMessage, ReactionChange, Store, StoredMessage
+from tests.store.test_store_contract import (
+    BACKENDS,
+    GROUP,
+    PERSON,
+    Backend,
+    attempt,
+    msg,
+    opened,
+)
 
 
 @pytest.fixture(params=sorted(BACKENDS))
@@ -305,3 +315,68 @@ async def test_replies_are_indexed_as_they_are_stored(store: Store) -> None:
     assert await store.get_replies(thread[0].message_id, 0, 10) == []
     assert queued.message.message_seq == 0, "a queued command is no reply in a thread"
     assert [m.message_seq for m in await store.get_replies(big.message_id, 0, 10)] == [8]
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+def said(n: int, text: str, **kw: object) -> NewMessage:
+    return msg(n, payload=json.dumps({"type": 1, "content": text}).encode(), **kw)  # type: ignore[arg-type]
+
+
+def found(messages: list[StoredMessage]) -> list[int]:
+    return [m.message_id - 1_000_000 for m in messages]
+
+
+async def test_search_finds_word_prefixes_in_readable_channels(store: Store) -> None:
+    await store.add_subscribers("g1", GROUP, ["alice", "bob"])
+    await store.add_subscribers("g2", GROUP, ["carol"])
+    await store.append_message(said(1, "Lunch at noon?"), ["alice", "bob"])
+    await store.append_message(said(2, "lunchbox ready"), ["alice", "bob"])
+    await store.append_message(said(3, "lunch for carol", channel_id="g2"), ["carol"])
+    pm = fake_channel_id("alice", "dave")
+    await store.append_message(
+        said(4, "secret lunch", channel_id=pm, channel_type=PERSON), ["alice", "dave"]
+    )
+    await store.append_message(
+        msg(5, payload=b'{"type":8,"name":"lunch-menu.pdf","url":"x"}'), ["alice"]
+    )
+    await store.append_message(msg(6, payload=b'{"type":99,"cmd":"lunch"}'), ["alice"])
+    await store.append_message(msg(7, payload=b'{"type":1,"content":{"lunch":1}}'), ["alice"])
+    await store.append_message(msg(8, payload=b"not json lunch"), ["alice"])
+    q = SearchQuery(("lunch",))
+    assert found(await store.search_messages("alice", q)) == [5, 4, 2, 1]
+    assert found(await store.search_messages("bob", q)) == [5, 2, 1]
+    assert found(await store.search_messages("dave", q)) == [4]
+    assert found(await store.search_messages("carol", q)) == [3]
+    assert found(await store.search_messages("eve", q)) == []
+    assert found(await store.search_messages("alice", SearchQuery(("lunch", "noon")))) == [1]
+    assert found(await store.search_messages("alice", SearchQuery(("unch",)))) == [], "prefixes"
+    assert found(await store.search_messages("alice", replace(q, limit=2))) == [5, 4]
+    page = replace(q, before_message_id=1_000_004)
+    assert found(await store.search_messages("alice", page)) == [2, 1]
+    one = replace(q, channel_id=pm, channel_type=PERSON)
+    assert found(await store.search_messages("alice", one)) == [4]
+    assert found(await store.search_messages("bob", one)) == []
+    await store.remove_subscribers("g1", GROUP, ["bob"])
+    assert found(await store.search_messages("bob", q)) == [], "readable now, not once"
+
+
+async def test_search_follows_edits_and_revokes(store: Store) -> None:
+    await store.add_subscribers("g1", GROUP, ["alice"])
+    a = (await store.append_message(said(1, "old words"), ["alice"])).message.message_id
+    b = (await store.append_message(said(2, "doomed words"), ["alice"])).message.message_id
+    edit = {"type": 1, "content": "new text"}
+    await store.update_ext(
+        attempt(a, "e"),
+        lambda s: Decision.applied(replace(s.fields, content_edit=edit), updated_at=1),
+    )
+    await store.update_ext(
+        attempt(b, "r"), lambda s: Decision.applied(replace(s.fields, revoke=True), updated_at=1)
+    )
+    assert found(await store.search_messages("alice", SearchQuery(("words",)))) == []
+    assert found(await store.search_messages("alice", SearchQuery(("new",)))) == [1]
+    await store.update_ext(
+        attempt(a, "s"), lambda s: Decision.applied(replace(s.fields, status="x"), updated_at=2)
+    )
+    assert found(await store.search_messages("alice", SearchQuery(("text",)))) == [1]

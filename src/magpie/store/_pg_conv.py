@@ -20,6 +20,7 @@ import asyncpg
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import Reminder
+from magpie.domain.search import SearchQuery
 from magpie.store import _pg_rows as rows
 from magpie.store._pg_rows import CONVERSATION_COLUMNS, MESSAGE_COLUMNS
 from magpie.store.interface import (
@@ -214,6 +215,27 @@ _GET_FILE = f"SELECT {_FILE_COLUMNS} FROM files WHERE file_id = $1"  # noqa: S60
 _FILE_FIELDS = tuple(c.strip() for c in _FILE_COLUMNS.split(","))
 
 
+# The person channels of $1 are its fake ids "$1@x" and "x@$1" (uids have no '@').
+_SEARCH = f"""
+    SELECT {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
+    FROM message_search AS s JOIN messages AS m ON m.message_id = s.message_id
+    WHERE s.tsv @@ to_tsquery('simple', $2) AND s.message_id < $3
+        AND ($4 = '' OR (s.channel_id = $4 AND s.channel_type = $5))
+        AND CASE WHEN s.channel_type = 1
+            THEN starts_with(s.channel_id, $1 || '@')
+                OR right(s.channel_id, length($1) + 1) = '@' || $1
+            ELSE EXISTS (SELECT 1 FROM subscribers AS sub WHERE sub.channel_id = s.channel_id
+                AND sub.channel_type = s.channel_type AND sub.uid = $1)
+        END
+    ORDER BY s.message_id DESC LIMIT $6"""  # noqa: S608
+_NO_BOUND = 2**63 - 1
+
+
+def _tsquery(terms: Sequence[str]) -> str:
+    """Every word as a quoted prefix lexeme (``'word':*``), joined by ``&``."""
+    return " & ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "':*" for t in terms)
+
+
 class PgConvMethods:
     """Conversation-feature methods of the PostgreSQL store (see the store interface)."""
 
@@ -290,6 +312,18 @@ class PgConvMethods:
         return await self._transaction(
             "done_reminders", lambda conn: _done_reminders(conn, uid, ids)
         )
+
+    # search ---------------------------------------------------------------------------------
+
+    async def search_messages(self, uid: str, query: SearchQuery) -> list[StoredMessage]:
+        """A GIN ``tsvector`` match over ``message_search`` (every word a prefix), scoped to
+        ``uid``."""
+        if not query.terms or query.limit <= 0:
+            return []
+        before = query.before_message_id or _NO_BOUND
+        args = (uid, _tsquery(query.terms), before, query.channel_id, query.channel_type)
+        found = await self._fetch("search_messages", _SEARCH, *args, query.limit)
+        return [rows.stored_message(r) for r in found]
 
     # files ----------------------------------------------------------------------------------
 

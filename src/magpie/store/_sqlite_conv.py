@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import NewReminder, Reminder, reminders_problem
+from magpie.domain.search import SearchQuery
 from magpie.errors import StoreError
 from magpie.store.interface import (
     ConversationRow,
@@ -119,6 +120,22 @@ _PUT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?
 _GET_FILE = f"SELECT {_FILE_COLUMNS} FROM files WHERE file_id = ?"  # noqa: S608
 
 _FILE_FIELDS = tuple(c.strip() for c in _FILE_COLUMNS.split(","))
+
+# The person channels of ?1 are its fake ids "?1@x" and "x@?1" (uids have no '@').
+_SEARCH = """
+    SELECT m.message_id, m.message_seq, m.client_msg_no, m.from_uid, m.channel_id,
+        m.channel_type, m.timestamp, m.payload, m.flags, m.setting, m.topic, m.expire
+    FROM message_search AS s JOIN messages AS m ON m.message_id = s.rowid
+    WHERE message_search MATCH ?2 AND s.rowid < ?3
+        AND (?4 = '' OR (m.channel_id = ?4 AND m.channel_type = ?5))
+        AND CASE WHEN m.channel_type = 1
+            THEN substr(m.channel_id, 1, length(?1) + 1) = ?1 || '@'
+                OR substr(m.channel_id, -length(?1) - 1) = '@' || ?1
+            ELSE EXISTS (SELECT 1 FROM subscribers AS sub WHERE sub.channel_id = m.channel_id
+                AND sub.channel_type = m.channel_type AND sub.uid = ?1)
+        END
+    ORDER BY s.rowid DESC LIMIT ?6"""
+_NO_BOUND = 2**63 - 1
 
 #: Ids per ``IN (…)`` lookup.
 _IDS_PER_QUERY = 500
@@ -310,6 +327,18 @@ class SqliteConvMethods:
         """Mark ``uid``'s reminders done (see the interface)."""
         ids = list(dict.fromkeys(int(i) for i in reminder_ids))
         return await self._write("done_reminders", partial(_done_reminders, uid=uid, ids=ids))
+
+    # search ---------------------------------------------------------------------------------
+
+    async def search_messages(self, uid: str, query: SearchQuery) -> list[StoredMessage]:
+        """FTS5 over ``message_search`` (every word a quoted prefix), scoped to ``uid``."""
+        if not query.terms or query.limit <= 0:
+            return []
+        match = " ".join('"' + t.replace('"', '""') + '"*' for t in query.terms)
+        before = query.before_message_id or _NO_BOUND
+        args = (uid, match, before, query.channel_id, query.channel_type, query.limit)
+        rows = await self._read("search_messages", partial(_fetch, sql=_SEARCH, args=args))
+        return [StoredMessage(*r) for r in rows]
 
     # files ----------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.domain.members import Member
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import NewReminder, Reminder
+from magpie.domain.search import SearchQuery
 
 __all__ = [
     "AppendResult",
@@ -67,6 +68,7 @@ __all__ = [
     "ReactionChange",
     "ReactionOutcome",
     "Reminder",
+    "SearchQuery",
     "Store",
     "StoredMessage",
     "TokenRow",
@@ -506,6 +508,16 @@ class Store(Protocol):
         """Mark ``uid``'s reminders done in one transaction: each one not done yet takes the
         user's next version (returned, ascending); ``None`` — and nothing changes — when one
         of the ids is not a reminder of ``uid``."""
+        ...
+
+    # search (magpie.domain.search) -------------------------------------------------------
+
+    async def search_messages(self, uid: str, query: SearchQuery) -> list[StoredMessage]:
+        """The channel-log messages whose indexed text (``content``, a file's ``name``; an
+        edit's when edited; none when revoked; no commands) has every word of the query as
+        a word prefix, in channels ``uid`` can read now (groups ``uid`` subscribes to, person
+        channels ``uid`` is a party of), newest first (by message id) below
+        ``before_message_id``, at most ``limit``; in one channel when the query names one."""
         ...
 
     # files --------------------------------------------------------------------------------
