@@ -27,9 +27,11 @@ if (!parentPort) {
 
 const sdkModule = require('wukongimjssdk');
 const model = require('wukongimjssdk/lib/model');
+const taskModule = require('wukongimjssdk/lib/task');
 
 const WKSDK = sdkModule.WKSDK || sdkModule.default;
-const { MessageExtra, MessageStatus } = model;
+const { MessageExtra, MessageStatus, MediaMessageContent, Reminder, Message } = model;
+const { MessageTask, TaskStatus } = taskModule;
 const SDK_VERSION = '1.0.4';
 
 // ---------------------------------------------------------------------------------------------
@@ -242,16 +244,132 @@ config.provider.syncMessageExtraCallback = async (channel, extraVersion, limit) 
 };
 
 // ---------------------------------------------------------------------------------------------
+// Providers of the conversation features (docs/conversation.md): receipts, reminders, uploads
+
+async function api(path, body, init) {
+  if (!apiBase) throw new Error(`${path}: no api base URL in the driver config`);
+  const res = await fetch(`${apiBase}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${config.token}` },
+    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    body: JSON.stringify(body),
+    ...(init || {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`POST ${path} -> HTTP ${res.status}: ${text.slice(0, 500)}`);
+  return JSON.parse(text);
+}
+
+// The receipt manager flushes the messages the app added (every receiptFlushInterval) here.
+config.provider.messageReadedCallback = async (channel, messages) => {
+  const ids = messages.map((m) => bigToString(m.messageID));
+  const body = { channel_id: channel.channelID, channel_type: channel.channelType, message_ids: ids };
+  try {
+    const answer = await api('/message/readed', body);
+    emit({ event: 'readed', channel_id: channel.channelID, message_ids: ids, answer });
+  } catch (err) {
+    emit({ event: 'readed', channel_id: channel.channelID, message_ids: ids, error: errorText(err) });
+    throw err;
+  }
+};
+
+function toReminder(row) {
+  const r = new Reminder();
+  r.channel = sdk.newChannel(String(row.channel_id), Number(row.channel_type));
+  r.reminderID = Number(row.id);
+  r.messageID = String(row.message_id);
+  r.messageSeq = Number(row.message_seq || 0);
+  r.reminderType = Number(row.reminder_type);
+  r.text = row.text;
+  r.data = row.data;
+  r.isLocate = Boolean(row.is_locate);
+  r.version = Number(row.version);
+  r.done = Boolean(row.done);
+  return r;
+}
+
+config.provider.syncRemindersCallback = async (version) => {
+  const rows = await api('/message/reminder/sync', { version, limit: 1000 });
+  return rows.map(toReminder);
+};
+
+config.provider.reminderDoneCallback = async (ids) => {
+  await api('/message/reminder/done', { ids });
+};
+
+// An image: a media content the upload task fills in (url, size, dimensions) before sending.
+class ImageContent extends MediaMessageContent {
+  get contentType() {
+    return 2;
+  }
+  encodeJSON() {
+    return { url: this.remoteUrl || '', width: this.width || 0, height: this.height || 0, size: this.size || 0, name: this.name || '' };
+  }
+  decodeJSON(content) {
+    this.remoteUrl = content.url;
+    this.width = content.width;
+    this.height = content.height;
+    this.size = content.size;
+    this.name = content.name;
+  }
+}
+sdk.register(2, () => new ImageContent());
+
+// Uploads message.content.file (bytes) to /file/upload, then lets the SDK send the message.
+class UploadTask extends MessageTask {
+  constructor(message) {
+    super(message);
+    this.id = message.clientMsgNo;
+  }
+  async start() {
+    const content = this.message.content;
+    const channel = this.message.channel;
+    const query = new URLSearchParams({
+      channel_id: channel.channelID,
+      channel_type: String(channel.channelType),
+      name: content.name || 'file',
+    });
+    try {
+      this.status = TaskStatus.processing;
+      const res = await fetch(`${apiBase}/file/upload?${query}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${config.token}` },
+        body: content.file,
+        signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`upload -> HTTP ${res.status}: ${text.slice(0, 300)}`);
+      const data = JSON.parse(text).data;
+      content.remoteUrl = data.url;
+      content.width = data.width;
+      content.height = data.height;
+      content.size = data.size;
+      emit({ event: 'uploaded', client_msg_no: this.message.clientMsgNo, file: data });
+      this.status = TaskStatus.success;
+    } catch (err) {
+      emit({ event: 'uploaded', client_msg_no: this.message.clientMsgNo, error: errorText(err) });
+      this.status = TaskStatus.fail;
+    }
+    this.update();
+  }
+}
+
+config.provider.messageUploadTaskCallback = (message) => new UploadTask(message);
+
+// ---------------------------------------------------------------------------------------------
 // Listeners
 
 sdk.connectManager.addConnectStatusListener((status, reasonCode) => {
   emit({ event: 'status', status, reason: reasonCode === undefined ? null : reasonCode });
 });
 
+const received = new Map(); // message id -> the SDK's Message (for mark_read)
+
 sdk.chatManager.addMessageListener((message) => {
   // The SDK also calls message listeners for the user's own outgoing message right after
   // chatManager.send (status Wait, no message_id yet). Keep "message" for received RECVs only.
   const local = message.status === MessageStatus.Wait;
+  if (!local) received.set(bigToString(message.messageID), message);
   emit({ event: local ? 'local_message' : 'message', ...messageFields(message) });
 });
 
@@ -331,6 +449,55 @@ async function cmdSyncExtras(cmd) {
   });
 }
 
+// The app marks messages it showed: the receipt manager reports them (messageReadedCallback).
+function cmdMarkRead(cmd) {
+  const channel = sdk.newChannel(String(cmd.channel_id), Number(cmd.channel_type));
+  const messages = cmd.message_ids.map((id) => {
+    const known = received.get(String(id));
+    if (known) return known;
+    const m = new Message();
+    m.messageID = String(id);
+    m.clientMsgNo = `read-${id}`;
+    m.remoteExtra = new MessageExtra();
+    return m;
+  });
+  sdk.receiptManager.addReceiptMessages(channel, messages);
+  reply(cmd, { event: 'done', cmd: cmd.cmd, count: messages.length });
+}
+
+function reminderSummary(r) {
+  return {
+    id: r.reminderID,
+    channel_id: r.channel.channelID,
+    channel_type: r.channel.channelType,
+    message_id: r.messageID,
+    message_seq: r.messageSeq,
+    reminder_type: r.reminderType,
+    text: r.text,
+    version: r.version,
+    done: r.done,
+  };
+}
+
+async function cmdSyncReminders(cmd) {
+  await sdk.reminderManager.sync();
+  reply(cmd, { event: 'reminders', reminders: sdk.reminderManager.reminders.map(reminderSummary) });
+}
+
+async function cmdRemindersDone(cmd) {
+  await sdk.reminderManager.done(cmd.ids);
+  reply(cmd, { event: 'reminders', reminders: sdk.reminderManager.reminders.map(reminderSummary) });
+}
+
+async function cmdSendImage(cmd) {
+  const content = new ImageContent();
+  content.file = Buffer.from(String(cmd.data_b64), 'base64');
+  content.name = cmd.name || 'image.png';
+  const channel = sdk.newChannel(String(cmd.channel_id), Number(cmd.channel_type));
+  const message = await sdk.chatManager.send(content, channel);
+  reply(cmd, { event: 'sent', client_seq: message.clientSeq, client_msg_no: message.clientMsgNo });
+}
+
 function cmdKillSocket(cmd) {
   const ws = rawSocket();
   if (!ws) throw new Error('kill_socket: the SDK has no socket (never connected?)');
@@ -390,6 +557,14 @@ async function handle(cmd) {
       return cmdSyncExtras(cmd);
     case 'kill_socket':
       return cmdKillSocket(cmd);
+    case 'mark_read':
+      return cmdMarkRead(cmd);
+    case 'sync_reminders':
+      return cmdSyncReminders(cmd);
+    case 'reminders_done':
+      return cmdRemindersDone(cmd);
+    case 'send_image':
+      return cmdSendImage(cmd);
     case 'state': {
       const ws = rawSocket();
       reply(cmd, {
