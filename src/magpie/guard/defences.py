@@ -42,7 +42,7 @@ class Defences:
         if self.budget.lowered:
             log.warning(
                 "the open-files limit %d (minus fd_reserve %d) cannot hold the connection caps;"
-                " serving at most %d WebSocket and %d HTTP connections (raise the limit, e.g."
+                " serving at most %d gateway and %d HTTP connections (raise the limit, e.g."
                 " LimitNOFILE= or ulimit -n)",
                 limit,
                 s.fd_reserve,
