@@ -1,18 +1,23 @@
 """The conversation features of the demo page (docs/conversation.md) in real browsers: two
 users in two browser contexts (two SDK clients) on a node seeded like ``magpie demo`` (alice
 owns ``demo-group``). Markdown rendered safely, reactions, replies, edit and revoke, typing,
-@mentions, message links and the phone-width layout. Screenshots land in ``artifacts/web``.
+@mentions and "@you", read receipts, server-synced unread counts across fresh browsers,
+images and files (button, drop, paste), message links and the phone-width layout.
+Screenshots land in ``artifacts/web``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import re
 from typing import Any
 
+import httpx
 import pytest
+from PIL import Image
 from playwright.async_api import expect
 
 from magpie.app import Node
@@ -300,3 +305,158 @@ async def test_phone_width_layout(ui: Ui) -> None:
     await page.locator(".chat-back").tap()
     await expect(page.locator(".sidebar")).to_be_visible()
     await expect(page.locator(".chat")).to_be_hidden()
+
+
+def png(width: int, height: int) -> bytes:
+    """A real PNG of the given size (made with Pillow)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (79, 70, 229)).save(out, format="PNG")
+    return out.getvalue()
+
+
+async def test_read_by_reaches_the_sender_live(ui: Ui) -> None:
+    alice, bob = await alice_and_bob(ui)
+    await alice.composer.fill("status update: shipped")
+    message_id = await alice.send_composed()
+    # bob has the group open: his page reports the read, alice's count follows live.
+    readers = alice.message(message_id).locator(".msg-readers")
+    await expect(readers).to_have_attribute("data-readed", "1", timeout=alice.ms(8000))
+    await expect(readers).to_have_text("Read by 1")
+    carol = await ui.login("carol")
+    await carol.open(*GROUP)
+    await expect(readers).to_have_attribute("data-readed", "2", timeout=alice.ms(8000))
+    # Only the sender sees it; the list of readers on a click.
+    await expect(bob.message(message_id).locator(".msg-readers")).to_have_count(0)
+    await readers.click()
+    pop = alice.message(message_id).locator('[data-testid="readers"]')
+    await expect(pop).to_have_attribute("data-uids", "bob,carol")
+    await expect(pop).to_have_text("Read by Bob, Carol")
+    await pop.scroll_into_view_if_needed()
+
+
+async def test_unread_counts_are_the_servers_in_every_browser(ui: Ui) -> None:
+    """bob in several browsers, one after the other. Each demo login issues a new web token
+    and the older one stops working for HTTP (one token per user and device kind), so the
+    newest browser acts and the older ones watch: their badges follow the server's CMDs."""
+    alice = await ui.login("alice")
+    await alice.open(*GROUP)
+    bob_a = await ui.login("bob")
+    await bob_a.open(*GROUP)
+    await bob_a.open("alice", 1)  # the group is read up to now, and no longer open
+    group_a = bob_a.conversation(*GROUP)
+    await expect(group_a).to_have_attribute("data-unread", "0")
+    bob_b = await ui.login("bob")  # a fresh browser: the server says all is read
+    group_b = bob_b.conversation(*GROUP)
+    await expect(group_b).to_have_attribute("data-unread", "0")
+    await expect(bob_a.page.locator('[data-testid="session-replaced"]')).to_have_count(0)
+
+    for text in ("first news", "second news"):
+        await alice.composer.fill(text)
+        await alice.send_composed()
+    await expect(group_a).to_have_attribute("data-unread", "2", timeout=bob_a.ms(5000))
+    await expect(group_b).to_have_attribute("data-unread", "2", timeout=bob_b.ms(5000))
+    bob_c = await ui.login("bob")
+    group_c = bob_c.conversation(*GROUP)
+    await expect(group_c).to_have_attribute("data-unread", "2")
+    # Reading in the newest browser clears the badge in the older ones, live (CMD
+    # unreadClear), and a fresh browser agrees.
+    await bob_c.open(*GROUP)
+    await expect(group_c).to_have_attribute("data-unread", "0")
+    await expect(group_a).to_have_attribute("data-unread", "0", timeout=bob_a.ms(5000))
+    await expect(group_b).to_have_attribute("data-unread", "0", timeout=bob_b.ms(5000))
+    bob_d = await ui.login("bob")
+    await expect(bob_d.conversation(*GROUP)).to_have_attribute("data-unread", "0")
+    # An older browser that needs the API says it must log in again (its token is gone).
+    await bob_a.open(*GROUP)
+    await expect(bob_a.page.locator('[data-testid="session-replaced"]')).to_be_visible()
+    await bob_a.expect_connection("replaced")
+
+
+async def test_mention_shows_at_you_until_read(ui: Ui) -> None:
+    alice, bob = await alice_and_bob(ui)
+    carol_a = await ui.login("carol")  # logged in, the group not open
+    await bob.composer.press_sequentially("@Car", delay=20)
+    await bob.composer.press("Enter")
+    await bob.composer.press_sequentially("can you check the numbers?", delay=5)
+    await bob.send_composed()
+    group_a = carol_a.conversation(*GROUP)
+    await expect(group_a).to_have_attribute("data-mentioned", "1", timeout=carol_a.ms(5000))
+    await expect(group_a.locator(".conv-mention")).to_have_text("@you")
+    await expect(alice.conversation(*GROUP)).to_have_attribute("data-mentioned", "0")
+    await carol_a.page.screenshot(path=str(ui.artifact("at-you")), animations="disabled")
+    carol_b = await ui.login("carol")  # a fresh browser has it from the server
+    group_b = carol_b.conversation(*GROUP)
+    await expect(group_b).to_have_attribute("data-mentioned", "1", timeout=carol_b.ms(5000))
+    # Opening the conversation marks the reminder done: a fresh browser shows no "@you".
+    await carol_b.open(*GROUP)
+    await expect(group_b).to_have_attribute("data-mentioned", "0", timeout=carol_b.ms(5000))
+    carol_c = await ui.login("carol")
+    await expect(carol_c.conversation(*GROUP)).to_be_visible()
+    await expect(carol_c.conversation(*GROUP)).to_have_attribute("data-mentioned", "0")
+    # "@all" from the group's owner reaches everybody.
+    await alice.composer.press_sequentially("@al", delay=20)
+    await expect(alice.page.locator(".mention-list .mention-item").first).to_have_attribute(
+        "data-uid", "all"
+    )
+    await alice.composer.press("Enter")
+    await alice.composer.press_sequentially("standup in 5", delay=5)
+    all_id = await alice.send_composed()
+    assert (await stored_payload(ui.node, all_id))["mention"] == {"all": 1}
+    await expect(carol_c.conversation(*GROUP).locator(".conv-mention")).to_have_text(
+        "@all", timeout=carol_c.ms(5000)
+    )
+
+
+async def test_upload_image_button_drop_and_paste(ui: Ui) -> None:
+    alice, bob = await alice_and_bob(ui)
+    # The button: an image, shown inline to both.
+    await bob.page.locator(".composer-file-input").set_input_files(
+        files=[{"name": "chart.png", "mimeType": "image/png", "buffer": png(40, 30)}]
+    )
+    mine = bob.page.locator(".msg-list > li.msg.msg--mine").last
+    await expect(mine).to_have_attribute("data-delivery", "sent", timeout=bob.ms())
+    message_id = await mine.get_attribute("data-message-id")
+    assert message_id
+    image = alice.bubble(message_id).locator("img.msg-image")
+    await expect(image).to_have_attribute("data-loaded", "1", timeout=alice.ms(5000))
+    assert await image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [40, 30]
+    assert (await image.get_attribute("src") or "").startswith("blob:")
+    payload = await stored_payload(ui.node, message_id)
+    assert payload["type"] == 2 and payload["url"].startswith("/file/"), payload
+    assert (payload["width"], payload["height"], payload["name"]) == (40, 30, "chart.png")
+    # The file itself answers only with a member's token.
+    async with httpx.AsyncClient(base_url=ui.base_url) as http:
+        assert (await http.get(payload["url"])).status_code in (401, 403, 404)
+
+    # A file dropped on the chat: a file message with its name and size.
+    await bob.page.evaluate(
+        """() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(['hello, file'], 'notes.txt', {type: 'text/plain'}));
+            const target = document.querySelector('.chat');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                target.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true,
+                    cancelable: true}));
+            }
+        }"""
+    )
+    dropped = alice.message_with_text("notes.txt")
+    await expect(dropped.locator(".msg-file-name")).to_have_text(
+        "notes.txt", timeout=alice.ms(5000)
+    )
+    await expect(dropped.locator(".msg-file-size")).to_have_text("11 B")
+    # An image pasted into the message box.
+    await bob.composer.focus()
+    await bob.page.evaluate(
+        """async (b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], 'pasted.png', {type: 'image/png'}));
+            document.querySelector('.composer-input').dispatchEvent(
+                new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+        }""",
+        base64.b64encode(png(12, 20)).decode(),
+    )
+    pasted = alice.page.locator('.msg-list img.msg-image[alt="pasted.png"]')
+    await expect(pasted).to_have_attribute("data-loaded", "1", timeout=alice.ms(5000))
+    await pasted.scroll_into_view_if_needed()

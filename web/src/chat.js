@@ -18,7 +18,8 @@
 // The SDK is a set of singletons: one user per page (a tab, or a browser context in tests).
 
 import WKSDK from 'wukongimjssdk';
-import { Channel, Mention, MessageStatus, Reply } from 'wukongimjssdk/lib/model';
+import { Channel, ConversationExtra, Mention, MessageStatus, Reply } from 'wukongimjssdk/lib/model';
+import { Setting } from 'wukongimjssdk/lib/proto';
 import { h, avatar } from './dom.js';
 import { rowsOf } from './http.js';
 import { idString, toConversation, toMessage, toMessageExtra } from './convert.js';
@@ -30,6 +31,7 @@ import { ReactionSync, applyRow, carryOver, hasReacted } from './reactions.js';
 import { TypingNotifier, TypingState, TypingView } from './typing.js';
 import { Media, UploadTask, imageSize } from './upload.js';
 import { linkFor, parseLink } from './links.js';
+import { ReadState } from './readstate.js';
 import { CardController } from './cards/card.js';
 import { CardFormDialog } from './cards/create.js';
 import { ComposerView, MENTION_ALL } from './views/composer.js';
@@ -46,6 +48,8 @@ const HEARTBEAT_MS = 20000;
 const CMD_SYNC_EXTRA = 'syncMessageExtra';
 const CMD_SYNC_REACTION = 'syncMessageReaction';
 const CMD_TYPING = 'typing';
+const CMD_UNREAD_CLEAR = 'unreadClear';
+const CMD_SYNC_REMINDERS = 'syncReminders';
 /** Older pages a message link may load to find its message. */
 const LINK_PAGES = 10;
 
@@ -81,8 +85,9 @@ export class ChatApp {
     this.openChannel = null;
     this.everConnected = false;
     this.sending = new Map(); // clientSeq -> message (local echoes awaiting SENDACK)
-    this.readSeqs = loadReadSeqs(this.me);
+    this.read = new ReadState(api, this.sdk, this.me);
     this.api.holdsData = () => this.cache.holdsData();
+    this.api.onRefused(() => this.onTokenRefused());
     this.api.onEpochChange(() => this.onStoreReplaced());
   }
 
@@ -95,6 +100,7 @@ export class ChatApp {
     console.warn('[magpie] the server store changed: dropping the cached messages');
     this.cards.reset(); // card versions restart with the store: accept whatever comes next
     this.cache.clear();
+    this.read.reset();
     this.extras.reset(); // nothing cached is left to reset: in-flight pulls are ignored
     const channel = this.openChannel;
     if (channel) this.messages.show(this.cache.get(channel));
@@ -117,7 +123,10 @@ export class ChatApp {
     this.addListeners();
     this.status.set('connecting');
     this.sdk.connect();
-    this.syncConversations().then(() => this.followLink());
+    this.syncConversations().then(() => {
+      this.read.syncReminders();
+      this.followLink();
+    });
     window.addEventListener('hashchange', () => this.followLink());
     window.magpie = this; // for debugging in the console (and browser tests)
   }
@@ -220,19 +229,34 @@ export class ChatApp {
         console.warn('[magpie] packet not written (socket not open); the SDK resends it', err);
       }
     };
-    // Read receipts are not sent by this page; the receipt manager only needs the hook set.
-    provider.messageReadedCallback = async () => {};
-    provider.syncRemindersCallback = async () => [];
+    provider.messageReadedCallback = (channel, messages) => this.read.provideReaded(channel, messages);
+    provider.syncRemindersCallback = (version) => this.read.provideReminders(version);
+    provider.reminderDoneCallback = (ids) => this.read.provideReminderDone(ids);
+    provider.syncConversationExtrasCallback = (version) => this.provideConversationExtras(version);
   }
 
   async provideConversations() {
     const body = await this.api.post('/conversation/sync', { uid: this.me, version: 0, msg_count: RECENTS });
+    // Unread counts are the server's (cleared with this user's token, on any device).
     return rowsOf(body, '/conversation/sync').map((row) => {
       const conv = toConversation(row);
-      const read = this.readSeqs[conv.channel.getChannelKey()] || 0;
-      const last = conv.extra.lastMsgSeq;
-      if (read > 0) conv.unread = Math.max(0, Math.min(conv.unread, last - read));
+      conv.reminders = this.sdk.reminderManager.getWaitDoneReminders(conv.channel);
       return conv;
+    });
+  }
+
+  /** provider.syncConversationExtrasCallback: read positions as TSDD conversation extras. */
+  async provideConversationExtras(version) {
+    const body = await this.api.post('/conversation/extra/sync', { version: version || 0 });
+    return rowsOf(body, '/conversation/extra/sync').map((row) => {
+      const extra = new ConversationExtra();
+      extra.channel = new Channel(String(row.channel_id), Number(row.channel_type));
+      extra.browseTo = Number(row.browse_to) || 0;
+      extra.keepMessageSeq = Number(row.keep_message_seq) || 0;
+      extra.keepOffsetY = Number(row.keep_offset_y) || 0;
+      extra.draft = row.draft || '';
+      extra.version = Number(row.version) || 0;
+      return extra;
     });
   }
 
@@ -276,6 +300,7 @@ export class ChatApp {
       this.status.set('connecting');
       sdk.connect();
     });
+    document.addEventListener('visibilitychange', () => this.onVisible());
   }
 
   onConnectStatus(status, reason) {
@@ -300,7 +325,7 @@ export class ChatApp {
 
   /** After a reconnect: conversations, the open channel's missed messages and extras. */
   resync() {
-    this.syncConversations();
+    this.syncConversations().then(() => this.read.syncReminders());
     if (this.openChannel) {
       const state = this.cache.get(this.openChannel);
       this.catchUp(state).then(() => Promise.all([this.extras.sync(state.channel), this.reactions.sync(state.channel)]));
@@ -320,11 +345,11 @@ export class ChatApp {
   renderConversations() {
     const cm = this.sdk.conversationManager;
     const list = cm.conversations || [];
-    if (this.openChannel) {
+    if (this.reading()) {
       const open = list.find((c) => c.channel.isEqual(this.openChannel));
       if (open) {
-        open.unread = 0;
         cm.openConversation = open;
+        if (open.unread > 0) this.markRead(open);
       }
     }
     this.conversations.render(list);
@@ -363,19 +388,39 @@ export class ChatApp {
     await Promise.all([this.extras.sync(channel), this.reactions.sync(channel)]);
   }
 
-  /** Phone width: back from the open chat to the conversation list. */
+  /** Phone width: back from the open chat to the conversation list (nothing is read
+   * while the list covers the chat). */
   showList() {
     this.appEl.classList.remove('is-chat-open');
+    this.sdk.conversationManager.openConversation = undefined;
   }
 
+  /** Whether the person can see the open chat now (the page is visible, the chat shown). */
+  reading() {
+    return Boolean(this.openChannel) && document.visibilityState === 'visible' && this.appEl.classList.contains('is-chat-open');
+  }
+
+  /** The open conversation is being read: clear its unread count on the server (every
+   * device of the user follows), report read receipts, mark its @-reminders done. */
   markRead(conv) {
+    if (!this.reading() || !conv.channel.isEqual(this.openChannel)) return;
     conv.unread = 0;
-    const key = conv.channel.getChannelKey();
     const state = this.cache.peek(conv.channel);
-    const seq = Math.max(state ? state.maxSeq : 0, (conv.extra && conv.extra.lastMsgSeq) || 0, (conv.lastMessage && conv.lastMessage.messageSeq) || 0);
-    if (seq > (this.readSeqs[key] || 0)) {
-      this.readSeqs[key] = seq;
-      saveReadSeqs(this.me, this.readSeqs);
+    const seq = Math.max(state ? state.maxSeq : 0, (conv.lastMessage && conv.lastMessage.messageSeq) || 0);
+    this.read.clear(conv.channel, seq);
+    if (state && state.loaded) this.read.shown(conv.channel, [...state.messages.values()]);
+    if (conv.reminders && conv.reminders.some((r) => !r.done)) this.read.doneFor(conv.channel);
+  }
+
+  /** The page became visible again: what the open chat shows is read now. */
+  onVisible() {
+    if (!this.reading()) return;
+    const cm = this.sdk.conversationManager;
+    const conv = cm.findConversation(this.openChannel);
+    if (conv) {
+      cm.openConversation = conv;
+      this.markRead(conv);
+      this.renderConversations();
     }
   }
 
@@ -494,6 +539,21 @@ export class ChatApp {
     if (content.cmd === CMD_SYNC_EXTRA) this.extras.sync(channel, Number(param.extra_version) || 0);
     else if (content.cmd === CMD_SYNC_REACTION) this.reactions.sync(channel, Number(param.seq) || 0);
     else if (content.cmd === CMD_TYPING) this.onTypingCmd(param);
+    else if (content.cmd === CMD_UNREAD_CLEAR) this.onUnreadClear(param);
+    else if (content.cmd === CMD_SYNC_REMINDERS) this.read.syncReminders();
+  }
+
+  /** CMD unreadClear (sent to the user, so the conversation is the one in `param`, as
+   * this user sees it): this user read the conversation on some device. */
+  onUnreadClear(param) {
+    if (!param.channel_id) return;
+    const channel = new Channel(String(param.channel_id), Number(param.channel_type));
+    const conv = this.sdk.conversationManager.findConversation(channel);
+    if (!conv) return;
+    const unread = Math.max(0, Number(param.unread) || 0);
+    if (conv.unread === unread) return;
+    conv.unread = unread;
+    this.renderConversations();
   }
 
   /** CMD typing: param.channel_id is the channel as this user sees it. */
@@ -522,7 +582,6 @@ export class ChatApp {
   /** The composer's draft: a new message (maybe a reply, with mentions), or an edit. */
   send({ text, mentionUids = [], mentionAll = false, mode = null }) {
     if (!this.openChannel) return;
-    this.typingOut.sent(this.openChannel);
     if (mode && mode.kind === 'edit') {
       this.editMessage(mode.message, text);
       return;
@@ -538,8 +597,11 @@ export class ChatApp {
   }
 
   sendContent(content, channel = this.openChannel) {
+    // Every message asks for read receipts, so its sender sees "Read by N".
+    const setting = new Setting();
+    setting.receiptEnabled = true;
     // The SDK queues the SEND and re-sends it after the next CONNACK if the socket is down.
-    return this.sdk.chatManager.send(content, channel).catch((err) => console.warn('[magpie] send deferred', err));
+    return this.sdk.chatManager.send(content, channel, setting).catch((err) => console.warn('[magpie] send deferred', err));
   }
 
   /** The `reply` object quoting `message` (the server checks it and sets the preview). */
@@ -693,10 +755,25 @@ export class ChatApp {
     }
   }
 
-  /** "Read by N" was clicked: who read it (the sender may ask). */
+  /** "Read by N" was clicked: who read it (GET /messages/{id}/receipt, the sender's right). */
   async showReaders(message, anchor) {
-    this.showToast(`Read by ${(message.remoteExtra || {}).readedCount || 0}`);
-    return anchor;
+    const host = anchor && anchor.closest('.msg-ext');
+    if (!host) return;
+    const open = host.querySelector('.readers-pop');
+    if (open) {
+      open.remove();
+      return;
+    }
+    const pop = h('div', { class: 'readers-pop', dataset: { testid: 'readers' } }, 'Loading…');
+    host.append(pop);
+    try {
+      const rows = await this.read.readers(message);
+      const names = rows.map((r) => this.names.get(r.uid) || r.uid);
+      pop.dataset.uids = rows.map((r) => r.uid).join(',');
+      pop.textContent = names.length ? `Read by ${names.join(', ')}` : 'Nobody has read it yet';
+    } catch (err) {
+      pop.textContent = `Could not load the readers (${err.status || err.message})`;
+    }
   }
 
   /** Members for @mention completion: the channel's other members, "@all" for admins. */
@@ -738,6 +815,21 @@ export class ChatApp {
     }, 3500);
   }
 
+  /** The server refused this page's token (a newer login of this user on the web replaced
+   * it: one token per user and device kind). Live traffic still arrives on the open socket;
+   * anything that needs the HTTP API asks for a new login. */
+  onTokenRefused() {
+    this.status.set('replaced');
+    if (this.sessionBanner) return;
+    this.sessionBanner = h(
+      'div',
+      { class: 'session-banner', role: 'alert', dataset: { testid: 'session-replaced' } },
+      h('span', {}, 'You signed in again in another window, so this one can only watch. '),
+      h('button', { type: 'button', class: 'btn btn--small btn--primary', onclick: () => this.logout() }, 'Log in again'),
+    );
+    this.appEl.querySelector('.chat').prepend(this.sessionBanner);
+  }
+
   logout() {
     try {
       this.sdk.disconnect();
@@ -745,26 +837,5 @@ export class ChatApp {
       // already disconnected
     }
     this.onLogout();
-  }
-}
-
-function readKey(uid) {
-  return `magpie.read.${uid}`;
-}
-
-/** Read positions per channel (the API has no user-token clearUnread yet). */
-function loadReadSeqs(uid) {
-  try {
-    return JSON.parse(localStorage.getItem(readKey(uid)) || '{}') || {};
-  } catch (_err) {
-    return {};
-  }
-}
-
-function saveReadSeqs(uid, seqs) {
-  try {
-    localStorage.setItem(readKey(uid), JSON.stringify(seqs));
-  } catch (_err) {
-    // storage full or disabled: unread counts just come back after a reload
   }
 }

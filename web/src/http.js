@@ -33,6 +33,11 @@ export class Api {
     this.token = token || '';
     this.epoch = '';
     this.epochListeners = [];
+    /** The token was refused (401): e.g. a newer login of this user on the same kind of
+     * device replaced it. No request is sent after that (each would count as a failed
+     * credential against this address). */
+    this.refused = false;
+    this.refusedListeners = [];
     /** Whether the page holds data from the server (set by the app): see noteEpoch. */
     this.holdsData = () => false;
   }
@@ -40,6 +45,23 @@ export class Api {
   /** Called with (newEpoch, oldEpoch) when X-Magpie-Epoch changes (the store was replaced). */
   onEpochChange(fn) {
     this.epochListeners.push(fn);
+  }
+
+  /** Called once when the server refuses the token (401). */
+  onRefused(fn) {
+    this.refusedListeners.push(fn);
+  }
+
+  /** Throw instead of sending when the token was refused; note a 401 answer. */
+  guard(method, path, res) {
+    if (res === null) {
+      if (this.refused && this.token) throw new HttpError(method, path, 401, { code: 'token_refused', msg: 'this session was signed out' }, '');
+      return;
+    }
+    if (res.status === 401 && this.token && !this.refused) {
+      this.refused = true;
+      for (const fn of this.refusedListeners) fn();
+    }
   }
 
   /**
@@ -58,6 +80,7 @@ export class Api {
     const headers = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (auth && this.token) headers.authorization = `Bearer ${this.token}`;
+    if (auth) this.guard(method, path, null);
     const res = await fetch(this.base + path, {
       method,
       headers,
@@ -65,6 +88,7 @@ export class Api {
       signal: AbortSignal.timeout(timeoutMs),
     });
     this.noteEpoch(res.headers.get('x-magpie-epoch'));
+    if (auth) this.guard(method, path, res);
     const text = await res.text();
     let data = null;
     if (text) {
@@ -86,7 +110,9 @@ export class Api {
   async blob(path, { timeoutMs = 60000 } = {}) {
     const headers = {};
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    this.guard('GET', path, null);
     const res = await fetch(this.base + path, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    this.guard('GET', path, res);
     if (!res.ok) {
       const text = await res.text();
       let data = null;
@@ -104,8 +130,10 @@ export class Api {
   async upload(path, body, { timeoutMs = 120000 } = {}) {
     const headers = { accept: 'application/json', 'content-type': 'application/octet-stream' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
+    this.guard('POST', path, null);
     const res = await fetch(this.base + path, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
     this.noteEpoch(res.headers.get('x-magpie-epoch'));
+    this.guard('POST', path, res);
     const text = await res.text();
     let data = null;
     try {

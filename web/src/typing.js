@@ -31,10 +31,6 @@ export class TypingNotifier {
     });
   }
 
-  /** A message was sent: the next keystroke may notify again at once. */
-  sent(channel) {
-    if (channel) this.last.delete(channel.getChannelKey());
-  }
 }
 
 /** Who is typing where: channel key -> Map uid -> expiry (ms). */

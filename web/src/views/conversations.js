@@ -1,5 +1,6 @@
 // The conversation list: one keyed element per channel, patched in place and re-ordered by
-// the time of the last message; unread counts come from the SDK's conversations.
+// the time of the last message; unread counts come from the SDK's conversations (the
+// server's counts), "@you" from their reminders.
 
 import { h, avatar, formatTime, setChildren } from '../dom.js';
 import { digestOf } from '../convert.js';
@@ -68,7 +69,7 @@ export class ConversationListView {
         'div',
         { class: 'conv-main' },
         h('div', { class: 'conv-top' }, h('span', { class: 'conv-title' }, this.title(channel)), h('time', { class: 'conv-time' })),
-        h('div', { class: 'conv-bottom' }, h('span', { class: 'conv-digest' }), h('span', { class: 'badge conv-unread' })),
+        h('div', { class: 'conv-bottom' }, h('span', { class: 'conv-mention', hidden: true }), h('span', { class: 'conv-digest' }), h('span', { class: 'badge conv-unread' })),
       ),
     );
     return item;
@@ -88,6 +89,12 @@ export class ConversationListView {
     badge.hidden = unread === 0;
     item.dataset.unread = String(unread);
     item.classList.toggle('has-unread', unread > 0);
+    // "@you": a mention reminder of this conversation not done yet (server-synced).
+    const reminder = (conv.reminders || []).find((r) => !r.done && r.reminderType === 1);
+    const mention = item.querySelector('.conv-mention');
+    mention.hidden = !reminder;
+    mention.textContent = reminder && /all/i.test(reminder.text || '') ? '@all' : '@you';
+    item.dataset.mentioned = reminder ? '1' : '0';
   }
 
   setActive(key) {

@@ -11,6 +11,7 @@ const LABELS = {
   offline: 'Offline',
   failed: 'Login rejected',
   kicked: 'Signed in elsewhere',
+  replaced: 'Watching only (signed in again elsewhere)',
 };
 
 export class StatusView {
