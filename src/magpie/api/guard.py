@@ -113,20 +113,22 @@ class RequestGuard:
             d.refused("http", "inflight_token")
             await _limited(1.0)(scope, receive, send)
             return
-        status = 0
 
         async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
+            # The failure is counted before the client sees the 401: on a keep-alive
+            # connection the next guess may be read while this task still runs.
+            if (
+                message["type"] == "http.response.start"
+                and int(message["status"]) == 401
+                and not await self._is_user_token(presented)
+            ):
+                d.auth_fail_ip.spend(ip)
             await send(message)
 
         try:
             await self.app(scope, receive, watch)
         finally:
             d.token_inflight.leave(token)
-        if status == 401 and not await self._is_user_token(presented):
-            d.auth_fail_ip.spend(ip)
 
     async def _refuse(
         self,
