@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -183,6 +184,7 @@ class Node:
         probe("gateway_outbound_frames", gateway.queued_frames)
         probe("gateway_unacked_recvs", gateway.unacked)
         probe("gateway_retry_schedule", gateway.scheduled_retries)
+        self.metrics.delivery_order(lambda: dataclasses.asdict(gateway.order.counts))
         store = self.store
         if isinstance(store, SqliteStore):
             probe("store_writes", lambda: store.write_queue_depth)
@@ -534,6 +536,9 @@ def _gateway_config(s: Settings) -> GatewayConfig:
         idle_timeout=s.idle_timeout,
         retry_interval=s.retry_interval,
         retry_attempts=s.retry_attempts,
+        order_hold=s.order_hold,
+        # Only a shared store or bus has several publishers per channel (module doc).
+        order_hold_unknown=s.sqlite_path is None or not s.bus_url.startswith("memory:"),
         outbound=OutboundLimits(
             max_frames=s.outbound_max_frames,
             max_bytes=s.outbound_max_bytes,

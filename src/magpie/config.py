@@ -80,6 +80,9 @@ class Settings:
     idle_timeout: float = 180.0
     #: Seconds between resends of an unacknowledged persisted RECV.
     retry_interval: float = 30.0
+    #: Seconds a delivery above a channel's missing seq is held before the missing messages
+    #: are read from the store (per-channel order across nodes; docs/architecture.md).
+    order_hold: float = 0.05
     #: Resends of an unacknowledged RECV before giving up (the client resyncs later).
     retry_attempts: int = 5
     #: Unacknowledged RECVs tracked per connection; above it the connection is closed.
@@ -389,6 +392,7 @@ _POSITIVE = (
     "connect_timeout",
     "idle_timeout",
     "retry_interval",
+    "order_hold",
     "webhook_batch_interval",
     "max_inflight",
     "outbound_max_frames",

@@ -31,6 +31,7 @@ bus between nodes (scale-out)               ``magpie_bus_events_total{direction}
                                             ``magpie_bus_frames_total``,
                                             ``magpie_bus_dropped_total{reason}``,
                                             ``magpie_bus_up``
+per-channel delivery order                  ``magpie_delivery_order_total{outcome}``
 defences (docs/security.md)                 ``magpie_refused_total{port,rule}``,
                                             ``magpie_http_timeouts_total{phase}``
 ==========================================  =================================================
@@ -185,6 +186,28 @@ class _QueueCollector(Collector):
         yield depth
 
 
+class _OrderCollector(Collector):
+    """``magpie_delivery_order_total{outcome}``: the per-channel orderer's counts."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], dict[str, int]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "magpie_delivery_order",
+            "Deliveries held for per-channel order, filled from the store, skipped, late, "
+            "or dropped as copies of filled ones",
+            labels=["outcome"],
+        )
+        totals: dict[str, int] = {}
+        for source in self.sources:
+            for outcome, n in source().items():
+                totals[outcome] = totals.get(outcome, 0) + n
+        for outcome, n in sorted(totals.items()):
+            family.add_metric([outcome], n)
+        yield family
+
+
 class Metrics:
     """The metrics Magpie exports on ``/metrics`` (see the module docstring)."""
 
@@ -198,8 +221,10 @@ class Metrics:
         GCCollector(registry=r)
         self.http = HttpMetrics(r)
         self._traffic = _TrafficCollector()
+        self._order = _OrderCollector()
         self._queues = _QueueCollector()
         r.register(self._traffic)
+        r.register(self._order)
         r.register(self._queues)
         self._gateway(r)
         self._sends(r)
@@ -324,6 +349,10 @@ class Metrics:
         counts = Traffic(transport)
         self._traffic.sources.append(counts)
         return counts
+
+    def delivery_order(self, source: Callable[[], dict[str, int]]) -> None:
+        """Export ``source()`` (outcome -> count) as ``magpie_delivery_order_total``."""
+        self._order.sources.append(source)
 
     def probe_queue(self, name: str, probe: Callable[[], float]) -> None:
         """Export ``probe()`` as ``magpie_queue_depth{queue=name}`` (read at scrape time)."""

@@ -36,6 +36,7 @@ from magpie.core.messaging import Messaging, SendRequest
 from magpie.domain.channels import PERSON, peer_of
 from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
 from magpie.gateway.admission import client_address
+from magpie.gateway.order import ChannelOrder
 from magpie.gateway.session import OutboundLimits, Phase, Session
 from magpie.gateway.tcp import start_tcp_server
 from magpie.gateway.trace import DEFAULT_TRACE_CAPACITY, DeliveryTrace
@@ -71,7 +72,7 @@ from magpie.protocol.packets import (
     Sub,
     Suback,
 )
-from magpie.store.interface import Store
+from magpie.store.interface import Store, StoredMessage
 
 __all__ = ["Gateway", "GatewayConfig", "PresenceListener"]
 
@@ -88,6 +89,8 @@ _CLOSE_GOING_AWAY = 1001
 _CLOSE_INTERNAL = 1011
 #: Work items (SENDs) a session may have waiting before its socket is no longer read.
 MAX_PENDING_WORK = 32
+#: Seconds between sweeps of the orderer's idle channels (forgotten after two).
+_ORDER_SWEEP = 60.0
 #: How long :meth:`Gateway.stop` waits for closing handshakes.
 _STOP_WAIT = 5.0
 # Plain ints for flag tests in hot paths: IntFlag arithmetic runs Python code.
@@ -118,6 +121,11 @@ class GatewayConfig:
     limits: Limits
     #: The plain TCP listener's port (0: a free one); ``None``: no TCP listener.
     tcp_port: int | None = None
+    #: Seconds a delivery above a channel's missing seq waits before the gap is read from
+    #: the store (:mod:`magpie.gateway.order`).
+    order_hold: float = 0.05
+    #: Hold a channel's first delivery too (several nodes publish into one channel).
+    order_hold_unknown: bool = False
 
 
 class Gateway:
@@ -166,6 +174,14 @@ class Gateway:
         self.port = 0
         self.tcp_port = 0
         self._presence_listeners: list[PresenceListener] = []
+        #: Per-channel order of deliveries (held, filled from the store) before _deliver.
+        self.order = ChannelOrder(
+            self._deliver,
+            self._read_gap,
+            hold=config.order_hold,
+            hold_unknown=config.order_hold_unknown,
+        )
+        self._order_accept = self.order.accept
         bus.subscribe(self.on_event)
 
     def add_presence_listener(self, listener: PresenceListener) -> None:
@@ -200,12 +216,17 @@ class Gateway:
             self._servers.append(tcp)
             self.tcp_port = _bound_port(tcp)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._retry_loop()), loop.create_task(self._idle_loop())]
+        self._tasks = [
+            loop.create_task(self._retry_loop()),
+            loop.create_task(self._idle_loop()),
+            loop.create_task(self._order_sweep_loop()),
+        ]
 
     async def stop(self) -> None:
         """Stop accepting, close every connection with 1001 (clients reconnect elsewhere)."""
         for task in self._tasks:
             task.cancel()
+        await self.order.close()
         for server in self._servers:
             server.close()
         sessions = list(self._open)
@@ -645,9 +666,19 @@ class Gateway:
     def on_event(self, event: BusEvent) -> None:
         """Bus handler: deliver a committed message or kick connections on this node."""
         if isinstance(event, Delivery):
-            self._deliver(event)
+            self._order_accept(event)
         else:
             self._kick(event)
+
+    async def _read_gap(
+        self, channel_id: str, channel_type: int, first: int, end: int
+    ) -> list[StoredMessage]:
+        """The committed messages of a channel with ``first <= seq < end`` (a gap the
+        orderer fills)."""
+        found = await self._store.get_messages(
+            channel_id, channel_type, start_seq=first, end_seq=end, limit=end - first, pull_mode=1
+        )
+        return [m for m in found if first <= m.message_seq < end]
 
     def _deliver(self, event: Delivery) -> None:
         msg = event.message
@@ -779,6 +810,12 @@ class Gateway:
             if again:
                 self._metrics.retries.inc(len(again))
                 retries.append((now + self.config.retry_interval, message_id, again, attempts + 1))
+
+    async def _order_sweep_loop(self) -> None:
+        """Forget channels without a delivery for a minute or two (the orderer's state)."""
+        while True:
+            await asyncio.sleep(_ORDER_SWEEP)
+            self.order.sweep()
 
     async def _idle_loop(self) -> None:
         tick = min(5.0, self.config.idle_timeout / 4)
