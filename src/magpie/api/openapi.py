@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from magpie.api.endpoint import Access, Endpoint
+from magpie.cards.document import DOCUMENT_SCHEMA
 
 __all__ = [
+    "CARD_DOCUMENT",
     "CARD_PROJECTION",
     "CARD_REFUSAL",
     "EXT_REJECTION",
@@ -277,6 +279,20 @@ _CARD_PROJECTION_PROPERTIES: dict[str, Any] = {
         "oneOf": [{"type": "array", "items": _INT}, {"type": "null"}],
         "description": "vote: the chosen option indices",
     },
+    "document": {
+        "oneOf": [{"$ref": "#/components/schemas/CardDocument"}, {"type": "null"}],
+        "description": "what the card shows (registered types; null for the built-in ones)",
+    },
+    "counts": {
+        "type": "object",
+        "description": "registered types: action -> how many users took it",
+        "additionalProperties": _INT,
+    },
+    "my_actions": {
+        "type": "array",
+        "items": _STRING,
+        "description": "registered types: the counted actions this user took",
+    },
 }
 
 _CARD_PROJECTION: dict[str, Any] = {
@@ -310,9 +326,14 @@ _CARD_REFUSAL: dict[str, Any] = {
     "required": _ERROR["required"],
 }
 
+_CARD_DOCUMENT: dict[str, Any] = {
+    k: v for k, v in DOCUMENT_SCHEMA.items() if k not in ("$schema", "title")
+}
+
 #: References to the shared schemas, for route tables.
 CARD_PROJECTION: dict[str, Any] = {"$ref": "#/components/schemas/CardProjection"}
 CARD_REFUSAL: dict[str, Any] = {"$ref": "#/components/schemas/CardRefusal"}
+CARD_DOCUMENT: dict[str, Any] = {"$ref": "#/components/schemas/CardDocument"}
 EXT_REJECTION: dict[str, Any] = {"$ref": "#/components/schemas/ExtRejection"}
 
 
@@ -438,6 +459,7 @@ def build_document(endpoints: Sequence[Endpoint[Any]], version: str) -> dict[str
                 "ExtRejection": _EXT_REJECTION,
                 "CardProjection": _CARD_PROJECTION,
                 "CardRefusal": _CARD_REFUSAL,
+                "CardDocument": _CARD_DOCUMENT,
             },
             "securitySchemes": _SECURITY_SCHEMES,
         },
