@@ -38,6 +38,7 @@ from magpie.core.conversation import Conversation
 from magpie.core.ids import Snowflake
 from magpie.core.jobs import JobWorker, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
+from magpie.core.nodes import Directory, NodeLease
 from magpie.core.reactions import REACTION_CMD, Reactions
 from magpie.core.reading import Reading
 from magpie.core.reminders import Reminders
@@ -119,11 +120,26 @@ class Node:
         self._fd_watch = FdWatch(FD_LOG_INTERVAL, time.monotonic)
         self._fd_task: asyncio.Task[None] | None = None
         self.store = open_store(settings)
+        #: Names this running process (its node id lease, its claims of durable jobs).
+        self.instance = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
+        #: Set when the node must stop by itself (its node id was taken); ``fatal_reason``
+        #: says why. ``magpie serve`` waits for it beside the signals.
+        self.fatal = asyncio.Event()
+        self.fatal_reason = ""
+        self.lease = NodeLease(
+            self.store,
+            instance=self.instance,
+            lease=settings.node_lease,
+            wanted=settings.node_id,
+            on_lost=self._lost_node_id,
+        )
+        self.directory = Directory(self.store)
         self.bus = _bus(settings, self.metrics)
+        self._ids = Snowflake(None)
         self.messaging = Messaging(
             self.store,
             self.bus,
-            Snowflake(settings.node_id),
+            self._ids,
             max_payload_bytes=settings.max_payload_bytes,
         )
         self.access = AccessControl(self.store, self.api_key)
@@ -140,8 +156,6 @@ class Node:
             trace=self.trace,
         )
         self.ext = _ext_service(settings, self.store, self.messaging, self.metrics, self.trace)
-        #: Names this running node's claims of durable jobs (unique per process start).
-        self.instance = f"{settings.node_id}-{uuid.uuid4().hex[:12]}"
         self.conv = _conversation(settings, self.store, self.messaging, self.ext, self.access)
         self.webhooks = wire_webhooks(
             settings,
@@ -213,8 +227,20 @@ class Node:
                 await self.stop()
             raise
 
+    @property
+    def node_id(self) -> int:
+        """The node id this process holds (after :meth:`start`)."""
+        return self.lease.node_id
+
+    def _lost_node_id(self, why: str) -> None:
+        self.fatal_reason = why
+        self.fatal.set()
+
     async def _start(self) -> None:
         await self.store.open()
+        node_id = await self.lease.claim()
+        self._ids.assign(node_id, self.lease.valid)
+        self.bus.assign(node_id)
         await self.bus.start()
         if self.webhooks is not None:
             await self.webhooks.start()
@@ -230,18 +256,20 @@ class Node:
             messaging=self.messaging,
             gateway=self.gateway,
             metrics=self.metrics,
-            ws_addr=self.settings.ws_public_addr or f"ws://{self.settings.host}:{self.ws_port}",
+            ws_addr=self._ws_addr(),
             tcp_addr=self._tcp_addr(),
             ext=self.ext,
             access=self.access,
             conv=self.conv,
             cards=self.cards,
             trace=self.trace,
+            directory=self.directory,
         )
         await self.api.start()
         await self.cards.start()  # imports an old cards.db once; the shared secret
         self.deadlines.start()  # due card deadlines (also from before a restart) fire now
         await self._start_http(self.api)
+        await self.lease.start(self.api.ws_addr, self.api.tcp_addr)  # /route may name this node now
         self._fd_task = asyncio.get_running_loop().create_task(self._watch_fds())
         log.info(
             "gateway on ws://%s:%d (TCP port %d), API on http://%s:%d; at most %d gateway and "
@@ -254,6 +282,10 @@ class Node:
             self.defences.budget.ws,
             self.defences.budget.http,
         )
+
+    def _ws_addr(self) -> str:
+        """What ``/route`` answers as ``ws_addr`` for this node."""
+        return self.settings.ws_public_url or f"ws://{self.settings.host}:{self.ws_port}"
 
     def _tcp_addr(self) -> str:
         """What ``/route`` answers as ``tcp_addr``: ``host:port``, or empty without TCP."""
@@ -313,6 +345,7 @@ class Node:
         if self.webhooks is not None:
             await self.webhooks.stop()  # after the gateway: its disconnects are stored
         await self.bus.close()
+        await self.lease.stop()  # after the last message id: the id is free again
         await self.store.close()
 
 
@@ -376,7 +409,10 @@ def _deadline_timer(
 
 
 def _warn_deprecated(settings: Settings) -> None:
-    """``cards_db_file`` only names an old file to import once (see the setting)."""
+    """``cards_db_file`` only names an old file to import once (see the setting);
+    ``ws_public_addr`` is the old name of ``ws_public_url``."""
+    if settings.ws_public_addr:
+        log.warning("ws_public_addr is deprecated: rename it to ws_public_url")
     if settings.cards_db_file != DEFAULT_CARDS_DB:
         log.warning(
             "cards_db_file is deprecated: card deadlines and the card secret live in the store "
@@ -416,13 +452,13 @@ def _bus(settings: Settings, metrics: Metrics) -> Bus:
     default needs neither a Redis server nor its client library at run time."""
     if settings.bus_url.startswith("memory:"):
         metrics.bus_up.set(1)  # in process: always reaches every node there is
-        return MemoryBus(settings.node_id)
+        return MemoryBus()
     from magpie.bus.redis import RedisBus, RedisBusConfig
 
     config = RedisBusConfig(
         url=settings.bus_url,
         cluster_name=settings.cluster_name,
-        node_id=settings.node_id,
+        node_id=0,  # assigned once leased
         presence_ttl=settings.bus_presence_ttl,
         queue_max=settings.bus_queue_max,
         timeout=settings.bus_timeout,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import uvloop
@@ -22,8 +23,10 @@ from magpie.client import chat as chat_cli
 from magpie.config import Settings, load_settings
 from magpie.core.auth import hash_token
 from magpie.core.messaging import SendRequest
+from magpie.datalock import DataLock
 from magpie.domain.members import OWNER
-from magpie.failures import explain
+from magpie.errors import StartupError
+from magpie.failures import check_writable_dir, explain
 from magpie.guard import raise_nofile_limit
 from magpie.logs import configure_logging
 from magpie.protocol.packets import Flags
@@ -74,17 +77,27 @@ async def _run(node: Node, after_start: Callable[[Node], Awaitable[None]] | None
         if after_start is not None:
             await after_start(node)
         _announce(node)
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(node.fatal.wait())
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        failing.cancel()
         print("magpie: draining connections and stopping", flush=True)
     finally:
         await node.stop()
+    if node.fatal.is_set():
+        raise StartupError(
+            f"stopped: {node.fatal_reason}",
+            "check the store's availability; restart the node (it leases a node id again)",
+        )
 
 
 def _announce(node: Node) -> None:
     s = node.settings
     tcp = f", TCP gateway on {s.host}:{node.tcp_port}" if node.tcp_port else ""
     print(
-        f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}{tcp}",
+        f"magpie {__version__}: WebSocket gateway on ws://{s.host}:{node.ws_port}{tcp} "
+        f"(node id {node.node_id})",
         flush=True,
     )
     openapi = "" if s.ops_listen else " (OpenAPI at /openapi.json)"
@@ -190,14 +203,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args.config, args.command == "demo")
         configure_logging(settings.log_level, settings.log_format)
         raise_nofile_limit()  # before the node sizes its connection caps to the limit
-        node = Node(settings)
-        # uvloop: measured faster than the default loop for the gateway (docs/architecture.md).
-        uvloop.run(_run(node, _seed_demo if args.command == "demo" else None))
+        with _exclusive(settings):
+            node = Node(settings)
+            # uvloop: measured faster than the default loop for the gateway
+            # (docs/architecture.md).
+            uvloop.run(_run(node, _seed_demo if args.command == "demo" else None))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         return fail(exc, debug=args.debug)
     return 0
+
+
+@contextlib.contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """Hold the SQLite store's lock (:mod:`magpie.datalock`) while the node runs: a second
+    ``magpie serve`` on it is refused. A PostgreSQL store is shared by design."""
+    path = settings.sqlite_path
+    if path is None:
+        yield
+        return
+    check_writable_dir(Path(settings.data_dir))  # the usual message for a bad data_dir
+    lock = DataLock(path)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _backup(args: argparse.Namespace) -> None:

@@ -61,7 +61,11 @@ class Settings:
     ws_port: int = 5200
     #: HTTP API port (WuKongIM default 5001); 0 picks a free port.
     api_port: int = 5001
-    #: ``ws://`` address given to clients by ``/route``; empty = derived from host and port.
+    #: This node's WebSocket address as clients reach it (``ws://host:port`` or
+    #: ``wss://host[:port][/path]``), handed out by ``/route`` (which spreads users over the
+    #: live nodes of a cluster); empty = derived from host and ws_port.
+    ws_public_url: str = ""
+    #: Deprecated alias of ``ws_public_url`` (older versions' name).
     ws_public_addr: str = ""
     #: Plain TCP gateway port for native SDKs (WuKongIM default 5100); 0 picks a free port.
     tcp_port: int = 5100
@@ -94,9 +98,14 @@ class Settings:
     max_packet_bytes: int = 1024 * 1024
     #: Largest message payload accepted over the HTTP API or a SEND, after decryption.
     max_payload_bytes: int = 512 * 1024
-    #: Snowflake node id (0–1023), unique per node (with a shared bus, a second process
-    #: starting with a live node's id is refused).
-    node_id: int = 1
+    #: Snowflake node id (0–1023), unique among the running nodes of a cluster; unset = a
+    #: free id is leased from the store at start. Leased either way: a second process
+    #: starting with the id of a live node is refused.
+    node_id: int | None = None
+    #: Seconds a node's id lease lives without a renewal (renewed every third of it): how
+    #: long a dead node's id stays taken, and how long a restarted node with the same
+    #: explicit ``node_id`` may wait for it.
+    node_lease: float = 15.0
     #: The bus between nodes: ``memory://`` (one process) or ``redis://[:password@]host:port/db``
     #: (``rediss://`` for TLS).
     bus_url: str = "memory://"
@@ -266,6 +275,13 @@ class Settings:
     def __post_init__(self) -> None:
         for key, choices in _CHOICES.items():
             object.__setattr__(self, key, _choice(key, getattr(self, key), choices))
+        if self.ws_public_addr:
+            if self.ws_public_url and self.ws_public_url != self.ws_public_addr:
+                raise ConfigError(
+                    "ws_public_addr",
+                    "is the deprecated name of ws_public_url; set only ws_public_url",
+                )
+            object.__setattr__(self, "ws_public_url", self.ws_public_addr)
         _validate(self)
 
     @property
@@ -411,6 +427,7 @@ _POSITIVE = (
     "ext_max_depth",
     "ext_sync_max_limit",
     "bus_presence_ttl",
+    "node_lease",
     "bus_queue_max",
     "bus_timeout",
     "history_max_bytes",
@@ -520,6 +537,38 @@ def _validate_bus(s: Settings) -> None:
 _ORIGIN = re.compile(r"https?://[^/?#\s]+")
 
 
+def _validate_public(s: Settings) -> None:
+    key = "ws_public_addr" if s.ws_public_addr else "ws_public_url"
+    if s.ws_public_url:
+        try:
+            parts = urlsplit(s.ws_public_url)
+            port = parts.port
+        except ValueError:
+            port, parts = -1, urlsplit("")
+        _check(
+            parts.scheme in ("ws", "wss")
+            and bool(parts.hostname)
+            and port != 0
+            and port != -1
+            and not parts.query
+            and not parts.fragment,
+            key,
+            s.ws_public_url,
+            "must be ws://host:port or wss://host[:port][/path]",
+        )
+    if s.tcp_public_addr:
+        host, sep, port_text = s.tcp_public_addr.rpartition(":")
+        _check(
+            bool(sep)
+            and bool(host.strip("[]"))
+            and port_text.isdigit()
+            and 0 < int(port_text) <= 65535,
+            "tcp_public_addr",
+            s.tcp_public_addr,
+            "must be host:port",
+        )
+
+
 def _validate_origins(s: Settings) -> None:
     for origin in s.cors_origin_list:
         _check(
@@ -560,7 +609,13 @@ def _validate(s: Settings) -> None:
     _validate_numbers(s)
     _validate_bus(s)
     _validate_lists(s)
-    _check(0 <= s.node_id <= 1023, "node_id", s.node_id, "must be 0–1023")
+    _check(
+        s.node_id is None or 0 <= s.node_id <= 1023,
+        "node_id",
+        s.node_id,
+        "must be 0–1023, or unset to lease a free one",
+    )
+    _validate_public(s)
     _check(
         s.max_payload_bytes <= s.max_packet_bytes,
         "max_payload_bytes",
@@ -601,6 +656,10 @@ def _coerce(key: str, kind: type, raw: object) -> object:
         if text in _TRUE | _FALSE:
             return text in _TRUE
         raise ConfigError(key, f"must be true or false (got {raw!r})")
+    if kind is _OptionalInt:
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        kind = int
     if kind is int or kind is float:
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
             raise ConfigError(key, f"must be a number (got {raw!r})")
@@ -615,7 +674,17 @@ def _coerce(key: str, kind: type, raw: object) -> object:
     return str(raw)
 
 
-_KINDS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+class _OptionalInt:
+    """The kind of an ``int | None`` setting: an empty value means unset."""
+
+
+_KINDS: dict[str, type] = {
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "str": str,
+    "int | None": _OptionalInt,
+}
 
 #: Settings that may be read from a file named by ``<KEY>_FILE`` (the container-secrets
 #: convention: ``MAGPIE_API_KEY_FILE=/run/secrets/magpie_api_key``).

@@ -142,7 +142,7 @@ async def test_a_message_with_extension_op_log_and_delivery_trace(node: Node, ad
     assert not members["carol"]["acked"] and not members["carol"]["change_acked"]
     assert not members["alice"]["acked"], "the sender's own connection gets no RECV"
     out, _, _ = await admin("message", str(ack.message_id))
-    assert f"delivery trace of node {node.settings.node_id}" in out
+    assert f"delivery trace of node {node.node_id}" in out
     assert re.search(r"^\s*bob\s+web\s+message\s+\d{4}-", out, re.M), out
     assert re.search(r"^\s*bob\s+web\s+latest change\s+\d{4}-", out, re.M), out
     assert "members not seen acknowledging on this node: alice, carol" in out

@@ -113,7 +113,7 @@ def test_the_cluster_nodes_share_key_store_and_bus_and_differ_in_node_id() -> No
                 "MAGPIE_CLUSTER_NAME"):  # fmt: skip
         assert len({n[key] for n in nodes}) == 1, key
     assert nodes[0]["MAGPIE_BUS_URL"].startswith("redis://redis:")
-    assert len({n["MAGPIE_WS_PUBLIC_ADDR"] for n in nodes}) == len(nodes)
+    assert len({n["MAGPIE_WS_PUBLIC_URL"] for n in nodes}) == len(nodes)
     assert {"postgres", "redis"} <= set(services)
 
 

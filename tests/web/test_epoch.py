@@ -25,7 +25,7 @@ async def test_a_replaced_store_replaces_what_the_page_shows(
     tmp_path: Path, browser: Browser
 ) -> None:
     async with Proxy(0) as ws, Proxy(0) as http:
-        demo = {"demo_ui": True, "demo_login": True, "ws_public_addr": ws.url}
+        demo = {"demo_ui": True, "demo_login": True, "ws_public_url": ws.url}
         async with (
             running_node(tmp_path / "old", **demo) as old,
             running_node(tmp_path / "new", **demo) as new,

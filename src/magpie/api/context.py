@@ -17,6 +17,7 @@ from magpie.config import Settings
 from magpie.core.access import AccessControl
 from magpie.core.conversation import Conversation
 from magpie.core.messaging import Messaging
+from magpie.core.nodes import Directory
 from magpie.errors import StoreError
 from magpie.ext.service import ExtService
 from magpie.gateway.trace import DEFAULT_TRACE_CAPACITY, DeliveryTrace
@@ -53,6 +54,8 @@ class ApiContext:
     cards: CardService | None = None
     #: This node's delivery trace (``/admin/messages/{message_id}``).
     trace: DeliveryTrace = field(default_factory=lambda: DeliveryTrace(DEFAULT_TRACE_CAPACITY))
+    #: The cluster's live nodes for ``/route``; ``None``: this node only.
+    directory: Directory | None = None
     started: bool = field(default=False, init=False)
     #: The bound on history reads at once (``history_max_concurrent*``).
     reads: ReadGate = field(init=False)

@@ -79,6 +79,10 @@ class Bus(Protocol):
         """This node's id in the cluster."""
         ...
 
+    def assign(self, node_id: int) -> None:
+        """Take this node's id (leased from the store at start, before :meth:`start`)."""
+        ...
+
     def subscribe(self, handler: Handler) -> None:
         """Call ``handler`` for every event this node should deliver (its own publications
         and those of other nodes that name a uid registered here). Handlers must not block."""

@@ -22,8 +22,12 @@ class MemoryBus:
 
     @property
     def node_id(self) -> int:
-        """The id given at construction."""
+        """The id given at construction or by :meth:`assign`."""
         return self._node_id
+
+    def assign(self, node_id: int) -> None:
+        """Take this node's id."""
+        self._node_id = node_id
 
     def subscribe(self, handler: Handler) -> None:
         """Register a handler."""

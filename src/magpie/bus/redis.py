@@ -175,6 +175,14 @@ class RedisBus:
         """The pub/sub channel this node listens on."""
         return f"{self._prefix}events:{self._me}"
 
+    def assign(self, node_id: int) -> None:
+        """Take this node's id (its lease key and channel); only before :meth:`start`."""
+        if self._state is not _State.NEW:
+            raise RuntimeError("bus: the node id is assigned before start")
+        self.config = dataclasses.replace(self.config, node_id=node_id)
+        self._me = str(node_id)
+        self._up_detail = f"redis: node {self._me} of cluster {self.config.cluster_name}"
+
     def subscribe(self, handler: Handler) -> None:
         """Register a handler."""
         self._handlers.append(handler)

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from magpie.domain.ext import ExtAttempt, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.domain.members import Member
+from magpie.domain.nodes import NodeClaim, NodeRow
 from magpie.domain.reactions import Reaction
 from magpie.domain.reminders import NewReminder, Reminder
 from magpie.domain.search import SearchQuery
@@ -63,6 +64,8 @@ __all__ = [
     "NewJob",
     "NewMessage",
     "NewReminder",
+    "NodeClaim",
+    "NodeRow",
     "QueueEntry",
     "Reaction",
     "ReactionChange",
@@ -619,6 +622,32 @@ class Store(Protocol):
 
     async def count_jobs(self) -> list[JobCount]:
         """Pending and dead jobs per kind (kinds with no job are absent), sorted by kind."""
+        ...
+
+    # node ids ---------------------------------------------------------------------------
+
+    async def claim_node(self, claim: NodeClaim) -> NodeRow | None:
+        """Lease a node id for ``claim.instance`` until ``lease_ms`` from now (the store's
+        clock): ``claim.node_id`` when it is free (no row, or its lease ran out), else any
+        free id (ids never used first, highest first; then the longest expired). ``None``
+        when the named id is held by a live lease (or no id is free). Atomic across nodes:
+        two claims never get one id."""
+        ...
+
+    async def renew_node(
+        self, node_id: int, instance: str, lease_ms: int, ws_url: str, tcp_addr: str
+    ) -> bool:
+        """Extend ``instance``'s lease of ``node_id`` to ``lease_ms`` from now and record its
+        public addresses; false when the row is not ``instance``'s any more (another process
+        claimed the id after the lease ran out), then nothing changes."""
+        ...
+
+    async def release_node(self, node_id: int, instance: str) -> bool:
+        """Delete ``instance``'s lease of ``node_id`` (false: it was not held by it)."""
+        ...
+
+    async def live_nodes(self) -> list[NodeRow]:
+        """The leases that have not run out, by node id."""
         ...
 
     # shared values --------------------------------------------------------------------------

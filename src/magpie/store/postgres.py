@@ -41,6 +41,7 @@ from magpie.store._migrations import load_migrations
 from magpie.store._pg_conv import PgConvMethods
 from magpie.store._pg_ext import PgExtMethods
 from magpie.store._pg_jobs import JOBS_CTE, PgJobMethods, jobs_args
+from magpie.store._pg_nodes import PgNodeMethods
 from magpie.store._pg_rows import CONVERSATION_COLUMNS, MESSAGE_COLUMNS, TOKEN_COLUMNS
 from magpie.store._pg_setup import (
     attempt,
@@ -306,7 +307,7 @@ _ACK_QUEUE = """
 # --- the store -----------------------------------------------------------------------------
 
 
-class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods):
+class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
     """A :class:`~magpie.store.interface.Store` in a PostgreSQL database, shareable by nodes.
 
     ``dsn`` is a ``postgresql://user:password@host:port/database`` URL (query parameters such

@@ -51,6 +51,7 @@ from magpie.store._group_commit import GroupCommit
 from magpie.store._sqlite_conv import SqliteConvMethods, checked_reminders, insert_reminders
 from magpie.store._sqlite_ext import SqliteExtMethods
 from magpie.store._sqlite_jobs import SqliteJobMethods, checked_jobs, insert_jobs
+from magpie.store._sqlite_nodes import SqliteNodeMethods
 from magpie.store._sqlite_setup import (
     SYNCHRONOUS_MODES,
     connect,
@@ -341,7 +342,7 @@ def _ack_queue(conn: sqlite3.Connection, uid: str, seq: int) -> int:
 # --- the store -----------------------------------------------------------------------------
 
 
-class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods):
+class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods, SqliteNodeMethods):
     """A :class:`~magpie.store.interface.Store` in one SQLite file (WAL, single writer).
 
     The message-extension methods come from :class:`SqliteExtMethods`

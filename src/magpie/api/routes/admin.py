@@ -192,7 +192,7 @@ def _trace(
     acked = {a.uid for a in acks}
     told = {a.uid for a in change_acks}
     return {
-        "node_id": ctx.settings.node_id,
+        "node_id": ctx.bus.node_id,
         "capacity": trace.capacity,
         "kept": len(trace),
         "oldest_ms": trace.oldest_ms,

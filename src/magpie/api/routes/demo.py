@@ -69,7 +69,7 @@ async def demo_users(_: ApiContext, __: Request, ___: None) -> Response:
 def _ws_addr(ctx: ApiContext, request: Request) -> str:
     """Where the page should connect: the configured address, unless the gateway listens
     on a wildcard address, which a browser cannot dial; then the host the page came from."""
-    if ctx.settings.ws_public_addr or ctx.settings.host not in _WILDCARD_HOSTS:
+    if ctx.settings.ws_public_url or ctx.settings.host not in _WILDCARD_HOSTS:
         return ctx.ws_addr
     host = request.url.hostname or "127.0.0.1"
     host = f"[{host}]" if ":" in host else host

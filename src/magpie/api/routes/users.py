@@ -23,6 +23,7 @@ from magpie.api.schema import Field, Flag, Integer, Object, String, Uid, request
 from magpie.bus.interface import Kick
 from magpie.config import Settings
 from magpie.core.auth import hash_token
+from magpie.core.nodes import pick_node
 from magpie.protocol.packets import ReasonCode
 from magpie.store.interface import TokenRow
 
@@ -96,9 +97,16 @@ async def online_status(ctx: ApiContext, _: Request, uids: list[str]) -> Respons
     return bare(out)
 
 
-async def route(ctx: ApiContext, _: Request, __: RouteQuery) -> Response:
-    """Where ``uid`` should connect (one node: here)."""
-    return bare({"tcp_addr": ctx.tcp_addr, "ws_addr": ctx.ws_addr, "wss_addr": ""})
+async def route(ctx: ApiContext, _: Request, req: RouteQuery) -> Response:
+    """Where ``uid`` should connect: a live node of the cluster chosen by rendezvous hashing
+    of the uid (every node answers alike), or this node when the live set is unknown."""
+    ws_addr, tcp_addr = ctx.ws_addr, ctx.tcp_addr
+    if ctx.directory is not None:
+        node = pick_node(req.uid, await ctx.directory.live())
+        if node is not None:
+            ws_addr, tcp_addr = node.ws_url, node.tcp_addr
+    wss_addr = ws_addr if ws_addr.startswith("wss://") else ""
+    return bare({"tcp_addr": tcp_addr, "ws_addr": ws_addr, "wss_addr": wss_addr})
 
 
 def endpoints(_: Settings) -> list[Endpoint[Any]]:
@@ -138,7 +146,7 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
         Endpoint(
             "GET",
             "/route",
-            "WebSocket address for a user",
+            "WebSocket and TCP address of the node a user should connect to",
             Access.PUBLIC,
             route,
             query=ROUTE,
