@@ -109,10 +109,13 @@ def open_store(settings: Settings) -> Store:
 
 
 class Node:
-    """One running Magpie node (embedded default: SQLite + in-process bus)."""
+    """One running Magpie node (embedded default: SQLite + in-process bus). ``reuse_port``:
+    its listeners share their ports with other worker processes (``magpie serve --workers``,
+    ``SO_REUSEPORT``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         check_writable_dir(Path(settings.data_dir))
         self.api_key, self.api_key_path = resolve_api_key(settings)
         self.metrics = Metrics()
@@ -145,7 +148,7 @@ class Node:
         self.access = AccessControl(self.store, self.api_key)
         self.trace = DeliveryTrace(settings.trace_capacity)
         self.gateway = Gateway(
-            _gateway_config(settings),
+            dataclasses.replace(_gateway_config(settings), reuse_port=reuse_port),
             self.store,
             self.bus,
             self.messaging,
@@ -301,9 +304,8 @@ class Node:
             keepalive=s.http_keepalive_timeout,
         )
         app = RequestGuard(create_api(api), self.defences, self.api_key, self._is_user_token)
-        self._http = HttpServer(
-            app, _listen(s.host, s.api_port, "api_port"), self.defences, timeouts
-        )
+        listener = _listen(s.host, s.api_port, "api_port", self.reuse_port)
+        self._http = HttpServer(app, listener, self.defences, timeouts)
         await self._http.start()
         self.api_port = self._http.port
         if s.ops_address is not None:
@@ -311,7 +313,7 @@ class Node:
             ops = RequestGuard(
                 create_api(api, "ops"), self.defences, self.api_key, self._is_user_token
             )
-            listener = _listen(host, port, "ops_listen")
+            listener = _listen(host, port, "ops_listen", self.reuse_port)
             self._ops = HttpServer(ops, listener, self.defences, timeouts)
             await self._ops.start()
             self.ops_port = self._ops.port
@@ -421,23 +423,26 @@ def _warn_deprecated(settings: Settings) -> None:
         )
 
 
-def _listen(host: str, port: int, setting: str) -> socket.socket:
+def _listen(host: str, port: int, setting: str, reuse_port: bool = False) -> socket.socket:
     """A listening socket for an HTTP server, bound here (not by uvicorn) so that a taken
     port is a start-up error naming ``setting`` instead of uvicorn's exit."""
     try:
-        return _bind(host, port)
+        return _bind(host, port, reuse_port)
     except OSError as exc:
         raise listen_error(exc, host, port, setting) from exc
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on the first address of ``host``."""
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on the first address of ``host`` (``reuse_port``: shared with
+    other processes that set it too)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(2048)
         sock.setblocking(False)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -26,12 +27,13 @@ from magpie.core.messaging import SendRequest
 from magpie.datalock import DataLock
 from magpie.domain.members import OWNER
 from magpie.errors import StartupError
-from magpie.failures import check_writable_dir, explain
+from magpie.failures import EXIT_CONFIG, check_writable_dir, explain
 from magpie.guard import raise_nofile_limit
 from magpie.logs import configure_logging
 from magpie.protocol.packets import Flags
 from magpie.store.interface import ChannelInfo, TokenRow
 from magpie.web import DEMO_GROUP, DEMO_OWNER, DEMO_USERS
+from magpie.workers import Supervisor, become_worker, fixed_ports, refusal
 
 __all__ = ["main"]
 
@@ -45,7 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--debug", action="store_true", help="print the traceback of a failure, not just why"
     )
-    sub.add_parser("serve", parents=[common], help="run a Magpie node")
+    serve = sub.add_parser("serve", parents=[common], help="run a Magpie node")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes on the same ports (SO_REUSEPORT), each a cluster member with "
+        "its own node id; needs PostgreSQL (store_url) and Redis (bus_url)",
+    )
+    serve.add_argument("--worker-ready-fd", type=int, default=-1, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-of", type=int, default=0, help=argparse.SUPPRESS)
     sub.add_parser(
         "demo", parents=[common], help="run a node with demo users, a group and a direct chat"
     )
@@ -67,7 +78,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(node: Node, after_start: Callable[[Node], Awaitable[None]] | None = None) -> None:
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be a number of processes 1–256 (got {text!r})")
+    return value
+
+
+async def _run(
+    node: Node,
+    after_start: Callable[[Node], Awaitable[None]] | None = None,
+    ready_fd: int = -1,
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -77,6 +102,9 @@ async def _run(node: Node, after_start: Callable[[Node], Awaitable[None]] | None
         if after_start is not None:
             await after_start(node)
         _announce(node)
+        if ready_fd >= 0:  # a worker: tell the supervisor (magpie.workers)
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
         stopping = asyncio.ensure_future(stop.wait())
         failing = asyncio.ensure_future(node.fatal.wait())
         await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
@@ -202,17 +230,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging("WARNING")
         settings = _settings(args.config, args.command == "demo")
         configure_logging(settings.log_level, settings.log_format)
+        workers = getattr(args, "workers", 1)
+        if workers > 1:
+            return _supervise(args, settings, workers)
+        ready_fd = getattr(args, "worker_ready_fd", -1)
+        if ready_fd >= 0:
+            become_worker(args.worker_of)
         raise_nofile_limit()  # before the node sizes its connection caps to the limit
         with _exclusive(settings):
-            node = Node(settings)
+            node = Node(settings, reuse_port=ready_fd >= 0)
             # uvloop: measured faster than the default loop for the gateway
             # (docs/architecture.md).
-            uvloop.run(_run(node, _seed_demo if args.command == "demo" else None))
+            seed = _seed_demo if args.command == "demo" else None
+            uvloop.run(_run(node, seed, ready_fd))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         return fail(exc, debug=args.debug)
     return 0
+
+
+def _supervise(args: argparse.Namespace, settings: Settings, workers: int) -> int:
+    """``serve --workers N``: the parent of N workers (:mod:`magpie.workers`)."""
+    why = refusal(settings, workers)
+    if why is not None:
+        print(f"magpie: {why}", file=sys.stderr)
+        return EXIT_CONFIG
+    command = [sys.executable, "-m", "magpie.cli", "serve"]
+    if args.config:
+        command += ["--config", args.config]
+    if args.debug:
+        command.append("--debug")
+    env = {**os.environ, **fixed_ports(settings)}
+    return Supervisor(command, workers, env).run()
 
 
 @contextlib.contextmanager

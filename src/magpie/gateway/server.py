@@ -126,6 +126,8 @@ class GatewayConfig:
     order_hold: float = 0.05
     #: Hold a channel's first delivery too (several nodes publish into one channel).
     order_hold_unknown: bool = False
+    #: Share the listening ports with other worker processes (``SO_REUSEPORT``).
+    reuse_port: bool = False
 
 
 class Gateway:
@@ -208,11 +210,14 @@ class Gateway:
             cfg.port,
             max_frame_size=cfg.limits.max_remaining_length + 8,
             handshake_timeout=cfg.connect_timeout,
+            reuse_port=cfg.reuse_port,
         )
         self._servers.append(ws)
         self.port = _bound_port(ws)
         if cfg.tcp_port is not None:
-            tcp = await start_tcp_server(self._open_tcp, self.admission, cfg.host, cfg.tcp_port)
+            tcp = await start_tcp_server(
+                self._open_tcp, self.admission, cfg.host, cfg.tcp_port, reuse_port=cfg.reuse_port
+            )
             self._servers.append(tcp)
             self.tcp_port = _bound_port(tcp)
         loop = asyncio.get_running_loop()

@@ -139,9 +139,12 @@ class TcpWire(asyncio.Protocol):
 
 
 async def start_tcp_server(
-    accept: Accept, admission: Admission, host: str, port: int
+    accept: Accept, admission: Admission, host: str, port: int, *, reuse_port: bool = False
 ) -> asyncio.Server:
-    """Listen on ``host:port``; ``accept`` gets every admitted connection's :class:`Wire`."""
+    """Listen on ``host:port``; ``accept`` gets every admitted connection's :class:`Wire`
+    (``reuse_port``: ``SO_REUSEPORT``, as for the WebSocket listener)."""
     server = _Server(accept, admission)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: TcpWire(server), host, port)
+    return await loop.create_server(
+        lambda: TcpWire(server), host, port, reuse_port=reuse_port or None
+    )

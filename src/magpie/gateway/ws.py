@@ -238,8 +238,11 @@ async def start_ws_server(
     max_frame_size: int,
     handshake_timeout: float,
     close_timeout: float = 2.0,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
-    """Listen on ``host:port``; ``accept`` gets every admitted connection's :class:`Wire`."""
+    """Listen on ``host:port``; ``accept`` gets every admitted connection's :class:`Wire`.
+    ``reuse_port``: share the port with other processes (``SO_REUSEPORT``; the kernel spreads
+    new connections over them)."""
     library_log = logging.getLogger(_LIBRARY_LOGGER)
     if library_log.level == logging.NOTSET:
         library_log.setLevel(logging.WARNING)
@@ -262,4 +265,5 @@ async def start_ws_server(
         # uvloop's own TCP transport, not aiofastnet's: ~5 KB less per idle connection and no
         # measurable CPU difference (docs/architecture.md, "Choice of WebSocket library").
         use_aiofastnet=False,
+        reuse_port=reuse_port or None,
     )
