@@ -578,8 +578,8 @@ def _gateway_config(s: Settings) -> GatewayConfig:
         retry_interval=s.retry_interval,
         retry_attempts=s.retry_attempts,
         order_hold=s.order_hold,
-        # Only a shared store or bus has several publishers per channel (module doc).
-        order_hold_unknown=s.sqlite_path is None or not s.bus_url.startswith("memory:"),
+        # Only a bus between nodes has several publishers per channel (gateway/order.py).
+        order_hold_unknown=not s.bus_url.startswith("memory:"),
         outbound=OutboundLimits(
             max_frames=s.outbound_max_frames,
             max_bytes=s.outbound_max_bytes,

@@ -141,11 +141,9 @@ class ServeNode:
 
     def api(self, **kw: Any) -> httpx.AsyncClient:
         """An HTTP client for the node's API with the business key."""
+        kw.setdefault("timeout", 20 * time_scale())
         return httpx.AsyncClient(
-            base_url=self.api_url,
-            headers={"Authorization": f"Bearer {API_KEY}"},
-            timeout=20 * time_scale(),
-            **kw,
+            base_url=self.api_url, headers={"Authorization": f"Bearer {API_KEY}"}, **kw
         )
 
     async def connect(self, uid: str, token: str | None = None, **kw: Any) -> RawClient:

@@ -17,8 +17,8 @@ keeps, per channel, the next seq this node expects:
   store does not have, is **skipped** (the held messages go out; clients fill by sync);
 * a channel this node has no state for is held for ``hold`` too when ``hold_unknown`` (a
   cluster: its first event may be overtaking an earlier one); the first seq of a channel, and
-  every channel on a single node with the embedded store (one writer, publications in commit
-  order), go out at once;
+  every first delivery on a single node (both stores publish a channel in commit order), go
+  out at once;
 * a seq below the expected one that was not delivered from the store (a second frame of one
   event split by the bus, or one that was skipped) is delivered late rather than lost.
 

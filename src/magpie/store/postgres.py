@@ -28,7 +28,9 @@ when a ``postgresql://`` store is configured.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -72,6 +74,11 @@ __all__ = ["PostgresStore"]
 T = TypeVar("T")
 
 _NO_BOUND = 2**63 - 1  # "no upper seq bound" in range queries
+#: Seconds :meth:`PostgresStore.close` waits for the pool to close gracefully before it
+#: terminates the connections (after an outage a graceful close can wait forever).
+_CLOSE_TIMEOUT = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class _State(enum.Enum):
@@ -382,7 +389,14 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
         if self._writer_or_none is not None:
             await self._writer_or_none.close()
         if self._pool_or_none is not None:
-            await self._pool_or_none.close()
+            pool = self._pool_or_none
+            try:
+                await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
+            except TimeoutError:  # close() terminated the pool when it was cancelled
+                log.warning(
+                    "store: the pool did not close within %.0f s; terminated", _CLOSE_TIMEOUT
+                )
+                pool.terminate()
 
     # plumbing -------------------------------------------------------------------------------
 
