@@ -29,6 +29,7 @@ from magpie.api.webhooks import WebhookConfig, WebhookDispatcher
 from magpie.bus.interface import Bus
 from magpie.bus.memory import MemoryBus
 from magpie.cards import CardService, default_types
+from magpie.cards.callback import CallbackConfig
 from magpie.cards_adapter import DEADLINE_KIND, InProcessPort, deadline_worker
 from magpie.config import Settings
 from magpie.core.access import AccessControl
@@ -171,8 +172,16 @@ class Node:
         )
         outbox = None if self.webhooks is None else self.webhooks.event_job
         port = InProcessPort(
-            self.messaging, self.ext, self.store, self.access, outbox, clock_ms=_wall_ms
+            self.messaging,
+            self.ext,
+            self.store,
+            self.access,
+            outbox,
+            clock_ms=_wall_ms,
+            cmd=_cmd_sender(self.messaging),
+            callback_secret=(settings.webhook_secret or self.api_key).encode(),
         )
+        self._card_port = port
         self.cards = CardService(
             port,
             default_types(),
@@ -180,6 +189,11 @@ class Node:
             max_state_bytes=settings.ext_max_extra_bytes,
             on_action=self.metrics.card_action,
             legacy_db=settings.cards_db_path,
+            callback=CallbackConfig(
+                timeout=settings.card_callback_timeout,
+                attempts=settings.card_callback_attempts,
+                backoff=settings.card_callback_backoff,
+            ),
         )
         self.deadlines = _deadline_timer(
             settings, self.store, self.cards, self.metrics, self.instance
@@ -339,6 +353,7 @@ class Node:
         self._http = self._ops = None
         await self.deadlines.stop()  # lets a deadline being fired finish; the rest persist
         await self.cards.stop()
+        await self._card_port.aclose()
         await self.ext.close()  # pending syncMessageExtra CMDs, while clients are connected
         await self.conv.close()  # and the pending reaction CMDs
         await self.gateway.stop()

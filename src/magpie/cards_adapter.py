@@ -20,16 +20,22 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from magpie.cards.port import Deadline, EventsOf, ImMessage, Outgoing, Sent
+import httpx
+
+from magpie.api.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from magpie.cards.port import CallbackReply, Deadline, EventsOf, ImMessage, Outgoing, Sent
 from magpie.core.access import AccessControl
 from magpie.core.jobs import JobWorker, Outcome, Report, Round, WorkerConfig
 from magpie.core.messaging import Messaging, SendRequest
+from magpie.domain.channels import PERSON
 from magpie.domain.ext import Actor, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 from magpie.domain.jobs import Job, NewJob
 from magpie.errors import BadRequest
+from magpie.ext.notify import Cmd, CmdSender
 from magpie.ext.service import ExtService
 from magpie.protocol.packets import Flags, ReasonCode
 from magpie.store.interface import JobsOf, Store
@@ -84,8 +90,13 @@ class InProcessPort:
         outbox: Outbox | None = None,
         *,
         clock_ms: Callable[[], int],
+        cmd: CmdSender | None = None,
+        callback_secret: bytes = b"",
     ) -> None:
         self._messaging = messaging
+        self._cmd = cmd
+        self._callback_secret = callback_secret
+        self._http: httpx.AsyncClient | None = None
         self._ext = ext
         self._store = store
         self._access = access
@@ -217,6 +228,45 @@ class InProcessPort:
         """The shared secret ``name`` (``kv`` key ``secret:<name>``), created once."""
         fresh = initial if initial is not None else secrets.token_bytes(SECRET_BYTES)
         return await self._store.kv_setdefault(f"secret:{name}", fresh)
+
+    async def stored_type(self, tag: str) -> bytes | None:
+        """The registration of ``tag`` (``kv`` key ``cardtype:<tag>``)."""
+        return await self._store.kv_get(f"cardtype:{tag}")
+
+    async def store_type(self, tag: str, body: bytes) -> bytes:
+        """Register ``tag`` once for every node (the first body wins)."""
+        return await self._store.kv_setdefault(f"cardtype:{tag}", body)
+
+    async def post(self, url: str, body: bytes, event_id: str, timeout: float) -> CallbackReply:
+        """One POST signed as the webhooks are (``webhook_secret`` or the business key)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        stamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event_id,
+            TIMESTAMP_HEADER: str(stamp),
+            SIGNATURE_HEADER: sign(self._callback_secret, stamp, body),
+        }
+        try:
+            answer = await self._http.post(url, content=body, headers=headers, timeout=timeout)
+            return CallbackReply(answer.status_code, answer.content)
+        except httpx.TimeoutException:
+            return CallbackReply(0, b"", "timeout")
+        except httpx.HTTPError as exc:
+            return CallbackReply(0, b"", f"transport: {type(exc).__name__}")
+
+    async def tell(self, uid: str, payload: bytes) -> bool:
+        """An online-only CMD to ``uid``'s own devices (the person channel ``uid@uid``)."""
+        if self._cmd is None:
+            return False
+        return await self._cmd(Cmd(uid, uid, PERSON, payload, False, (uid,)))
+
+    async def aclose(self) -> None:
+        """Close the callback client."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 def _deadline(job: Job) -> Deadline | None:

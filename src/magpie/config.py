@@ -140,6 +140,12 @@ class Settings:
     #: node that dies mid-job delays it by at most this, then another node takes it over.
     #: At least twice ``webhook_timeout`` (a claim must outlast a request).
     job_lease: float = 30.0
+    #: Seconds one business callback of a registered card type may take (connect, send,
+    #: answer); tries of it (a transport error, a timeout or a 5xx is tried again); seconds
+    #: before the first retry (doubling). The actor waits for all of it at worst.
+    card_callback_timeout: float = 5.0
+    card_callback_attempts: int = 3
+    card_callback_backoff: float = 0.2
     #: Longest sleep of a node's deadline timer, in seconds: how late at worst it sees a
     #: deadline another node scheduled (its own it sees at once).
     job_poll: float = 1.0
@@ -419,6 +425,9 @@ _POSITIVE = (
     "webhook_backoff",
     "webhook_max_backoff",
     "webhook_timeout",
+    "card_callback_timeout",
+    "card_callback_attempts",
+    "card_callback_backoff",
     "job_lease",
     "job_poll",
     "ext_max_patch_bytes",

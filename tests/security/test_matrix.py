@@ -72,6 +72,17 @@ def user(body: Body, outsider: int) -> Case:
     return Case(body, {BIZ: 200, ANON: 401, MEMBER: 200, OUT: outsider})
 
 
+#: A card type the business key registers (``GET /card-types/{tag}`` reads it back).
+_CARD_TYPE = {
+    "name": "matrix",
+    "version": 1,
+    "initial_status": "open",
+    "terminal": ["done"],
+    "actions": [{"name": "go", "who": {"members": True}}],
+    "transitions": [{"from": "open", "action": "go", "to": "done"}],
+}
+
+
 def _send(uid: str, _: Ids) -> dict[str, Any]:
     return {
         "from_uid": uid,
@@ -221,6 +232,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/cards/{message_id}/ops"): user(lambda u, _: {"uid": u}, 404),
     ("GET", "/cards/{message_id}/history"): user(lambda u, _: {"uid": u}, 404),
+    ("POST", "/card-types"): business(lambda u, _: _CARD_TYPE),
+    ("GET", "/card-types/{tag}"): business(lambda u, _: {}),
     ("GET", "/admin/users"): business(lambda u, _: {"limit": 5}),
     ("GET", "/admin/channels"): business(lambda u, _: {"limit": 5}),
     ("GET", "/admin/channel"): business(lambda u, _: {"channel_id": "g1", "channel_type": 2}),
@@ -269,6 +282,7 @@ async def test_each_caller_gets_its_status_and_outsiders_no_data(
     async with client(world.node, CREDENTIALS[caller]) as c:
         for (method, path), case in MATRIX.items():
             url = path.replace("{message_id}", str(ids.card)).replace("{file_id}", ids.file)
+            url = url.replace("{tag}", "matrix@1")
             body = None if case.body is None else case.body(ACTS_AS[caller], ids)
             if method == "GET":
                 r = await c.get(url, params=body)

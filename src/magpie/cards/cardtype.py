@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from magpie.cards import fields
 from magpie.cards.machine import Machine, ParamError
@@ -27,12 +27,13 @@ Deadline = tuple[str, int]
 class CardType(ABC, Generic[D]):
     """One kind of card (approval, survey, task, vote)."""
 
-    name: ClassVar[str]
-    schema_version: ClassVar[int]
-    machine: ClassVar[Machine]
+    # Class attributes of the built-in types; instance attributes of registered ones.
+    name: str
+    schema_version: int
+    machine: Machine
     #: Whether passing the deadline ends user actions (before the server's own transition
     #: runs) — true for expiries and closing times, false for a task's due date.
-    deadline_blocks: ClassVar[bool] = True
+    deadline_blocks: bool = True
 
     @property
     def tag(self) -> str:

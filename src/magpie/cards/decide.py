@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from magpie.cards.cardtype import CardType
-from magpie.cards.machine import Request, evaluate
+from magpie.cards.machine import Request, admit, evaluate
 from magpie.cards.model import (
     STATE_KEY,
     Act,
@@ -29,11 +29,14 @@ from magpie.ext.patch import encode
 
 __all__ = [
     "ActionInput",
+    "Outcome",
     "action_mutate",
+    "admission",
     "advance",
     "create_mutate",
     "current_card",
     "deadline_passed",
+    "outcome_mutate",
     "roles_of",
     "stale_facets",
 ]
@@ -176,5 +179,82 @@ def create_mutate(ctype: CardType[Any], d: Definition, max_bytes: int) -> Mutate
             return _rejected(refusal, None)
         card = CardState(ctype.tag, ctype.machine.initial, ctype.initial(d), {})
         return _applied(state, card, None, max_bytes)
+
+    return mutate
+
+
+def _act_request(
+    ctype: CardType[Any], d: Definition, inp: ActionInput, state: ExtState
+) -> tuple[Act[Any], Request]:
+    card = current_card(ctype, d, state.extra)
+    roles = roles_of(ctype, d, card, inp.uid, inp.static_roles)
+    mine = record_values(state)
+    act = Act(d, card.status, card.data, inp.uid, inp.key, roles, None, inp.now, mine)
+    req = Request(
+        inp.action,
+        inp.params,
+        stale_facets(card, inp.base_version, state.version),
+        inp.confirm,
+        deadline_passed(ctype, d, inp.now),
+    )
+    return act, req
+
+
+def admission(
+    ctype: CardType[Any], d: Definition, inp: ActionInput, state: ExtState
+) -> Refusal | None:
+    """Whether the action may be taken on ``state`` (every guard, no effect): ``None``, or
+    why not — what is checked before a business callback is asked."""
+    refusal = _precheck(state, inp)
+    if refusal is not None:
+        return refusal
+    admitted = admit(ctype.machine, *_act_request(ctype, d, inp, state))
+    return admitted if isinstance(admitted, Refusal) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a business callback decided: the new status, state and document (``None``:
+    unchanged), or a refusal."""
+
+    status: str | None
+    state: Mapping[str, Any] | None
+    doc: Mapping[str, Any] | None
+    refusal: Refusal | None = None
+
+
+def outcome_mutate(
+    ctype: CardType[Any],
+    d: Definition,
+    inp: ActionInput,
+    outcome: Outcome,
+    expected_version: int,
+    max_bytes: int,
+) -> Mutate:
+    """Apply a business callback's outcome by compare-and-set: only on the version it was
+    decided on (``expected_version``); a newer state is never overwritten (409 ``stale``,
+    confirmable: the actor may ask again on the new state)."""
+
+    def mutate(state: ExtState) -> Decision:
+        refusal = _precheck(state, inp)
+        if refusal is None and state.version != expected_version:
+            detail = (
+                f"the card changed (version {state.version}) while the business server "
+                f"decided on version {expected_version}; confirm to ask again"
+            )
+            refusal = Refusal(Result.CONFLICT, "stale", detail)
+        if refusal is None:
+            refusal = outcome.refusal
+        if refusal is not None:
+            return _rejected(refusal, inp.base_version)
+        card = current_card(ctype, d, state.extra)
+        data = dict(card.data)
+        if outcome.state is not None:
+            data["state"] = dict(outcome.state)
+        if outcome.doc is not None:
+            data["doc"] = dict(outcome.doc)
+        step = Step(outcome.status or card.status, data)
+        card = advance(card, step, state.version + 1)
+        return _applied(state, card, inp.base_version, max_bytes)
 
     return mutate

@@ -147,8 +147,12 @@ def _dispatch(kinds: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "type": "object",
         "required": ["type"],
         "properties": {"type": {"enum": sorted(kinds)}},
+        "additionalProperties": True,  # each kind's own schema (below) closes it
         "allOf": [
-            {"if": {"properties": {"type": {"const": kind}}}, "then": schema}
+            {
+                "if": {"properties": {"type": {"const": kind}}, "additionalProperties": True},
+                "then": schema,
+            }
             for kind, schema in kinds.items()
         ],
     }
@@ -233,7 +237,11 @@ _BLOCKS: dict[str, dict[str, Any]] = {
                     "checkbox": _CHECKBOX,
                 }
             ),
-            "contains": {"properties": {"type": {"const": "button"}}, "required": ["type"]},
+            "contains": {
+                "properties": {"type": {"const": "button"}},
+                "required": ["type"],
+                "additionalProperties": True,
+            },
         },
     ),
 }

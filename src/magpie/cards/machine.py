@@ -49,6 +49,7 @@ __all__ = [
     "Parse",
     "Request",
     "Transition",
+    "admit",
     "availability",
     "evaluate",
     "no_params",
@@ -217,8 +218,9 @@ def _stale(t: Transition, req: Request) -> Refusal | None:
     return Refusal(Result.CONFLICT, "changed", f"the card changed ({what}) since you saw it")
 
 
-def evaluate(machine: Machine, act: Act[Any], req: Request) -> Step | Refusal:
-    """Decide one action (see the module docstring for the order of the guards)."""
+def admit(machine: Machine, act: Act[Any], req: Request) -> tuple[Transition, Act[Any]] | Refusal:
+    """Guards 1–8 (everything but the effect): the transition and the act with its parsed
+    parameters, or why not."""
     t = _guards(machine, act, req)
     if isinstance(t, Refusal):
         return t
@@ -229,6 +231,15 @@ def evaluate(machine: Machine, act: Act[Any], req: Request) -> Step | Refusal:
     refusal = _checks(t, act) or _stale(t, req)
     if refusal is not None:
         return refusal
+    return t, act
+
+
+def evaluate(machine: Machine, act: Act[Any], req: Request) -> Step | Refusal:
+    """Decide one action (see the module docstring for the order of the guards)."""
+    admitted = admit(machine, act, req)
+    if isinstance(admitted, Refusal):
+        return admitted
+    t, act = admitted
     step = t.effect(act)
     if step.status not in t.targets:
         raise CardBug(f"{req.action} from {act.status} led to {step.status}, not a target")

@@ -29,7 +29,15 @@ from typing import Any, Protocol
 
 from magpie.domain.ext import Actor, ExtRecord, ExtState, Mutate, OpRecord, UpdateResult
 
-__all__ = ["Deadline", "EventsOf", "ImMessage", "ImPort", "Outgoing", "Sent"]
+__all__ = [
+    "CallbackReply",
+    "Deadline",
+    "EventsOf",
+    "ImMessage",
+    "ImPort",
+    "Outgoing",
+    "Sent",
+]
 
 #: The business events (webhooks) of an applied change, as ``(event, JSON data)`` pairs,
 #: computed from the change's result inside its transaction. Pure: it may run again.
@@ -76,6 +84,16 @@ class Sent:
 
     message_id: int
     message_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReply:
+    """One try of a business callback: the HTTP status and body, or ``error`` (``timeout``,
+    ``transport: ...``) with status 0."""
+
+    status: int
+    body: bytes
+    error: str = ""
 
 
 class ImPort(Protocol):
@@ -150,4 +168,22 @@ class ImPort(Protocol):
     async def secret(self, name: str, initial: bytes | None = None) -> bytes:
         """The service secret ``name``, created once for the whole IM (every node gets the
         same): ``initial`` when given and none exists yet, else 32 random bytes."""
+        ...
+
+    async def stored_type(self, tag: str) -> bytes | None:
+        """The registration of the card type ``tag`` (``name@version``), if any."""
+        ...
+
+    async def store_type(self, tag: str, body: bytes) -> bytes:
+        """Register ``tag`` with ``body`` unless it is registered: the stored body (the
+        first one wins, for the whole IM)."""
+        ...
+
+    async def post(self, url: str, body: bytes, event_id: str, timeout: float) -> CallbackReply:
+        """One signed POST of a business callback (the webhook headers and signature)."""
+        ...
+
+    async def tell(self, uid: str, payload: bytes) -> bool:
+        """An online-only CMD to every device of ``uid`` and nobody else (ephemeral
+        answers); false when refused."""
         ...

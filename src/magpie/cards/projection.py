@@ -113,6 +113,7 @@ def project(
         "unavailable": unavailable,
         "unavailable_reason": reason,
         "outcome": ctype.outcome(d, card),
+        "document": None,
         **ctype.view(d, card, seen),
     }
 

@@ -43,14 +43,24 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from magpie.cards.callback import CallbackConfig, ask, check_answer
 from magpie.cards.cardtype import CardType, CardTypes
-from magpie.cards.decide import ActionInput, action_mutate, create_mutate, current_card
+from magpie.cards.decide import (
+    ActionInput,
+    Outcome,
+    action_mutate,
+    admission,
+    create_mutate,
+    current_card,
+    outcome_mutate,
+)
 from magpie.cards.legacy import SECRET_NAME, import_legacy
 from magpie.cards.model import (
     CARD_CONTENT_TYPE,
@@ -58,15 +68,25 @@ from magpie.cards.model import (
     CardInvalid,
     CardState,
     Definition,
+    Refusal,
     Role,
     Viewer,
 )
 from magpie.cards.port import Deadline, EventsOf, ImMessage, ImPort, Outgoing
 from magpie.cards.projection import CARD_OP_PREFIX, project, render_op
+from magpie.cards.registered import CALLBACK, RegisteredType, parse_registration
 from magpie.domain.channels import PERSON
 from magpie.domain.content import decode_content
-from magpie.domain.ext import Actor, ExtState, OpRecord, Result, UpdateResult
-from magpie.errors import ApiError, Forbidden, MagpieError, NotFound, PayloadTooLarge
+from magpie.domain.ext import (
+    Actor,
+    Decision,
+    ExtState,
+    Mutate,
+    OpRecord,
+    Result,
+    UpdateResult,
+)
+from magpie.errors import ApiError, Conflict, Forbidden, MagpieError, NotFound, PayloadTooLarge
 from magpie.ext.patch import encode
 from magpie.ext.rejection import rejection_error
 
@@ -92,6 +112,10 @@ CREATE_ACTION_ID = "card.create"
 DEFINITION_CACHE = 4096
 #: Hex characters of an anonymous ballot key (80 bits: no collision among realistic voters).
 PSEUDONYM_HEX = 20
+#: The CMD of an ephemeral answer (to the actor's own devices only).
+EPHEMERAL_CMD = "cardEphemeral"
+#: A registered type's tag.
+_TAG = re.compile(r"[a-z][a-z0-9_]{1,31}@[1-9][0-9]{0,3}")
 #: Largest action ``params`` (compact JSON bytes), and the most of them the log keeps.
 MAX_PARAMS = 64 * 1024
 MAX_LOGGED_PARAMS = 8 * 1024
@@ -137,11 +161,19 @@ class ActionRequest:
 
 @dataclass(frozen=True, slots=True)
 class ActResult:
-    """An applied action: the actor's projection, whether it was a repeat, the log row."""
+    """An applied action: the actor's projection, whether it was a repeat, the log row
+    (``None`` when a business callback changed nothing: nothing was written), and the
+    ephemeral answer for the actor alone, if any."""
 
     view: dict[str, Any]
     duplicate: bool
-    op: OpRecord
+    op: OpRecord | None
+    ephemeral: dict[str, Any] | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the action changed the card."""
+        return self.op is not None
 
 
 #: The action parameter that names people who get work (task ``reassign``).
@@ -198,8 +230,11 @@ class CardService:
         max_state_bytes: int,
         on_action: Callable[[str, str], None] | None = None,
         legacy_db: Path | None = None,
+        callback: CallbackConfig | None = None,
     ) -> None:
         self._port = port
+        self._callback = callback if callback is not None else CallbackConfig()
+        self._registered: dict[str, RegisteredType] = {}
         self._on_action = on_action if on_action is not None else _ignore_action
         self._types = types
         self._clock_ms = clock_ms
@@ -239,9 +274,50 @@ class CardService:
 
     # loading -------------------------------------------------------------------------------
 
+    # types ---------------------------------------------------------------------------------
+
+    def _lookup(self, tag: str) -> CardType[Any] | None:
+        """A built-in type, or a registered one this node has loaded."""
+        return self._types.get(tag) or self._registered.get(tag)
+
+    async def _resolve(self, tag: str) -> CardType[Any] | None:
+        """The type of ``tag``: built in, or registered (loaded from the IM once)."""
+        found = self._lookup(tag)
+        if found is not None or not _TAG.fullmatch(tag):
+            return found
+        stored = await self._port.stored_type(tag)
+        if stored is None:
+            return None
+        ctype = RegisteredType(parse_registration(json.loads(stored)))
+        self._registered[tag] = ctype
+        return ctype
+
+    async def register_type(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """Register a business-defined card type (validated; immutable once registered:
+        the same body again is a no-op, another body for the same tag 409 ``type_exists``)."""
+        spec = parse_registration(raw)
+        body = json.dumps(spec.body, sort_keys=True, separators=(",", ":")).encode()
+        before = await self._port.stored_type(spec.tag)
+        stored = before if before is not None else await self._port.store_type(spec.tag, body)
+        if stored != body:
+            raise Conflict(
+                f"{spec.tag} is registered with another definition; register a new version",
+                field="version",
+                reason="type_exists",
+            )
+        self._registered.setdefault(spec.tag, RegisteredType(spec))
+        return {"tag": spec.tag, "created": before is None, "type": spec.body}
+
+    async def card_type(self, tag: str) -> dict[str, Any]:
+        """A registered type's registration (404 when unknown)."""
+        ctype = await self._resolve(tag)
+        if not isinstance(ctype, RegisteredType):
+            raise NotFound(f"no registered card type {tag[:80]!r}", field="tag")
+        return {"tag": ctype.tag, "created": False, "type": ctype.spec.body}
+
     def _parse(self, message: ImMessage) -> Loaded | None:
         raw = _card_payload(message.payload)
-        ctype = None if raw is None else self._types.get(str(raw["type"]))
+        ctype = None if raw is None else self._lookup(str(raw["type"]))
         if raw is None or ctype is None or message.message_seq <= 0:
             return None
         try:
@@ -258,6 +334,9 @@ class CardService:
         message = await self._port.message(message_id)
         if message is None:
             return None
+        raw = _card_payload(message.payload)
+        if raw is not None:
+            await self._resolve(str(raw["type"]))
         loaded = self._parse(message)
         self._cache[message_id] = loaded
         if len(self._cache) > DEFINITION_CACHE:
@@ -376,10 +455,11 @@ class CardService:
         """Send a card message and initialise its state; the creator's projection plus
         ``message_seq`` and ``client_msg_no``. Idempotent by ``client_msg_no``."""
         tag = req.card.get("type")
-        ctype = self._types.get(tag) if isinstance(tag, str) else None
+        ctype = await self._resolve(tag) if isinstance(tag, str) else None
         if ctype is None:
             known = ", ".join(self._types.tags())
-            raise CardInvalid(f"card.type must be one of {known}", field="card.type")
+            message = f"card.type must be one of {known} or a registered name@version"
+            raise CardInvalid(message, field="card.type")
         d = ctype.parse(req.card, req.creator, self._clock_ms())
         await self._check_people(req, ctype, d)
         content = {"type": CARD_CONTENT_TYPE, "content": req.content or ctype.fallback(d)}
@@ -462,6 +542,8 @@ class CardService:
         if Role.MEMBER not in viewer.roles:
             raise self._outsider(loaded, req)
         await self._check_named_people(loaded, req.params)
+        if isinstance(ctype, RegisteredType) and _is_callback(ctype, req.action):
+            return await self._act_callback(loaded, ctype, req, viewer)
         inp = ActionInput(
             action=req.action,
             params=req.params,
@@ -487,10 +569,165 @@ class CardService:
         )
         if not result.applied:
             raise await self._refusal(loaded, result, req.uid, viewer)
+        ephemeral = None
+        if not result.duplicate:
+            await self._applied(loaded, result)
+            ephemeral = await self._declared_ephemeral(loaded, req, result.op)
+        view = await self._project(loaded, result.state, viewer)
+        return ActResult(view, result.duplicate, result.op, ephemeral)
+
+    # registered types: ephemeral answers and callbacks ----------------------------------------
+
+    async def _declared_ephemeral(
+        self, loaded: Loaded, req: ActionRequest, op: OpRecord
+    ) -> dict[str, Any] | None:
+        """The ephemeral text of the declared transition just taken, told to the actor."""
+        ctype = loaded.ctype
+        if not isinstance(ctype, RegisteredType):
+            return None
+        t = ctype.spec.transition(op.status_before, req.action)
+        if t is None or not t.ephemeral:
+            return None
+        return await self._tell(loaded, req, {"text": t.ephemeral, "doc": None})
+
+    async def _tell(
+        self, loaded: Loaded, req: ActionRequest, ephemeral: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """An ephemeral answer: to the actor's own devices (an online-only CMD, stored
+        nowhere) and, by the caller, in the HTTP answer."""
+        m = loaded.message
+        param = {
+            "message_id": m.message_id,
+            "message_id_str": str(m.message_id),
+            "channel_id": m.channel_id,
+            "channel_type": m.channel_type,
+            "action": req.action,
+            "action_id": req.action_id,
+            "text": ephemeral.get("text", ""),
+            "doc": ephemeral.get("doc"),
+        }
+        body = {"type": 99, "cmd": EPHEMERAL_CMD, "param": param}
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if not await self._port.tell(req.uid, payload):
+            log.info("card %d: ephemeral CMD to %r refused", m.message_id, req.uid)
+        return {"text": param["text"], "doc": param["doc"]}
+
+    def _callback_body(
+        self,
+        loaded: Loaded,
+        ctype: RegisteredType,
+        req: ActionRequest,
+        ext: ExtState | None,
+        callback_id: str,
+    ) -> bytes:
+        d = loaded.definition
+        card = current_card(ctype, d, {} if ext is None else ext.extra)
+        listed = sorted(ctype.listed(d, card.data))  # type: ignore[arg-type]
+        m, common = loaded.message, d.common
+        body = {
+            "event": "card.callback",
+            "callback_id": callback_id,
+            "type": ctype.tag,
+            "message_id": m.message_id,
+            "message_id_str": str(m.message_id),
+            "channel_id": m.channel_id,
+            "channel_type": m.channel_type,
+            "action": req.action,
+            "params": dict(req.params),
+            "actor": {"uid": req.uid, "device": req.device},
+            "action_id": req.action_id,
+            "card": {
+                "version": 0 if ext is None else ext.version,
+                "status": card.status,
+                "state": dict(card.data.get("state", {})),
+                "counts": dict(card.data.get("counts", {})),
+                "creator": common.creator,
+                "admins": list(common.admins),
+                "listed": listed,
+                "title": common.title,
+                "description": common.description,
+            },
+            "at": self._clock_ms(),
+        }
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    async def _record(
+        self, loaded: Loaded, req: ActionRequest, inp: ActionInput, mutate: Mutate, action_id: str
+    ) -> UpdateResult:
+        logged = self._log_params(loaded, req.action, req.params)
+        return await self._port.update(
+            req.message_id,
+            mutate=mutate,
+            action_id=action_id,
+            actor=Actor(req.uid, req.device),
+            operation=CARD_OP_PREFIX + req.action,
+            patch={"action": req.action, "params": logged, "confirm": req.confirm},
+            important=True,
+            events=self._events(loaded, req.action, logged),
+        )
+
+    async def _act_callback(
+        self, loaded: Loaded, ctype: RegisteredType, req: ActionRequest, viewer: Viewer
+    ) -> ActResult:
+        """An action the business server decides: the guards on the current state, the
+        signed callback on that version, its answer applied by compare-and-set on it (a
+        newer state is never overwritten: 409 ``stale``, confirmable)."""
+        d = loaded.definition
+        inp = ActionInput(
+            req.action,
+            req.params,
+            req.base_version,
+            req.confirm,
+            req.uid,
+            viewer.key,
+            viewer.roles,
+            viewer.now,
+        )
+        action_id = self._action_id(req.uid, req.action_id)
+        ext = await self._port.extension(req.message_id)
+        state = ext if ext is not None else ExtState(req.message_id)
+        refusal = admission(ctype, d, inp, state)
+        if refusal is not None:
+            result = await self._record(loaded, req, inp, _refuse_mutate(refusal, inp), action_id)
+            return await self._settled(loaded, req, viewer, result, None)
+        body = self._callback_body(loaded, ctype, req, ext, action_id)
+        answer_body = await ask(
+            self._port, self._callback, ctype.spec.callback_url, body, action_id
+        )
+        answer = check_answer(
+            ctype.spec, current_card(ctype, d, state.extra).data["state"], answer_body
+        )
+        ephemeral = None
+        if answer.ephemeral is not None:
+            ephemeral = await self._tell(loaded, req, answer.ephemeral)
+        if not answer.changes and answer.refuse is None:
+            view = await self._project(loaded, ext, viewer)
+            return ActResult(view, False, None, ephemeral)
+        refused = None
+        if answer.refuse is not None:
+            refused = Refusal(Result.CONFLICT, answer.refuse[0], answer.refuse[1])
+        outcome = Outcome(answer.status, answer.state, answer.doc, refused)
+        mutate = outcome_mutate(ctype, d, inp, outcome, state.version, self._max_bytes)
+        result = await self._record(loaded, req, inp, mutate, action_id)
+        return await self._settled(loaded, req, viewer, result, ephemeral)
+
+    async def _settled(
+        self,
+        loaded: Loaded,
+        req: ActionRequest,
+        viewer: Viewer,
+        result: UpdateResult,
+        ephemeral: dict[str, Any] | None,
+    ) -> ActResult:
+        if not result.applied:
+            error = await self._refusal(loaded, result, req.uid, viewer)
+            if ephemeral is not None:
+                error.detail["ephemeral"] = ephemeral
+            raise error
         if not result.duplicate:
             await self._applied(loaded, result)
         view = await self._project(loaded, result.state, viewer)
-        return ActResult(view, result.duplicate, result.op)
+        return ActResult(view, result.duplicate, result.op, ephemeral)
 
     @staticmethod
     def _outsider(loaded: Loaded, req: ActionRequest) -> ApiError:
@@ -598,3 +835,19 @@ class CardService:
         if result.applied and not result.duplicate:
             await self._applied(loaded, result)
         return True
+
+
+def _is_callback(ctype: RegisteredType, action: str) -> bool:
+    spec = ctype.spec.actions.get(action)
+    return spec is not None and spec.handler == CALLBACK
+
+
+def _refuse_mutate(refusal: Refusal, inp: ActionInput) -> Mutate:
+    """A decision that only records ``refusal`` (the guards refused before any callback)."""
+
+    def mutate(_state: ExtState) -> Decision:
+        return Decision.rejected(
+            refusal.result, refusal.message, code=refusal.code, base_version=inp.base_version
+        )
+
+    return mutate

@@ -39,7 +39,12 @@ from magpie.api.history import (
     with_more,
 )
 from magpie.api.http import bare
-from magpie.api.openapi import CARD_PROJECTION, CARD_REFUSAL, card_projection_with
+from magpie.api.openapi import (
+    CARD_DOCUMENT,
+    CARD_PROJECTION,
+    CARD_REFUSAL,
+    card_projection_with,
+)
 from magpie.api.routes._shared import SEQ, array_of, data_schema
 from magpie.api.schema import (
     AnyObject,
@@ -54,6 +59,7 @@ from magpie.api.schema import (
     request,
 )
 from magpie.cards import ActionRequest, CardService, CreateRequest
+from magpie.cards.registered import REGISTRATION_SCHEMA
 from magpie.config import Settings
 from magpie.core.access import Caller
 from magpie.errors import BadRequest, NotFound
@@ -125,6 +131,25 @@ class OpsQuery(Acting):
     limit: int = Field(IntOrString(1, MAX_OPS_LIMIT), default=DEFAULT_OPS_LIMIT)
 
 
+class _Registration:
+    """The body of ``POST /card-types``: any object here, checked by the card service
+    against :data:`~magpie.cards.registered.REGISTRATION_SCHEMA` and further rules."""
+
+    def parse(self, value: object, where: str) -> dict[str, Any]:
+        return AnyObject().parse(value, where)
+
+    def schema(self) -> dict[str, Any]:
+        props = {**REGISTRATION_SCHEMA["properties"], "doc": CARD_DOCUMENT}
+        return {**REGISTRATION_SCHEMA, "properties": props}
+
+
+@request
+class TypeQuery:
+    """``GET /card-types/{tag}``."""
+
+
+REGISTER = _Registration()
+TYPE_QUERY = Object.of(TypeQuery)
 CREATE = Object.of(CreateReq)
 ACT = Object.of(ActReq)
 VIEW = Object.of(ViewQuery)
@@ -190,8 +215,25 @@ async def act(ctx: ApiContext, request: Request, req: ActReq) -> Response:
             business=caller.business,
         )
     )
-    extra = {"action_id": req.action_id, "duplicate": result.duplicate, "op_id": result.op.op_id}
+    extra = {
+        "action_id": req.action_id,
+        "duplicate": result.duplicate,
+        "op_id": 0 if result.op is None else result.op.op_id,
+        "changed": result.changed,
+        "ephemeral": result.ephemeral,
+    }
     return bare({**result.view, **extra})
+
+
+async def register_type(ctx: ApiContext, _: Request, body: dict[str, Any]) -> Response:
+    """Register a business-defined card type (business key)."""
+    return bare(await _cards(ctx).register_type(body))
+
+
+async def get_type(ctx: ApiContext, request: Request, _: TypeQuery) -> Response:
+    """A registered card type (business key)."""
+    tag = str(request.path_params.get("tag", ""))
+    return bare(await _cards(ctx).card_type(tag))
 
 
 async def card_ops(ctx: ApiContext, request: Request, q: OpsQuery) -> Response:
@@ -247,6 +289,20 @@ _OP_ROW: dict[str, Any] = {
 _CREATED = card_projection_with(message_seq={"type": "integer"}, client_msg_no={"type": "string"})
 _ACTED = card_projection_with(
     action_id={"type": "string"},
+    changed={"type": "boolean", "description": "false: a callback answered without a change"},
+    ephemeral={
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "text": {"type": "string"},
+                    "doc": {"oneOf": [CARD_DOCUMENT, {"type": "null"}]},
+                },
+            },
+            {"type": "null"},
+        ],
+        "description": "an answer for the actor alone (also sent as a cardEphemeral CMD)",
+    },
     duplicate={"type": "boolean", "description": "the action id was seen before"},
     op_id={"type": "integer", "description": "the operation-log row of the action"},
 )
@@ -257,7 +313,20 @@ _ACT_ERRORS = (
     _NO_CARD,
     (409, "conflict: {reason, winner, at, current, can_confirm}", CARD_REFUSAL),
     (413, "too_large: the card state would exceed its limit", CARD_REFUSAL),
+    (
+        502,
+        "bad_gateway: the business callback failed (callback_failed, callback_timeout, "
+        "callback_invalid); nothing changed",
+    ),
 )
+_TYPE_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tag": {"type": "string", "description": "name@version"},
+        "created": {"type": "boolean"},
+        "type": {"type": "object", "description": "the normalised registration"},
+    },
+}
 
 
 def _card_endpoint(method: str, path: str, summary: str, handler: Any, **kw: Any) -> Endpoint[Any]:
@@ -270,7 +339,20 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
     ops = {"query": OPS, "response": listing, "errors": (_NO_CARD,)}
     return [
         _card_endpoint(
-            "POST", "/cards", "Create a card", create_card, body=CREATE, response=_CREATED
+            "POST",
+            "/cards",
+            "Create a card",
+            create_card,
+            body=CREATE,
+            response=_CREATED,
+            errors=(
+                (
+                    400,
+                    "invalid (bad_document, document_too_deep: field names the path)",
+                    CARD_REFUSAL,
+                ),
+                (413, "too_large (document_too_large)", CARD_REFUSAL),
+            ),
         ),
         _card_endpoint(
             "GET",
@@ -291,6 +373,40 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             errors=_ACT_ERRORS,
         ),
         _card_endpoint("GET", "/cards/{message_id}/ops", "A card's history", card_ops, **ops),
+        Endpoint(
+            "POST",
+            "/card-types",
+            "Register a card type",
+            Access.BUSINESS,
+            register_type,
+            tag="cards",
+            body=REGISTER,
+            response=_TYPE_ANSWER,
+            errors=(
+                (
+                    400,
+                    "invalid (reason bad_type, bad_document, document_too_deep; field)",
+                    CARD_REFUSAL,
+                ),
+                (
+                    409,
+                    "conflict: type_exists (the tag is registered with another body)",
+                    CARD_REFUSAL,
+                ),
+                (413, "too_large", CARD_REFUSAL),
+            ),
+        ),
+        Endpoint(
+            "GET",
+            "/card-types/{tag}",
+            "A registered card type",
+            Access.BUSINESS,
+            get_type,
+            tag="cards",
+            query=TYPE_QUERY,
+            response=_TYPE_ANSWER,
+            errors=((404, "no such registered type"),),
+        ),
         _card_endpoint(
             "GET", "/cards/{message_id}/history", "A card's history (alias)", card_ops, **ops
         ),
