@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from magpie.app import Node
-from tests.api.conv_support import GROUP, PERSON, group, state, user_client, users
+from tests.api.conv_support import GROUP, PERSON, group, online, state, user_client, users
 
 BOTH_STORES = True
 
@@ -81,3 +81,41 @@ async def test_a_user_token_cannot_set_roles(node: Node) -> None:
     assert r.status_code == 401
     if node.settings.sqlite_path is not None:
         assert tuple(state(node, "subscribers")["subscribers"]) == (("g1", GROUP, "alice", 0),)
+
+
+async def test_online_lists_members_with_their_connected_devices(node: Node) -> None:
+    tokens = await users(node, "alice", "bob", "carol", "eve")
+    await group(node, "g1", "alice", "bob", "carol")
+    body = {"channel_id": "g1", "channel_type": GROUP}
+    async with user_client(node, tokens["alice"]) as alice:
+        r = await alice.post("/channel/online", json=body)
+        assert r.status_code == 200, r.text
+        assert [m["online"] for m in r.json()] == [0, 0, 0]
+        async with online(node, tokens, "bob"):
+            r = await alice.post("/channel/online", json=body)
+            assert r.json()[1] == {"uid": "bob", "online": 1, "device_flags": [1]}
+            assert [m["online"] for m in r.json()] == [0, 1, 0]
+            r = await alice.post("/channel/online", json={"channel_id": "bob", "channel_type": 1})
+            assert [(m["uid"], m["online"]) for m in r.json()] == [("alice", 0), ("bob", 1)]
+        r = await alice.post("/channel/online", json=body)
+        assert [m["online"] for m in r.json()] == [0, 0, 0]
+    async with user_client(node, tokens["eve"]) as eve:
+        r = await eve.post("/channel/online", json=body)
+    assert r.status_code == 403 and "bob" not in r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"channel_type": GROUP},
+        {"channel_id": "g1", "channel_type": "two"},
+        {"channel_id": "g 1", "channel_type": GROUP},
+        {"login_uid": "a b", "channel_id": "g1", "channel_type": GROUP},
+    ],
+)
+async def test_online_refuses_bad_input(node: Node, body: dict[str, object]) -> None:
+    tokens = await users(node, "alice")
+    await group(node, "g1", "alice")
+    async with user_client(node, tokens["alice"]) as alice:
+        r = await alice.post("/channel/online", json=body)
+    assert r.status_code == 400 and r.json()["code"] == "bad_request", r.text

@@ -205,6 +205,12 @@ CHANNEL_FIELDS: list[tuple[str, str, Body, str]] = [
     ),
     (
         "POST",
+        "/channel/online",
+        lambda v: {"login_uid": "alice", "channel_id": v, "channel_type": 2},
+        "channel_id",
+    ),
+    (
+        "POST",
         "/message/extra/update",
         lambda v: {
             "message_id": 1,

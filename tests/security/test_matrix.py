@@ -141,6 +141,9 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/channel/members"): user(
         lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
     ),
+    ("POST", "/channel/online"): user(
+        lambda u, _: {"login_uid": u, "channel_id": "g1", "channel_type": 2}, 403
+    ),
     ("POST", "/reactions"): user(
         lambda u, ids: {
             "login_uid": u,

@@ -14,6 +14,8 @@
 //                  CMD typing     -> "Bob is typing…" (typing.js)
 //                  conversations  -> conversation list (unread counts)
 //   actions        a message's action bar: react, reply, edit, revoke, copy link
+//   presence       POST /channel/online: dots on avatars and direct chats (presence.js)
+//   search         POST /message/search: results open the message (views/search.js)
 //
 // The SDK is a set of singletons: one user per page (a tab, or a browser context in tests).
 
@@ -32,11 +34,13 @@ import { TypingNotifier, TypingState, TypingView } from './typing.js';
 import { Media, UploadTask, imageSize } from './upload.js';
 import { linkFor, parseLink } from './links.js';
 import { ReadState } from './readstate.js';
+import { Presence } from './presence.js';
 import { CardController } from './cards/card.js';
 import { CardFormDialog } from './cards/create.js';
 import { ComposerView, MENTION_ALL } from './views/composer.js';
 import { ConversationListView, PeopleView } from './views/conversations.js';
 import { MessageListView, previewOf, textOf } from './views/messages.js';
+import { SearchView } from './views/search.js';
 import { StatusView } from './views/status.js';
 
 /** Messages per history page. */
@@ -86,6 +90,7 @@ export class ChatApp {
     this.everConnected = false;
     this.sending = new Map(); // clientSeq -> message (local echoes awaiting SENDACK)
     this.read = new ReadState(api, this.sdk, this.me);
+    this.presence = new Presence(api, () => this.onPresenceChanged());
     this.api.holdsData = () => this.cache.holdsData();
     this.api.onRefused(() => this.onTokenRefused());
     this.api.onEpochChange(() => this.onStoreReplaced());
@@ -126,6 +131,7 @@ export class ChatApp {
     this.syncConversations().then(() => {
       this.read.syncReminders();
       this.followLink();
+      this.presence.start(() => this.presenceChannels());
     });
     window.addEventListener('hashchange', () => this.followLink());
     window.magpie = this; // for debugging in the console (and browser tests)
@@ -135,7 +141,18 @@ export class ChatApp {
 
   buildLayout() {
     this.status = new StatusView();
-    this.conversations = new ConversationListView({ me: this.me, names: this.names, onOpen: (c) => this.open(c) });
+    this.conversations = new ConversationListView({ me: this.me, names: this.names, onOpen: (c) => this.open(c), presence: this.presence });
+    this.search = new SearchView({
+      api: this.api,
+      names: this.names,
+      me: this.me,
+      onOpen: (channel, messageId) => this.revealMessage(channel, messageId),
+      onActive: (on) => {
+        this.searching = on;
+        for (const el of this.listParts) el.hidden = on;
+        this.renderPeople();
+      },
+    });
     this.peopleView = new PeopleView({ onOpen: (uid) => this.open(new Channel(uid, 1)) });
     this.messages = new MessageListView({
       me: this.me,
@@ -144,7 +161,7 @@ export class ChatApp {
       onLoadOlder: () => this.loadOlder(),
       actions: { can: (name, message) => this.can(name, message), run: (name, message, arg, anchor) => this.act(name, message, arg, anchor) },
       media: this.media,
-      presence: null,
+      presence: this.presence,
     });
     this.composer = new ComposerView((draft) => this.send(draft), {
       onNewCard: (type) => this.openChannel && this.cardForm.open(type, this.openChannel),
@@ -158,6 +175,7 @@ export class ChatApp {
     this.headerSub = h('p', { class: 'chat-sub' }, '');
     this.backButton = h('button', { type: 'button', class: 'btn btn--ghost btn--small chat-back', 'aria-label': 'Back to conversations', onclick: () => this.showList() }, '‹');
     const me = this.names.get(this.me) || this.me;
+    this.listParts = [h('h3', { class: 'side-heading' }, 'Conversations'), this.conversations.el, this.peopleView.el];
     const sidebar = h(
       'aside',
       { class: 'sidebar' },
@@ -168,9 +186,9 @@ export class ChatApp {
         h('div', { class: 'me-text' }, h('strong', { class: 'me-name', dataset: { uid: this.me } }, me), this.status.el),
         h('button', { type: 'button', class: 'btn btn--ghost btn--small logout', onclick: () => this.logout() }, 'Log out'),
       ),
-      h('h3', { class: 'side-heading' }, 'Conversations'),
-      this.conversations.el,
-      this.peopleView.el,
+      this.search.el,
+      this.search.panel,
+      ...this.listParts,
       h('p', { class: 'brand' }, h('span', { class: 'brand-mark' }, '◆'), ' Magpie · WuKongIM JS SDK 1.0.4'),
     );
     const main = h(
@@ -190,6 +208,7 @@ export class ChatApp {
   renderPeople() {
     const known = new Set((this.sdk.conversationManager.conversations || []).filter((c) => c.channel.channelType === 1).map((c) => c.channel.channelID));
     this.peopleView.render(this.people.filter((p) => p.uid !== this.me && !known.has(p.uid)));
+    if (this.searching) this.peopleView.el.hidden = true;
   }
 
   title(channel) {
@@ -353,6 +372,7 @@ export class ChatApp {
       }
     }
     this.conversations.render(list);
+    this.conversations.refreshPresence();
     this.conversations.setActive(this.openChannel ? this.openChannel.getChannelKey() : '');
     this.renderPeople();
   }
@@ -371,7 +391,8 @@ export class ChatApp {
     this.openChannel = channel;
     const state = this.cache.get(channel);
     this.headerTitle.textContent = this.title(channel);
-    this.headerSub.textContent = channel.channelType === 1 ? 'Direct chat' : 'Group';
+    this.paintHeaderPresence();
+    this.presence.refresh(channel);
     this.appEl.classList.add('is-chat-open');
     this.messages.show(state);
     if (switched) this.composer.clearMode();
@@ -386,6 +407,33 @@ export class ChatApp {
     this.markRead(conv);
     if (!matchMedia('(max-width: 760px)').matches) this.composer.focus();
     await Promise.all([this.extras.sync(channel), this.reactions.sync(channel)]);
+  }
+
+  /** The open chat's subtitle: a direct chat says whether the peer is online. */
+  paintHeaderPresence() {
+    const channel = this.openChannel;
+    if (!channel) return;
+    if (channel.channelType !== 1) {
+      this.headerSub.textContent = 'Group';
+      return;
+    }
+    const peer = channel.channelID;
+    const state = this.presence.known(peer) ? (this.presence.isOnline(peer) ? ' · Online' : ' · Offline') : '';
+    this.headerSub.textContent = `Direct chat${state}`;
+    this.headerSub.dataset.online = this.presence.known(peer) ? (this.presence.isOnline(peer) ? '1' : '0') : '';
+  }
+
+  onPresenceChanged() {
+    this.messages.refreshPresence();
+    this.conversations.refreshPresence();
+    this.paintHeaderPresence();
+  }
+
+  /** The channels whose members' presence is shown: the open one, then the direct chats. */
+  presenceChannels() {
+    const out = this.openChannel ? [this.openChannel] : [];
+    for (const conv of this.sdk.conversationManager.conversations || []) if (conv.channel.channelType === 1) out.push(conv.channel);
+    return out;
   }
 
   /** Phone width: back from the open chat to the conversation list (nothing is read

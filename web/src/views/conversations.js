@@ -7,8 +7,9 @@ import { digestOf } from '../convert.js';
 
 export class ConversationListView {
   /** `names`: uid -> display name; `onOpen(channel)`. */
-  constructor({ me, names, onOpen }) {
+  constructor({ me, names, onOpen, presence = null }) {
     this.me = me;
+    this.presence = presence;
     this.names = names;
     this.onOpen = onOpen;
     this.items = new Map(); // channel key -> element
@@ -63,8 +64,9 @@ export class ConversationListView {
         }
       },
     });
+    const face = avatar(channel.channelID, group ? '#' + channel.channelID.replace(/^demo-?/, '') : this.title(channel), group ? 'avatar--group' : '');
     item.append(
-      avatar(channel.channelID, group ? '#' + channel.channelID.replace(/^demo-?/, '') : this.title(channel), group ? 'avatar--group' : ''),
+      group ? face : h('span', { class: 'avatar-wrap' }, face, h('span', { class: 'presence-dot', dataset: { uid: channel.channelID } })),
       h(
         'div',
         { class: 'conv-main' },
@@ -95,6 +97,17 @@ export class ConversationListView {
     mention.hidden = !reminder;
     mention.textContent = reminder && /all/i.test(reminder.text || '') ? '@all' : '@you';
     item.dataset.mentioned = reminder ? '1' : '0';
+  }
+
+  /** Repaint the presence dots of the direct chats (the online set changed). */
+  refreshPresence() {
+    if (!this.presence) return;
+    for (const dot of this.list.querySelectorAll('.presence-dot')) {
+      if (!this.presence.known(dot.dataset.uid)) continue;
+      const online = this.presence.isOnline(dot.dataset.uid);
+      dot.dataset.online = online ? '1' : '0';
+      dot.title = online ? 'Online' : 'Offline';
+    }
   }
 
   setActive(key) {

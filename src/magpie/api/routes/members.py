@@ -6,6 +6,9 @@
 * ``POST /channel/members {login_uid?, channel_id, channel_type}`` — a member (or the business
   key): the members with their roles, a bare array sorted by uid (the JS SDK's
   ``syncSubscribersCallback``).
+* ``POST /channel/online {login_uid?, channel_id, channel_type}`` — a member (or the business
+  key): each member with ``online`` 0/1 and the device flags connected to this node (presence
+  dots; ``/user/onlinestatus`` is the business key's view of any uid).
 """
 
 from __future__ import annotations
@@ -82,9 +85,26 @@ async def members(ctx: ApiContext, request: Request, req: MembersReq) -> Respons
     )
 
 
+async def online(ctx: ApiContext, request: Request, req: MembersReq) -> Response:
+    """Which of the channel's members are connected (members only)."""
+    caller = await require_user_or_token(request, ctx.access, req.login_uid, field="login_uid")
+    channel_id = await ctx.access.readable_channel(caller, req.channel_id, req.channel_type)
+    if req.channel_type == PERSON:
+        uids = sorted(set(parties(channel_id)))
+    else:
+        uids = [m.uid for m in await ctx.store.get_members(channel_id, req.channel_type)]
+    out = []
+    for uid in uids:
+        flags = sorted({s.device_flag for s in ctx.gateway.online(uid)})
+        out.append({"uid": uid, "online": 1 if flags else 0, "device_flags": flags})
+    return bare(out)
+
+
 def endpoints(_: Settings) -> list[Endpoint[Any]]:
     """The member routes."""
     member = props(uid="string", role="integer", channel_id="string", channel_type="integer")
+    presence = props(uid="string", online="integer", device_flags="array")
+    presence["properties"]["device_flags"]["items"] = {"type": "integer"}
     return [
         Endpoint(
             "POST",
@@ -105,6 +125,16 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
             members,
             body=MEMBERS,
             response=array_of(member),
+            tag="channels",
+        ),
+        Endpoint(
+            "POST",
+            "/channel/online",
+            "Which of a channel's members are online (presence)",
+            Access.USER,
+            online,
+            body=MEMBERS,
+            response=array_of(presence),
             tag="channels",
         ),
     ]
