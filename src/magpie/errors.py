@@ -26,6 +26,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     ├── ApiError                 (per subclass)      an HTTP/SDK-level refusal with a status
     │   ├── BadRequest           bad_request    400  input failed validation (``field``)
     │   │   ├── api.http.BadJson             bad_json      400  body is not JSON
+    │   │   ├── api.http.NulCharacter        nul_character 400  U+0000 in a JSON string or query
     │   │   ├── api.http.SendRefused         send_refused  400  ``reason``: the send flow said no
     │   │   ├── cards_adapter.CardSendRefused send_refused 400  the same, for a card message
     │   │   ├── ext.rejection.Invalid        invalid       400  an extension change is invalid

@@ -33,6 +33,7 @@ from magpie.api.http import (
     ServiceUnavailable,
     error_response,
     read_json,
+    refuse_nul,
 )
 from magpie.api.observe import Observe
 from magpie.api.openapi import build_document
@@ -141,7 +142,9 @@ async def _input(ctx: ApiContext, ep: Endpoint[Any], request: Request) -> Any:
     if ep.body is not None:
         return ep.body.parse(await read_json(request, ctx.body_limit), "")
     if ep.query is not None:
-        return ep.query.parse(dict(request.query_params), "")
+        query = dict(request.query_params)
+        refuse_nul(query)
+        return ep.query.parse(query, "")
     return None
 
 

@@ -21,14 +21,17 @@ __all__ = [
     "Busy",
     "InternalError",
     "MethodNotAllowed",
+    "NulCharacter",
     "RateLimited",
     "SendRefused",
     "ServiceUnavailable",
     "bare",
     "error_response",
+    "nul_path",
     "ok",
     "ok_data",
     "read_json",
+    "refuse_nul",
 ]
 
 
@@ -36,6 +39,46 @@ class BadJson(BadRequest):
     """The body is not valid UTF-8 JSON."""
 
     code = "bad_json"
+
+
+class NulCharacter(BadRequest):
+    """A string of the JSON body or a query value holds U+0000 (NUL). No store keeps it in
+    text (PostgreSQL's ``text`` and ``jsonb`` cannot hold it), so it is refused on every
+    backend, before anything is written; ``field`` names where (``extra_patch.k``)."""
+
+    code = "nul_character"
+
+
+def nul_path(value: object) -> str | None:
+    """Where the first U+0000 in ``value`` (decoded JSON: keys and strings) is, as a dotted
+    path (``""`` for the whole value); ``None`` when there is none. Iterative: a body may be
+    nested as deep as the JSON decoder allows."""
+    todo: list[tuple[object, str]] = [(value, "")]
+    while todo:
+        item, where = todo.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where
+        elif isinstance(item, dict):
+            for key, inner in reversed(list(item.items())):
+                path = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return path
+                todo.append((inner, path))
+        elif isinstance(item, list):
+            todo.extend((inner, f"{where}[{i}]") for i, inner in reversed(list(enumerate(item))))
+    return None
+
+
+def refuse_nul(value: object) -> None:
+    """:class:`NulCharacter` when ``value`` holds U+0000 anywhere."""
+    where = nul_path(value)
+    if where is not None:
+        shown = where.replace("\x00", "\\u0000") or "the body"
+        raise NulCharacter(
+            f"{shown} contains U+0000 (NUL), which Magpie does not store; remove it",
+            field=where.replace("\x00", "\\u0000") or None,
+        )
 
 
 class MethodNotAllowed(ApiError):
@@ -131,6 +174,9 @@ async def read_json(request: Request, limit: int) -> object:
     if not raw.strip():
         raise BadJson("a JSON body is required")
     try:
-        return json.loads(raw)
+        decoded = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadJson("the body is not valid JSON") from None
+    if b"\\u0000" in raw:  # the only way JSON text can hold U+0000
+        refuse_nul(decoded)
+    return decoded
