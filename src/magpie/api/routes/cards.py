@@ -317,6 +317,7 @@ _ACT_ERRORS = (
         502,
         "bad_gateway: the business callback failed (callback_failed, callback_timeout, "
         "callback_invalid); nothing changed",
+        CARD_REFUSAL,
     ),
 )
 _TYPE_ANSWER: dict[str, Any] = {
