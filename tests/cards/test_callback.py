@@ -7,7 +7,6 @@ actor's devices."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,16 @@ from magpie.app import Node
 from tests.api.conv_support import cmds, next_cmd
 from tests.cards.business import Business, Call
 from tests.cards.support import act, user
-from tests.support.nodes import API_KEY, add_user, api, connect, make_group, running_node, settle
-from tests.support.nodes import time_scale
+from tests.support.nodes import (
+    API_KEY,
+    add_user,
+    api,
+    connect,
+    make_group,
+    running_node,
+    settle,
+    time_scale,
+)
 
 TIMEOUT = 1.0 * time_scale()
 DOC = {"version": 1, "blocks": [{"type": "header", "text": "Asked"}]}
