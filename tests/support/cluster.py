@@ -169,13 +169,19 @@ class Cluster:
         for node in self.nodes:
             node.wait_ready_sync()
 
-    def stop(self) -> None:
-        """Stop every node (SIGTERM, then SIGKILL): nothing is left running."""
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every node (SIGTERM to all, SIGKILL to those still running ``timeout``
+        seconds later): nothing is left running."""
         for node in self.nodes:
             if node.running and node.proc is not None:
                 node.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         for node in self.nodes:
-            node.stop()
+            if node.proc is not None:
+                try:
+                    node.proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    node.kill()
 
     def __getitem__(self, i: int) -> ServeNode:
         return self.nodes[i]
@@ -315,6 +321,10 @@ class Proxy:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            return
+        if self._server is None:  # cut while this connection was being set up
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._pipes.update((writer, up_writer))
 
