@@ -69,6 +69,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time of a process's threads by thread name (``/proc/PID/task/TID/comm``; the
+    main thread is ``main``), from each thread's ``schedstat``."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+                name = "main" if task.name == str(pid) else (task / "comm").read_text().strip()
+                ns = int((task / "schedstat").read_text().split()[0])
+                out[name] = out.get(name, 0.0) + ns / 1e9
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -260,8 +273,43 @@ class CpuMeter:
         self.seconds = 0.0
 
     def start(self) -> None:
+        self._profile_start()
+        self._threads0 = thread_cpu_seconds(self.pid)
         self._t0 = cpu_seconds(self.pid)
 
     def stop(self) -> float:
         self.seconds = cpu_seconds(self.pid) - self._t0
+        after = thread_cpu_seconds(self.pid)
+        #: CPU seconds by thread name over the measured interval (threads that ended
+        #: meanwhile are missing).
+        self.threads = {k: v - self._threads0.get(k, 0.0) for k, v in after.items()}
+        self._profile_stop()
         return self.seconds
+
+    _threads0: dict[str, float] = {}  # noqa: RUF012 - replaced per instance by start()
+    threads: dict[str, float] = {}  # noqa: RUF012
+
+    _profiler: subprocess.Popen[bytes] | None = None
+
+    def _profile_start(self) -> None:
+        """With ``MAGPIE_BENCH_PROFILE=DIR``, py-spy samples the server while it is measured
+        (collapsed stacks in DIR/PID.txt; the CPU figures of such a run are not comparable)."""
+        out = os.environ.get("MAGPIE_BENCH_PROFILE")
+        if not out:
+            return
+        Path(out).mkdir(parents=True, exist_ok=True)
+        self._profiler = subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(self.pid),
+             "--format", "raw", "--rate", "500", "--nonblocking", "--threads",
+             "-o", f"{out}/{self.pid}-{time.monotonic_ns()}.txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=pinned(LOAD_CPUS),
+        )  # fmt: skip
+        time.sleep(0.5)
+
+    def _profile_stop(self) -> None:
+        if self._profiler is not None:
+            self._profiler.send_signal(2)
+            self._profiler.wait(timeout=30)
+            self._profiler = None

@@ -49,6 +49,8 @@ class Result:
     cpu_us: float
     p50_ms: float
     p99_ms: float
+    #: µs per request by thread: the event loop (``main``), the SQLite writer, the rest.
+    split: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def _send_frame_size() -> int:
@@ -71,12 +73,16 @@ def _drive(name: str, pid: int, mode: str, url: str, size: int = 300) -> Result:
         cpu.stop()
     assert isinstance(answer, dict)
     count, lat = int(answer["count"]), [x / 1000 for x in answer["lat_us"]]
+    per = 1e6 / max(1, count)
+    loop = cpu.threads.get("main", 0.0) * per
+    writer = sum(v for k, v in cpu.threads.items() if k.startswith("magpie-sqlite-w")) * per
     return Result(
         name,
         count / SECONDS,
-        cpu.seconds / max(1, count) * 1e6,
+        cpu.seconds * per,
         percentile(lat, 50),
         percentile(lat, 99),
+        (loop, writer, cpu.seconds * per - loop - writer),
     )
 
 
@@ -158,6 +164,11 @@ def _print(rows: list[Result]) -> None:
             f"{r.name:32}{r.cpu_us:>11.1f}{r.cpu_us / base.cpu_us:>8.2f}x{r.rate:>9.0f}"
             f"{r.rate / base.rate:>8.2f}x{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
         )
+    print("where a Magpie send's server CPU goes (µs per acked send, by thread):")
+    for r in rows[2:]:
+        loop, writer, rest = r.split
+        print(f"  {r.name:30} event loop {loop:6.1f}  SQLite writer {writer:6.1f}  "
+              f"other threads {rest:5.1f}")  # fmt: skip
     for r in rows[2:]:
         if "FULL" in r.name:
             print(

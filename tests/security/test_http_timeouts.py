@@ -157,3 +157,58 @@ async def test_a_slow_but_timely_body_is_accepted(node: Node) -> None:
             "/user/token", content=body(), headers={"Content-Type": "application/json"}
         )
         assert r.status_code == 200, r.text
+
+
+def _refused(node: Node, rule: str) -> float:
+    value = node.metrics.registry.get_sample_value(
+        "magpie_refused_total", {"port": "http", "rule": rule}
+    )
+    return value or 0.0
+
+
+async def test_a_request_head_above_the_cap_is_answered_400_and_closed(node: Node) -> None:
+    reader, writer = await _open(node)
+    writer.write(
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 1000) for i in range(20))
+        + b"\r\n"
+    )
+    await writer.drain()
+    _, got = await _closed_after(reader, 5 * time_scale())
+    assert got.startswith(b"HTTP/1.1 400"), got[:80]
+    assert _refused(node, "head_size") == 1
+    writer.close()
+    # A head below the cap is served.
+    reader, writer = await _open(node)
+    writer.write(
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 1000) for i in range(12))
+        + b"\r\n"
+    )
+    await writer.drain()
+    _, got = await _closed_after(reader, 5 * time_scale())
+    assert got.startswith(b"HTTP/1.1 200"), got[:80]
+    writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(node: Node) -> None:
+    reader, writer = await _open(node)
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    writer.write(request * 2 + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    _, got = await _closed_after(reader, 5 * time_scale())
+    assert got.count(b"HTTP/1.1 200") == 3
+    assert _timeouts(node, "head") == 0
+    writer.close()
+
+
+async def test_the_http_port_does_not_upgrade_to_websocket(node: Node) -> None:
+    reader, writer = await _open(node)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    await writer.drain()
+    _, got = await _closed_after(reader, 5 * time_scale())
+    assert got.startswith(b"HTTP/1.1 400") and b"gateway port" in got
+    writer.close()

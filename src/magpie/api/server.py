@@ -1,27 +1,33 @@
-"""The HTTP server of a node: uvicorn (h11) inside the node's event loop, with the read
-timeouts and connection caps uvicorn lacks.
+"""The HTTP server of a node: uvicorn's httptools protocol (llhttp, in C) on the node's uvloop
+event loop, with the read deadlines, head size cap and connection caps uvicorn lacks.
 
 uvicorn closes an idle keep-alive connection, but a socket that sends nothing, half a request
 head, or a body shorter than it declared is kept forever — a few thousand of them exhaust the
-process's file descriptors (and the WebSocket gateway shares the process). So each connection
-runs a small state machine over h11's view of the client (``their_state``):
+process's file descriptors (and the WebSocket gateway shares the process) — and its httptools
+protocol reads a request head of any size. So each connection runs a small state machine over
+the parser's callbacks:
 
-==========  ======================================  =========================================
-phase       h11 ``their_state``                      deadline
-==========  ======================================  =========================================
-``head``    ``IDLE`` (waiting for a request head)   ``http_header_timeout`` from the moment
-                                                     the server starts waiting (accept, or
-                                                     the previous response sent)
-``body``    ``SEND_BODY``                           ``http_body_timeout`` after the head
-(none)      ``DONE``/``MUST_CLOSE`` (app working)   —
-==========  ======================================  =========================================
+==========  ===========================================  ====================================
+phase       from … until …                               deadline
+==========  ===========================================  ====================================
+``head``    the server starts waiting (accept, or the    ``http_header_timeout`` (a dripped
+            previous response sent; a pipelined request  head does not extend it)
+            that begins) … the head is complete
+``body``    the head is complete … the whole body read   ``http_body_timeout``
+(none)      the request read … its response sent         —
+==========  ===========================================  ====================================
 
-A missed deadline aborts the connection (its descriptor is free at once). A response the client
-does not read stalls the transport's writes; after ``http_body_timeout`` of stall the
-connection is aborted too. Over a connection cap (total, or per client address; connections
-of a trusted proxy count only in the total) a new socket gets ``503`` and is closed at once.
-The node's ASGI app is served with ``proxy_headers`` off: the client address behind a proxy is
-resolved by :mod:`magpie.api.guard` with the node's own trusted-proxy list.
+A missed deadline aborts the connection (its descriptor is free at once). A request head (URL
+and header lines) above :data:`MAX_HEAD_BYTES` is answered ``400`` and the connection closed,
+as h11 does above its 16 KiB. A response the client does not read stalls the transport's
+writes; after ``http_body_timeout`` of stall the connection is aborted too. Over a connection
+cap (total, or per client address; connections of a trusted proxy count only in the total) a
+new socket gets ``503`` and is closed at once. The node's ASGI app is served with
+``proxy_headers`` off: the client address behind a proxy is resolved by
+:mod:`magpie.api.guard` with the node's own trusted-proxy list.
+
+httptools rather than h11 (uvicorn's pure-Python parser) by measurement: ``python -m bench api``
+(docs/architecture.md, "Performance").
 """
 
 from __future__ import annotations
@@ -35,14 +41,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from magpie.errors import StartupError
 from magpie.guard import Defences, Over, address_key
 
-__all__ = ["HttpServer", "HttpTimeouts"]
+__all__ = ["MAX_HEAD_BYTES", "HttpServer", "HttpTimeouts"]
+
+#: The most bytes of URL and header names and values one request head may have (h11's
+#: default limit, which uvicorn's h11 protocol applied before).
+MAX_HEAD_BYTES = 16 * 1024
 
 
 def _raw_response(status: str, code: str, msg: str, extra: str = "") -> bytes:
@@ -78,15 +87,13 @@ class _Phase(enum.Enum):
     BODY = "body"
 
 
-#: The phases with a read deadline, by h11's state of the client.
-_PHASES: dict[object, _Phase] = {
-    h11.IDLE: _Phase.HEAD,
-    h11.SEND_BODY: _Phase.BODY,
-}
+class HeadTooLarge(Exception):
+    """Raised in a parser callback: httptools stops, uvicorn answers 400 and closes."""
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with read deadlines and connection caps (see the module)."""
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with read deadlines, a head size cap and connection caps
+    (see the module)."""
 
     defences: ClassVar[Defences]
     timeouts: ClassVar[HttpTimeouts]
@@ -96,6 +103,7 @@ class GuardedH11Protocol(H11Protocol):
         self._admitted = False
         self._gate_key: str | None = None
         self._phase: _Phase | None = None
+        self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._stall: asyncio.TimerHandle | None = None
 
@@ -111,7 +119,7 @@ class GuardedH11Protocol(H11Protocol):
         self._admitted = True
         self._gate_key = key
         super().connection_made(transport)
-        self._watch()
+        self._enter(_Phase.HEAD)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:
@@ -122,14 +130,39 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch()
+        if self._admitted:
+            super().data_received(data)
+
+    # parser callbacks: the phase follows the request being read
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._enter(_Phase.HEAD)
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._enter(_Phase.BODY)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._enter(None)
 
     def on_response_complete(self) -> None:
+        waiting = bool(self.pipeline)  # a pipelined request read already starts now
         super().on_response_complete()
-        self._watch()
+        if self._phase is None and not waiting:
+            self._enter(_Phase.HEAD)
 
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+    def handle_websocket_upgrade(self) -> None:
         """No WebSocket on the HTTP port (the gateway has its own)."""
         self.transport.write(_NO_UPGRADE)
         self.transport.close()
@@ -145,12 +178,14 @@ class GuardedH11Protocol(H11Protocol):
             self._stall.cancel()
             self._stall = None
 
-    def _watch(self) -> None:
-        """Arm the deadline of the phase h11 says the client is in (when it changed)."""
-        state = self.conn.their_state
-        phase = (
-            _Phase.HEAD if state is h11.IDLE else _Phase.BODY if state is h11.SEND_BODY else None
-        )
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.defences.refused("http", "head_size")
+            raise HeadTooLarge(f"request head above {MAX_HEAD_BYTES} bytes")
+
+    def _enter(self, phase: _Phase | None) -> None:
+        """Arm the deadline of ``phase`` (when it changed; a dripped head keeps its own)."""
         if phase is self._phase:
             return
         self._phase = phase
@@ -182,15 +217,15 @@ def _peer_host(transport: asyncio.BaseTransport) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
-def _protocol_class(defences: Defences, timeouts: HttpTimeouts) -> type[GuardedH11Protocol]:
+def _protocol_class(defences: Defences, timeouts: HttpTimeouts) -> type[GuardedHttpProtocol]:
     """A protocol class bound to this node's defences (uvicorn instantiates the class)."""
 
-    class NodeH11Protocol(GuardedH11Protocol):
+    class NodeHttpProtocol(GuardedHttpProtocol):
         pass
 
-    NodeH11Protocol.defences = defences
-    NodeH11Protocol.timeouts = timeouts
-    return NodeH11Protocol
+    NodeHttpProtocol.defences = defences
+    NodeHttpProtocol.timeouts = timeouts
+    return NodeHttpProtocol
 
 
 class _EmbeddedServer(uvicorn.Server):

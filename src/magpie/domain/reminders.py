@@ -127,6 +127,8 @@ class Reminder:
 def reminders_problem(reminders: Sequence[NewReminder], recipients: Sequence[str]) -> str:
     """What is wrong with reminders to create with a message (``""``: nothing): each must be
     for one of the message's ``recipients``."""
+    if not reminders:  # the common case: no set of a large group's members per message
+        return ""
     allowed = set(recipients)
     if any(r.uid not in allowed for r in reminders):
         return "a reminder is for a uid that is not a recipient"
