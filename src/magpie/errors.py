@@ -43,6 +43,7 @@ show to the peer; detail that is not safe (tokens, payloads, SQL) goes to the lo
     │   ├── api.http.RateLimited       rate_limited        429  a rate limit or cap; Retry-After
     │   ├── api.http.InternalError     internal_error      500  detail in the log only
     │   └── api.http.ServiceUnavailable  unavailable       503  store closed / not ready
+    │       ├── api.http.StoreDown         store_unavailable  503  database unreachable; Retry-After
     │       └── api.http.Busy              busy               503  no history-read slot in time
     └── client.errors.ClientError  client_error      the Python SDK's errors (see that module):
         InvalidArgument, CacheMismatch, ClientClosed, ConnectRefused, SendRefused,

@@ -26,10 +26,17 @@ async def test_health(anon: httpx.AsyncClient) -> None:
 
 
 async def test_ready_follows_the_store(node: Node, anon: httpx.AsyncClient) -> None:
-    assert (await anon.get("/ready")).status_code == 200
+    r = await anon.get("/ready")
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": 200, "store": "up", "gateway": "listening", "bus": "in-process",
+        "degraded": False,
+    }  # fmt: skip
     await node.store.close()
     r = await anon.get("/ready")
     assert (r.status_code, r.json()["code"]) == (503, "unavailable")
+    assert (r.json()["store"], r.json()["gateway"]) == ("not open", "listening")
+    assert "store: not open" in r.json()["msg"]
     assert (await anon.get("/health")).status_code == 200
 
 

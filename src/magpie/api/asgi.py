@@ -31,6 +31,7 @@ from magpie.api.http import (
     InternalError,
     MethodNotAllowed,
     ServiceUnavailable,
+    StoreDown,
     error_response,
     read_json,
     refuse_nul,
@@ -39,7 +40,7 @@ from magpie.api.observe import Observe
 from magpie.api.openapi import build_document
 from magpie.api.routes import all_endpoints, demo
 from magpie.api.routes.ops import OPS_ONLY, openapi_endpoint, ops_access
-from magpie.errors import ApiError, NotFound, StoreError
+from magpie.errors import ApiError, NotFound, StoreError, StoreUnavailable
 
 __all__ = ["EscapedPathGuard", "create_api", "endpoints_of"]
 
@@ -162,6 +163,9 @@ def _bind(ctx: ApiContext, ep: Endpoint[Any]) -> Asgi:
             return await _run(ctx, ep, request)
         except ApiError as exc:
             return error_response(exc)
+        except StoreUnavailable as exc:
+            log.warning("%s %s: %s", ep.method, ep.path, exc.message)
+            return error_response(StoreDown("the store is unavailable; try again"))
         except StoreError:
             log.exception("%s %s: store failure", ep.method, ep.path)
             return error_response(ServiceUnavailable("the store is unavailable"))

@@ -7,6 +7,7 @@ root wires them (:mod:`magpie.api.hooks`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from magpie.api.history import ReadGate
@@ -18,7 +19,7 @@ from magpie.core.access import AccessControl
 from magpie.core.conversation import Conversation
 from magpie.core.messaging import Messaging
 from magpie.core.nodes import Directory
-from magpie.errors import StoreError
+from magpie.errors import StoreError, StoreUnavailable
 from magpie.ext.service import ExtService
 from magpie.gateway.trace import DEFAULT_TRACE_CAPACITY, DeliveryTrace
 from magpie.metrics import Metrics
@@ -26,6 +27,8 @@ from magpie.store.interface import Store
 
 __all__ = ["ApiContext"]
 
+#: Seconds ``/ready`` waits for the database's answer.
+PING_TIMEOUT = 2.0
 #: Largest request body accepted (before JSON decoding), unless payloads may be larger.
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
@@ -68,23 +71,30 @@ class ApiContext:
         """Largest request body in bytes: 2 MiB, or room for a max-size base64 payload."""
         return max(MAX_BODY_BYTES, self.settings.max_payload_bytes * 2)
 
-    def is_ready(self) -> bool:
-        """The store is open, the gateway listens and the bus reaches the other nodes."""
-        return not self.not_ready()
-
-    def not_ready(self) -> list[str]:
-        """What keeps the node from being ready, one ``"<dependency>: <state>"`` each (safe
-        to show anybody: the bus's detail, which names hosts, goes to the log only)."""
-        problems = []
+    async def readiness(self) -> dict[str, str]:
+        """The state of each dependency (safe to show anybody: no host or detail, which go to
+        the log): ``store`` up / unreachable / not open (one round trip, at most
+        :data:`PING_TIMEOUT`), ``gateway`` listening / not listening, ``bus`` up / down /
+        in-process."""
+        states = {"store": "up", "gateway": "listening", "bus": "up"}
         try:
             _ = self.store.epoch  # raises StoreError unless the store is open
+            async with asyncio.timeout(PING_TIMEOUT):
+                await self.store.ping()
+        except StoreUnavailable:
+            states["store"] = "unreachable"
+        except TimeoutError:
+            states["store"] = "unreachable"
         except StoreError:
-            problems.append("store: not open")
+            states["store"] = "not open"
         if not self.started or self.gateway.port <= 0:
-            problems.append("gateway: not listening")
-        if not self.bus.health().ok:
-            problems.append("bus: not connected")
-        return problems
+            states["gateway"] = "not listening"
+        health = self.bus.health()
+        if not health.ok:
+            states["bus"] = "down"
+        elif health.detail == "in-process":
+            states["bus"] = "in-process"
+        return states
 
     async def start(self) -> None:
         """Mark the API started (``/ready``)."""

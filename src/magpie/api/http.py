@@ -25,6 +25,7 @@ __all__ = [
     "RateLimited",
     "SendRefused",
     "ServiceUnavailable",
+    "StoreDown",
     "bare",
     "error_response",
     "nul_path",
@@ -94,6 +95,16 @@ class ServiceUnavailable(ApiError):
 
     code = "unavailable"
     status = 503
+
+
+class StoreDown(ServiceUnavailable):
+    """The database could not be reached (:class:`~magpie.errors.StoreUnavailable`): nothing
+    was changed — or, when the connection broke mid-commit, the change may have committed,
+    which a repeat with the same idempotency key (``client_msg_no``, ``action_id``) finds.
+    Try again after ``Retry-After``."""
+
+    code = "store_unavailable"
+    retry_after = 2
 
 
 class Busy(ServiceUnavailable):

@@ -375,7 +375,7 @@ def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
         "200": {"description": "OK", "content": {m: {"schema": ep.response} for m in media}}
     }
     if ep.body is not None or ep.query is not None:
-        out["400"] = _error("invalid input (bad_request, bad_json, send_refused)")
+        out["400"] = _error("invalid input (bad_request, bad_json, nul_character, send_refused)")
     if ep.access is not Access.PUBLIC:
         out["401"] = _error("missing or wrong credential")
     if ep.access is Access.USER:
@@ -390,7 +390,13 @@ def _responses(ep: Endpoint[Any]) -> dict[str, Any]:
     out.setdefault(
         "429", _error("rate_limited: a rate limit or cap refused the request; see Retry-After")
     )
-    out["5XX"] = _error("the node is not ready or failed")
+    out.setdefault(
+        "5XX",
+        _error(
+            "the node is not ready or failed; 503 store_unavailable: the database cannot be "
+            "reached, try again after Retry-After"
+        ),
+    )
     return out
 
 

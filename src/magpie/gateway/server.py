@@ -34,7 +34,13 @@ from magpie.core.access import AccessControl
 from magpie.core.channels import validate_uid
 from magpie.core.messaging import Messaging, SendRequest
 from magpie.domain.channels import PERSON, peer_of
-from magpie.errors import BadRequest, CryptoError, LocalProtocolError, RemoteProtocolError
+from magpie.errors import (
+    BadRequest,
+    CryptoError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StoreError,
+)
 from magpie.gateway.admission import client_address
 from magpie.gateway.order import ChannelOrder
 from magpie.gateway.session import OutboundLimits, Phase, Session
@@ -424,7 +430,7 @@ class Gateway:
             while work and not session.closed:
                 item = work.popleft()
                 if type(item) is int:
-                    await self._store.ack_queue(session.uid, item)
+                    await self._ack_queue(session, item)
                 else:
                     await self._on_send(session, item)  # type: ignore[arg-type]
         except Exception:
@@ -457,7 +463,11 @@ class Gateway:
         ip = "" if handshake is None else address_key(client_address(self._defences, handshake))
         if not self._admit(session, self._throttled(ip, connect.uid)):
             return False
-        reason, device_level = await self._authenticate(connect)
+        try:
+            reason, device_level = await self._authenticate(connect)
+        except StoreError as exc:  # the store is down: the client retries later
+            session.log.warning("CONNECT refused: %s", exc.message)
+            reason, device_level = ReasonCode.SYSTEM_ERROR, 0
         now_ms = time.time_ns() // 1_000_000
         if session.closed:
             return False
@@ -626,20 +636,27 @@ class Gateway:
         except CryptoError as exc:
             self._ack(session, send, 0, 0, ReasonCode(exc.reason))
             return
-        result = await self._messaging.send(
-            SendRequest(
-                from_uid=session.uid,
-                channel_id=send.channel_id,
-                channel_type=send.channel_type,
-                payload=payload,
-                client_msg_no=send.client_msg_no,
-                flags=send.flags,
-                setting=int(send.setting),
-                topic=send.topic,
-                expire=send.expire,
-                exclude_conn=session.conn_id,
-            )
+        request = SendRequest(
+            from_uid=session.uid,
+            channel_id=send.channel_id,
+            channel_type=send.channel_type,
+            payload=payload,
+            client_msg_no=send.client_msg_no,
+            flags=send.flags,
+            setting=int(send.setting),
+            topic=send.topic,
+            expire=send.expire,
+            exclude_conn=session.conn_id,
         )
+        try:
+            result = await self._messaging.send(request)
+        except StoreError as exc:
+            # Nothing was acknowledged: the client sends again with the same client_msg_no
+            # (a commit whose answer was lost is then found by the dedupe, I2).
+            session.log.warning("SEND failed, the store is unavailable: %s", exc.message)
+            self._metrics.send_refused.labels(reason="system_error").inc()
+            self._ack(session, send, 0, 0, ReasonCode.SYSTEM_ERROR)
+            return
         if result.reason is ReasonCode.SUCCESS:
             if not result.duplicate:
                 self._client_messages.inc()
@@ -647,6 +664,14 @@ class Gateway:
             self._metrics.send_refused.labels(reason=result.reason.name.lower()).inc()
         self._ack(session, send, result.message_id, result.message_seq, result.reason)
         self._metrics.send_latency.observe(time.perf_counter() - started)
+
+    async def _ack_queue(self, session: Session, seq: int) -> None:
+        """Advance the uid's offline-queue cursor (a master device's RECVACK); a store that
+        is down leaves it where it was: the next acknowledgement moves it."""
+        try:
+            await self._store.ack_queue(session.uid, seq)
+        except StoreError as exc:
+            session.log.warning("queue cursor not advanced: %s", exc.message)
 
     def _refuse_send(self, session: Session, send: Send) -> None:
         """SENDACK with reason 22 (rate limit; nothing stored); after ``send_refusals_close``

@@ -624,6 +624,12 @@ class Store(Protocol):
         """Pending and dead jobs per kind (kinds with no job are absent), sorted by kind."""
         ...
 
+    async def ping(self) -> None:
+        """One round trip to the database (``/ready``): returns when it answers;
+        :class:`~magpie.errors.StoreUnavailable` when it cannot be reached, another
+        :class:`~magpie.errors.StoreError` when the store is not open."""
+        ...
+
     # node ids ---------------------------------------------------------------------------
 
     async def claim_node(self, claim: NodeClaim) -> NodeRow | None:

@@ -437,6 +437,10 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
 
     # users and tokens -----------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """``SELECT 1`` on a pooled connection (a broken one is replaced by the pool)."""
+        await self._fetchrow("ping", "SELECT 1")
+
     async def set_token(self, row: TokenRow) -> None:
         """Create or replace the token of ``(uid, device_flag)``."""
         args = (row.uid, row.device_flag, row.token_hash, row.device_level)

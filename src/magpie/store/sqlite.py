@@ -687,6 +687,10 @@ class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods, SqliteN
             rows.reverse()
         return [StoredMessage(*row) for row in rows]
 
+    async def ping(self) -> None:
+        """A trivial read (the file is local: it fails only when the store is not open)."""
+        await self._fetch_one("ping", "SELECT 1", ())
+
     async def max_seq(self, channel_id: str, channel_type: int) -> int:
         """The highest committed ``message_seq`` of the channel (0 if empty)."""
         row = await self._fetch_one("max_seq", _MAX_SEQ, (channel_id, channel_type))

@@ -27,17 +27,52 @@ async def health(_: ApiContext, __: Request, ___: None) -> Response:
 
 
 async def ready(ctx: ApiContext, _: Request, __: None) -> Response:
-    """200 when the store is open, the gateway listens and the bus reaches the other nodes;
+    """200 when the store answers and the gateway listens, with each dependency's state
+    (``degraded`` when the bus is down: local deliveries go on, other nodes' wait for it);
     503 naming what is not ready otherwise."""
-    problems = ctx.not_ready()
+    states = await ctx.readiness()
+    problems = [
+        f"{name}: {state}"
+        for name, state in states.items()
+        if name != "bus" and state not in ("up", "listening")
+    ]
     if problems:
-        raise ServiceUnavailable("not ready: " + "; ".join(problems))
-    return ok()
+        raise ServiceUnavailable("not ready: " + "; ".join(problems), **states)
+    return JSONResponse({"status": 200, **states, "degraded": states["bus"] == "down"})
 
 
 async def metrics(ctx: ApiContext, _: Request, __: None) -> Response:
     """The node's metrics in the Prometheus text format."""
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+#: The answer of a ready node.
+READY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "integer", "enum": [200]},
+        "store": {"type": "string", "enum": ["up"]},
+        "gateway": {"type": "string", "enum": ["listening"]},
+        "bus": {"type": "string", "enum": ["up", "down", "in-process"]},
+        "degraded": {"type": "boolean"},
+    },
+    "required": ["status", "store", "gateway", "bus", "degraded"],
+}
+
+
+#: The answer of a node that is not ready: the error, and each dependency's state.
+NOT_READY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "integer", "enum": [503]},
+        "code": {"type": "string", "enum": ["unavailable"]},
+        "msg": {"type": "string"},
+        "store": {"type": "string", "enum": ["up", "unreachable", "not open"]},
+        "gateway": {"type": "string", "enum": ["listening", "not listening"]},
+        "bus": {"type": "string", "enum": ["up", "down", "in-process"]},
+    },
+    "required": ["status", "code", "msg", "store", "gateway", "bus"],
+}
 
 
 def ops_access(settings: Settings) -> Access:
@@ -70,11 +105,13 @@ def endpoints(settings: Settings) -> list[Endpoint[Any]]:
         Endpoint(
             "GET",
             "/ready",
-            "Readiness (store open, gateway listening, bus connected)",
+            "Readiness: each dependency's state; 503 when the store or the gateway is not "
+            "ready, 200 and degraded when only the bus is down",
             Access.PUBLIC,
             ready,
-            response=OK,
+            response=READY,
             tag="ops",
+            errors=((503, "unavailable: the store or the gateway is not ready", NOT_READY),),
         ),
         Endpoint(
             "GET",
