@@ -102,6 +102,9 @@ class ActionInfo:
     label: str
     style: str = "primary"
     who_words: str = ""
+    #: Who may take it, said in full (a registered type's ``who_words``): replaces the
+    #: words built from the roles.
+    who_phrase: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,8 @@ class Request:
 
 
 def _who_words(machine: Machine, action: str, who: frozenset[Role]) -> str:
+    if machine.actions[action].who_phrase:
+        return machine.actions[action].who_phrase
     listed = machine.actions[action].who_words or _ROLE_WORDS[Role.LISTED] + "s"
     words = [listed if r is Role.LISTED else _ROLE_WORDS[r] for r in who if r is not Role.SYSTEM]
     return " or ".join(sorted(words)) or "the server"

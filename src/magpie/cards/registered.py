@@ -531,7 +531,8 @@ class RegisteredType(CardType[RegDef]):
     def _machine(self) -> Machine:
         spec = self.spec
         infos = {
-            name: ActionInfo(a.label, a.style, a.who_words) for name, a in spec.actions.items()
+            name: ActionInfo(a.label, a.style, who_phrase=a.who_words)
+            for name, a in spec.actions.items()
         }
         table: dict[tuple[str, str], Transition] = {}
         for t in spec.transitions:

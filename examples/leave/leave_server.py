@@ -1,0 +1,64 @@
+"""A leave-request card for Magpie: the whole business server (docs/cards.md, "Make your own
+card"). Registers leave_type.json, then decides every click Magpie forwards to it."""
+
+import datetime, hashlib, hmac, json, os, pathlib, sys, time, urllib.request  # noqa: E401
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+API, KEY = os.environ.get("MAGPIE_API", "http://127.0.0.1:5001"), os.environ["MAGPIE_API_KEY"]
+SECRET = os.environ.get("MAGPIE_WEBHOOK_SECRET") or KEY  # Magpie signs with this
+PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8099
+
+
+def doc(s: dict, status: str, who: str = "") -> dict:
+    fields = [{"label": k.capitalize(), "value": str(s[k])} for k in ("start", "end", "days")]
+    blocks = [{"type": "header", "text": f"Leave request: {status}"},
+              {"type": "fields", "fields": fields}, {"type": "text", "text": s["reason"], "plain": True}]
+    if status == "pending":
+        blocks.append({"type": "form", "id": "decide", "elements": [
+            {"type": "input", "name": "comment", "label": "Comment"},
+            {"type": "button", "action": "approve", "label": "Approve"},
+            {"type": "button", "action": "reject", "label": "Reject", "style": "danger",
+             "confirm": {"title": "Reject this request?"}}]})
+    else:
+        blocks.append({"type": "people", "people": [{"uid": who, "state": status}]})
+    return {"version": 1, "blocks": blocks}
+
+
+def decide(ev: dict) -> dict:
+    p, card = ev["params"], ev["card"]
+    if ev["action"] == "submit":
+        start, end = (datetime.date.fromisoformat(p[k]) for k in ("start", "end"))
+        if end < start:
+            return {"ephemeral": {"text": "The end date is before the start date."}}
+        s = {"start": p["start"], "end": p["end"], "days": (end - start).days + 1, "reason": p["reason"]}
+        manager = ", ".join(card["listed"]) or "nobody"
+        return {"state": s, "status": "pending", "doc": doc(s, "pending"),
+                "ephemeral": {"text": f"Sent to {manager} for approval."}}
+    status = "approved" if ev["action"] == "approve" else "rejected"
+    return {"state": {"comment": p.get("comment", "")}, "status": status,
+            "doc": doc(card["state"], status, ev["actor"]["uid"])}
+
+
+class Callback(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        stamp = self.headers.get("X-Magpie-Timestamp", "")
+        signature = self.headers.get("X-Magpie-Signature", "")
+        mac = hmac.new(SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        fresh = stamp.isdigit() and abs(time.time() - int(stamp)) < 300
+        ok = fresh and hmac.compare_digest("sha256=" + mac, signature)
+        answer = json.dumps(decide(json.loads(body)) if ok else {"error": "bad signature"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+if __name__ == "__main__":
+    leave = json.loads((pathlib.Path(__file__).parent / "leave_type.json").read_text())
+    leave["callback_url"] = f"http://127.0.0.1:{PORT}/leave"
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    req = urllib.request.Request(f"{API}/card-types", json.dumps(leave).encode(), headers)
+    print(urllib.request.urlopen(req).read().decode(), flush=True)
+    ThreadingHTTPServer(("127.0.0.1", PORT), Callback).serve_forever()
