@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -15,11 +16,12 @@ import pytest
 
 from magpie.app import Node
 from magpie.core.messaging import SendRequest
+from magpie.domain.channels import fake_channel_id
 from magpie.domain.nodes import MAX_NODE_ID
 from magpie.errors import ConfigError, StoreUnavailable
 from magpie.protocol.packets import Flags
 from magpie.store.interface import Store
-from tests.support.nodes import running_node, time_scale
+from tests.support.nodes import api, running_node, time_scale
 from tests.support.postgres import new_schema
 
 NODE_BITS = (1 << 10) - 1
@@ -157,3 +159,29 @@ async def test_a_lost_id_stops_the_node(tmp_path: Path, pg_database: str) -> Non
             assert not await node.lease.renew()
             assert node.fatal.is_set() and "node id 8 was leased by another" in node.fatal_reason
             assert not node.lease.valid()
+
+
+async def test_the_hlc_stays_monotonic_across_nodes_with_skewed_clocks(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Node two's clock runs a minute behind; changes of one message made alternately on
+    both nodes still get strictly increasing ``updated_at`` stamps (each stamp is after the
+    stored one, inside the change's transaction)."""
+    url = new_schema(pg_database, "hlc")
+    async with pg_nodes(tmp_path, url, 2) as (one, two):
+        behind = time.time_ns() // 1_000_000 - 60_000
+        two.ext.hlc._clock_ms = lambda: behind
+        mid = await _send(one, "hlc")
+        stamps = []
+        for i in range(10):
+            node = (one, two)[i % 2]
+            async with api(node) as http:
+                r = await http.post(
+                    "/message/extra/update",
+                    json={"message_id": mid, "channel_id": fake_channel_id("alice", "bob"),
+                          "channel_type": 1, "action_id": f"a{i}", "mode": "cas",
+                          "expected_version": i, "status": f"s{i}"},
+                )  # fmt: skip
+                assert r.status_code == 200, r.text
+                stamps.append(int(r.json()["data"]["updated_at"]))
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
