@@ -40,6 +40,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "sdk": ("bench.sdk", "SDK cold sync of 10,000 messages + extensions; warm reconnect"),
     "cards": ("bench.cards", "1,000 members vote on one card within 1 s; 150 online clients"),
+    "cardtypes": (
+        "bench.cardtypes",
+        "registered card type (declared transitions) vs vote@1 actions/s; callback latency",
+    ),
     "pgstore": (
         "bench.pgstore",
         "PostgreSQL store: acked appends/s from 100 senders vs raw asyncpg inserts and SQLite",

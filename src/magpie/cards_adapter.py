@@ -38,7 +38,7 @@ from magpie.errors import BadRequest
 from magpie.ext.notify import Cmd, CmdSender
 from magpie.ext.service import ExtService
 from magpie.protocol.packets import Flags, ReasonCode
-from magpie.store.interface import JobsOf, Store
+from magpie.store.interface import CardTypeRow, JobsOf, Store
 
 __all__ = [
     "DEADLINE_KIND",
@@ -229,13 +229,21 @@ class InProcessPort:
         fresh = initial if initial is not None else secrets.token_bytes(SECRET_BYTES)
         return await self._store.kv_setdefault(f"secret:{name}", fresh)
 
-    async def stored_type(self, tag: str) -> bytes | None:
-        """The registration of ``tag`` (``kv`` key ``cardtype:<tag>``)."""
-        return await self._store.kv_get(f"cardtype:{tag}")
+    async def stored_type(self, name: str, version: int) -> Mapping[str, Any] | None:
+        """The registration of ``name@version`` (the store's ``card_types``)."""
+        row = await self._store.get_card_type(name, version)
+        return None if row is None else row.spec
 
-    async def store_type(self, tag: str, body: bytes) -> bytes:
-        """Register ``tag`` once for every node (the first body wins)."""
-        return await self._store.kv_setdefault(f"cardtype:{tag}", body)
+    async def store_type(
+        self, name: str, version: int, spec: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Register ``name@version`` once for every node (the first spec wins)."""
+        row = CardTypeRow(name, version, spec, self._clock_ms())
+        return (await self._store.add_card_type(row)).spec
+
+    async def stored_types(self) -> list[Mapping[str, Any]]:
+        """Every registered type's spec."""
+        return [row.spec for row in await self._store.list_card_types()]
 
     async def post(self, url: str, body: bytes, event_id: str, timeout: float) -> CallbackReply:
         """One POST signed as the webhooks are (``webhook_secret`` or the business key)."""

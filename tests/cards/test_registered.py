@@ -1,6 +1,6 @@
-"""Business-defined card types with declared transitions, on a real node: registration
-(validated, immutable, idempotent), creation with documents, and each guard raced by 20
-users — exactly the declared outcome."""
+"""Business-defined card types with declared transitions, on a real node (SQLite and
+PostgreSQL): registration (validated, immutable, idempotent), creation with documents, and
+each guard raced by 20 users — exactly the declared outcome."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from magpie.app import Node
 from tests.cards.support import act, add_tokens, bearer, create, user
 from tests.support.nodes import api, make_group, running_node, time_scale
+from tests.support.postgres import new_schema
 
 RACERS = [f"r{i:02d}" for i in range(20)]
 DOC = {
@@ -56,9 +57,14 @@ def registration(name: str, guard: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    async with running_node(tmp_path) as n:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def node(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Node]:
+    """A node on each store (the registration and the races go through the store)."""
+    options: dict[str, Any] = {}
+    if request.param == "postgresql":
+        schema = new_schema(request.getfixturevalue("pg_database"), "cards")
+        options = {"store_url": schema, "store_pool_size": 4}
+    async with running_node(tmp_path, **options) as n:
         await add_tokens(n, ["boss", *RACERS, "out"])
         await make_group(n, "g20", ["boss", *RACERS])
         yield n
@@ -103,6 +109,8 @@ async def test_registration_is_validated_immutable_and_idempotent(
     got = await http.get("/card-types/claim@1")
     assert got.status_code == 200 and got.json()["type"]["title"] == "claim card"
     assert (await http.get("/card-types/nope@1")).status_code == 404
+    listed = (await http.get("/card-types")).json()["types"]
+    assert [t["tag"] for t in listed] == ["claim@1"] and listed[0]["type"] == got.json()["type"]
     # a user token may not register
     async with user(node, "boss") as boss:
         assert (await boss.post("/card-types", json=body)).status_code == 401

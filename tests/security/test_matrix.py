@@ -237,6 +237,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/cards/{message_id}/history"): user(lambda u, _: {"uid": u}, 404),
     ("POST", "/card-types"): business(lambda u, _: _CARD_TYPE),
     ("GET", "/card-types/{tag}"): business(lambda u, _: {}),
+    ("GET", "/card-types"): business(lambda u, _: {}),
     ("GET", "/admin/users"): business(lambda u, _: {"limit": 5}),
     ("GET", "/admin/channels"): business(lambda u, _: {"limit": 5}),
     ("GET", "/admin/channel"): business(lambda u, _: {"channel_id": "g1", "channel_type": 2}),

@@ -170,13 +170,19 @@ class ImPort(Protocol):
         same): ``initial`` when given and none exists yet, else 32 random bytes."""
         ...
 
-    async def stored_type(self, tag: str) -> bytes | None:
-        """The registration of the card type ``tag`` (``name@version``), if any."""
+    async def stored_type(self, name: str, version: int) -> Mapping[str, Any] | None:
+        """The registration of the card type ``name@version``, if any."""
         ...
 
-    async def store_type(self, tag: str, body: bytes) -> bytes:
-        """Register ``tag`` with ``body`` unless it is registered: the stored body (the
-        first one wins, for the whole IM)."""
+    async def store_type(
+        self, name: str, version: int, spec: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Register ``name@version`` with ``spec`` unless it is registered: the stored spec
+        (the first one wins, for the whole IM)."""
+        ...
+
+    async def stored_types(self) -> list[Mapping[str, Any]]:
+        """Every registered type's spec, by name and version."""
         ...
 
     async def post(self, url: str, body: bytes, event_id: str, timeout: float) -> CallbackReply:

@@ -285,10 +285,11 @@ class CardService:
         found = self._lookup(tag)
         if found is not None or not _TAG.fullmatch(tag):
             return found
-        stored = await self._port.stored_type(tag)
+        name, _, version = tag.partition("@")
+        stored = await self._port.stored_type(name, int(version))
         if stored is None:
             return None
-        ctype = RegisteredType(parse_registration(json.loads(stored)))
+        ctype = RegisteredType(parse_registration(stored))
         self._registered[tag] = ctype
         return ctype
 
@@ -296,10 +297,11 @@ class CardService:
         """Register a business-defined card type (validated; immutable once registered:
         the same body again is a no-op, another body for the same tag 409 ``type_exists``)."""
         spec = parse_registration(raw)
-        body = json.dumps(spec.body, sort_keys=True, separators=(",", ":")).encode()
-        before = await self._port.stored_type(spec.tag)
-        stored = before if before is not None else await self._port.store_type(spec.tag, body)
-        if stored != body:
+        before = await self._port.stored_type(spec.name, spec.version)
+        stored = before
+        if stored is None:
+            stored = await self._port.store_type(spec.name, spec.version, spec.body)
+        if stored != spec.body:
             raise Conflict(
                 f"{spec.tag} is registered with another definition; register a new version",
                 field="version",
@@ -307,6 +309,13 @@ class CardService:
             )
         self._registered.setdefault(spec.tag, RegisteredType(spec))
         return {"tag": spec.tag, "created": before is None, "type": spec.body}
+
+    async def card_types(self) -> list[dict[str, Any]]:
+        """Every registered type (its tag and registration), by name and version."""
+        out = []
+        for spec in await self._port.stored_types():
+            out.append({"tag": f"{spec['name']}@{spec['version']}", "type": dict(spec)})
+        return out
 
     async def card_type(self, tag: str) -> dict[str, Any]:
         """A registered type's registration (404 when unknown)."""

@@ -94,7 +94,6 @@ _KV_SETDEFAULT = """
     )
     SELECT value FROM ins UNION ALL SELECT value FROM kv WHERE key = $1"""
 _KV_RUNS = 3
-_KV_GET = "SELECT value FROM kv WHERE key = $1"
 
 
 _JobsArgs = tuple[list[str], list[str], list[str], list[int], list[int]]
@@ -217,8 +216,3 @@ class PgJobMethods:
             if row is not None:
                 return bytes(row[0])
         raise StoreError("store operation kv_setdefault failed: no value after insert")
-
-    async def kv_get(self, key: str) -> bytes | None:
-        """The stored value of ``key``, or ``None``."""
-        row = await self._fetchrow("kv_get", _KV_GET, key)
-        return None if row is None else bytes(row[0])

@@ -197,8 +197,3 @@ class SqliteJobMethods:
     async def kv_setdefault(self, key: str, value: bytes) -> bytes:
         """The stored value of ``key``, storing ``value`` first when there is none."""
         return await self._write("kv_setdefault", partial(_kv_setdefault, key=key, value=value))
-
-    async def kv_get(self, key: str) -> bytes | None:
-        """The stored value of ``key``, or ``None``."""
-        row = await self._read("kv_get", lambda c: c.execute(_KV_GET, (key,)).fetchone())
-        return None if row is None else bytes(row[0])

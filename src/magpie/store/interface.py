@@ -677,7 +677,3 @@ class Store(Protocol):
         """The value stored under ``key``; when there is none yet, store ``value`` and return
         it. Atomic across nodes: callers racing on one key all get the same value."""
         ...
-
-    async def kv_get(self, key: str) -> bytes | None:
-        """The value stored under ``key`` by :meth:`kv_setdefault`, or ``None``."""
-        ...

@@ -230,6 +230,11 @@ async def register_type(ctx: ApiContext, _: Request, body: dict[str, Any]) -> Re
     return bare(await _cards(ctx).register_type(body))
 
 
+async def list_types(ctx: ApiContext, _: Request, __: TypeQuery) -> Response:
+    """Every registered card type (business key)."""
+    return bare({"types": await _cards(ctx).card_types()})
+
+
 async def get_type(ctx: ApiContext, request: Request, _: TypeQuery) -> Response:
     """A registered card type (business key)."""
     tag = str(request.path_params.get("tag", ""))
@@ -396,6 +401,27 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
                 ),
                 (413, "too_large", CARD_REFUSAL),
             ),
+        ),
+        Endpoint(
+            "GET",
+            "/card-types",
+            "The registered card types",
+            Access.BUSINESS,
+            list_types,
+            tag="cards",
+            query=TYPE_QUERY,
+            response={
+                "type": "object",
+                "properties": {
+                    "types": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"tag": {"type": "string"}, "type": {"type": "object"}},
+                        },
+                    }
+                },
+            },
         ),
         Endpoint(
             "GET",
