@@ -48,6 +48,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.pgstore",
         "PostgreSQL store: acked appends/s from 100 senders vs raw asyncpg inserts and SQLite",
     ),
+    "guards": (
+        "bench.guards",
+        "cluster guards on the hot path: message ids with the node-id lease check, NUL scan",
+    ),
     "bus": (
         "bench.bus",
         "bus between node processes: Redis bus vs raw Redis, raw NATS, plain TCP; codecs",

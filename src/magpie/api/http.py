@@ -28,6 +28,7 @@ __all__ = [
     "StoreDown",
     "bare",
     "error_response",
+    "may_hold_nul",
     "nul_path",
     "ok",
     "ok_data",
@@ -69,6 +70,14 @@ def nul_path(value: object) -> str | None:
         elif isinstance(item, list):
             todo.extend((inner, f"{where}[{i}]") for i, inner in reversed(list(enumerate(item))))
     return None
+
+
+def may_hold_nul(raw: bytes) -> bool:
+    """Whether the JSON text ``raw`` may hold U+0000: only as the escape ``\\u0000`` (JSON
+    strings refuse control characters). A search for a backslash first (``memchr``, about
+    20× faster than the six-byte search on a 15 KB body without one: ``python -m bench
+    guards``), as most bodies have none."""
+    return b"\\" in raw and b"\\u0000" in raw
 
 
 def refuse_nul(value: object) -> None:
@@ -188,6 +197,6 @@ async def read_json(request: Request, limit: int) -> object:
         decoded = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadJson("the body is not valid JSON") from None
-    if b"\\u0000" in raw:  # the only way JSON text can hold U+0000
+    if may_hold_nul(raw):
         refuse_nul(decoded)
     return decoded
