@@ -109,6 +109,12 @@ async def test_registration_is_validated_immutable_and_idempotent(
     got = await http.get("/card-types/claim@1")
     assert got.status_code == 200 and got.json()["type"]["title"] == "claim card"
     assert (await http.get("/card-types/nope@1")).status_code == 404
+    published = (await http.get("/openapi.json")).json()["components"]["schemas"]
+    assert published["CardDocument"]["properties"]["version"] == {"const": 1}
+    assert published["CardDocument"]["properties"]["blocks"]["maxItems"] == 50
+    big = {**body, "name": "big", "title": "x", "initial_state": {"pad": "y" * 70_000}}
+    r = await http.post("/card-types", json=big)
+    assert r.status_code == 413 and r.json()["code"] == "too_large", r.text
     listed = (await http.get("/card-types")).json()["types"]
     assert [t["tag"] for t in listed] == ["claim@1"] and listed[0]["type"] == got.json()["type"]
     # a user token may not register

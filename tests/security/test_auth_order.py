@@ -23,7 +23,8 @@ def _guarded(world: World) -> list[Endpoint[Any]]:
 
 
 def _url(ep: Endpoint[Any]) -> str:
-    return ep.path.replace("{message_id}", "not-a-number").replace("{file_id}", "not-a-file")
+    path = ep.path.replace("{message_id}", "not-a-number").replace("{file_id}", "not-a-file")
+    return path.replace("{tag}", "no-such@1")
 
 
 async def _call(c: httpx.AsyncClient, ep: Endpoint[Any], bad: Any) -> httpx.Response:

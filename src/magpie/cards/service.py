@@ -289,7 +289,11 @@ class CardService:
         stored = await self._port.stored_type(name, int(version))
         if stored is None:
             return None
-        ctype = RegisteredType(parse_registration(stored))
+        try:
+            ctype = RegisteredType(parse_registration(stored))
+        except ApiError as exc:  # stored by a version with other rules: not usable here
+            log.warning("card type %s is stored but not usable: %s", tag, exc.message)
+            return None
         self._registered[tag] = ctype
         return ctype
 
