@@ -5,7 +5,8 @@ database restart looks from the node): SEND is answered with SENDACK reason 15 (
 error) and the connection stays open, the HTTP API answers 503 ``store_unavailable`` with
 ``Retry-After``, ``/ready`` is 503 naming the store, nothing is half-written, and once the
 proxy passes again the node serves by itself — the same ``client_msg_no`` is stored once and
-the channel's seqs have no gap. Redis down: local deliveries go on, ``/ready`` is 200 and
+the channel's seqs have no gap. The same through a real restart of a private PostgreSQL
+(``pg_ctl stop -m fast``, then ``start``). Redis down: local deliveries go on, ``/ready`` is 200 and
 ``degraded``, remote deliveries resume after the bus reconnects."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import httpx
 from magpie.protocol.packets import ReasonCode
 from tests.support.cluster import Proxy
 from tests.support.nodes import add_user, api, connect, make_group, running_node, time_scale
+from tests.support.pgserver import PrivatePostgres
 from tests.support.postgres import new_schema
 from tests.support.redis import RedisServer, run_prefix
 
@@ -163,3 +165,37 @@ async def test_redis_down_keeps_local_deliveries_and_resumes_remote_ones(
                 await c.close()
     finally:
         server.stop()
+
+
+async def test_a_postgres_restart_is_retryable_and_the_node_recovers(tmp_path: Path) -> None:
+    """A private PostgreSQL stopped (``pg_ctl stop -m fast``: the server ends every session)
+    and started again with its data: refusals while it is away, service again after."""
+    server = PrivatePostgres()
+    try:
+        await asyncio.to_thread(server.init)
+        await asyncio.to_thread(server.start)
+        async with running_node(tmp_path, store_url=server.url, store_pool_size=3) as node:
+            token = await add_user(node, "alice")
+            await add_user(node, "bob")
+            alice = await connect(node, "alice", token)
+            ack = await alice.send("bob", 1, text("one"), client_msg_no="r1")
+            assert ack.reason_code == ReasonCode.SUCCESS
+            await asyncio.to_thread(server.stop)
+            ack = await alice.send("bob", 1, text("two"), client_msg_no="r2")
+            assert ack.reason_code == ReasonCode.SYSTEM_ERROR
+            async with api(node) as http:
+                r = await http.get("/ready")
+                assert (r.status_code, r.json()["store"]) == (503, "unreachable")
+                r = await http.post("/user/token", json={"uid": "carol", "token": "t"})
+                assert (r.status_code, r.json()["code"]) == (503, "store_unavailable")
+                await asyncio.to_thread(server.start)
+
+                async def ready() -> bool:
+                    return (await http.get("/ready")).status_code == 200
+
+                await eventually(ready, 3 * T)
+            ack = await alice.send("bob", 1, text("two"), client_msg_no="r2")
+            assert (ack.reason_code, ack.message_seq) == (ReasonCode.SUCCESS, 2)
+            await alice.close()
+    finally:
+        await asyncio.to_thread(server.remove)
