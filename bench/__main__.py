@@ -52,6 +52,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.guards",
         "cluster guards on the hot path: message ids with the node-id lease check, NUL scan",
     ),
+    "cluster": (
+        "bench.cluster",
+        "cross-node hop p50/p99 at 2,000/s vs local; PostgreSQL acked sends; 1 vs 2 workers",
+    ),
     "bus": (
         "bench.bus",
         "bus between node processes: Redis bus vs raw Redis, raw NATS, plain TCP; codecs",
