@@ -16,6 +16,7 @@ from magpie.cards.document import (
     MAX_DOCUMENT_BYTES,
     check_document,
     depth,
+    fill,
     form_actions,
 )
 from magpie.errors import ApiError
@@ -247,3 +248,23 @@ def test_depth_limit_before_the_schema() -> None:
     assert (error.status, error.detail["reason"]) == (400, "document_too_deep")
     assert depth(full()) <= MAX_DEPTH
     assert depth(1) == 0 and depth([]) == 1 and depth({"a": [1]}) == 2
+
+
+def test_fill_placeholders() -> None:
+    doc = {
+        "version": 1,
+        "blocks": [
+            {"type": "text", "text": "{{ status }}: {{state.n}} {{state.flag}} {{counts.go}}"},
+            {"type": "progress", "value": 0, "max": 3, "value_from": "counts.go"},
+            {"type": "progress", "value": 2, "max": 3, "value_from": "state.label"},
+            {"type": "fields", "fields": [{"label": "{{title}}", "value": "{{nope}}{{state}}"}]},
+        ],
+    }
+    check_document(doc)
+    values = {"status": "open", "state": {"n": 3, "flag": True, "label": "x"}, "counts": {"go": 2}}
+    filled = fill(doc, {**values, "title": "T"})
+    assert filled["blocks"][0]["text"] == "open: 3 yes 2"
+    assert filled["blocks"][1] == {"type": "progress", "value": 2, "max": 3}
+    assert filled["blocks"][2] == {"type": "progress", "value": 0, "max": 3}
+    assert filled["blocks"][3]["fields"][0] == {"label": "T", "value": ""}
+    assert doc["blocks"][1]["value_from"] == "counts.go", "the original is left alone"

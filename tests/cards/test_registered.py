@@ -306,3 +306,35 @@ async def test_declared_transition_with_set_and_outsider(
         r = await act(boss, mid, "stop", base=1)
         assert r.status_code == 200, r.text
         assert r.json()["state"] == {"winner_note": "stopped"} and r.json()["status"] == "done"
+
+
+async def test_documents_follow_the_status_and_the_counts(
+    http: httpx.AsyncClient, node: Node
+) -> None:
+    progress = {"type": "progress", "label": "{{counts.go}} of 5", "value": 0, "max": 5}
+    body = registration("poll", "quorum", quorum=5, set={"winner_note": "five"})
+    body["doc"] = {
+        "version": 1,
+        "blocks": [
+            {"type": "header", "text": "{{title}} is {{status}}"},
+            {**progress, "value_from": "counts.go"},
+            {"type": "actions", "elements": [{"type": "button", "action": "go", "label": "Go"}]},
+        ],
+    }
+    done = {"type": "header", "text": "Done: {{state.winner_note}}{{state.nothing}}"}
+    body["status_docs"] = {"done": {"version": 1, "blocks": [done]}}
+    await register(http, body)
+    bad = {**body, "name": "poll2", "status_docs": {"nope": body["status_docs"]["done"]}}
+    r = await http.post("/card-types", json=bad)
+    assert r.status_code == 400 and r.json()["field"] == "type/status_docs/nope", r.text
+    card = await new_card(node, "poll@1", title="Lunch")
+    assert card["document"]["blocks"][0] == {"type": "header", "text": "Lunch is open"}
+    assert card["document"]["blocks"][1] == {**progress, "label": "0 of 5"}
+    async with user(node, "r00") as r00:
+        r = await act(r00, card["message_id"], "go", base=1)
+    assert r.json()["document"]["blocks"][1] == {**progress, "label": "1 of 5", "value": 1}
+    await race(node, card["message_id"])
+    async with user(node, "boss") as boss:
+        seen = (await boss.get(f"/cards/{card['message_id']}")).json()
+    assert seen["status"] == "done"
+    assert seen["document"] == {"version": 1, "blocks": [{"type": "header", "text": "Done: five"}]}

@@ -18,6 +18,7 @@ The shapes are documented in ``docs/cards.md`` ("Card documents").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_DOCUMENT_BYTES",
     "check_document",
     "depth",
+    "fill",
     "form_actions",
 ]
 
@@ -202,6 +204,11 @@ _BLOCKS: dict[str, dict[str, Any]] = {
         ["value", "max"],
         label=_text(0, 100),
         value={"type": "number", "minimum": 0},
+        value_from={
+            "type": "string",
+            "pattern": r"^(counts\.[a-z][a-z0-9_]{0,31}|state\.[A-Za-z0-9_]{1,64})$",
+            "description": "registered types: the value is this count or state key now",
+        },
         max={"type": "number", "exclusiveMinimum": 0},
         style={"enum": ["primary", "success", "warning", "danger"]},
     ),
@@ -362,3 +369,54 @@ def form_actions(doc: Mapping[str, Any] | None) -> set[str]:
             if element.get("type") == "button":
                 out.add(element["action"])
     return out
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.]{1,80})\s*\}\}")
+
+
+def _lookup(values: Mapping[str, Any], path: str) -> Any:
+    head, _, key = path.partition(".")
+    found = values.get(head)
+    if key:
+        found = found.get(key) if isinstance(found, Mapping) else None
+    if found is None and head == "counts":
+        return 0  # nobody took the action yet
+    return found
+
+
+def _text_of(value: Any) -> str:
+    if value is None or isinstance(value, Mapping | list):
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value if isinstance(value, str) else str(value)
+
+
+def fill(doc: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` with its placeholders filled from ``values`` (``{"status": ..., "state":
+    {...}, "counts": {...}, "title": ...}``): ``{{status}}``, ``{{state.<key>}}``,
+    ``{{counts.<action>}}`` (0 when nobody took it), ``{{title}}`` in any string (unknown
+    ones and whole objects become empty), and a
+    progress block's ``value_from`` becomes its ``value`` (a number, else 0)."""
+
+    def text(s: str) -> str:
+        if "{{" not in s:
+            return s
+        return _PLACEHOLDER.sub(lambda m: _text_of(_lookup(values, m.group(1))), s)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return text(item)
+        if isinstance(item, list):
+            return [walk(x) for x in item]
+        if not isinstance(item, Mapping):
+            return item
+        out = {k: walk(v) for k, v in item.items() if k != "value_from"}
+        if item.get("type") == "progress" and "value_from" in item:
+            found = _lookup(values, str(item["value_from"]))
+            number = isinstance(found, int | float) and not isinstance(found, bool)
+            out["value"] = max(found, 0) if number else 0
+        return out
+
+    filled: dict[str, Any] = walk(doc)
+    return filled

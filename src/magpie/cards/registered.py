@@ -33,7 +33,7 @@ from jsonschema.exceptions import SchemaError, best_match  # type: ignore[import
 
 from magpie.cards import fields
 from magpie.cards.cardtype import CardType
-from magpie.cards.document import check_document, depth
+from magpie.cards.document import check_document, depth, fill
 from magpie.cards.machine import ActionInfo, Machine, ParamError, Transition
 from magpie.cards.model import (
     Act,
@@ -146,6 +146,11 @@ REGISTRATION_SCHEMA: dict[str, Any] = {
             "pattern": "^https?://[^\\s/?#]+(/[^\\s]*)?$",
         },
         "doc": {"type": "object"},
+        "status_docs": {
+            "type": "object",
+            "maxProperties": 30,
+            "additionalProperties": {"type": "object"},
+        },
     },
 }
 _REGISTRATION = Draft202012Validator(REGISTRATION_SCHEMA)
@@ -221,6 +226,7 @@ class TypeSpec:
     transitions: tuple[TransitionSpec, ...]
     callback_url: str
     doc: Mapping[str, Any] | None
+    status_docs: Mapping[str, Mapping[str, Any]]
     body: Mapping[str, Any] = field(repr=False)
 
     @property
@@ -411,6 +417,11 @@ def parse_registration(raw: Any) -> TypeSpec:
         if problem is not None:
             raise _bad(f"set makes the initial state invalid: {problem}", f"transitions/{i}/set")
     doc = check_document(raw["doc"], "type/doc") if "doc" in raw else None
+    status_docs: dict[str, Mapping[str, Any]] = {}
+    for status, status_doc in raw.get("status_docs", {}).items():
+        if status not in statuses:
+            raise _bad(f"{status!r} is not a status of the type", f"status_docs/{status}")
+        status_docs[status] = check_document(status_doc, f"type/status_docs/{status}")
     body = json.loads(json.dumps(raw, sort_keys=True))
     spec = TypeSpec(
         raw["name"],
@@ -425,6 +436,7 @@ def parse_registration(raw: Any) -> TypeSpec:
         transitions,
         raw.get("callback_url", ""),
         doc,
+        status_docs,
         body,
     )
     try:
@@ -602,12 +614,22 @@ class RegisteredType(CardType[RegDef]):
         return tuple(record_key(a, key) for a in self.spec.counted)
 
     def document(self, d: RegDef, card: CardState) -> Mapping[str, Any] | None:
-        """The document the card shows now: the last one a callback set, else the card's,
-        else the type's."""
+        """The document the card shows now, placeholders filled: the last one a callback
+        set, else the type's for the current status, else the card's, else the type's."""
         doc = card.data.get("doc")
-        if isinstance(doc, Mapping):
-            return doc
-        return d.doc if d.doc is not None else self.spec.doc
+        if not isinstance(doc, Mapping):
+            doc = self.spec.status_docs.get(card.status)
+        if doc is None:
+            doc = d.doc if d.doc is not None else self.spec.doc
+        if doc is None:
+            return None
+        values = {
+            "status": card.status,
+            "state": card.data.get("state", {}),
+            "counts": card.data.get("counts", {}),
+            "title": d.common.title,
+        }
+        return fill(doc, values)
 
     def view(self, d: RegDef, card: CardState, viewer: Viewer) -> dict[str, Any]:
         mine = [a for a in self.spec.counted if record_key(a, viewer.key) in viewer.records]
