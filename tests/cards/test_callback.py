@@ -29,6 +29,7 @@ from tests.support.nodes import (
     settle,
     time_scale,
 )
+from tests.support.postgres import new_schema
 
 TIMEOUT = 1.0 * time_scale()
 DOC = {"version": 1, "blocks": [{"type": "header", "text": "Asked"}]}
@@ -72,13 +73,21 @@ async def business() -> AsyncIterator[Business]:
         yield server
 
 
-@pytest.fixture
-async def node(tmp_path: Path, business: Business) -> AsyncIterator[Node]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def node(
+    tmp_path: Path, business: Business, request: pytest.FixtureRequest
+) -> AsyncIterator[Node]:
+    """A node on each store (the compare-and-set of an answer is the store's)."""
+    options: dict[str, Any] = {}
+    if request.param == "postgresql":
+        schema = new_schema(request.getfixturevalue("pg_database"), "cards")
+        options = {"store_url": schema, "store_pool_size": 4}
     async with running_node(
         tmp_path,
         card_callback_timeout=TIMEOUT,
         card_callback_attempts=3,
         card_callback_backoff=0.05,
+        **options,
     ) as n:
         for uid in ("a", "b", "c"):
             await add_user(n, uid)

@@ -338,3 +338,20 @@ async def test_documents_follow_the_status_and_the_counts(
         seen = (await boss.get(f"/cards/{card['message_id']}")).json()
     assert seen["status"] == "done"
     assert seen["document"] == {"version": 1, "blocks": [{"type": "header", "text": "Done: five"}]}
+
+
+async def test_actions_for_named_users(http: httpx.AsyncClient, node: Node) -> None:
+    body = registration("named", "first_wins")
+    body["actions"][0]["who"] = {"users": ["r01", "r02"], "roles": ["creator"]}
+    body["actions"][0]["who_words"] = "the on-call pair or the creator"
+    await register(http, body)
+    mid = (await new_card(node, "named@1"))["message_id"]
+    async with user(node, "r03") as r03:
+        seen = (await r03.get(f"/cards/{mid}")).json()
+        assert seen["unavailable"]["go"] == "only the on-call pair or the creator may go"
+        r = await act(r03, mid, "go", base=1)
+        assert r.status_code == 403 and r.json()["reason"] == "not_allowed", r.text
+    async with user(node, "r02") as r02:
+        assert [a["action"] for a in (await r02.get(f"/cards/{mid}")).json()["actions"]] == ["go"]
+        r = await act(r02, mid, "go", base=1)
+        assert r.status_code == 200 and r.json()["status"] == "done", r.text
