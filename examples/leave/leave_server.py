@@ -1,10 +1,14 @@
 """A leave-request card for Magpie: the whole business server (docs/cards.md, "Make your own
-card"). Registers leave_type.json, then decides every click Magpie forwards to it."""
+card"). Registers leave_type.json, then decides every click Magpie forwards to it.
+
+    python leave_server.py [PORT [GROUP]]   # GROUP: also post alice's request there (bob decides)
+"""
 
 import datetime, hashlib, hmac, json, os, pathlib, sys, time, urllib.request  # noqa: E401
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-API, KEY = os.environ.get("MAGPIE_API", "http://127.0.0.1:5001"), os.environ["MAGPIE_API_KEY"]
+API = os.environ.get("MAGPIE_API", "http://127.0.0.1:5001")
+KEY = os.environ.get("MAGPIE_API_KEY") or pathlib.Path("var/demo/api_key").read_text().strip()
 SECRET = os.environ.get("MAGPIE_WEBHOOK_SECRET") or KEY  # Magpie signs with this
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8099
 
@@ -55,10 +59,19 @@ class Callback(BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
 
+def post(path: str, body: dict) -> str:
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    req = urllib.request.Request(f"{API}{path}", json.dumps(body).encode(), headers)
+    return urllib.request.urlopen(req).read().decode()  # noqa: S310
+
+
 if __name__ == "__main__":
     leave = json.loads((pathlib.Path(__file__).parent / "leave_type.json").read_text())
     leave["callback_url"] = f"http://127.0.0.1:{PORT}/leave"
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    req = urllib.request.Request(f"{API}/card-types", json.dumps(leave).encode(), headers)
-    print(urllib.request.urlopen(req).read().decode(), flush=True)
-    ThreadingHTTPServer(("127.0.0.1", PORT), Callback).serve_forever()
+    print(post("/card-types", leave), flush=True)
+    server = ThreadingHTTPServer(("127.0.0.1", PORT), Callback)
+    if len(sys.argv) > 2:  # a request in the group: alice asks, bob (her manager) decides
+        card = {"type": "leave@1", "listed": ["bob"]}
+        body = {"uid": "alice", "channel_id": sys.argv[2], "channel_type": 2, "card": card}
+        print(json.loads(post("/cards", body))["message_id_str"], flush=True)
+    server.serve_forever()

@@ -45,7 +45,7 @@ def example(node: Node) -> Iterator[tuple[subprocess.Popen[str], int]]:
     env = {**os.environ, "MAGPIE_API": f"http://127.0.0.1:{node.api_port}"}
     env["MAGPIE_API_KEY"] = API_KEY
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLE), str(port)],
+        [sys.executable, str(EXAMPLE), str(port), "team"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -93,7 +93,12 @@ async def test_the_leave_request_example(
     proc, port = example
     answer = await registered(proc)
     assert answer["tag"] == "leave@1" and answer["created"] is True
+    assert proc.stdout is not None
+    posted = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20 * time_scale())
     await listening(port)
+    async with user(node, "bob") as bob:
+        first = (await bob.get(f"/cards/{posted.strip()}")).json()
+    assert (first["type_tag"], first["creator"], first["status"]) == ("leave@1", "alice", "draft")
     async with user(node, "alice") as alice, user(node, "bob") as bob, user(node, "carol") as carol:
         body = {"channel_id": "team", "channel_type": 2}
         r = await alice.post(
