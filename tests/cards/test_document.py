@@ -184,6 +184,12 @@ BAD: list[tuple[str, Any, str]] = [
         lambda d: d["blocks"][8]["people"][0].update(state="Nope!"),
         "card.doc/blocks/8/people/0/state",
     ),
+    ("nobody", lambda d: d["blocks"][8].pop("people"), "card.doc/blocks/8"),
+    (
+        "people from",
+        lambda d: d["blocks"][8].update(people_from="all"),
+        "card.doc/blocks/8/people_from",
+    ),
     ("progress max 0", lambda d: d["blocks"][7].update(max=0), "card.doc/blocks/7/max"),
     ("version 2", lambda d: d.update(version=2), "card.doc/version"),
     ("no blocks", lambda d: d.pop("blocks"), "card.doc"),

@@ -355,3 +355,30 @@ async def test_actions_for_named_users(http: httpx.AsyncClient, node: Node) -> N
         assert [a["action"] for a in (await r02.get(f"/cards/{mid}")).json()["actions"]] == ["go"]
         r = await act(r02, mid, "go", base=1)
         assert r.status_code == 200 and r.json()["status"] == "done", r.text
+
+
+async def test_a_people_block_follows_the_listed_users(http: httpx.AsyncClient, node: Node) -> None:
+    body = registration("signoff", "quorum", quorum=3)
+    body["actions"][0]["who"] = {"roles": ["listed"]}
+    body["doc"] = {
+        "version": 1,
+        "blocks": [
+            {"type": "people", "label": "Sign-off", "people_from": "listed"},
+            {"type": "people", "people": [{"uid": "boss", "state": "waiting"}]},
+        ],
+    }
+    await register(http, body)
+    signers = ["r01", "r02", "r03"]
+    card = await new_card(node, "signoff@1", listed=signers)
+    pending = [{"uid": u, "state": "pending"} for u in signers]
+    assert card["document"]["blocks"][0] == {
+        "type": "people",
+        "label": "Sign-off",
+        "people": pending,
+    }
+    async with user(node, "r02") as r02:
+        r = await act(r02, card["message_id"], "go", base=1)
+    people = r.json()["document"]["blocks"][0]["people"]
+    assert [p["state"] for p in people] == ["pending", "go", "pending"]
+    nobody = await new_card(node, "signoff@1")
+    assert nobody["document"]["blocks"] == [body["doc"]["blocks"][1]], "an empty list is left out"

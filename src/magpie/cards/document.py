@@ -212,17 +212,25 @@ _BLOCKS: dict[str, dict[str, Any]] = {
         max={"type": "number", "exclusiveMinimum": 0},
         style={"enum": ["primary", "success", "warning", "danger"]},
     ),
-    "people": _block(
-        "people",
-        ["people"],
-        label=_text(0, 100),
-        people={
-            "type": "array",
-            "minItems": 1,
-            "maxItems": 50,
-            "items": _obj(["uid", "state"], uid=_text(1, 64), state=_STATE, note=_text(0, 200)),
-        },
-    ),
+    "people": {
+        **_block(
+            "people",
+            [],
+            label=_text(0, 100),
+            people={
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 50,
+                "items": _obj(["uid", "state"], uid=_text(1, 64), state=_STATE, note=_text(0, 200)),
+            },
+            people_from={
+                "const": "listed",
+                "description": "registered types: the card's listed users, each with the "
+                "counted action they took, else pending",
+            },
+        ),
+        "anyOf": [{"required": ["people"]}, {"required": ["people_from"]}],
+    },
     "actions": _block(
         "actions",
         ["elements"],
@@ -396,8 +404,9 @@ def fill(doc: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """``doc`` with its placeholders filled from ``values`` (``{"status": ..., "state":
     {...}, "counts": {...}, "title": ...}``): ``{{status}}``, ``{{state.<key>}}``,
     ``{{counts.<action>}}`` (0 when nobody took it), ``{{title}}`` in any string (unknown
-    ones and whole objects become empty), and a
-    progress block's ``value_from`` becomes its ``value`` (a number, else 0)."""
+    ones and whole objects become empty), a people block's ``people_from`` becomes
+    ``values["people"]`` (the block is left out when nobody is in it), and a progress
+    block's ``value_from`` becomes its ``value`` (a number, else 0)."""
 
     def text(s: str) -> str:
         if "{{" not in s:
@@ -411,12 +420,17 @@ def fill(doc: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
             return [walk(x) for x in item]
         if not isinstance(item, Mapping):
             return item
-        out = {k: walk(v) for k, v in item.items() if k != "value_from"}
+        out = {k: walk(v) for k, v in item.items() if k not in ("value_from", "people_from")}
         if item.get("type") == "progress" and "value_from" in item:
             found = _lookup(values, str(item["value_from"]))
             number = isinstance(found, int | float) and not isinstance(found, bool)
             out["value"] = max(found, 0) if number else 0
+        if item.get("type") == "people" and "people_from" in item:
+            out["people"] = [dict(p) for p in values.get("people", ())]
         return out
 
     filled: dict[str, Any] = walk(doc)
+    # a people block with nobody in it is left out (the schema wants at least one person)
+    blocks = filled.get("blocks", [])
+    filled["blocks"] = [b for b in blocks if b.get("type") != "people" or b.get("people")]
     return filled

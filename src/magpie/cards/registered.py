@@ -532,6 +532,8 @@ class RegisteredType(CardType[RegDef]):
                     target = t.source
             if target != t.source or t.guard == EACH_USER_ONCE:
                 data["state"] = merge_patch(data["state"], t.set) if t.set else data["state"]
+            if act.uid in act.definition.listed:  # at most 50: the people block's states
+                data["people"] = {**data.get("people", {}), act.uid: t.action}
             return Step(target, data, writes)
 
         return effect
@@ -623,11 +625,13 @@ class RegisteredType(CardType[RegDef]):
             doc = d.doc if d.doc is not None else self.spec.doc
         if doc is None:
             return None
+        took = card.data.get("people", {})
         values = {
             "status": card.status,
             "state": card.data.get("state", {}),
             "counts": card.data.get("counts", {}),
             "title": d.common.title,
+            "people": [{"uid": u, "state": took.get(u, "pending")} for u in d.listed],
         }
         return fill(doc, values)
 
