@@ -39,7 +39,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "request-body validation vs plain checks (and msgspec); API requests vs Starlette",
     ),
     "sdk": ("bench.sdk", "SDK cold sync of 10,000 messages + extensions; warm reconnect"),
-    "cards": ("bench.cards", "1,000 members vote on one card within 1 s; 150 online clients"),
+    "cards": (
+        "bench.cards",
+        "1,000 then 10,000 members vote on one card (1,000 ballots/s); 150 online clients",
+    ),
     "cardtypes": (
         "bench.cardtypes",
         "registered card type (declared transitions) vs vote@1 actions/s; callback latency",

@@ -406,3 +406,53 @@ async def test_an_admin_withdrawal_names_the_admin(
     r = await act(c, card["message_id"], "withdraw", base=card["version"])
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "withdrawn" and r.json()["outcome"] == "Withdrawn by c"
+
+
+async def _pages(client: httpx.AsyncClient, mid: int, limit: int) -> list[dict[str, Any]]:
+    """Every page of ``GET /cards/{mid}/records``, ``limit`` rows each."""
+    pages, after = [], ""
+    while True:
+        r = await client.get(f"/cards/{mid}/records", params={"after": after, "limit": limit})
+        assert r.status_code == 200, r.text
+        pages.append(r.json())
+        if r.json()["next"] is None:
+            return pages
+        after = r.json()["next"]
+
+
+async def test_records_are_paged_and_projected_per_viewer(
+    a: httpx.AsyncClient, b: httpx.AsyncClient, c: httpx.AsyncClient
+) -> None:
+    vote = await create(a, type="vote@1", title="Lunch", options=["x", "y"], results="closed")
+    mid = vote["message_id"]
+    for n, voter in enumerate((a, b, c)):
+        assert (await act(voter, mid, "vote", {"options": [n % 2]}, base=1)).status_code == 200
+    hidden = (await b.get(f"/cards/{mid}/records")).json()
+    assert hidden["visible"] is False and hidden["records"] == [] and hidden["next"] is None
+    assert (await act(a, mid, "close", base=4)).status_code == 200
+    pages = await _pages(b, mid, 2)
+    assert [len(p["records"]) for p in pages] == [2, 1] and pages[0]["next"] == "b"
+    rows = [row for p in pages for row in p["records"]]
+    assert rows == [
+        {"uid": "a", "options": [0]},
+        {"uid": "b", "options": [1]},
+        {"uid": "c", "options": [0]},
+    ]
+    secret = await create(a, type="vote@1", title="S", options=["x", "y"], anonymous=True)
+    await act(b, secret["message_id"], "vote", {"options": [1]}, base=1)
+    await act(a, secret["message_id"], "close", base=2)
+    page = (await b.get(f"/cards/{secret['message_id']}/records")).json()
+    assert page["visible"] is False and page["records"] == [], "anonymous ballots never listed"
+    question = {"id": "q1", "kind": "text", "prompt": "Why?"}
+    survey = await create(a, type="survey@1", title="Q", questions=[question])
+    sid = survey["message_id"]
+    await act(b, sid, "respond", {"answers": {"q1": "because"}}, base=1)
+    await act(c, sid, "respond", {"answers": {"q1": "why not"}}, base=1)
+    assert (await c.get(f"/cards/{sid}/records")).json()["visible"] is False
+    owner = [row for p in await _pages(a, sid, 1) for row in p["records"]]
+    assert [(r["uid"], r["answers"]) for r in owner] == [
+        ("b", {"q1": "because"}),
+        ("c", {"q1": "why not"}),
+    ]
+    bad = await a.get(f"/cards/{sid}/records", params={"limit": 0})
+    assert bad.status_code == 400 and bad.json()["code"] == "bad_request"

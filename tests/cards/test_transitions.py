@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from magpie.cards.decide import ActionInput, action_mutate
 from magpie.cards.machine import ActionInfo, Machine, Transition
 from magpie.cards.model import CardBug, Role, Step
 from magpie.domain.ext import Result
+from magpie.ext.patch import encode
 from tests.cards.support import NOW, Sim, outcome
 
 MEMBERS = {"a", "b", "c", "d", "x"}
@@ -294,16 +296,56 @@ def test_base_version_ahead_and_revoked_messages_are_refused() -> None:
 
 
 def test_the_card_state_limit_is_enforced_inside_the_decision() -> None:
-    members = {f"m{i}" for i in range(400)}
-    question = {"id": "q", "kind": "text", "prompt": "?", "max_length": 2000}
-    sim = Sim.of("survey@1", "a", members, questions=[question])
-    refused = None
-    for i in range(400):
-        d = sim.act(f"m{i}", "respond", {"answers": {"q": "x" * 2000}})
-        if d.result is not Result.APPLIED:
-            refused = d
-            break
-    assert refused is not None and refused.code == "too_large"
+    sim = Sim.of("approval@1", "a", MEMBERS, approvers=["b", "c", "d"], mode="all")
+    size = len(encode(dict(sim.state.extra)).encode())
+    base, roles = sim.state.version, sim.roles("b")
+    inp = ActionInput("approve", {"comment": "x" * 500}, base, False, "b", "b", roles, NOW)
+    refused = action_mutate(sim.ctype, sim.definition, inp, size + 100)(sim.state)
+    assert refused.result is Result.INVALID and refused.code == "too_large"
+    applied = action_mutate(sim.ctype, sim.definition, inp, size + 2000)(sim.state)
+    assert applied.result is Result.APPLIED
+
+
+def test_a_survey_has_no_cap_below_the_group_size() -> None:
+    """4,000 long text answers: each a record, the synced state only counts."""
+    members = {f"m{i}" for i in range(4000)}
+    questions = [
+        {"id": "q", "kind": "text", "prompt": "?", "max_length": 2000},
+        {"id": "c", "kind": "single", "prompt": "?", "options": ["x", "y"]},
+    ]
+    sim = Sim.of("survey@1", "a", members, questions=questions)
+    for i in range(4000):
+        d = sim.act(f"m{i}", "respond", {"answers": {"q": "x" * 2000, "c": i % 2}})
+        assert outcome(d, sim) == "open"
+    assert dict(sim.card.data) == {"counts": [[], [2000, 2000]], "respondents": 4000}
+    assert len(json.dumps(dict(sim.state.extra))) < 300
+    assert dict(sim.records["r:m7"].value) == {"a": ["x" * 2000, [1]], "at": NOW}
+
+
+def test_survey_counts_follow_edited_responses() -> None:
+    questions = [{"id": "m", "kind": "multiple", "prompt": "?", "options": ["x", "y", "z"]}]
+    sim = Sim.of("survey@1", "a", MEMBERS, questions=questions)
+    sim.act("b", "respond", {"answers": {"m": [0, 1]}})
+    sim.act("c", "respond", {"answers": {"m": [1]}})
+    sim.act("b", "respond", {"answers": {"m": [2]}})
+    assert dict(sim.card.data) == {"counts": [[0, 1, 1]], "respondents": 2}
+
+
+def test_responses_of_an_older_version_move_into_records_on_the_next_response() -> None:
+    questions = [{"id": "m", "kind": "single", "prompt": "?", "options": ["x", "y"]}]
+    sim = Sim.of("survey@1", "a", MEMBERS, questions=questions, final=True)
+    card = sim.card.to_json()
+    card["data"] = {"responses": [["b", [[0]], 5], ["c", [[1]], 6]], "respondents": 2}
+    sim.state = replace(sim.state, fields=replace(sim.state.fields, extra={"card": card}))
+    assert outcome(sim.act("b", "respond", {"answers": {"m": 1}}), sim) == "!already_responded"
+    assert outcome(sim.act("d", "respond", {"answers": {"m": 1}}), sim) == "open"
+    assert dict(sim.card.data) == {"counts": [[1, 2]], "respondents": 3}
+    assert {k: dict(r.value) for k, r in sim.records.items()} == {
+        "r:b": {"a": [[0]], "at": 5},
+        "r:c": {"a": [[1]], "at": 6},
+        "r:d": {"a": [[1]], "at": NOW},
+    }
+    assert outcome(sim.act("c", "respond", {"answers": {"m": 0}}), sim) == "!already_responded"
 
 
 def test_a_vote_has_no_cap_below_the_group_size() -> None:

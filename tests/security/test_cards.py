@@ -21,7 +21,7 @@ def _history_tables(world: World) -> dict[str, object]:
 
 
 async def test_outsider_cannot_view_a_card(world: World, outsider: httpx.AsyncClient) -> None:
-    for path in ("", "/ops", "/history"):
+    for path in ("", "/ops", "/history", "/records"):
         r = await outsider.get(f"/cards/{world.card_id}{path}")
         assert r.status_code == 404, r.text
         assert_no_data(world, r)
@@ -34,6 +34,8 @@ async def test_member_views_the_card(world: World, member: httpx.AsyncClient) ->
     assert r.json()["title"]
     ops = await member.get(f"/cards/{world.card_id}/ops")
     assert ops.status_code == 200 and ops.json()["data"], ops.text
+    records = await member.get(f"/cards/{world.card_id}/records")
+    assert records.status_code == 200 and "visible" in records.json(), records.text
 
 
 async def test_an_outsiders_action_gets_no_card_and_leaves_no_trace(

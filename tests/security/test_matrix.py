@@ -238,6 +238,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/card-types"): business(lambda u, _: _CARD_TYPE),
     ("GET", "/card-types/{tag}"): business(lambda u, _: {}),
     ("GET", "/card-types"): business(lambda u, _: {}),
+    ("GET", "/cards/{message_id}/records"): user(lambda u, _: {"uid": u}, 404),
     ("GET", "/admin/users"): business(lambda u, _: {"limit": 5}),
     ("GET", "/admin/channels"): business(lambda u, _: {"limit": 5}),
     ("GET", "/admin/channel"): business(lambda u, _: {"channel_id": "g1", "channel_type": 2}),

@@ -122,6 +122,11 @@ class CardType(ABC, Generic[D]):
         offers, ``None`` when the type lists none."""
         return None
 
+    def records_visible(self, d: D, card: CardState, viewer: Viewer) -> bool:
+        """Whether ``viewer`` may page the records of :meth:`record_prefix` now (decided per
+        viewer and card, never per record, so a page's cursor reveals nothing hidden)."""
+        return False
+
     def record_view(
         self, d: D, card: CardState, viewer: Viewer, key: str, value: Mapping[str, Any]
     ) -> dict[str, Any] | None:

@@ -451,6 +451,44 @@ class CardService:
             raise _hidden()
         return [render_op(op) for op in await self._port.ops(message_id, after_op_id, limit)]
 
+    async def records(
+        self, message_id: int, uid: str, after: str, limit: int, *, business: bool = False
+    ) -> dict[str, Any]:
+        """A page of the card's per-user records (ballots, responses) as ``uid`` may see
+        them, ascending by uid after ``after`` (members only; the business key sees what an
+        admin sees). ``visible`` false (and no rows) when the type lists none or hides them
+        from this viewer now; ``next`` is the cursor of the following page, ``None`` at the
+        end."""
+        loaded = await self._require(message_id)
+        member = await self._is_member(loaded, uid)
+        if not member and not business:
+            raise _hidden()
+        ctype, d = loaded.ctype, loaded.definition
+        ext = await self._port.extension(message_id)
+        card = current_card(ctype, d, {} if ext is None else ext.extra)
+        viewer = await self._viewer(loaded, uid, member)
+        if business:
+            viewer = replace(viewer, roles=viewer.roles | {Role.ADMIN, Role.MEMBER})
+        prefix = ctype.record_prefix(d)
+        page: dict[str, Any] = {
+            "message_id": message_id,
+            "message_id_str": str(message_id),
+            "version": 0 if ext is None else ext.version,
+            "visible": False,
+            "records": [],
+            "next": None,
+        }
+        if prefix is None or not ctype.records_visible(d, card, viewer):
+            return page
+        rows = await self._port.list_records(message_id, prefix, prefix + after, limit + 1)
+        shown = [
+            (row.key, ctype.record_view(d, card, viewer, row.key, row.value))
+            for row in rows[:limit]
+        ]
+        nxt = rows[limit - 1].key.removeprefix(prefix) if len(rows) > limit else None
+        records = [view for _, view in shown if view is not None]
+        return {**page, "visible": True, "records": records, "next": nxt}
+
     # creating ------------------------------------------------------------------------------
 
     async def _check_people(self, req: CreateRequest, ctype: CardType[Any], d: Any) -> None:

@@ -10,10 +10,20 @@ response is final); ``closes_at`` (unix ms, optional).
 Action ``respond`` takes ``{"answers": {question id: answer}}``: an option index for
 ``single``, a list of indices for ``multiple``, a string for ``text``.
 
-State ``data``: ``responses`` — ``[uid, answers, at_ms]`` with the answers as a list aligned
-with the questions (``[i]`` / ``[i, j]`` / ``"text"``; lists keep the extension's key budget
-for real data) — and ``respondents``. Answers are never logged and only the creator and
-admins see results; every member sees the number of respondents and their own response.
+State ``data`` is the small aggregate every member syncs: ``respondents`` and ``counts``
+(per question, the responses choosing each option; ``[]`` for a text question), so a response
+changes it by a few bytes whatever the size of the group. Each response is a record of its
+own (``r:<uid>`` -> ``{"a": answers, "at": at_ms}``, the answers a list aligned with the
+questions: ``[i]`` / ``[i, j]`` / ``"text"``), read and written in the response's
+transaction, so the counts are exact under any concurrency. Answers are never logged and
+only the creator and admins see results: the counts, and the text answers of the first
+:data:`TEXT_PREVIEW` respondents (by uid; every response through the paged listing
+``GET /cards/{id}/records``); every member sees the number of respondents and their own
+response.
+
+Cards of older versions kept the responses in ``data["responses"]`` (``[uid, answers,
+at_ms]`` entries): they are read as responses, and the first response after the upgrade
+moves them into records.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ MAX_QUESTIONS = 20
 MIN_CHOICES, MAX_CHOICES = 2, 20
 MAX_PROMPT = 500
 DEFAULT_TEXT_LENGTH, MAX_TEXT_LENGTH = 500, 2000
+#: Respondents whose text answers every owner's projection shows (the first by uid).
+TEXT_PREVIEW = 20
 _QUESTION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # whole value: fullmatch
 
 
@@ -143,19 +155,67 @@ def _answers(d: SurveyDef, raw: Mapping[str, Any]) -> list[list[int] | str]:
     return [_answer(q, given.get(q.id)) for q in d.questions]
 
 
-def _mine(data: Mapping[str, Any], uid: str) -> list[Any] | None:
-    return next((list(r) for r in data.get("responses", []) if r[0] == uid), None)
+def response_key(uid: str) -> str:
+    """The record key of ``uid``'s response."""
+    return f"r:{uid}"
+
+
+def _legacy(data: Mapping[str, Any]) -> list[list[Any]]:
+    """The ``[uid, answers, at]`` responses an older version kept in the state."""
+    return [list(r) for r in data.get("responses", [])]
+
+
+def _mine(
+    data: Mapping[str, Any], records: Mapping[str, Mapping[str, Any]], uid: str
+) -> list[Any] | None:
+    """``uid``'s response as ``[uid, answers, at]``: its record, else a legacy entry."""
+    if not uid:
+        return None
+    found = records.get(response_key(uid))
+    if found is not None:
+        return [uid, list(found["a"]), int(found["at"])]
+    return next((r for r in _legacy(data) if r[0] == uid), None)
+
+
+def _zero(d: SurveyDef) -> list[list[int]]:
+    return [[0] * len(q.options) if q.kind != "text" else [] for q in d.questions]
+
+
+def _count(d: SurveyDef, counts: list[list[int]], answers: list[Any], sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) one response's choices."""
+    for n, q in enumerate(d.questions):
+        if q.kind != "text":
+            for i in answers[n]:
+                counts[n][i] += sign
+
+
+def _counts(d: SurveyDef, data: Mapping[str, Any]) -> list[list[int]]:
+    """The choice counts (computed from legacy responses when the state has those)."""
+    if "responses" in data:
+        counts = _zero(d)
+        for r in _legacy(data):
+            _count(d, counts, r[1], 1)
+        return counts
+    return [list(c) for c in data.get("counts", _zero(d))]
 
 
 def _respond(act: Act[SurveyDef]) -> Step:
-    responses = list(act.data["responses"])
-    entry = [act.uid, act.params, act.now]
-    n = next((n for n, r in enumerate(responses) if r[0] == act.uid), None)
-    if n is None:
-        responses.append(entry)
+    """Record the response (replacing the member's previous one) and move the counts."""
+    d, data = act.definition, act.data
+    counts = _counts(d, data)
+    respondents = int(data.get("respondents", 0))
+    writes: dict[str, Any] = {}
+    if "responses" in data:  # move the legacy responses into records (once)
+        for r in _legacy(data):
+            writes[response_key(r[0])] = {"a": r[1], "at": r[2]}
+    before = _mine(data, act.records, act.uid)
+    if before is None:
+        respondents += 1
     else:
-        responses[n] = entry
-    return Step(OPEN, {"responses": responses, "respondents": len(responses)})
+        _count(d, counts, before[1], -1)
+    _count(d, counts, act.params, 1)
+    writes[response_key(act.uid)] = {"a": act.params, "at": act.now}
+    return Step(OPEN, {"counts": counts, "respondents": respondents}, writes)
 
 
 def _close(act: Act[SurveyDef]) -> Step:
@@ -163,7 +223,7 @@ def _close(act: Act[SurveyDef]) -> Step:
 
 
 def _may_respond(act: Act[SurveyDef]) -> Refusal | None:
-    if not act.definition.final or _mine(act.data, act.uid) is None:
+    if not act.definition.final or _mine(act.data, act.records, act.uid) is None:
         return None
     return Refusal(Result.CONFLICT, "already_responded", "your response is final")
 
@@ -186,19 +246,24 @@ MACHINE = Machine(
 )
 
 
-def _aggregate(d: SurveyDef, responses: list[Any]) -> list[dict[str, Any]]:
+def _texts(d: SurveyDef, card: CardState, viewer: Viewer) -> list[tuple[str, list[Any]]]:
+    """``(uid, answers)`` of the first :data:`TEXT_PREVIEW` respondents (or the legacy ones)."""
+    if "responses" in card.data:
+        return [(r[0], r[1]) for r in _legacy(card.data)]
+    rows = viewer.lists.get("texts", ())
+    return [(key.partition(":")[2], list(value["a"])) for key, value in rows]
+
+
+def _aggregate(d: SurveyDef, card: CardState, viewer: Viewer) -> list[dict[str, Any]]:
+    counts = _counts(d, card.data)
+    texts = _texts(d, card, viewer) if any(q.kind == "text" for q in d.questions) else []
     out: list[dict[str, Any]] = []
     for n, q in enumerate(d.questions):
-        answers = [(r[0], r[1][n]) for r in responses]
         if q.kind == "text":
-            texts = [{"uid": uid, "text": a} for uid, a in answers if a]
-            out.append({"id": q.id, "kind": q.kind, "answers": texts})
+            answers = [{"uid": uid, "text": a[n]} for uid, a in texts if a[n]]
+            out.append({"id": q.id, "kind": q.kind, "answers": answers})
         else:
-            counts = [0] * len(q.options)
-            for _, picked in answers:
-                for i in picked:
-                    counts[i] += 1
-            out.append({"id": q.id, "kind": q.kind, "counts": counts})
+            out.append({"id": q.id, "kind": q.kind, "counts": counts[n]})
     return out
 
 
@@ -232,7 +297,7 @@ class SurveyType(CardType[SurveyDef]):
 
     def initial(self, d: SurveyDef) -> dict[str, Any]:
         """No responses."""
-        return {"responses": [], "respondents": 0}
+        return {"counts": _zero(d), "respondents": 0}
 
     def deadline(self, d: SurveyDef) -> Deadline | None:
         """``close`` at ``closes_at``."""
@@ -240,13 +305,12 @@ class SurveyType(CardType[SurveyDef]):
 
     def view(self, d: SurveyDef, card: CardState, viewer: Viewer) -> dict[str, Any]:
         """The number of respondents; results for the creator and admins; ``my_response``."""
-        responses = list(card.data.get("responses", []))
-        owner = bool(viewer.roles & {Role.CREATOR, Role.ADMIN})
-        mine = _mine(card.data, viewer.uid)
+        owner = _owner(viewer)
+        mine = _mine(card.data, viewer.records, viewer.uid)
         state = {
             **self.to_json(d),
             "respondents": int(card.data.get("respondents", 0)),
-            "results": _aggregate(d, responses) if owner else None,
+            "results": _aggregate(d, card, viewer) if owner else None,
         }
         return {"state": state, "my_response": None if mine is None else _response_json(d, mine)}
 
@@ -263,6 +327,37 @@ class SurveyType(CardType[SurveyDef]):
     def private_params(self, d: SurveyDef, action: str) -> bool:
         """Answers are never logged (only the creator sees them, aggregated)."""
         return action == "respond"
+
+    def reads(self, d: SurveyDef, key: str) -> tuple[str, ...]:
+        """The member's response."""
+        return (response_key(key),)
+
+    def lists(self, d: SurveyDef, card: CardState) -> Mapping[str, tuple[str, int]]:
+        """The first responses, for the owners' view of the text answers."""
+        if "responses" in card.data or all(q.kind != "text" for q in d.questions):
+            return {}
+        return {"texts": ("r:", TEXT_PREVIEW)}
+
+    def record_prefix(self, d: SurveyDef) -> str | None:
+        """Responses are listed (to the creator and admins)."""
+        return "r:"
+
+    def records_visible(self, d: SurveyDef, card: CardState, viewer: Viewer) -> bool:
+        """The creator and admins see every response."""
+        return _owner(viewer)
+
+    def record_view(
+        self, d: SurveyDef, card: CardState, viewer: Viewer, key: str, value: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """``{uid, answers: {question id: answer}, at}``."""
+        if not _owner(viewer) or not key.startswith("r:"):
+            return None
+        entry = [key[2:], list(value.get("a", [])), int(value.get("at", 0))]
+        return {"uid": key[2:], **_response_json(d, entry)}
+
+
+def _owner(viewer: Viewer) -> bool:
+    return bool(viewer.roles & {Role.CREATOR, Role.ADMIN})
 
 
 SURVEY = SurveyType()

@@ -313,6 +313,10 @@ class VoteType(CardType[VoteDef]):
         """Ballots are listed (named votes only, once results are visible)."""
         return None if d.anonymous else "b:"
 
+    def records_visible(self, d: VoteDef, card: CardState, viewer: Viewer) -> bool:
+        """Every member pages the ballots of a named vote once results are visible."""
+        return not d.anonymous and _visible(d, card)
+
     def record_view(
         self, d: VoteDef, card: CardState, viewer: Viewer, key: str, value: Mapping[str, Any]
     ) -> dict[str, Any] | None:

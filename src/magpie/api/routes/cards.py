@@ -11,6 +11,9 @@
   (members only; a non-member gets 404 without data and nothing is logged).
 * ``GET /cards/{message_id}/ops`` (alias ``/history``) — the card's history panel:
   ``{"status": 200, "data": [op, ...]}``, oldest first (members only, else 404).
+* ``GET /cards/{message_id}/records?after=&limit=`` — a page of the card's per-user records
+  (a named vote's ballots, a survey's responses for its owners), projected for the caller,
+  ascending by uid: ``{visible, records, next}`` (members only, else 404).
 
 The projection answers are bare JSON objects (as the Python SDK's ``Cards.act`` and the web
 UI read them): ``status`` there is the *card's* status string. Each endpoint takes a user
@@ -75,6 +78,9 @@ MAX_ACTION_ID = 128
 MAX_CLIENT_MSG_NO = 128
 #: Default and largest ``limit`` of the ops endpoint.
 DEFAULT_OPS_LIMIT, MAX_OPS_LIMIT = 100, 1000
+#: Default and largest ``limit`` of the records endpoint, and the longest cursor.
+DEFAULT_RECORDS_LIMIT, MAX_RECORDS_LIMIT = 100, 500
+MAX_RECORDS_CURSOR = 190
 
 _MESSAGE_ID = IntOrString(1)
 
@@ -150,7 +156,20 @@ class TypeQuery:
 
 REGISTER = _Registration()
 TYPE_QUERY = Object.of(TypeQuery)
+
+
+@request
+class RecordsQuery(Acting):
+    """``GET /cards/{message_id}/records``."""
+
+    after: str = Field(
+        String(MAX_RECORDS_CURSOR), default="", doc="paging cursor: the previous page's next"
+    )
+    limit: int = Field(IntOrString(1, MAX_RECORDS_LIMIT), default=DEFAULT_RECORDS_LIMIT)
+
+
 CREATE = Object.of(CreateReq)
+RECORDS = Object.of(RecordsQuery)
 ACT = Object.of(ActReq)
 VIEW = Object.of(ViewQuery)
 OPS = Object.of(OpsQuery)
@@ -263,6 +282,17 @@ async def card_ops(ctx: ApiContext, request: Request, q: OpsQuery) -> Response:
     return JsonBytes(body, headers={MORE_HEADER: str(more)})
 
 
+async def card_records(ctx: ApiContext, request: Request, q: RecordsQuery) -> Response:
+    """A page of the card's per-user records as the caller may see them."""
+    message_id = _message_id(request)
+    caller = await _caller(ctx, request, q.uid, acting=False)
+    async with ctx.reads.slot(reader(caller)):
+        page = await _cards(ctx).records(
+            message_id, caller.uid, q.after, q.limit, business=caller.business
+        )
+    return bare(page)
+
+
 # --- the route table -----------------------------------------------------------------------
 
 _OP_ROW: dict[str, Any] = {
@@ -289,6 +319,45 @@ _OP_ROW: dict[str, Any] = {
         "code": {"type": "string"},
         "detail": {"type": "string"},
         "created_at": {"type": "integer", "description": "unix milliseconds"},
+    },
+}
+_RECORDS_PAGE: dict[str, Any] = {
+    "type": "object",
+    "description": "a page of a card's per-user records (docs/cards.md section 2)",
+    "required": ["message_id", "message_id_str", "version", "visible", "records", "next"],
+    "properties": {
+        "message_id": {"type": "integer", "format": "int64"},
+        "message_id_str": {"type": "string"},
+        "version": {"type": "integer", "description": "the card's version when read"},
+        "visible": {
+            "type": "boolean",
+            "description": "false: the type lists no records or hides them from the caller now",
+        },
+        "records": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "description": "a ballot {uid, options} or a response {uid, answers, at}",
+                "properties": {
+                    "uid": {"type": "string"},
+                    "options": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "a ballot's chosen option indices",
+                    },
+                    "answers": {
+                        "type": "object",
+                        "description": "a response: question id -> [indices] or text",
+                    },
+                    "at": {"type": "integer", "description": "a response's time, unix ms"},
+                },
+                "required": ["uid"],
+            },
+        },
+        "next": {
+            "oneOf": [{"type": "string"}, {"type": "null"}],
+            "description": "the cursor (after=) of the next page; null at the end",
+        },
     },
 }
 _CREATED = card_projection_with(message_seq={"type": "integer"}, client_msg_no={"type": "string"})
@@ -436,5 +505,14 @@ def endpoints(_: Settings) -> list[Endpoint[Any]]:
         ),
         _card_endpoint(
             "GET", "/cards/{message_id}/history", "A card's history (alias)", card_ops, **ops
+        ),
+        _card_endpoint(
+            "GET",
+            "/cards/{message_id}/records",
+            "A page of a card's ballots or responses",
+            card_records,
+            query=RECORDS,
+            response=_RECORDS_PAGE,
+            errors=(_NO_CARD,),
         ),
     ]
