@@ -138,3 +138,38 @@ async def test_chat_restarts_from_its_cache_offline(tmp_path: Path) -> None:
         if again.proc.returncode is None:
             again.proc.kill()
         await again.proc.wait()
+
+
+async def test_chat_shows_a_card_as_text_and_takes_numbered_actions(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "node") as node:
+        for uid in ("alice", "bob"):
+            await add_user(node, uid)
+        await make_group(node, "g1", ["alice", "bob"])
+        alice = client_of(node, "alice", "tok-alice", None)
+        await alice.open()
+        vote = await alice.cards.create_vote(Channel.group("g1"), "Lunch", ["pizza", "sushi"])
+        mid = vote.message_id
+        bob = await start_chat(node, "bob", tmp_path / "bob.db")
+        try:
+            await bob.expect(r"^\[sync\] done")
+            await bob.type(f"/card {mid}")
+            await bob.expect(r"^\[card\] Lunch \[vote@1\] — open \(v1\)$")
+            await bob.expect(r"^\[card\]   1\) sushi \[\.+\] 0$")
+            await bob.expect(r"^\[card\]   \[1\] Vote — fill in: options")
+            await bob.expect(r"^\[card\]   \[2\] Close .*\(unavailable: ")
+            await bob.type(f"/do {mid} 2")
+            await bob.expect(r"^\[error\] Close: ")
+            await bob.type(f"/do {mid} 9")
+            await bob.expect(rf"^\[error\] the card has no action 9 \(/card {mid} lists them\)")
+            await bob.type(f'/do {mid} 1 {{"options": [1]}}')
+            await bob.expect(rf"^\[card\] id={mid} v2 status=open$")
+            await bob.type(f"/card {mid}")
+            await bob.expect(r"^\[card\]   1\) sushi \[#+\] 1$")
+            await bob.expect(r"^\[card\] your vote: 1$")
+            await bob.type("/quit")
+            assert await asyncio.wait_for(bob.proc.wait(), T) == 0
+        finally:
+            if bob.proc.returncode is None:
+                bob.proc.kill()
+                await bob.proc.wait()
+            await alice.close()

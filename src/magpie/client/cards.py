@@ -17,6 +17,15 @@ carries the ``action_id`` for the caller to retry with later. A 409 raises
 ``confirm=True`` could override it. After a success the card's channel is synced, so the
 cache (and the ``ext_changes`` listeners) see the new state even before the server's
 ``syncMessageExtra`` CMD arrives.
+
+Creating and reading: :meth:`Cards.create` sends a card message (``POST /cards``) and answers
+its state; the typed helpers :meth:`Cards.create_approval`, :meth:`Cards.create_vote`,
+:meth:`Cards.create_survey`, :meth:`Cards.create_task` and :meth:`Cards.create_custom` (a
+registered type by its tag, with its ``state`` and ``doc``) build the definition from
+keyword arguments; :meth:`Cards.get` reads the viewer's projection (``GET /cards/{id}``) and
+:meth:`Cards.records` one page of a card's ballots or responses. :meth:`Cards.register_type`
+registers a business card type (``POST /card-types``) with the *business key* — a business
+server's call, not a user's (shapes: ``docs/cards.md``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import httpx
 from magpie.client.cache import Cache
 from magpie.client.errors import ApiUnavailable, CardConflict, InvalidArgument
 from magpie.client.http import HttpApi, failure
+from magpie.client.model import Channel
 from magpie.client.options import ClientOptions
 
 __all__ = ["CardState", "Cards", "new_action_id"]
@@ -137,6 +147,145 @@ class Cards:
         state = CardState(message_id, body["action_id"], _object(response))
         self._on_applied(message_id)
         return state
+
+    # creating and reading --------------------------------------------------------------------
+
+    def _require_api(self) -> HttpApi:
+        if self._api is None:
+            raise InvalidArgument("api_url", "cards need the client's api_url")
+        return self._api
+
+    async def create(
+        self,
+        channel: Channel,
+        card: Mapping[str, Any],
+        *,
+        content: str = "",
+        client_msg_no: str | None = None,
+    ) -> CardState:
+        """Send a card message into ``channel`` (``card``: the definition, ``{"type":
+        "vote@1", "title": ..., ...}``); the creator's state, ``message_id`` set.
+        Idempotent by ``client_msg_no`` (default: fresh). Raises
+        :class:`~magpie.client.errors.ApiRequestFailed` on a refusal (400 invalid, 403 not a
+        member, 413 too large), :class:`InvalidArgument` before sending anything wrong."""
+        api = self._require_api()
+        if not isinstance(channel, Channel):
+            raise InvalidArgument("channel", "must be a Channel")
+        definition = _check_params(card)
+        if not isinstance(definition.get("type"), str):
+            raise InvalidArgument("card", "needs a type, e.g. 'vote@1'")
+        if not isinstance(content, str):
+            raise InvalidArgument("content", "must be a string")
+        msg_no = new_action_id() if client_msg_no is None else client_msg_no
+        body = {
+            "uid": api.uid,
+            "channel_id": channel.channel_id,
+            "channel_type": channel.channel_type,
+            "card": definition,
+            "content": content,
+            "client_msg_no": _check_name(msg_no, "client_msg_no"),
+        }
+        response = await api.post("/cards", body)
+        data = _object(response)
+        message_id = int(data.get("message_id_str") or data.get("message_id") or 0)
+        self._on_applied(message_id)
+        return CardState(message_id, "", data)
+
+    async def create_approval(
+        self, channel: Channel, title: str, approvers: list[str], **more: Any
+    ) -> CardState:
+        """An ``approval@1`` card (``mode``, ``quorum``, ``expires_at``, ``description``,
+        ``admins`` as keywords)."""
+        card = {"type": "approval@1", "title": title, "approvers": approvers, **more}
+        return await self.create(channel, card)
+
+    async def create_vote(
+        self, channel: Channel, title: str, options: list[str], **more: Any
+    ) -> CardState:
+        """A ``vote@1`` card (``multiple``, ``anonymous``, ``revote``, ``results``,
+        ``closes_at`` ... as keywords)."""
+        return await self.create(
+            channel, {"type": "vote@1", "title": title, "options": options, **more}
+        )
+
+    async def create_survey(
+        self, channel: Channel, title: str, questions: list[Mapping[str, Any]], **more: Any
+    ) -> CardState:
+        """A ``survey@1`` card (``final``, ``closes_at`` as keywords)."""
+        card = {"type": "survey@1", "title": title, "questions": list(questions), **more}
+        return await self.create(channel, card)
+
+    async def create_task(
+        self, channel: Channel, title: str, assignees: list[str], **more: Any
+    ) -> CardState:
+        """A ``task@1`` card (``due`` as a keyword)."""
+        card = {"type": "task@1", "title": title, "assignees": assignees, **more}
+        return await self.create(channel, card)
+
+    async def create_custom(
+        self,
+        channel: Channel,
+        type_tag: str,
+        *,
+        title: str = "",
+        state: Mapping[str, Any] | None = None,
+        doc: Mapping[str, Any] | None = None,
+        listed: list[str] | None = None,
+        **more: Any,
+    ) -> CardState:
+        """A card of a registered type (``type_tag`` like ``"leave@1"``), its ``state``
+        merged over the type's initial state, ``doc`` its document, ``listed`` the users of
+        the ``listed`` role."""
+        card: dict[str, Any] = {"type": _check_name(type_tag, "type_tag"), **more}
+        if title:
+            card["title"] = title
+        if state is not None:
+            card["state"] = dict(state)
+        if doc is not None:
+            card["doc"] = dict(doc)
+        if listed is not None:
+            card["listed"] = list(listed)
+        return await self.create(channel, card)
+
+    async def get(self, message_id: int) -> CardState:
+        """The card as this user sees it (``GET /cards/{id}``; 404 for a non-member)."""
+        api = self._require_api()
+        mid = _check_int(message_id, "message_id", 1)
+        path = f"/cards/{mid}"
+        response = await api.get(path)
+        if not response.is_success:
+            raise failure(path, response)
+        return CardState(mid, "", _object(response))
+
+    async def records(
+        self, message_id: int, after: str = "", limit: int = 100
+    ) -> Mapping[str, Any]:
+        """One page of the card's ballots or responses as this user may see them:
+        ``{visible, records, next}`` (``next``: the ``after`` of the following page)."""
+        api = self._require_api()
+        mid = _check_int(message_id, "message_id", 1)
+        path = f"/cards/{mid}/records"
+        query = {"after": after, "limit": _check_int(limit, "limit", 1)}
+        response = await api.get(path, query)
+        if not response.is_success:
+            raise failure(path, response)
+        return _object(response)
+
+    async def register_type(
+        self, definition: Mapping[str, Any], *, api_key: str
+    ) -> Mapping[str, Any]:
+        """Register a business card type (``POST /card-types`` with the business key
+        ``api_key``): ``{tag, created, type}``. The same tag and body again is answered
+        ``created: false``; another body under the same tag raises
+        :class:`~magpie.client.errors.ApiRequestFailed` (409 ``type_exists``)."""
+        api = self._require_api()
+        body = _check_params(definition)
+        if not isinstance(api_key, str) or not api_key:
+            raise InvalidArgument("api_key", "the business key is required")
+        response = await api.request_as("/card-types", body, api_key)
+        if not response.is_success:
+            raise failure("/card-types", response)
+        return _object(response)
 
     async def _body(
         self,

@@ -5,6 +5,8 @@ from stdin, one per line::
 
     /send <channel> <text>             send a text message
     /act <message_id> <action> [json]  act on a card (params as a JSON object)
+    /card <message_id>                 show a card as text, its actions numbered
+    /do <message_id> <n> [json]        take the card's action number n (json: its inputs)
     /confirm <message_id> <action> [json]   the same, overriding a conflicting action
     /history <channel> [n]             the last n cached messages with their state
     /channels                          the conversation list
@@ -30,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from magpie.client.cardtext import render
 from magpie.client.client import Client
 from magpie.client.connection import ConnectionChange
 from magpie.client.errors import CardConflict, ClientError
@@ -42,6 +45,8 @@ __all__ = ["Chat", "add_arguments", "run"]
 HELP = """\
 /send <channel> <text>                  send a text message
 /act <message_id> <action> [json]       act on a card (params as a JSON object)
+/card <message_id>                      show a card as text, its actions numbered
+/do <message_id> <n> [json]             take the card's action number n (json: its inputs)
 /confirm <message_id> <action> [json]   the same, overriding a conflicting action
 /history <channel> [n]                  the last n cached messages with their state
 /channels                               the conversation list
@@ -100,6 +105,8 @@ class Chat:
             "/send": self._send,
             "/act": self._act,
             "/confirm": self._confirm,
+            "/card": self._card,
+            "/do": self._do,
             "/history": self._history,
             "/channels": self._channels,
             "/state": self._state,
@@ -190,6 +197,28 @@ class Chat:
 
     async def _confirm(self, args: list[str]) -> None:
         await self._act(args, confirm=True)
+
+    async def _card(self, args: list[str]) -> None:
+        if len(args) != 1 or not args[0].isdigit():
+            raise ValueError("usage: /card <message_id>")
+        state = await self.client.cards.get(int(args[0]))
+        for line in render(state.data).lines:
+            self.print("card", line)
+
+    async def _do(self, args: list[str]) -> None:
+        if len(args) not in (2, 3) or not args[0].isdigit() or not args[1].isdigit():
+            raise ValueError("usage: /do <message_id> <n> [json inputs]")
+        shown = render((await self.client.cards.get(int(args[0]))).data)
+        chosen = shown.action(int(args[1]))
+        if chosen is None:
+            raise ValueError(f"the card has no action {args[1]} (/card {args[0]} lists them)")
+        if not chosen.enabled:
+            raise ValueError(f"{chosen.label}: {chosen.reason}")
+        given = json.loads(args[2]) if len(args) == 3 else {}
+        if not isinstance(given, dict):
+            raise ValueError("the inputs must be a JSON object")
+        params = json.dumps({**chosen.params, **given}, ensure_ascii=False)
+        await self._act([args[0], chosen.action, params])
 
     async def _history(self, args: list[str]) -> None:
         if len(args) not in (1, 2):

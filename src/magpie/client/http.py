@@ -98,6 +98,26 @@ class HttpApi:
         except httpx.TransportError as exc:
             raise ApiUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
 
+    async def request_as(self, path: str, body: Mapping[str, Any], key: str) -> httpx.Response:
+        """POST ``body`` with another credential (the business key); the response whatever
+        its status."""
+        self.requests += 1
+        try:
+            return await self._http.post(
+                path, json=dict(body), headers={"Authorization": f"Bearer {key}"}
+            )
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+        """GET with query ``params``; the response whatever its status.
+        :class:`ApiUnavailable` when the server cannot be reached."""
+        self.requests += 1
+        try:
+            return await self._http.get(path, params=dict(params or {}))
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+
     async def post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
         """POST ``body``; :class:`ApiRequestFailed` for any status but 2xx."""
         response = await self.request(path, body)
