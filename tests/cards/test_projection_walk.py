@@ -131,6 +131,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/channel/members"): _post(
         "/channel/members", {"channel_id": "g1", "channel_type": 2}
     ),
+    ("POST", "/channel/online"): _post("/channel/online", {"channel_id": "g1", "channel_type": 2}),
     ("POST", "/message/typing"): _post("/message/typing", {"channel_id": "g1", "channel_type": 2}),
     ("POST", "/message/edit"): _as_creator(
         "/message/edit", {"content_edit": {"type": CARD_CONTENT_TYPE, "content": "edited"}}

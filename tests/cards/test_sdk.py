@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from magpie.app import Node
 from magpie.client import Channel, Client, ClientOptions
+from magpie.client.cardtext import render
 from magpie.client.errors import ApiRequestFailed, InvalidArgument
+from tests.support.nodes import API_KEY
 
 G1 = Channel.group("g1")
 
@@ -83,3 +86,58 @@ async def test_act_get_and_page_the_records(sdk: Sdk) -> None:
     with pytest.raises(ApiRequestFailed) as info:
         await (await sdk("out")).cards.get(vote.message_id)
     assert info.value.status == 404
+
+
+def _leave_type() -> dict[str, Any]:
+    form = {
+        "type": "form",
+        "id": "decide",
+        "elements": [
+            {"type": "input", "name": "note", "label": "Note"},
+            {"type": "button", "action": "approve", "label": "Approve"},
+        ],
+    }
+    return {
+        "name": "leave",
+        "version": 1,
+        "title": "Leave request",
+        "initial_status": "pending",
+        "terminal": ["approved"],
+        "state_schema": {"type": "object"},
+        "initial_state": {},
+        "actions": [
+            {
+                "name": "approve",
+                "label": "Approve",
+                "who": {"roles": ["listed"]},
+                "params": {"type": "object", "properties": {"note": {"type": "string"}}},
+            }
+        ],
+        "transitions": [
+            {"from": "pending", "action": "approve", "to": "approved", "guard": "first_wins"}
+        ],
+        "doc": {"version": 1, "blocks": [{"type": "header", "text": "Leave"}, form]},
+    }
+
+
+async def test_register_type_and_a_custom_card_rendered_as_text(sdk: Sdk) -> None:
+    a, b = await sdk("a"), await sdk("b")
+    registered = await a.cards.register_type(_leave_type(), api_key=API_KEY)
+    assert registered["tag"] == "leave@1" and registered["created"] is True
+    assert (await a.cards.register_type(_leave_type(), api_key=API_KEY))["created"] is False
+    with pytest.raises(ApiRequestFailed) as info:
+        await a.cards.register_type({**_leave_type(), "title": "other"}, api_key=API_KEY)
+    assert info.value.status == 409
+    with pytest.raises(ApiRequestFailed) as wrong_key:
+        await a.cards.register_type(_leave_type(), api_key="tok-a")
+    assert wrong_key.value.status == 401
+    card = await a.cards.create_custom(G1, "leave@1", title="Leave", listed=["b"])
+    assert card.status == "pending" and card.data["document"]["blocks"][0]["text"] == "Leave"
+    shown = render((await b.cards.get(card.message_id)).data)
+    assert "== Leave ==" in shown.lines
+    approve = shown.action(1)
+    assert approve is not None and approve.enabled and list(approve.inputs) == ["note"]
+    done = await b.cards.act(card.message_id, approve.action, {"note": "ok"}, base_version=1)
+    assert done.status == "approved"
+    after = render((await a.cards.get(card.message_id)).data)
+    assert after.lines[0].endswith("— approved (v2)") and not any(x.enabled for x in after.actions)

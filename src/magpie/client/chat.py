@@ -158,7 +158,7 @@ class Chat:
             self.print("error", f"unknown command {name!r}; /help lists them")
             return True
         try:
-            await command(rest.split(" ", 1) if name == "/send" else shlex.split(rest))
+            await command(_arguments(name, rest))
         except (ClientError, ValueError) as exc:
             self.print("error", str(exc))
         return True
@@ -245,6 +245,15 @@ class Chat:
     async def _help(self, _: list[str]) -> None:
         for line in HELP.splitlines():
             self.print("help", line.strip())
+
+
+def _arguments(name: str, rest: str) -> list[str]:
+    """A command's arguments: ``/send``'s text and ``/do``'s JSON are taken as typed."""
+    if name == "/send":
+        return rest.split(" ", 1)
+    if name == "/do":
+        return rest.split(None, 2)
+    return shlex.split(rest)
 
 
 async def _stdin_lines(stdin: TextIO) -> AsyncIterator[str]:
