@@ -151,7 +151,6 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/file/upload"): _upload,
     ("GET", "/file/{file_id}"): _download,
     ("POST", "/message/search"): _post("/message/search", {"keyword": "secret poll lunch"}),
-    ("POST", "/channel/online"): _post("/channel/online", {"channel_id": "g1", "channel_type": 2}),
     ("POST", "/cards"): _create,
     ("GET", "/cards/{message_id}"): _each_card("/cards/{message_id}"),
     ("POST", "/cards/{message_id}/actions"): _actions,
