@@ -12,8 +12,9 @@ The parent (:class:`Supervisor`) holds no socket and serves nothing:
 * it starts one worker and waits until it is ready (it writes one byte to a pipe after it
   listens), so a bad setting or an unreachable database is reported once, by that worker, in
   its one line — then the parent exits with the worker's status; then it starts the others;
-* a worker that exits while running is started again after ``restart_delay``; more than
-  ``max_restarts`` restarts within ``restart_window`` seconds stop everything (exit 1);
+* a worker that exits while running is started again after a second; while it keeps
+  exiting within ``restart_window`` of its start the delay doubles, up to ``max_delay``
+  (a database that is down at that moment delays it, and never stops the healthy workers);
 * SIGTERM or SIGINT: every worker gets SIGTERM (each drains like a single node), the parent
   waits for them (``stop_timeout``, then SIGKILL) and exits 0;
 * no orphans: a worker asks the kernel for SIGTERM when its parent dies
@@ -31,7 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -106,6 +106,7 @@ class _Worker:
     number: int
     proc: subprocess.Popen[bytes]
     ready_fd: int
+    started: float = field(default_factory=time.monotonic)
     ready: bool = False
 
 
@@ -118,12 +119,11 @@ class Supervisor:
     workers: int
     env: Mapping[str, str]
     restart_delay: float = 1.0
-    max_restarts: int = 5
+    max_delay: float = 30.0
     restart_window: float = 60.0
     stop_timeout: float = 30.0
     start_timeout: float = 120.0
     _running: dict[int, _Worker] = field(default_factory=dict)
-    _restarts: deque[float] = field(default_factory=deque)
     _stop: int = 0
 
     def run(self) -> int:
@@ -188,8 +188,14 @@ class Supervisor:
         return None
 
     def _supervise(self) -> int:
+        """Until a signal: start again every worker that exited, after a delay that doubles
+        (up to ``max_delay``) while it keeps exiting within ``restart_window`` of its start."""
+        due: dict[int, float] = {}
+        failures: dict[int, int] = {}
         while not self._stop:
             time.sleep(0.2)
+            self._note_ready()
+            now = time.monotonic()
             for number in range(1, self.workers + 1):
                 if self._stop:
                     break
@@ -200,28 +206,31 @@ class Supervisor:
                         continue
                     del self._running[number]
                     _close_ready(worker)
-                    what = f"worker {number} (pid {worker.proc.pid}) exited ({_describe(code)})"
-                else:
-                    what = f"worker {number} is not running"
-                if not self._may_restart():
+                    quick = now - worker.started < self.restart_window
+                    failures[number] = failures.get(number, 0) + 1 if quick else 0
+                    delay = min(self.restart_delay * 2 ** failures[number], self.max_delay)
                     _say(
-                        f"{what}; more than {self.max_restarts} restarts in "
-                        f"{self.restart_window:.0f} s, stopping every worker"
+                        f"worker {number} (pid {worker.proc.pid}) exited ({_describe(code)}); "
+                        f"starting it again in {delay:g} s"
                     )
-                    return 1
-                _say(f"{what}; starting it again")
-                time.sleep(self.restart_delay)
-                new = self._spawn(number)
-                if self._wait_ready([new]) is None and not self._stop:
-                    _say(f"worker {number} running again (pid {new.proc.pid})")
+                    due[number] = now + delay
+                elif now >= due.get(number, now):
+                    due.pop(number, None)
+                    self._spawn(number)
         return 0
 
-    def _may_restart(self) -> bool:
-        now = time.monotonic()
-        while self._restarts and now - self._restarts[0] > self.restart_window:
-            self._restarts.popleft()
-        self._restarts.append(now)
-        return len(self._restarts) <= self.max_restarts
+    def _note_ready(self) -> None:
+        """Say which restarted workers listen again (without waiting for any)."""
+        waiting = {w.ready_fd: w for w in self._running.values() if w.ready_fd >= 0}
+        if not waiting:
+            return
+        readable, _, _ = select.select(list(waiting), [], [], 0)
+        for fd in readable:
+            worker = waiting[fd]
+            worker.ready = os.read(fd, 1) == b"1"
+            _close_ready(worker)
+            if worker.ready:
+                _say(f"worker {worker.number} running again (pid {worker.proc.pid})")
 
     def _stop_all(self) -> None:
         workers = list(self._running.values())
