@@ -70,8 +70,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU time of a process's threads by thread name (``/proc/PID/task/TID/comm``; the
-    main thread is ``main``), from each thread's ``schedstat``."""
+    """CPU time of a process's threads by OS thread name (``/proc/PID/task/TID/comm``, summed
+    per name; the main thread is ``main``), from each thread's ``schedstat``. Python 3.11
+    does not name its threads in the OS: they are all the executable's name."""
     out: dict[str, float] = {}
     with contextlib.suppress(FileNotFoundError):
         for task in Path(f"/proc/{pid}/task").iterdir():

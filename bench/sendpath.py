@@ -49,8 +49,8 @@ class Result:
     cpu_us: float
     p50_ms: float
     p99_ms: float
-    #: µs per request by thread: the event loop (``main``), the SQLite writer, the rest.
-    split: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: µs per request: the event loop (the main thread), the other threads (the store's).
+    split: tuple[float, float] = (0.0, 0.0)
 
 
 def _send_frame_size() -> int:
@@ -75,14 +75,13 @@ def _drive(name: str, pid: int, mode: str, url: str, size: int = 300) -> Result:
     count, lat = int(answer["count"]), [x / 1000 for x in answer["lat_us"]]
     per = 1e6 / max(1, count)
     loop = cpu.threads.get("main", 0.0) * per
-    writer = sum(v for k, v in cpu.threads.items() if k.startswith("magpie-sqlite-w")) * per
     return Result(
         name,
         count / SECONDS,
         cpu.seconds * per,
         percentile(lat, 50),
         percentile(lat, 99),
-        (loop, writer, cpu.seconds * per - loop - writer),
+        (loop, cpu.seconds * per - loop),
     )
 
 
@@ -166,9 +165,9 @@ def _print(rows: list[Result]) -> None:
         )
     print("where a Magpie send's server CPU goes (µs per acked send, by thread):")
     for r in rows[2:]:
-        loop, writer, rest = r.split
-        print(f"  {r.name:30} event loop {loop:6.1f}  SQLite writer {writer:6.1f}  "
-              f"other threads {rest:5.1f}")  # fmt: skip
+        loop, rest = r.split
+        print(f"  {r.name:30} event loop {loop:6.1f}  store threads (SQLite writer, readers) "
+              f"{rest:6.1f}")  # fmt: skip
     for r in rows[2:]:
         if "FULL" in r.name:
             print(
