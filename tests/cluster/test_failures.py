@@ -57,13 +57,38 @@ async def finish(
                 await asyncio.sleep(0.1)
     except TimeoutError:
         pass  # check_listener says what is missing
-    for listener in listeners:
-        check_listener(listener, history)
+    try:
+        for listener in listeners:
+            check_listener(listener, history)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{await _diagnose(cluster, history, listeners)}") from None
     for listener in listeners:
         if listener.task is not None:
             listener.task.cancel()
         await listener.client.close()
     return history
+
+
+async def _diagnose(
+    cluster: Cluster, history: list[dict[str, object]], listeners: list[Listener]
+) -> str:
+    """What the nodes' orderers did and who sent the missing messages (for a failure)."""
+    lines = []
+    for node in cluster:
+        if not node.running:
+            continue
+        async with node.api() as http:
+            text = (await http.get("/metrics")).text
+        counts = [
+            line for line in text.splitlines()
+            if line.startswith(("magpie_delivery_order_total", "magpie_bus_dropped_total"))
+        ]  # fmt: skip
+        lines.append(f"node {node.node_id}: {counts}")
+    by_seq = {m["message_seq"]: m["from_uid"] for m in history}
+    for listener in listeners:
+        missing = sorted(set(by_seq) - set(listener.seqs))[:10]
+        lines.append(f"{listener.uid} missing {[(s, by_seq[s]) for s in missing]}")
+    return "\n".join(lines)
 
 
 async def wait_ready(cluster: Cluster) -> None:

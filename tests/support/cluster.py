@@ -36,6 +36,12 @@ __all__ = ["Cluster", "Proxy", "ServeNode", "cluster_env", "running_cluster", "s
 START_TIMEOUT = 60.0
 
 
+def _all_up(answer: httpx.Response) -> bool:
+    """``/ready`` says 200 and not degraded: the store answers and the bus reaches the other
+    nodes (a node whose bus is down is ready but ``degraded``)."""
+    return answer.status_code == 200 and not answer.json().get("degraded", False)
+
+
 @dataclass
 class ServeNode:
     """One ``magpie serve`` process (started by :meth:`start`)."""
@@ -86,14 +92,15 @@ class ServeNode:
             log.close()
 
     async def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Until ``/ready`` answers 200; fails with the node's log if it exits or times out."""
+        """Until ``/ready`` answers 200, not degraded; fails with the node's log if the
+        process exits or the time runs out."""
         deadline = time.monotonic() + timeout * time_scale()
         async with httpx.AsyncClient(base_url=self.api_url, timeout=2) as http:
             while True:
                 if self.proc is None or self.proc.poll() is not None:
                     raise AssertionError(f"node {self.node_id} exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get("/ready")).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if _all_up(await http.get("/ready")):
                         return
                 if time.monotonic() > deadline:
                     raise AssertionError(f"node {self.node_id} not ready:\n{self.log_tail()}")
@@ -106,8 +113,8 @@ class ServeNode:
             while True:
                 if self.proc is None or self.proc.poll() is not None:
                     raise AssertionError(f"node {self.node_id} exited:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get("/ready").status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    if _all_up(http.get("/ready")):
                         return
                 if time.monotonic() > deadline:
                     raise AssertionError(f"node {self.node_id} not ready:\n{self.log_tail()}")
