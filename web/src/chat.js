@@ -12,6 +12,7 @@
 //                  CMD syncMessageExtra -> chatManager.syncMessageExtras(channel, highest)
 //                  CMD syncMessageReaction -> POST /reaction/sync (reactions.js)
 //                  CMD typing     -> "Bob is typing…" (typing.js)
+//                  CMD cardEphemeral -> a note under the card for this user (cards/card.js)
 //                  conversations  -> conversation list (unread counts)
 //   actions        a message's action bar: react, reply, edit, revoke, copy link
 //   presence       POST /channel/online: dots on avatars and direct chats (presence.js)
@@ -54,6 +55,7 @@ const CMD_SYNC_REACTION = 'syncMessageReaction';
 const CMD_TYPING = 'typing';
 const CMD_UNREAD_CLEAR = 'unreadClear';
 const CMD_SYNC_REMINDERS = 'syncReminders';
+const CMD_CARD_EPHEMERAL = 'cardEphemeral';
 /** Older pages a message link may load to find its message. */
 const LINK_PAGES = 10;
 
@@ -589,6 +591,7 @@ export class ChatApp {
     else if (content.cmd === CMD_TYPING) this.onTypingCmd(param);
     else if (content.cmd === CMD_UNREAD_CLEAR) this.onUnreadClear(param);
     else if (content.cmd === CMD_SYNC_REMINDERS) this.read.syncReminders();
+    else if (content.cmd === CMD_CARD_EPHEMERAL) this.cards.ephemeral(param);
   }
 
   /** CMD unreadClear (sent to the user, so the conversation is the one in `param`, as

@@ -9,6 +9,8 @@ import './cards/approval.js';
 import './cards/survey.js';
 import './cards/task.js';
 import './cards/vote.js';
+// Any card whose projection carries a document (registered, business-defined types).
+import './cards/document.js';
 
 export { cardRenderers, registerCard } from './cards/registry.js';
 

@@ -17,10 +17,16 @@
 // 200 -> the returned projection. 409 {winner, at, current, can_confirm} -> roll back to
 // `current`, say who won and when, and offer "… anyway" (the same action with confirm: true
 // on the new base version) when can_confirm. Other errors roll back and show the error.
+//
+// Ephemeral answers (docs/cards.md section 13): an action's 200 may carry `ephemeral: {text,
+// doc}` for the actor alone, and the server sends the same as a `cardEphemeral` CMD to the
+// actor's own devices (chat.js hands it to CardController.ephemeral). Either shows a transient
+// note under the card, once per action_id, on this viewer's page only.
 
 import { h, formatClock, morphChildren, setChildren, swapClass, uuid } from '../dom.js';
 import { payloadOf } from '../convert.js';
 import { humanize, rendererFor, statusLabel, toneOf } from './registry.js';
+import { renderStaticBlocks } from './document.js';
 
 /** Fade-out time of the action buttons before they are removed (matches app.css). */
 const LEAVE_MS = 220;
@@ -28,6 +34,8 @@ const LEAVE_MS = 220;
 const RETRY_DELAYS_MS = [300, 1000, 2500];
 /** Longest wait for the browser to come back online before a retry. */
 const ONLINE_WAIT_MS = 30000;
+/** How long an ephemeral answer stays under the card unless dismissed. */
+const EPHEMERAL_MS = 60000;
 
 function statusSlug(status) {
   return String(status || 'pending').toLowerCase().replace(/[^a-z0-9_-]+/g, '-');
@@ -77,6 +85,7 @@ const PAST = {
   complete: 'completed the task',
   reassign: 'reassigned the task',
   cancel: 'cancelled the card',
+  submit: 'submitted',
   due: 'marked the task overdue',
 };
 
@@ -237,6 +246,12 @@ export class CardController {
     return this.api.post(`/cards/${encodeURIComponent(message.messageID)}/actions`, body);
   }
 
+  /** A `cardEphemeral` CMD (this user's answer to an action): show it under its card. */
+  ephemeral(param) {
+    const view = this.views.get(String(param.message_id_str || param.message_id || ''));
+    if (view) view.showEphemeral(param);
+  }
+
   /** The card's operation log, oldest first: GET /cards/{id}/ops (user token). */
   async fetchHistory(message) {
     const body = await this.api.get(`/cards/${encodeURIComponent(String(message.messageID))}/ops?limit=200`);
@@ -259,6 +274,8 @@ export class CardView {
     this.epochReset = false; // the store was replaced: take the next projection as it is
     this.historyOpen = false;
     this.leaveTimer = null;
+    this.ephemeralTimer = null;
+    this.ephemeralSeen = new Set(); // action_ids whose ephemeral answer was shown
     this.build();
     this.paint(false);
   }
@@ -272,6 +289,7 @@ export class CardView {
     this.actionsEl = h('div', { class: 'card-actions' });
     this.outcomeEl = h('div', { class: 'card-outcome' });
     this.noticeEl = h('div', { class: 'card-notice', role: 'alert', hidden: true });
+    this.ephemeralEl = h('div', { class: 'card-ephemeral', role: 'status', hidden: true });
     this.historyBtn = h('button', { class: 'link-button card-history-toggle', type: 'button', 'aria-expanded': 'false', onclick: () => this.toggleHistory() }, 'History');
     this.versionEl = h('span', { class: 'card-version' });
     this.historyEl = h('div', { class: 'card-history', hidden: true });
@@ -282,6 +300,7 @@ export class CardView {
       this.body,
       (this.foot = h('div', { class: 'card-foot' }, this.actionsEl, this.outcomeEl)),
       this.noticeEl,
+      this.ephemeralEl,
       h('div', { class: 'card-meta' }, this.historyBtn, this.versionEl),
       this.historyEl,
     );
@@ -459,10 +478,13 @@ export class CardView {
     try {
       const answer = await this.post(body);
       this.pending = null;
-      this.draft = {};
       const next = projectionFrom(answer);
+      // A callback that answered without a change (only an ephemeral note, e.g. "the end date
+      // is before the start date") leaves the card as it was: keep what the viewer typed.
+      if (!(answer && answer.changed === false)) this.draft = {};
       this.projection = next && (next.version || 0) >= (before.version || 0) ? next : before;
       this.paint(true);
+      if (answer && answer.ephemeral) this.showEphemeral({ ...answer.ephemeral, action, action_id: body.action_id });
     } catch (err) {
       this.pending = null;
       this.rollback(before, err, action, params);
@@ -533,6 +555,34 @@ export class CardView {
     for (const key of ['kind', 'winner', 'reason']) delete this.noticeEl.dataset[key];
   }
 
+  /** An answer for this viewer alone (the action's 200 or the CMD), once per action_id. */
+  showEphemeral(answer) {
+    const id = String(answer.action_id || '');
+    if (id && this.ephemeralSeen.has(id)) return;
+    if (id) this.ephemeralSeen.add(id);
+    const text = typeof answer.text === 'string' ? answer.text : '';
+    const blocks = answer.doc ? renderStaticBlocks(answer.doc, this.ui()) : [];
+    if (!text && !blocks.length) return;
+    setChildren(
+      this.ephemeralEl,
+      h('span', { class: 'card-ephemeral-who' }, 'Only you can see this'),
+      text ? h('p', { class: 'card-ephemeral-text' }, text) : null,
+      blocks.length ? h('div', { class: 'card-ephemeral-doc card-document' }, blocks) : null,
+      h('button', { type: 'button', class: 'link-button card-ephemeral-dismiss', onclick: () => this.hideEphemeral() }, 'Dismiss'),
+    );
+    this.ephemeralEl.dataset.action = String(answer.action || '');
+    this.ephemeralEl.dataset.actionId = id;
+    this.ephemeralEl.hidden = false;
+    clearTimeout(this.ephemeralTimer);
+    this.ephemeralTimer = setTimeout(() => this.hideEphemeral(), EPHEMERAL_MS);
+  }
+
+  hideEphemeral() {
+    clearTimeout(this.ephemeralTimer);
+    this.ephemeralEl.hidden = true;
+    this.ephemeralEl.replaceChildren();
+  }
+
   toggleHistory() {
     this.historyOpen = !this.historyOpen;
     this.historyBtn.setAttribute('aria-expanded', String(this.historyOpen));
@@ -582,6 +632,8 @@ function paramsText(op, projection, name) {
     const labels = (projection && projection.state && projection.state.options) || [];
     if (chosen.length) return `for ${chosen.map((i) => labels[i] ?? `#${i + 1}`).join(', ')}`;
   }
+  // Registered types: a comment or reason the actor typed, whatever the action's name.
+  for (const key of ['comment', 'reason']) if (typeof params[key] === 'string' && params[key]) return quote(params[key]);
   return '';
 }
 

@@ -38,6 +38,10 @@
 //     renderer.params = (action, projection, ui) => params | null   the parameters of a bar
 //                       click (null: the body collects input first, e.g. opens a prompt)
 //     renderer.hideActionBar = true   the body renders all its controls itself
+//
+// A projection that carries a `document` (a registered, business-defined card type) is drawn
+// by the generic document renderer (cards/document.js) unless a renderer is registered for
+// its type.
 
 import { h } from '../dom.js';
 import { payloadOf } from '../convert.js';
@@ -59,13 +63,28 @@ export function isCard(message) {
   return Boolean(payload && payload.card && typeof payload.card === 'object');
 }
 
-/** The renderer for a card message and its projection (the placeholder when none fits). */
+/** The generic renderer of card documents (cards/document.js registers itself here). */
+let documentRenderer = null;
+
+/** Set the renderer used for any projection that carries a `document` (docs/cards.md §10). */
+export function registerDocumentRenderer(renderer) {
+  documentRenderer = renderer;
+}
+
+/**
+ * The renderer for a card message and its projection: one registered for the projection's
+ * type, else the document renderer when the projection carries a document (registered,
+ * business-defined types), else one registered for the payload's type, else the placeholder.
+ */
 export function rendererFor(message, projection) {
   const payload = payloadOf(message);
   const card = payload.card || {};
-  for (const key of [projection && projection.type, card.type, card.kind, payload.type]) {
-    if (key !== undefined && key !== null && cardRenderers[String(key)]) return cardRenderers[String(key)];
-  }
+  const named = (key) => (key !== undefined && key !== null && cardRenderers[String(key)]) || null;
+  const own = named(projection && projection.type);
+  if (own) return own;
+  const doc = projection && projection.document;
+  if (documentRenderer && doc && typeof doc === 'object' && Array.isArray(doc.blocks)) return documentRenderer;
+  for (const key of [card.type, card.kind, payload.type]) if (named(key)) return named(key);
   return placeholderRenderer;
 }
 
