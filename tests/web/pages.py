@@ -230,6 +230,19 @@ class CardHandle:
         """The action button ``action`` (absent when the viewer cannot act)."""
         return self.root.locator(f'.card-actions button[data-action="{action}"]')
 
+    def doc_button(self, action: str) -> Locator:
+        """A card document's button for ``action`` (in the card's body, docs/cards.md §10)."""
+        return self.root.locator(f'.card-document button.doc-button[data-action="{action}"]')
+
+    def doc_input(self, name: str) -> Locator:
+        """A card document's input element ``name`` (its label or fieldset)."""
+        return self.root.locator(f'.card-document .doc-input[data-name="{name}"]')
+
+    @property
+    def ephemeral(self) -> Locator:
+        """The note only the actor sees (an ephemeral answer, docs/cards.md §13)."""
+        return self.root.locator(".card-ephemeral")
+
     @property
     def buttons(self) -> Locator:
         """Every action button shown."""
