@@ -33,6 +33,7 @@ from magpie.client.cache import Cache
 from magpie.client.cards import Cards
 from magpie.client.connection import ConnectionChange, Connector
 from magpie.client.errors import ClientClosed, InvalidArgument, SendTimeout
+from magpie.client.features import UNREAD_CLEAR, ConversationFeatures
 from magpie.client.http import HttpApi
 from magpie.client.model import (
     Channel,
@@ -79,9 +80,10 @@ def _check_identity(uid: object, token: object, device_flag: object) -> None:
         raise InvalidArgument("device_flag", "must be 0 (app), 1 (web), 2 (pc) or 99 (system)")
 
 
-class Client:
+class Client(ConversationFeatures):
     """A WuKongIM v2 client with a local cache. Use ``async with`` (or :meth:`open` and
-    :meth:`close`)."""
+    :meth:`close`). Replies, reactions, read state, reminders, typing, edits, files, search
+    and presence come from :class:`~.features.ConversationFeatures`."""
 
     def __init__(
         self,
@@ -130,6 +132,7 @@ class Client:
         self._closed = False
         #: Interactive cards (``await client.cards.act(...)``).
         self.cards = Cards(self._api, self.cache, self.options, self._card_changed)
+        self._init_features()
 
     def _make_api(
         self, api_url: str, token: str, transport: httpx.AsyncBaseTransport | None
@@ -164,6 +167,7 @@ class Client:
         self._outbox.fail_all(ClientClosed("the client was closed"))
         await self._outbox.close()
         await self._full.close()
+        await self._close_features()
         if self._syncer is not None:
             await self._syncer.close()
         if self._api is not None:
@@ -361,9 +365,13 @@ class Client:
     def _on_command(self, command: Command) -> None:
         self.commands.publish(command)
         if command.cmd == SYNC_MESSAGE_EXTRA and self._syncer is not None:
-            self._syncer.ext_changed(
-                _command_channel(command), _int(command.param, "extra_version")
-            )
+            self._syncer.ext_changed(command.target, _int(command.param, "extra_version"))
+        elif self._feature_command(command) and command.cmd == UNREAD_CLEAR:
+            self._resync()  # the conversation's cached unread count comes with the sync
+
+    def _ext_pull(self, channel: Channel) -> None:
+        if self._syncer is not None:
+            self._syncer.ext_changed(channel)
 
     async def _check_gaps(self, fresh: Sequence[Message]) -> None:
         """A live message above a missing seq: fill the channel (after a short delay)."""
@@ -383,9 +391,10 @@ class Client:
         self.sync_progress.publish(event)
 
     def _ext_changes_applied(self, changes: Sequence[ExtChange]) -> None:
-        """Publish extension changes."""
+        """Publish extension changes (and the receipts and edits they are)."""
         for change in changes:
             self.ext_changes.publish(change)
+        self._feature_ext_changes(changes)
 
     def _synced_messages(self, messages: Sequence[Message]) -> None:
         """Publish messages a sync cached (commands aside)."""
@@ -403,6 +412,7 @@ class Client:
         await self._syncer.full_sync()
         self._sync_failures = 0
         self._synced.set()
+        self._features_synced()
 
     def _sync_failed(self, _: str, exc: BaseException) -> None:
         """A full sync failed (e.g. the HTTP API is down while the gateway is up): retry
@@ -495,15 +505,3 @@ def _to_message(item: ReceivedMessage) -> Message | None:
 def _int(param: Mapping[str, Any], key: str) -> int | None:
     value = param.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _command_channel(command: Command) -> Channel:
-    """The channel a ``syncMessageExtra`` is about: its ``param`` channel if that is a valid
-    channel as this user sees it, else the channel it arrived on."""
-    cid, kind = command.param.get("channel_id"), _int(command.param, "channel_type")
-    if isinstance(cid, str) and kind is not None:
-        try:
-            return Channel(cid, kind)
-        except InvalidArgument:
-            pass  # e.g. a person channel's storage id "a@b": use the arrival channel
-    return command.channel

@@ -15,8 +15,11 @@
         │                                               not be stored: resend with the same
         │                                               ``client_msg_no`` to find out
         ├── ApiRequestFailed         api_error          the HTTP API answered an error; ``status``,
-        │   │                                           ``error_code`` (the server's stable code)
-        │   └── CardConflict         card_conflict      409 on a card action: somebody else won
+        │   │                                           ``error_code`` (the server's stable code),
+        │   │                                           ``field`` (the bad input, if named)
+        │   ├── CardConflict         card_conflict      409 on a card action: somebody else won
+        │   └── RateLimited          rate_limited       429 (e.g. typing notices too often);
+        │                                               ``retry_after`` seconds
         └── ApiUnavailable           api_unavailable    the HTTP API could not be reached (after
                                                         retries); ``action_id`` for card actions
 
@@ -40,6 +43,7 @@ __all__ = [
     "ClientError",
     "ConnectRefused",
     "InvalidArgument",
+    "RateLimited",
     "SendRefused",
     "SendTimeout",
     "reason_name",
@@ -143,6 +147,9 @@ class ApiRequestFailed(ClientError):
         self.status = status
         self.error_code = error_code
         self.body = body
+        field = body.get("field") if isinstance(body, Mapping) else None
+        #: The input the server named as bad (``"emoji"``, ``"message_ids"`` …), or ``""``.
+        self.field = field if isinstance(field, str) else ""
 
 
 class CardConflict(ApiRequestFailed):
@@ -162,6 +169,19 @@ class CardConflict(ApiRequestFailed):
         self.current: Mapping[str, Any] = current if isinstance(current, Mapping) else {}
         self.can_confirm = bool(body.get("can_confirm", False))
         self.action_id = action_id
+
+
+class RateLimited(ApiRequestFailed):
+    """HTTP 429: too many requests of this kind (a typing notice within the server's
+    minimum interval); nothing was done. Try again after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(
+        self, path: str, message: str, error_code: str, body: Any, retry_after: float
+    ) -> None:
+        super().__init__(path, 429, message, error_code, body)
+        self.retry_after = retry_after
 
 
 class ApiUnavailable(ClientError):

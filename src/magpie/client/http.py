@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from magpie.client.errors import ApiRequestFailed, ApiUnavailable
+from magpie.client.errors import ApiRequestFailed, ApiUnavailable, RateLimited
 from magpie.client.model import Channel, Conversation, Message, message_from_json
 from magpie.domain.ext import ExtState
 
@@ -118,14 +118,23 @@ class HttpApi:
         except httpx.TransportError as exc:
             raise ApiUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
 
+    async def upload(self, path: str, params: Mapping[str, Any], content: bytes) -> httpx.Response:
+        """POST ``content`` as the raw body with query ``params``; :class:`ApiRequestFailed`
+        for any status but 2xx."""
+        self.requests += 1
+        try:
+            response = await self._http.post(path, params=dict(params), content=content)
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+        return _checked(path, response)
+
+    async def fetch(self, path: str, params: Mapping[str, Any] | None = None) -> httpx.Response:
+        """GET; :class:`ApiRequestFailed` for any status but 2xx."""
+        return _checked(path, await self.get(path, params))
+
     async def post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
         """POST ``body``; :class:`ApiRequestFailed` for any status but 2xx."""
-        response = await self.request(path, body)
-        if response.status_code in _UNAVAILABLE:
-            raise ApiUnavailable(f"{path}: HTTP {response.status_code}")
-        if not response.is_success:
-            raise failure(path, response)
-        return response
+        return _checked(path, await self.request(path, body))
 
     async def conversations(self, version: int, last_seqs: str, recents: int) -> Recents:
         """``/conversation/sync`` after ``version`` with our ``last_msg_seqs``."""
@@ -195,6 +204,22 @@ def _json_list(response: httpx.Response, path: str) -> list[Mapping[str, Any]]:
     return data
 
 
+def _checked(path: str, response: httpx.Response) -> httpx.Response:
+    if response.status_code in _UNAVAILABLE:
+        raise ApiUnavailable(f"{path}: HTTP {response.status_code}")
+    if not response.is_success:
+        raise failure(path, response)
+    return response
+
+
+def _retry_after(response: httpx.Response) -> float:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 1.0
+
+
 def failure(path: str, response: httpx.Response) -> ApiRequestFailed:
     """The error for a non-2xx ``response`` (WuKongIM-style ``{status, code, msg}`` body)."""
     try:
@@ -203,6 +228,9 @@ def failure(path: str, response: httpx.Response) -> ApiRequestFailed:
         body = response.text[:200]
     if isinstance(body, Mapping):
         message = str(body.get("msg") or body.get("message") or response.reason_phrase)
+        if response.status_code == 429:
+            code = str(body.get("code", ""))
+            return RateLimited(path, message, code, body, _retry_after(response))
         return ApiRequestFailed(
             path, response.status_code, message, str(body.get("code", "")), body
         )

@@ -1,4 +1,6 @@
-"""The SDK's values: channels, messages, commands, extension changes, sync progress.
+"""The SDK's values: channels, messages, commands, extension changes, sync progress, and the
+conversation features' values (replies, reactions, receipts, reminders, typing, files,
+search, presence: ``docs/conversation.md``).
 
 All frozen, slotted dataclasses. Channel ids follow the server's rules (spec §4): 1–128
 characters without whitespace or control characters, and for person channels (type 1) the id
@@ -27,18 +29,38 @@ from magpie.domain.channels import (
 )
 from magpie.domain.content import CMD, check_content, decode_content
 from magpie.domain.ext import ExtState
+from magpie.domain.reactions import Reaction as ReactionRow
+from magpie.domain.reactions import Summary as Reaction
 
 __all__ = [
     "CMD_TYPE",
+    "FILE_TYPE",
+    "IMAGE_TYPE",
     "Channel",
     "Command",
     "Conversation",
     "ExtChange",
     "Message",
+    "MessageEdited",
+    "Presence",
+    "Reaction",
+    "ReactionChange",
+    "ReactionRow",
+    "ReadResult",
+    "Reader",
+    "ReadersPage",
+    "ReceiptChange",
+    "Reminder",
+    "Reply",
+    "SearchPage",
     "SendResult",
     "SyncPhase",
     "SyncProgress",
+    "Typing",
+    "UnreadCleared",
+    "Upload",
     "encode_content",
+    "mentions",
     "message_from_json",
     "parse_content",
 ]
@@ -180,6 +202,11 @@ class Message:
         value = self.content.get("content")
         return value if isinstance(value, str) else ""
 
+    @property
+    def reply(self) -> Reply | None:
+        """The message this one quotes, if it is a reply."""
+        return Reply.of(self.content)
+
 
 def _int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -244,6 +271,18 @@ class Command:
             timestamp=message.timestamp,
         )
 
+    @property
+    def target(self) -> Channel:
+        """The channel the command is about: its ``param`` channel if that is a valid
+        channel as this user sees it, else the channel it arrived on."""
+        cid, kind = self.param.get("channel_id"), self.param.get("channel_type")
+        if isinstance(cid, str) and isinstance(kind, int) and not isinstance(kind, bool):
+            try:
+                return Channel(cid, kind)
+            except InvalidArgument:
+                pass  # e.g. a person channel's storage id "a@b": use the arrival channel
+        return self.channel
+
 
 @dataclass(frozen=True, slots=True)
 class ExtChange:
@@ -299,3 +338,244 @@ class SyncProgress:
     count: int = 0
     total: int = 0
     detail: str = ""
+
+
+# --- conversation features (docs/conversation.md) -------------------------------------------
+
+
+def _str(item: Mapping[str, Any], key: str) -> str:
+    value = item.get(key)
+    return "" if value is None else str(value)
+
+
+def _num(item: Mapping[str, Any], key: str) -> int:
+    value = item.get(key)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The quote a message carries (``content.reply``), as the server normalised it:
+    ``preview`` is the quoted message's content (its edit if edited) and ``revoked`` says
+    the original was revoked since (the preview is then empty)."""
+
+    message_id: int
+    message_seq: int
+    from_uid: str
+    from_name: str = ""
+    preview: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False)
+    revoked: bool = False
+
+    @classmethod
+    def of(cls, content: Mapping[str, Any]) -> Reply | None:
+        """The ``reply`` of a message's content, if it has a well-formed one."""
+        reply = content.get("reply")
+        if not isinstance(reply, Mapping) or not _num(reply, "message_id"):
+            return None
+        preview = reply.get("payload")
+        return cls(
+            message_id=_num(reply, "message_id"),
+            message_seq=_num(reply, "message_seq"),
+            from_uid=_str(reply, "from_uid"),
+            from_name=_str(reply, "from_name"),
+            preview=preview if isinstance(preview, Mapping) else _EMPTY,
+            revoked=bool(reply.get("revoke")),
+        )
+
+
+def mentions(content: Mapping[str, Any], uid: str) -> bool:
+    """Whether ``content`` mentions ``uid`` (``mention.uids`` names it, or ``mention.all``)."""
+    mention = content.get("mention")
+    if not isinstance(mention, Mapping):
+        return False
+    uids = mention.get("uids")
+    return bool(mention.get("all")) or (isinstance(uids, list) and uid in uids)
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionChange:
+    """The reactions of a message changed: ``reactions`` is its summary now."""
+
+    channel: Channel
+    message_id: int
+    reactions: tuple[Reaction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptChange:
+    """A message with the receipt setting was read by more members: ``readed_count`` have
+    read it, ``unread_count`` members have not."""
+
+    channel: Channel
+    message_id: int
+    readed_count: int
+    unread_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """``/message/readed``: the ids counted as first reads and those skipped (no receipt
+    setting, one's own message, or already read)."""
+
+    applied: tuple[int, ...]
+    skipped: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """A member who read a message (``readed_at`` unix ms), or has not (``readed_at`` 0)."""
+
+    uid: str
+    readed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadersPage:
+    """A page of readers; ``next`` is the ``after`` of the following page (``""``: none)."""
+
+    readers: tuple[Reader, ...]
+    more: bool
+
+    @property
+    def next(self) -> str:
+        """The cursor of the following page, ``""`` on the last."""
+        return self.readers[-1].uid if self.more and self.readers else ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadCleared:
+    """The user's read position of a conversation moved (on this or another device)."""
+
+    channel: Channel
+    unread: int
+    readed_to_msg_seq: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """A reminder (an @mention of the user, or of everybody) of a message."""
+
+    id: int
+    channel: Channel
+    message_id: int
+    message_seq: int
+    publisher: str
+    reminder_type: int
+    text: str
+    version: int
+    done: bool
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> Reminder:
+        """A ``/message/reminder/sync`` row; ``ValueError``/``InvalidArgument`` if bad."""
+        channel = Channel(_str(item, "channel_id"), _num(item, "channel_type"))
+        return cls(
+            id=_num(item, "id"),
+            channel=channel,
+            message_id=_num(item, "message_id"),
+            message_seq=_num(item, "message_seq"),
+            publisher=_str(item, "publisher"),
+            reminder_type=_num(item, "reminder_type"),
+            text=_str(item, "text"),
+            version=_num(item, "version"),
+            done=bool(_num(item, "done")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """``from_uid`` is typing in ``channel``: show it for ``expires_in_ms`` unless another
+    notice comes."""
+
+    channel: Channel
+    from_uid: str
+    expires_in_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """A message was edited (``content`` is the new content) or revoked (``revoked``, by
+    ``revoker``)."""
+
+    channel: Channel
+    message_id: int
+    content: Mapping[str, Any] | None
+    edited_at: int
+    revoked: bool
+    revoker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A stored file (``/file/upload``): ``url`` is what a message names."""
+
+    file_id: str
+    url: str
+    name: str
+    size: int
+    content_type: str
+    width: int = 0
+    height: int = 0
+    sha256: str = ""
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> Upload:
+        """The upload answer's ``data``."""
+        return cls(
+            _str(item, "file_id"),
+            _str(item, "url"),
+            _str(item, "name"),
+            _num(item, "size"),
+            _str(item, "content_type"),
+            _num(item, "width"),
+            _num(item, "height"),
+            _str(item, "sha256"),
+        )
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the server recognised an image (it has dimensions)."""
+        return self.content_type.startswith("image/") and self.width > 0
+
+    def content(self) -> dict[str, Any]:
+        """The message content naming this file: an image (type 2) or a file (type 8)."""
+        if self.is_image:
+            return {
+                "type": IMAGE_TYPE,
+                "url": self.url,
+                "width": self.width,
+                "height": self.height,
+                "size": self.size,
+                "name": self.name,
+            }
+        return {"type": FILE_TYPE, "url": self.url, "name": self.name, "size": self.size}
+
+
+#: Content types of image and file messages (docs/conversation.md §7).
+IMAGE_TYPE = 2
+FILE_TYPE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """A page of ``/message/search``, newest first; ``next`` is the cursor of the following
+    page (``None`` on the last)."""
+
+    messages: tuple[Message, ...]
+    more: bool
+    next: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A member of a channel and whether they are online (``device_flags``: 0 app, 1 web,
+    2 pc)."""
+
+    uid: str
+    online: bool
+    device_flags: tuple[int, ...] = ()
