@@ -53,7 +53,7 @@ from magpie.client.sync import Coalescer, Syncer
 from magpie.client.topics import Topic
 from magpie.domain.channels import MAX_ID_LENGTH, uid_problem
 from magpie.domain.ext import ExtState
-from magpie.protocol.packets import DeviceFlag, Recvack, Sendack
+from magpie.protocol.packets import DeviceFlag, Recvack, Sendack, Setting
 
 __all__ = ["SYNC_MESSAGE_EXTRA", "Client"]
 
@@ -240,9 +240,12 @@ class Client(ConversationFeatures):
         *,
         client_msg_no: str | None = None,
         timeout: float | None = None,
+        receipt: bool = False,
     ) -> SendResult:
         """Send ``content`` (a JSON object with an integer ``type``) to ``channel`` and wait
         for its SENDACK. While disconnected the send waits and goes out on the next link.
+        ``receipt=True`` sends it with the receipt setting: its readers are counted
+        (``mark_read``, ``read_by``, ``receipts``).
 
         Raises :class:`InvalidArgument` before sending anything, :class:`SendRefused` with
         the server's reason, :class:`SendTimeout` after ``timeout`` seconds, or
@@ -254,7 +257,8 @@ class Client(ConversationFeatures):
         self._require_open()
         if self.state.terminal:
             raise self._connector.failure or ClientClosed("the client is closed")
-        pending = self._outbox.add(channel, payload, number)
+        setting = Setting.RECEIPT if receipt is True else Setting.NONE
+        pending = self._outbox.add(channel, payload, number, setting)
         if (link := self._connector.link) is not None:
             self._outbox.flush(link, self._links)
         return await self._await_ack(pending, timeout)

@@ -26,6 +26,7 @@ pulled before are pulled again, so an offline client catches up.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ MAX_READ_IDS = 1000
 #: Page size of the reaction and reminder pulls.
 _PAGE = 200
 _REMINDERS = "reminders"
+#: What names a file: ``/file/<id>`` (as a message does, maybe behind the API's origin) or
+#: the bare id.
+_FILE_URL = re.compile(r"(?:(?:https?://[^/\s]+)?/file/)?([A-Za-z0-9_-]{1,128})")
 
 
 def _check_int(value: object, argument: str, low: int = 1) -> int:
@@ -500,11 +504,10 @@ class ConversationFeatures:
 
     async def download(self, url: str) -> bytes:
         """The bytes of a file (``/file/<id>`` as a message names it, or the bare id)."""
-        if not isinstance(url, str) or not url.strip("/"):
-            raise InvalidArgument("url", "must name a file: /file/<id>")
-        file_id = url.rstrip("/").rsplit("/", 1)[-1]
-        if not file_id.isascii() or not file_id.replace("-", "").replace("_", "").isalnum():
-            raise InvalidArgument("url", "must name a file: /file/<id>")
+        match = _FILE_URL.fullmatch(url) if isinstance(url, str) else None
+        if match is None:
+            raise InvalidArgument("url", "must name a file: /file/<id> or the id")
+        file_id = match.group(1)
         response = await self._require().fetch(f"/file/{file_id}", {"login_uid": self.uid})
         return response.content
 

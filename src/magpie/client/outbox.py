@@ -24,7 +24,7 @@ from magpie.client.errors import InvalidArgument, SendRefused
 from magpie.client.model import Channel, SendResult
 from magpie.client.raw import RawClient
 from magpie.errors import ProtocolError
-from magpie.protocol.packets import ReasonCode, Sendack
+from magpie.protocol.packets import ReasonCode, Sendack, Setting
 
 __all__ = ["Outbox", "PendingSend"]
 
@@ -44,6 +44,7 @@ class PendingSend:
     client_seq: int
     future: asyncio.Future[SendResult]
     written_on: int = 0  # number of the last link it was written on (0: none)
+    setting: Setting = Setting.NONE  # e.g. RECEIPT: count who reads it
 
 
 class Outbox:
@@ -59,13 +60,21 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, channel: Channel, payload: bytes, client_msg_no: str) -> PendingSend:
+    def add(
+        self,
+        channel: Channel,
+        payload: bytes,
+        client_msg_no: str,
+        setting: Setting = Setting.NONE,
+    ) -> PendingSend:
         """A new pending send (not written yet)."""
         if client_msg_no in self._pending:
             raise InvalidArgument("client_msg_no", "a send with this client_msg_no is pending")
         self._client_seq = self._client_seq % _MAX_CLIENT_SEQ + 1
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        send = PendingSend(channel, payload, client_msg_no, self._client_seq, future)
+        send = PendingSend(
+            channel, payload, client_msg_no, self._client_seq, future, setting=setting
+        )
         self._pending[client_msg_no] = send
         return send
 
@@ -101,7 +110,12 @@ class Outbox:
     async def _attempt(self, link: RawClient, send: PendingSend) -> None:
         ch = send.channel
         packet = link.seal(
-            ch.channel_id, ch.channel_type, send.payload, send.client_seq, send.client_msg_no
+            ch.channel_id,
+            ch.channel_type,
+            send.payload,
+            send.client_seq,
+            send.client_msg_no,
+            setting=send.setting,
         )
         try:
             ack = await link.send_sealed(packet)

@@ -270,11 +270,12 @@ class RawClient:
         client_seq: int,
         client_msg_no: str | None = None,
         flags: Flags = Flags.RED_DOT,
+        setting: Setting = Setting.NONE,
     ) -> Send:
-        """An encrypted, msgKey'd SEND."""
+        """An encrypted, msgKey'd SEND (``setting``: e.g. ``Setting.RECEIPT``)."""
         cipher = self._require_cipher()
         plain = Send(
-            setting=Setting.NONE,
+            setting=setting,
             client_seq=client_seq,
             client_msg_no=client_msg_no or secrets.token_hex(16) + "3",
             channel_id=channel_id,
