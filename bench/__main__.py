@@ -43,6 +43,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.cards",
         "1,000 then 10,000 members vote on one card (1,000 ballots/s); 150 online clients",
     ),
+    "convo": (
+        "bench.convo",
+        "1,000 members react to / read one message in 1 s; 150 online converge; vs CAS updates",
+    ),
     "cardtypes": (
         "bench.cardtypes",
         "registered card type (declared transitions) vs vote@1 actions/s; callback latency",

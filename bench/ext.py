@@ -20,6 +20,7 @@ import random
 import sqlite3
 import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,19 @@ async def _run_writers(
     return applied / elapsed, sum(c for _, c in counts), lat, cpu / max(applied, 1) * 1e3
 
 
-async def _cas_part() -> None:
+@dataclass
+class CasFigures:
+    """The "own message each" run: applied/s, server CPU ms per applied update, latency."""
+
+    rate: float
+    cpu_ms: float
+    p50_ms: float
+    p99_ms: float
+
+
+async def _cas_part() -> CasFigures:
+    """The CAS runs (prints their table); returns the own-message run's figures, which
+    ``bench convo`` prints its storms beside."""
     with magpie_server(token_auth="false") as server:
         members = [f"m{i}" for i in range(MEMBERS)]
         server.api(
@@ -288,6 +301,8 @@ async def _cas_part() -> None:
         f"CMDs per member: {cmds:.0f} for {last} changes "
         f"({last / max(cmds, 1):.0f} changes per CMD); last extra_version delivered: {ok}"
     )
+    rate, _, lat, cpu_ms = own
+    return CasFigures(rate, cpu_ms, percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3)
 
 
 def _row(name: str, rate: float, lost: int, lat: list[float], cpu_ms: float) -> None:
