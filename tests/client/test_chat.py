@@ -71,14 +71,14 @@ async def test_chat_shows_messages_and_state_live_and_runs_commands(tmp_path: Pa
         bob = await start_chat(node, "bob", tmp_path / "bob.db")
         try:
             await bob.expect(r"^\[state\] connected")
-            await bob.expect(rf"^\[msg\] g1:2 #1 id={welcome.message_id} alice: welcome$")
+            await bob.expect(rf"^\[msg\] \(1\) g1:2 #1 id={welcome.message_id} alice: welcome$")
             await bob.expect(r"^\[sync\] done")
 
             live = await alice.send(Channel.group("g1"), {"type": 1, "content": "hi bob"})
-            await bob.expect(rf"^\[msg\] g1:2 #2 id={live.message_id} alice: hi bob$")
+            await bob.expect(rf"^\[msg\] \(2\) g1:2 #2 id={live.message_id} alice: hi bob$")
             await ext_update(node, welcome.message_id, status="approved", extra_patch={"n": 1})
             await bob.expect(
-                rf'^\[ext\] g1:2 id={welcome.message_id} v1 status=approved extra={{"n":1}}'
+                rf"^\[ext\] \(1\) g1:2 id={welcome.message_id} v1 status approved · extra n=1$"
             )
 
             heard = alice.messages.stream()
@@ -89,9 +89,10 @@ async def test_chat_shows_messages_and_state_live_and_runs_commands(tmp_path: Pa
 
             await bob.type("/history g1:2")
             await bob.expect(
-                rf"^\[history\] g1:2 #1 id={welcome.message_id} alice: welcome \[v1 status=approved"
+                rf"^\[history\] \(1\) g1:2 #1 id={welcome.message_id} alice: welcome"
+                r" · status approved$"
             )
-            await bob.expect(r"^\[history\] g1:2 #3 id=\d+ bob: hello alice$")
+            await bob.expect(r"^\[history\] \(3\) g1:2 #3 id=\d+ bob: hello alice$")
             await bob.expect(r"^\[history\] g1:2: 3 message\(s\)$")
 
             await bob.type("/act 12 approve")
@@ -129,7 +130,7 @@ async def test_chat_restarts_from_its_cache_offline(tmp_path: Path) -> None:
     again = await start_chat(node, "bob", tmp_path / "bob.db")  # the node is gone
     try:
         await again.type("/history g1")
-        await again.expect(r"^\[history\] g1:2 #1 id=\d+ bob: kept$")
+        await again.expect(r"^\[history\] \(1\) g1:2 #1 id=\d+ bob: kept$")
         await again.type("/state")
         await again.expect(r"^\[state\] (connecting|waiting) sync=idle")
         again.proc.stdin.close()  # type: ignore[union-attr]
@@ -168,6 +169,88 @@ async def test_chat_shows_a_card_as_text_and_takes_numbered_actions(tmp_path: Pa
             await bob.expect(r"^\[card\] your vote: 1$")
             await bob.type("/quit")
             assert await asyncio.wait_for(bob.proc.wait(), T) == 0
+        finally:
+            if bob.proc.returncode is None:
+                bob.proc.kill()
+                await bob.proc.wait()
+            await alice.close()
+
+
+async def test_chat_renders_conversation_state_and_runs_its_commands(tmp_path: Path) -> None:
+    async with running_node(tmp_path / "node", ext_coalesce_ms=0) as node:
+        for uid in ("alice", "bob", "carol"):
+            await add_user(node, uid)
+        await make_group(node, "g1", ["alice", "bob", "carol"])
+        g1 = Channel.group("g1")
+        alice = client_of(node, "alice", "tok-alice", None)
+        await alice.open()
+        await alice.wait_synced(T)
+        bob = await start_chat(node, "bob", tmp_path / "bob.db")
+        try:
+            await bob.expect(r"^\[sync\] done")
+            ask = {"type": 1, "content": "lunch at noon?", "mention": {"uids": ["bob"]}}
+            first = await alice.send(g1, ask, receipt=True)
+            await bob.expect(
+                rf"^\[msg\] \(1\) g1:2 #1 id={first.message_id} alice: lunch at noon\?  @you$"
+            )
+            await bob.expect(r"^\[@you\] g1:2 #1 alice mentioned you \(/done \d+ to clear\)$")
+
+            heard = alice.messages.stream()
+            await bob.type("/reply 1 yes, at noon")
+            await bob.expect(
+                r'^\[msg\] \(2\) g1:2 #2 id=\d+ bob: yes, at noon  ↪ alice: "lunch at noon\?"$'
+            )
+            reply = await heard.get(T)
+            assert reply.reply is not None and reply.reply.message_id == first.message_id
+
+            await bob.type("/react 1 👍")
+            await bob.expect(r"^\[react\] \(1\) g1:2 👍 1 \(bob\)$")
+            await alice.react(first.message_id, "👍")
+            await bob.expect(r"^\[react\] \(1\) g1:2 👍 2 \(bob, alice\)$")
+
+            await bob.type("/read g1")
+            await bob.expect(r"^\[read\] g1:2 0 unread; 1 receipt\(s\) counted$")
+            await bob.type("/reminders")
+            await bob.expect(r"^\[reminder\] \d+: g1:2 #1 from alice @you$")
+
+            await alice.edit(first.message_id, "lunch at one?")
+            await bob.expect(
+                r"^\[edit\] \(1\) g1:2 #1 id=\d+ alice: lunch at one\?  @you · edited · read by 1"
+                r" · 👍 2 \(bob, alice\)$"
+            )
+            await bob.type("/history g1")
+            await bob.expect(r"^\[history\] \(1\) g1:2 #1 .*alice: lunch at one\?.* · edited")
+            await bob.expect(r'^\[history\] \(2\) g1:2 #2 .*↪ alice: "lunch at noon\?"')
+            await alice.send_typing(g1)
+            await bob.expect(r"^\[typing\] g1:2 alice is typing…$")
+            await alice.revoke(first.message_id)
+            await bob.expect(r"^\[edit\] \(1\) g1:2 #1 id=\d+ alice: \(withdrawn\)")
+
+            await bob.type("/search noon")
+            await bob.expect(r"^\[found\] \(2\) g1:2 #2 .*bob: yes, at noon")
+            await bob.expect(r"^\[found\] 1 result\(s\) for 'noon'$")
+            notes = tmp_path / "my notes.txt"
+            notes.write_text("hello file")
+            await bob.type(f'/upload g1 "{notes}"')
+            await bob.expect(r"^\[msg\] \(\d+\) g1:2 #3 id=\d+ bob: \[file my notes.txt, 10 B\]$")
+            await bob.type("/online g1")
+            await bob.expect(r"^\[online\] g1:2 alice online \(pc\)$")
+            await bob.expect(r"^\[online\] g1:2 bob online \(pc\)$")
+            await bob.expect(r"^\[online\] g1:2 carol offline$")
+            await bob.type("/readby 2")
+            await bob.expect(r"^\[read\] \(2\) read by 0: nobody$")
+
+            await bob.type("/react 99 👍")
+            await bob.expect(r"^\[error\] no message \(99\): use the number in parentheses")
+            await bob.type('/react 2 "a b"')
+            await bob.expect(r"^\[error\] emoji: ")
+            await bob.type("/edit 1")
+            await bob.expect(r"^\[error\] usage: /edit <n> <text>")
+            await bob.type("/help")
+            await bob.expect(r"^\[help\] /upload <channel> <path> .*\"double quotes\"$")
+            await bob.type("/quit")
+            await bob.expect(r"^\[bye\] bob$")
+            assert not [line for line in bob.seen if '{"' in line], bob.seen
         finally:
             if bob.proc.returncode is None:
                 bob.proc.kill()

@@ -1,23 +1,30 @@
 """``magpie chat``: a line-based terminal client built on the SDK (and a real user of it).
 
-Everything that happens is printed as one line with a tag in brackets; commands are read
-from stdin, one per line::
+Everything that happens is printed as one readable line with a tag in brackets (never raw
+JSON); every message shown gets a number in parentheses, ``(n)``, which the commands that act
+on a message take. Commands are read from stdin, one per line (``/help`` prints them with how
+to quote their arguments)::
 
     /send <channel> <text>             send a text message
-    /act <message_id> <action> [json]  act on a card (params as a JSON object)
-    /card <message_id>                 show a card as text, its actions numbered
-    /do <message_id> <n> [json]        take the card's action number n (json: its inputs)
-    /confirm <message_id> <action> [json]   the same, overriding a conflicting action
-    /history <channel> [n]             the last n cached messages with their state
-    /channels                          the conversation list
-    /state                             connection and sync state
-    /help                              this text
-    /quit                              leave (so does end of input)
+    /reply <n> <text>                  reply to message (n), quoting it
+    /react <n> <emoji>, /unreact <n> <emoji>   add or remove a reaction
+    /edit <n> <text>, /revoke <n>      edit or withdraw your message (n)
+    /read <channel>                    mark the channel read (receipts and unread count)
+    /readby <n>                        who read your message (n) (sent with /send! …)
+    /search <words>, /more             search your messages, next page
+    /upload <channel> <path>           send a file (an image shows as an image)
+    /online <channel>, /typing <channel>, /reminders, /done <reminder id>
+    /act, /confirm, /card, /do         cards (see HELP)
+    /history <channel> [n], /channels, /state, /help, /quit
 
 A channel is written ``id`` or ``id:type`` (1 person, 2 group …); a bare id names the
 conversation of that id if there is exactly one, else the direct chat with that user.
-Output lines: ``[state]``, ``[sync]``, ``[msg]``, ``[cmd]``, ``[ext]``, ``[sent]``,
-``[card]``, ``[conflict]``, ``[history]``, ``[channel]``, ``[error]``, ``[bye]``.
+Output lines: ``[state]``, ``[sync]``, ``[msg]``, ``[cmd]``, ``[ext]``, ``[edit]``,
+``[react]``, ``[read]``, ``[unread]``, ``[@you]``, ``[typing]``, ``[sent]``, ``[card]``,
+``[conflict]``, ``[history]``, ``[found]``, ``[online]``, ``[reminder]``, ``[channel]``,
+``[error]``, ``[bye]``. A message line reads
+``(n) channel #seq from: text  ↪ quoted: "preview"  @you · edited · read by 2 · 👍 2 (alice,
+bob)`` (:mod:`magpie.client.convtext`).
 """
 
 from __future__ import annotations
@@ -32,19 +39,45 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from magpie.client import convtext
 from magpie.client.cardtext import render
 from magpie.client.client import Client
 from magpie.client.connection import ConnectionChange
 from magpie.client.errors import CardConflict, ClientError
-from magpie.client.model import Channel, ExtChange, Message, SyncPhase, SyncProgress
+from magpie.client.model import (
+    Channel,
+    ExtChange,
+    Message,
+    MessageEdited,
+    ReactionChange,
+    ReceiptChange,
+    Reminder,
+    SyncPhase,
+    SyncProgress,
+    Typing,
+    UnreadCleared,
+)
 from magpie.domain.ext import ExtState
 
 __all__ = ["Chat", "add_arguments", "run"]
 
-#: The commands, as ``/help`` prints them.
+#: The commands, as ``/help`` prints them, with how to quote their arguments.
 HELP = """\
-/send <channel> <text>                  send a text message
-/act <message_id> <action> [json]       act on a card (params as a JSON object)
+/send <channel> <text>                  send a text message (text as typed, no quotes needed)
+/reply <n> <text>                       reply to message (n), quoting it (text as typed)
+/react <n> <emoji>                      add a reaction, e.g. /react 3 👍 (one emoji, no spaces)
+/unreact <n> <emoji>                    remove your reaction
+/edit <n> <text>                        edit your message (n) (text as typed)
+/revoke <n>                             withdraw your message (n)
+/read <channel>                         mark the channel read: receipts and unread count
+/readby <n>                             who read your message (n) and who has not yet
+/search <words>                         search messages you can read (words as typed)
+/more                                   the next page of the last search
+/upload <channel> <path>                send a file; a path with spaces in "double quotes"
+/online <channel>                       who of the channel is online
+/typing <channel>                       tell the channel you are typing
+/reminders                              your open @mentions; /done <id> marks one done
+/act <message_id> <action> [json]       act on a card (params as one JSON object)
 /card <message_id>                      show a card as text, its actions numbered
 /do <message_id> <n> [json]             take the card's action number n (json: its inputs)
 /confirm <message_id> <action> [json]   the same, overriding a conflicting action
@@ -52,11 +85,17 @@ HELP = """\
 /channels                               the conversation list
 /state                                  connection and sync state
 /help                                   this text
-/quit                                   leave (so does end of input)"""
+/quit                                   leave (so does end of input)
+(n) is the number in parentheses before a message; a channel is id or id:type; arguments
+other than text are separated by spaces: put one holding spaces in "double quotes"."""
 _MAX_HISTORY = 1000
 #: Seconds a ``/send`` waits for its SENDACK before giving up (``[error]``), so the prompt
 #: stays usable while offline.
 SEND_TIMEOUT = 10.0
+#: Results per ``/search`` page.
+SEARCH_PAGE = 10
+#: Commands whose last argument is text taken as typed (``/send g1 it's "fine"``).
+_TEXT_LAST = {"/send": 2, "/reply": 2, "/edit": 2, "/search": 1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,17 +121,18 @@ def _cache_path(args: argparse.Namespace) -> Path | None:
 
 
 def _ext_text(ext: ExtState | None) -> str:
+    """A card's or business state: version, status, extra as ``key=value`` text."""
     if ext is None:
         return ""
-    extra = json.dumps(dict(ext.extra), ensure_ascii=False, separators=(",", ":"))
-    revoked = " revoked" if ext.fields.revoke else ""
-    return f"v{ext.version} status={ext.status or '-'} extra={extra}{revoked}"
+    extra = convtext.value_text(dict(ext.extra)) or "-"
+    revoked = " · withdrawn" if ext.fields.revoke else ""
+    return f"v{ext.version} status {ext.status or '-'} · extra {extra}{revoked}"
 
 
-def _body(message: Message) -> str:
-    if message.content_type == 1:
-        return message.text
-    return json.dumps(dict(message.content), ensure_ascii=False, separators=(",", ":"))
+def _business_changed(change: ExtChange) -> bool:
+    """Whether a change moved the status or extra (edits and receipts have own lines)."""
+    old = change.old
+    return old is None or (old.status, old.extra) != (change.new.status, change.new.extra)
 
 
 class Chat:
@@ -101,8 +141,25 @@ class Chat:
     def __init__(self, client: Client, out: TextIO) -> None:
         self.client = client
         self._out = out
+        self._numbers: dict[int, int] = {}  # message id -> (n)
+        self._ids: list[int] = []  # (n) - 1 -> message id
+        self._search: tuple[str, int] | None = None  # the last search's words and cursor
         self._commands: dict[str, Callable[[list[str]], Awaitable[None]]] = {
             "/send": self._send,
+            "/reply": self._reply,
+            "/react": self._react,
+            "/unreact": self._unreact,
+            "/edit": self._edit,
+            "/revoke": self._revoke,
+            "/read": self._read,
+            "/readby": self._readby,
+            "/search": self._search_cmd,
+            "/more": self._more,
+            "/upload": self._upload,
+            "/online": self._online,
+            "/typing": self._typing,
+            "/reminders": self._reminders,
+            "/done": self._done,
             "/act": self._act,
             "/confirm": self._confirm,
             "/card": self._card,
@@ -119,11 +176,48 @@ class Chat:
 
     def subscribe(self) -> None:
         """Print the client's events as they happen."""
-        self.client.states.on(self._on_state)
-        self.client.sync_progress.on(self._on_sync)
-        self.client.messages.on(self._on_message)
-        self.client.commands.on(lambda c: self.print("cmd", f"{c.cmd} {c.channel}"))
-        self.client.ext_changes.on(self._on_ext)
+        c = self.client
+        c.states.on(self._on_state)
+        c.sync_progress.on(self._on_sync)
+        c.messages.on(self._on_message)
+        c.commands.on(lambda cmd: self.print("cmd", f"{cmd.cmd} {cmd.channel}"))
+        c.ext_changes.on(self._on_ext)
+        c.edits.on(self._on_edit)
+        c.reaction_changes.on(self._on_reactions)
+        c.receipts.on(self._on_receipt)
+        c.unread_cleared.on(self._on_unread)
+        c.reminders_added.on(self._on_reminder)
+        c.typing.on(self._on_typing)
+
+    # --- numbering and lines ----------------------------------------------------------------
+
+    def number(self, message_id: int) -> int:
+        """The message's ``(n)``, given on first sight."""
+        n = self._numbers.get(message_id)
+        if n is None:
+            self._ids.append(message_id)
+            n = self._numbers[message_id] = len(self._ids)
+        return n
+
+    def message_line(self, m: Message) -> str:
+        """``(n) channel #seq id=… from: body …`` with the message's current state."""
+        reactions = self.client.cached_reactions(m.message_id)
+        text = convtext.line(m.content, m.from_uid, self.client.uid, m.ext, reactions)
+        return (
+            f"({self.number(m.message_id)}) {m.channel} #{m.message_seq} id={m.message_id} {text}"
+        )
+
+    async def _numbered(self, text: str) -> Message:
+        """The cached message numbered ``(text)``."""
+        n = int(text) if text.isdigit() else 0
+        if not 1 <= n <= len(self._ids):
+            raise ValueError(f"no message ({text}): use the number in parentheses before one")
+        message = await self.client.message(self._ids[n - 1])
+        if message is None:
+            raise ValueError(f"message ({n}) is no longer cached")
+        return message
+
+    # --- events -------------------------------------------------------------------------------
 
     def _on_state(self, change: ConnectionChange) -> None:
         delay = f" (retry in {change.delay:.1f}s)" if change.delay is not None else ""
@@ -138,12 +232,44 @@ class Chat:
             self.print("sync", f"{event.phase.value}{where}: {event.detail}")
 
     def _on_message(self, m: Message) -> None:
-        self.print(
-            "msg", f"{m.channel} #{m.message_seq} id={m.message_id} {m.from_uid}: {_body(m)}"
-        )
+        self.print("msg", self.message_line(m))
 
     def _on_ext(self, change: ExtChange) -> None:
-        self.print("ext", f"{change.channel} id={change.message_id} {_ext_text(change.new)}")
+        if _business_changed(change):
+            n = self.number(change.message_id)
+            text = _ext_text(change.new)
+            self.print("ext", f"({n}) {change.channel} id={change.message_id} {text}")
+
+    async def _on_edit(self, edit: MessageEdited) -> None:
+        m = await self.client.message(edit.message_id)
+        if m is not None:
+            self.print("edit", self.message_line(m))
+        else:
+            state = "withdrawn" if edit.revoked else "edited"
+            self.print("edit", f"({self.number(edit.message_id)}) {edit.channel} {state}")
+
+    def _on_reactions(self, change: ReactionChange) -> None:
+        chips = convtext.chips(change.reactions) or "no reactions"
+        self.print("react", f"({self.number(change.message_id)}) {change.channel} {chips}")
+
+    def _on_receipt(self, r: ReceiptChange) -> None:
+        n = self.number(r.message_id)
+        self.print("read", f"({n}) {r.channel} read by {r.readed_count}, {r.unread_count} not yet")
+
+    def _on_unread(self, u: UnreadCleared) -> None:
+        self.print("unread", f"{u.channel} {u.unread} unread (read to #{u.readed_to_msg_seq})")
+
+    def _on_reminder(self, r: Reminder) -> None:
+        self.print(
+            "@you",
+            f"{r.channel} #{r.message_seq} {r.publisher} mentioned you (/done {r.id} to clear)",
+        )
+
+    def _on_typing(self, t: Typing) -> None:
+        if t.from_uid != self.client.uid:
+            self.print("typing", f"{t.channel} {convtext.typing_text(t.from_uid)}")
+
+    # --- commands -------------------------------------------------------------------------------
 
     async def handle(self, line: str) -> bool:
         """Run one input line; ``False`` means quit."""
@@ -180,6 +306,117 @@ class Chat:
         result = await self.client.send(channel, content, timeout=SEND_TIMEOUT)
         self.print("sent", f"{channel} #{result.message_seq} id={result.message_id}")
 
+    async def _reply(self, args: list[str]) -> None:
+        if len(args) != 2 or not args[1].strip():
+            raise ValueError("usage: /reply <n> <text> (the text as typed)")
+        quoted = await self._numbered(args[0])
+        result = await self.client.reply(quoted, args[1].strip(), timeout=SEND_TIMEOUT)
+        self.print("sent", f"{quoted.channel} #{result.message_seq} id={result.message_id}")
+
+    async def _react(self, args: list[str], remove: bool = False) -> None:
+        if len(args) != 2:
+            raise ValueError(f"usage: /{'un' if remove else ''}react <n> <emoji>")
+        message = await self._numbered(args[0])
+        act = self.client.unreact if remove else self.client.react
+        chips = convtext.chips(await act(message, args[1])) or "no reactions"
+        self.print("react", f"({self.number(message.message_id)}) {message.channel} {chips}")
+
+    async def _unreact(self, args: list[str]) -> None:
+        await self._react(args, remove=True)
+
+    async def _edit(self, args: list[str]) -> None:
+        if len(args) != 2 or not args[1].strip():
+            raise ValueError("usage: /edit <n> <text> (the new text as typed)")
+        message = await self._numbered(args[0])
+        await self.client.edit(message, args[1].strip())
+        self.print("sent", f"edit of ({args[0]})")
+
+    async def _revoke(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise ValueError("usage: /revoke <n>")
+        await self.client.revoke(await self._numbered(args[0]))
+        self.print("sent", f"withdrawal of ({args[0]})")
+
+    async def _read(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise ValueError("usage: /read <channel>")
+        channel = await self._channel(args[0])
+        others = [
+            m.message_id
+            for m in await self.client.history(channel, limit=_MAX_HISTORY)
+            if m.from_uid != self.client.uid
+        ]
+        counted = len((await self.client.mark_read(channel, others)).applied) if others else 0
+        conversation = await self.client.clear_unread(channel)
+        self.print("read", f"{channel} {conversation.unread} unread; {counted} receipt(s) counted")
+
+    async def _readby(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise ValueError("usage: /readby <n>")
+        message = await self._numbered(args[0])
+        read = await self.client.read_by(message.message_id)
+        waiting = await self.client.read_by(message.message_id, unread=True)
+        who = ", ".join(r.uid for r in read.readers) or "nobody"
+        more = "…" if read.more else ""
+        self.print("read", f"({args[0]}) read by {len(read.readers)}{more}: {who}")
+        if waiting.readers:
+            self.print("read", f"({args[0]}) not yet: {', '.join(r.uid for r in waiting.readers)}")
+
+    async def _search_cmd(self, args: list[str]) -> None:
+        if len(args) != 1 or not args[0].strip():
+            raise ValueError("usage: /search <words> (as typed)")
+        await self._show_search(args[0].strip(), None)
+
+    async def _more(self, _: list[str]) -> None:
+        if self._search is None:
+            raise ValueError("no more results (/search <words> first)")
+        await self._show_search(*self._search)
+
+    async def _show_search(self, words: str, before: int | None) -> None:
+        page = await self.client.search(words, limit=SEARCH_PAGE, before=before)
+        for m in page.messages:
+            self.print("found", self.message_line(m))
+        self._search = (words, page.next) if page.next is not None else None
+        hint = " (/more for more)" if page.next is not None else ""
+        self.print("found", f"{len(page.messages)} result(s) for {words!r}{hint}")
+
+    async def _upload(self, args: list[str]) -> None:
+        if len(args) != 2:
+            raise ValueError('usage: /upload <channel> <path> (a path with spaces in "quotes")')
+        channel = await self._channel(args[0])
+        path = Path(args[1]).expanduser()
+        if not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        result = await self.client.send_file(channel, path)
+        self.print("sent", f"{channel} #{result.message_seq} id={result.message_id}")
+
+    async def _online(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise ValueError("usage: /online <channel>")
+        channel = await self._channel(args[0])
+        names = {0: "app", 1: "web", 2: "pc"}
+        for p in await self.client.online(channel):
+            devices = ", ".join(names.get(d, str(d)) for d in p.device_flags)
+            state = f"online ({devices})" if p.online else "offline"
+            self.print("online", f"{channel} {p.uid} {state}")
+
+    async def _typing(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise ValueError("usage: /typing <channel>")
+        await self.client.send_typing(await self._channel(args[0]))
+
+    async def _reminders(self, _: list[str]) -> None:
+        reminders = await self.client.reminders()
+        for r in reminders:
+            self.print("reminder", f"{r.id}: {r.channel} #{r.message_seq} from {r.publisher} @you")
+        self.print("reminder", f"{len(reminders)} open (/done <id> clears one)")
+
+    async def _done(self, args: list[str]) -> None:
+        if len(args) != 1 or not args[0].isdigit():
+            raise ValueError("usage: /done <reminder id> (the number /reminders shows)")
+        await self.client.reminders_done([int(args[0])])
+        self.print("reminder", f"{args[0]} done")
+
     async def _act(self, args: list[str], confirm: bool = False) -> None:
         if len(args) not in (2, 3) or not args[0].isdigit():
             raise ValueError("usage: /act <message_id> <action> [json params]")
@@ -188,9 +425,9 @@ class Chat:
             state = await self.client.cards.act(int(args[0]), args[1], params, confirm=confirm)
         except CardConflict as exc:
             hint = f" (/confirm {args[0]} {args[1]} to override)" if exc.can_confirm else ""
-            current = json.dumps(dict(exc.current), ensure_ascii=False, separators=(",", ":"))
+            current = convtext.value_text(dict(exc.current)) or "-"
             self.print(
-                "conflict", f"id={args[0]} winner={exc.winner} at={exc.at} current={current}{hint}"
+                "conflict", f"id={args[0]} winner={exc.winner} at={exc.at} current: {current}{hint}"
             )
             return
         self.print("card", f"id={state.message_id} v{state.version} status={state.status or '-'}")
@@ -227,16 +464,16 @@ class Chat:
         channel = await self._channel(args[0])
         messages = await self.client.history(channel, limit=max(count, 1))
         for m in messages:
-            state = f" [{_ext_text(m.ext)}]" if m.ext else ""
-            self.print(
-                "history",
-                f"{channel} #{m.message_seq} id={m.message_id} {m.from_uid}: {_body(m)}{state}",
-            )
+            self.print("history", self.message_line(m))
         self.print("history", f"{channel}: {len(messages)} message(s)")
 
     async def _channels(self, _: list[str]) -> None:
+        mentioned = set()
+        with contextlib.suppress(ClientError):
+            mentioned = {r.channel for r in await self.client.reminders()}
         for c in await self.client.conversations():
-            self.print("channel", f"{c.channel} last=#{c.last_msg_seq} unread={c.unread}")
+            you = " @you" if c.channel in mentioned else ""
+            self.print("channel", f"{c.channel} last=#{c.last_msg_seq} unread={c.unread}{you}")
 
     async def _state(self, _: list[str]) -> None:
         c = self.client
@@ -244,13 +481,14 @@ class Chat:
 
     async def _help(self, _: list[str]) -> None:
         for line in HELP.splitlines():
-            self.print("help", line.strip())
+            self.print("help", line.rstrip())
 
 
 def _arguments(name: str, rest: str) -> list[str]:
-    """A command's arguments: ``/send``'s text and ``/do``'s JSON are taken as typed."""
-    if name == "/send":
-        return rest.split(" ", 1)
+    """A command's arguments: text arguments (``/send``, ``/reply``, ``/edit``, ``/search``)
+    and ``/do``'s JSON are taken as typed; the rest split like a shell (quotes group)."""
+    if name in _TEXT_LAST:
+        return rest.split(None, _TEXT_LAST[name] - 1) if rest.strip() else []
     if name == "/do":
         return rest.split(None, 2)
     return shlex.split(rest)

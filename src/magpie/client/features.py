@@ -331,6 +331,8 @@ class ConversationFeatures:
             "message_seq": quoted.message_seq,
             "from_uid": quoted.from_uid,
             "from_name": from_name,
+            # What this client shows of its own copy; the server stores its own preview.
+            "payload": _preview(quoted.content),
         }
         return await self.send(quoted.channel, body, client_msg_no=client_msg_no, timeout=timeout)
 
@@ -367,6 +369,11 @@ class ConversationFeatures:
         target = await self._message_of(message)
         await self._pulls.run(target.channel)
         return self._reactions.summary(target.message_id)
+
+    def cached_reactions(self, message_id: int) -> tuple[Reaction, ...]:
+        """The reactions held for a message, without asking the server (those of channels
+        pulled before: by :meth:`reactions`, :meth:`react` or a ``syncMessageReaction``)."""
+        return self._reactions.summary(message_id)
 
     # --- read state ------------------------------------------------------------------------------
 
@@ -546,6 +553,15 @@ class ConversationFeatures:
             Presence(str(r["uid"]), bool(r.get("online")), tuple(r.get("device_flags") or ()))
             for r in rows
         ]
+
+
+def _preview(content: Mapping[str, Any]) -> dict[str, Any]:
+    """A short copy of a quoted message's content (text cut to 200 characters)."""
+    text = content.get("content")
+    kept = {k: content[k] for k in ("type", "name", "width", "height", "size") if k in content}
+    if isinstance(text, str):
+        kept["content"] = text[:200]
+    return kept
 
 
 def _channel_body(channel: Channel) -> dict[str, Any]:
