@@ -220,11 +220,15 @@ async def test_chat_renders_conversation_state_and_runs_its_commands(tmp_path: P
             )
             await bob.type("/history g1")
             await bob.expect(r"^\[history\] \(1\) g1:2 #1 .*alice: lunch at one\?.* · edited")
-            await bob.expect(r'^\[history\] \(2\) g1:2 #2 .*↪ alice: "lunch at noon\?"')
+            await bob.expect(r'^\[history\] \(2\) g1:2 #2 .*↪ alice: "lunch at one\?"$')
             await alice.send_typing(g1)
             await bob.expect(r"^\[typing\] g1:2 alice is typing…$")
             await alice.revoke(first.message_id)
             await bob.expect(r"^\[edit\] \(1\) g1:2 #1 id=\d+ alice: \(withdrawn\)")
+            await bob.type("/history g1")
+            await bob.expect(
+                r"^\[history\] \(2\) g1:2 #2 .*bob: yes, at noon  ↪ alice: \(withdrawn\)$"
+            )
 
             await bob.type("/search noon")
             await bob.expect(r"^\[found\] \(2\) g1:2 #2 .*bob: yes, at noon")

@@ -34,6 +34,11 @@ def test_reply_preview_and_withdrawn_original() -> None:
     gone = Reply.of({"reply": {"message_id": 7, "from_uid": "alice", "revoke": 1}})
     assert gone is not None and reply_text(gone) == "↪ alice: (withdrawn)"
     assert Reply.of({"reply": {"message_id": 0}}) is None
+    edited = ExtState(7, fields=Fields(content_edit={"type": 1, "content": "fixed"}), version=1)
+    assert reply_text(reply, edited) == '↪ alice: "fixed"'
+    assert reply_text(reply, ExtState(7, fields=Fields(revoke=True), version=2)) == (
+        "↪ alice: (withdrawn)"
+    )
 
 
 def test_chips_tags_and_a_whole_line() -> None:

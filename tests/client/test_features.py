@@ -341,3 +341,26 @@ async def test_online_members_of_a_channel(clients: dict[str, Client]) -> None:
     assert 2 in members[0].device_flags
     with pytest.raises(InvalidArgument):
         await clients["alice"].online(None)  # type: ignore[arg-type]
+
+
+async def test_person_channel_reactions_typing_and_receipts(clients: dict[str, Client]) -> None:
+    alice, bob = clients["alice"], clients["bob"]
+    to_bob, to_alice = Channel.person("bob"), Channel.person("alice")
+    sent = await alice.send(to_bob, text("psst"), receipt=True)
+    got = await delivered(bob, sent.message_id)
+    assert got.channel == to_alice
+    changes, typing, receipts = (
+        alice.reaction_changes.stream(),
+        alice.typing.stream(),
+        alice.receipts.stream(),
+    )
+    await bob.react(got, "👀")
+    change = await changes.get(T)
+    assert (change.channel, change.message_id) == (to_bob, sent.message_id)
+    assert [(r.emoji, r.users) for r in change.reactions] == [("👀", ("bob",))]
+    await bob.send_typing(to_alice)
+    notice = await typing.get(T)
+    assert (notice.channel, notice.from_uid) == (to_bob, "bob")
+    assert (await bob.mark_read(to_alice, [sent.message_id])).applied == (sent.message_id,)
+    receipt = await receipts.get(T)
+    assert (receipt.channel, receipt.readed_count, receipt.unread_count) == (to_bob, 1, 0)

@@ -57,6 +57,7 @@ from magpie.client.model import (
     Typing,
     UnreadCleared,
 )
+from magpie.client.state import ConnectionState
 from magpie.domain.ext import ExtState
 
 __all__ = ["Chat", "add_arguments", "run"]
@@ -199,10 +200,13 @@ class Chat:
             n = self._numbers[message_id] = len(self._ids)
         return n
 
-    def message_line(self, m: Message) -> str:
-        """``(n) channel #seq id=… from: body …`` with the message's current state."""
-        reactions = self.client.cached_reactions(m.message_id)
-        text = convtext.line(m.content, m.from_uid, self.client.uid, m.ext, reactions)
+    async def message_line(self, m: Message) -> str:
+        """``(n) channel #seq id=… from: body …`` with the message's current state (and the
+        quoted message's, for a reply)."""
+        c = self.client
+        original = None if m.reply is None else await c.ext(m.reply.message_id)
+        reactions = c.cached_reactions(m.message_id)
+        text = convtext.line(m.content, m.from_uid, c.uid, m.ext, reactions, original)
         return (
             f"({self.number(m.message_id)}) {m.channel} #{m.message_seq} id={m.message_id} {text}"
         )
@@ -231,8 +235,12 @@ class Chat:
             where = f" {event.channel}" if event.channel else ""
             self.print("sync", f"{event.phase.value}{where}: {event.detail}")
 
-    def _on_message(self, m: Message) -> None:
-        self.print("msg", self.message_line(m))
+    def _on_message(self, m: Message) -> Awaitable[None]:
+        self.number(m.message_id)  # numbered in arrival order, before any await
+        return self._print_message(m)
+
+    async def _print_message(self, m: Message) -> None:
+        self.print("msg", await self.message_line(m))
 
     def _on_ext(self, change: ExtChange) -> None:
         if _business_changed(change):
@@ -243,7 +251,7 @@ class Chat:
     async def _on_edit(self, edit: MessageEdited) -> None:
         m = await self.client.message(edit.message_id)
         if m is not None:
-            self.print("edit", self.message_line(m))
+            self.print("edit", await self.message_line(m))
         else:
             state = "withdrawn" if edit.revoked else "edited"
             self.print("edit", f"({self.number(edit.message_id)}) {edit.channel} {state}")
@@ -375,7 +383,7 @@ class Chat:
     async def _show_search(self, words: str, before: int | None) -> None:
         page = await self.client.search(words, limit=SEARCH_PAGE, before=before)
         for m in page.messages:
-            self.print("found", self.message_line(m))
+            self.print("found", await self.message_line(m))
         self._search = (words, page.next) if page.next is not None else None
         hint = " (/more for more)" if page.next is not None else ""
         self.print("found", f"{len(page.messages)} result(s) for {words!r}{hint}")
@@ -463,8 +471,11 @@ class Chat:
         count = min(int(args[1]), _MAX_HISTORY) if len(args) == 2 else 20
         channel = await self._channel(args[0])
         messages = await self.client.history(channel, limit=max(count, 1))
+        if messages and self.client.state is ConnectionState.CONNECTED:
+            with contextlib.suppress(ClientError):  # the chips: the channel's reactions
+                await self.client.reactions(messages[-1])
         for m in messages:
-            self.print("history", self.message_line(m))
+            self.print("history", await self.message_line(m))
         self.print("history", f"{channel}: {len(messages)} message(s)")
 
     async def _channels(self, _: list[str]) -> None:

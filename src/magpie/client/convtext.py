@@ -9,7 +9,8 @@ prints; sans-I/O, so tests call it directly).
   ``[file notes.txt, 10 B]``, ``[card vote@1: Lunch]`` (``/card`` shows the card), else
   ``[message of type N]``;
 * :func:`reply_text` — the quote: ``↪ alice: "lunch at noon?"`` (``↪ alice: (withdrawn)``
-  once the original was revoked);
+  once the original was revoked, its edit once edited — from the original's extension when
+  the client holds it, so a reply follows its original);
 * :func:`chips` — reactions: ``👍 2 (alice, bob) · 🎉 1 (carol)``;
 * :func:`state_tags` — ``edited``, ``withdrawn``, ``read by N``, a card's status;
 * :func:`value_text` — any JSON value as ``key=value`` text (for a card's ``extra``).
@@ -89,12 +90,16 @@ def _preview(content: Mapping[str, Any]) -> str:
     return body if len(body) <= PREVIEW_CHARS else body[: PREVIEW_CHARS - 1] + "…"
 
 
-def reply_text(reply: Reply) -> str:
-    """The quote a reply shows."""
+def reply_text(reply: Reply, original: ExtState | None = None) -> str:
+    """The quote a reply shows; ``original`` (the quoted message's extension, if known)
+    wins over the preview the reply carries: withdrawn, or its edit."""
     who = reply.from_name or reply.from_uid or "?"
-    if reply.revoked:
+    if reply.revoked or (original is not None and original.fields.revoke):
         return f"↪ {who}: (withdrawn)"
-    return f'↪ {who}: "{_preview(reply.preview)}"'
+    preview = reply.preview
+    if original is not None and original.fields.content_edit is not None:
+        preview = original.fields.content_edit
+    return f'↪ {who}: "{_preview(preview)}"'
 
 
 def chips(reactions: Iterable[Reaction]) -> str:
@@ -129,9 +134,11 @@ def line(
     viewer: str,
     ext: ExtState | None = None,
     reactions: Sequence[Reaction] = (),
+    original: ExtState | None = None,
 ) -> str:
     """``from: body`` with the quote, ``@you``, state tags and reaction chips: a revoked
-    message shows ``(withdrawn)`` instead of its body, an edited one its edit."""
+    message shows ``(withdrawn)`` instead of its body, an edited one its edit; ``original``
+    is the quoted message's extension (see :func:`reply_text`)."""
     if ext is not None and ext.fields.revoke:
         parts = [f"{from_uid}: (withdrawn)"]
     else:
@@ -140,7 +147,7 @@ def line(
             shown = ext.fields.content_edit
         parts = [f"{from_uid}: {body_text(shown)}"]
         if (reply := Reply.of(content)) is not None:
-            parts.append(reply_text(reply))
+            parts.append(reply_text(reply, original))
         if mentions(content, viewer):
             parts.append("@you")
     tags = [t for t in state_tags(ext) if t != "withdrawn"]
