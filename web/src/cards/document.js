@@ -92,7 +92,21 @@ const BLOCKS = {
   },
 };
 
-function peopleBlock(b, ui) {
+/** The card's action names (offered, refused or counted): a people state naming one of them
+ *  (`people_from: "listed"` gives the action each person took) reads as done ("Joined"). */
+function actionNames(p) {
+  const out = new Set(Object.keys((p && p.unavailable) || {}).concat(Object.keys((p && p.counts) || {})));
+  for (const a of (p && Array.isArray(p.actions) && p.actions) || []) out.add(String(typeof a === 'string' ? a : a.action || a.name));
+  return out;
+}
+
+function pastWord(action) {
+  const s = humanize(action);
+  return /e$/.test(s) ? `${s}d` : `${s}ed`;
+}
+
+function peopleBlock(b, p, ui) {
+  const actions = actionNames(p);
   return h(
     'div',
     { class: 'doc-people' },
@@ -102,8 +116,9 @@ function peopleBlock(b, ui) {
       { class: 'person-list' },
       (b.people || []).map((entry) => {
         const state = String(entry.state || '');
-        const note = entry.note ? String(entry.note) : humanize(state);
-        const row = person(String(entry.uid || ''), ui, { note, tone: PEOPLE_TONES[state] || 'muted' });
+        const took = !PEOPLE_TONES[state] && actions.has(state);
+        const note = entry.note ? String(entry.note) : took ? pastWord(state) : humanize(state);
+        const row = person(String(entry.uid || ''), ui, { note, tone: PEOPLE_TONES[state] || (took ? 'good' : 'muted') });
         row.dataset.state = state;
         return row;
       }),
@@ -342,7 +357,7 @@ function formBlock(b, index, p, ui) {
 function block(b, index, p, ui) {
   if (!b || typeof b !== 'object') return null;
   let el = null;
-  if (b.type === 'people') el = peopleBlock(b, ui);
+  if (b.type === 'people') el = peopleBlock(b, p, ui);
   else if (b.type === 'form' || b.type === 'actions') el = formBlock(b, index, p, ui);
   else if (BLOCKS[b.type]) el = BLOCKS[b.type](b, ui);
   if (!el) return null;
