@@ -387,6 +387,7 @@ async def test_a_custom_card_type_with_every_element_in_two_browsers(
         assert await c.tone() == "muted"
         await expect(c.root.locator(".doc-header")).to_have_text("Team outing (closed)")
         await expect(c.root.locator(".doc-button")).to_have_count(0)
+    await expect(theirs.outcome).to_have_text(re.compile(rf"^Closed by Alice at {CLOCK}$"))
     await mine.open_history()
     # create, plan, join, the refused plan, carol's join, the stale plan, plan, close
     await expect(mine.history).to_have_count(8)
@@ -485,7 +486,8 @@ async def test_the_leave_request_example_in_the_demo(
         await expect(card.root.locator('.person-row[data-uid="bob"]')).to_have_attribute(
             "data-state", "approved"
         )
-    await expect(mine.outcome).to_have_text("The card is approved")
+    await expect(mine.outcome).to_have_text(re.compile(rf"^Approved by Bob at {CLOCK}$"))
+    await expect(theirs.outcome).to_have_text(re.compile(rf"^Approved by you at {CLOCK}$"))
     await mine.open_history()
     await expect(mine.history).to_have_count(3)  # created, submitted, approved
     await expect(mine.history.nth(2)).to_contain_text("Bob approved “have fun”")

@@ -17,8 +17,8 @@
 
 import { h } from '../dom.js';
 import { renderMarkdown } from '../markdown.js';
-import { humanize, registerDocumentRenderer } from './registry.js';
-import { bar, person } from './parts.js';
+import { humanize, registerDocumentRenderer, statusLabel } from './registry.js';
+import { at, bar, byName, person } from './parts.js';
 
 /** An image address the page may load: http(s), or a path on this origin (not "//host"). */
 export function safeImageUrl(url) {
@@ -397,6 +397,16 @@ renderDocument.title = (payload, p) => {
 };
 /** An action the projection offers but the document has no button for goes to the bar. */
 renderDocument.button = (action, p) => (documentActions(p).has(action) ? null : {});
+/**
+ * The line that replaces the buttons: the projection's `outcome`; once the card is decided,
+ * "<Status> by <who> at <time>" as on the built-in cards; else why this viewer cannot act.
+ */
+renderDocument.outcome = (p, ui) => {
+  if (p.outcome) return p.outcome;
+  const by = p.updated_by && p.updated_by.uid;
+  if (p.terminal && by) return `${statusLabel(p.status)} by ${byName(by, ui)}${p.updated_at ? ` at ${at(p.updated_at)}` : ''}`;
+  return p.unavailable_reason ? p.unavailable_reason.replace(/^./, (c) => c.toUpperCase()) : '';
+};
 renderDocument.isDocument = true;
 
 registerDocumentRenderer(renderDocument);
