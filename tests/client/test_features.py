@@ -16,11 +16,14 @@ from magpie.client import (
     ApiRequestFailed,
     Channel,
     Client,
+    ConnectionState,
     InvalidArgument,
     Message,
     RateLimited,
 )
-from tests.client.support import T, client_of
+from magpie.client.features import ReactionBook
+from magpie.client.model import ReactionRow
+from tests.client.support import Proxy, T, client_of
 from tests.support.nodes import add_user, make_group, running_node, settle
 
 G = Channel.group("g1")
@@ -364,3 +367,65 @@ async def test_person_channel_reactions_typing_and_receipts(clients: dict[str, C
     assert (await bob.mark_read(to_alice, [sent.message_id])).applied == (sent.message_id,)
     receipt = await receipts.get(T)
     assert (receipt.channel, receipt.readed_count, receipt.unread_count) == (to_bob, 1, 0)
+
+
+async def test_an_offline_client_catches_up_on_reactions_and_reminders(
+    node: Node, clients: dict[str, Client], tmp_path: Path
+) -> None:
+    alice = clients["alice"]
+    async with Proxy(node.ws_port) as proxy:
+        url = proxy.url
+        carol = await started(client_of(node, "carol", "tok-carol", tmp_path / "c.db", url=url))
+        try:
+            sent = await alice.send(G, text("vote with emoji"))
+            await delivered(carol, sent.message_id)
+            assert await carol.reactions(sent.message_id) == ()  # the channel is followed
+            changes, added = carol.reaction_changes.stream(), carol.reminders_added.stream()
+            proxy.refuse = True
+            proxy.cut()
+            for _ in range(int(50 * T)):
+                if carol.state is not ConnectionState.CONNECTED:
+                    break
+                await settle(0.02)
+            await alice.react(sent.message_id, "🍕")  # the CMDs go nowhere
+            mention = {"type": 1, "content": "@carol?", "mention": {"uids": ["carol"]}}
+            asked = await alice.send(G, mention)
+            proxy.refuse = False
+            await carol.wait_connected(T)
+            change = await changes.get(T)
+            assert [(r.emoji, r.users) for r in change.reactions] == [("🍕", ("alice",))]
+            reminder = await added.get(T)
+            assert reminder.message_id == asked.message_id
+            assert await carol.reactions(sent.message_id) == await alice.reactions(sent.message_id)
+        finally:
+            await carol.close()
+
+
+def test_reaction_book_is_order_and_duplicate_free() -> None:
+    def row(seq: int, uid: str, emoji: str, deleted: bool = False) -> ReactionRow:
+        return ReactionRow(5, "g1", 2, uid, emoji, seq, deleted)
+
+    rows = [row(1, "a", "👍"), row(2, "b", "👍"), row(3, "a", "👍", True), row(4, "b", "🎉")]
+    forward, backward = ReactionBook(), ReactionBook()
+    assert forward.apply(G, rows) == [5]
+    backward.apply(G, list(reversed(rows)) + rows)
+    for book in (forward, backward):
+        assert [(r.emoji, r.count, r.users) for r in book.summary(5)] == [
+            ("👍", 1, ("b",)),
+            ("🎉", 1, ("b",)),
+        ]
+        assert book.cursor(G) == 4 and book.channels == [G]
+    assert forward.apply(G, rows) == []  # nothing new: no event
+
+
+async def test_features_need_the_api_url(tmp_path: Path) -> None:
+    client = Client("ws://127.0.0.1:9", "alice", "tok", api_url=None)
+    await client.open(connect=False)
+    try:
+        with pytest.raises(InvalidArgument) as info:
+            await client.online(G)
+        assert info.value.argument == "api_url"
+        with pytest.raises(InvalidArgument):
+            await client.search("x")
+    finally:
+        await client.close()
