@@ -400,6 +400,31 @@ async def test_a_custom_card_type_with_every_element_in_two_browsers(
     await theirs.reveal()
 
 
+async def test_a_document_card_says_loading_until_its_projection_arrives(
+    ui: Ui, demo_node: Node, business: Business
+) -> None:
+    bob = await ui.login("bob")
+    await open_group(bob)
+    release = asyncio.Event()
+
+    async def slow(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    await bob.page.route(re.compile(r"/cards/\d+$"), slow)
+    message_id = await create_card(demo_node, "alice", {"type": "outing@1"})
+    card = bob.card(message_id)
+    await expect(card.root.locator(".card-fallback-note")).to_have_text(
+        "Loading the card…", timeout=bob.ms(5000)
+    )
+    release.set()
+    await expect(card.root.locator(".doc-header")).to_have_text(
+        "Team outing (open)", timeout=bob.ms(5000)
+    )
+    await expect(card.root).not_to_have_class(re.compile(r"\bcard--placeholder\b"))
+    await expect(card.doc_button("join")).to_be_enabled()
+
+
 LEAVE_SERVER = Path(__file__).parents[2] / "examples" / "leave" / "leave_server.py"
 
 

@@ -177,6 +177,9 @@ async def test_unknown_card_type_shows_the_fallback_and_follows_status(
     await expect(card.root.locator(".card-fallback-text")).to_have_text(
         "Mystery card: please reply"
     )
+    await expect(card.root.locator(".card-fallback-note")).to_have_text(
+        "This card type (mystery) is not supported by this page yet."
+    )
     assert await card.tone() == "open"
     await update_status(demo_node, message_id, "approved")
     await card.expect_status("approved", 2000)

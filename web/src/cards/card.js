@@ -318,6 +318,8 @@ export class CardView {
       can: (action) => Boolean(this.projection.can_act) && offered.has(action),
       act: (action, params) => this.act(action, params),
       repaint: () => this.paint(true),
+      // Only the message's own data so far; the server's projection is on its way.
+      loading: Boolean(this.projection.local) && !this.notOnServer && !this.ctrl.cardsApiMissing,
     };
   }
 

@@ -24,6 +24,8 @@
 //     ui.draft                   this card's scratch object (typed comments, selections, an
 //                                open prompt); it survives repaints, cleared after a success
 //     ui.repaint()               draw again (after changing ui.draft)
+//     ui.loading                 only the message's own data so far (the projection is
+//                                being fetched)
 //
 // A renderer is re-run on every state change; the shell morphs the new body into the old one
 // (dom.js morph), so give repeated rows a `data-key` and CSS transitions run. It must show
@@ -88,8 +90,10 @@ export function rendererFor(message, projection) {
   return placeholderRenderer;
 }
 
-/** Unknown card type: the plain-text fallback the sender put in `content`. */
-export function placeholderRenderer(message, projection) {
+/** Unknown card type: the plain-text fallback the sender put in `content` (while the server's
+ *  projection is still on its way — `ui.loading` — it says so: a registered type's document
+ *  or a built-in renderer may follow). */
+export function placeholderRenderer(message, projection, ui = {}) {
   const payload = payloadOf(message);
   const kind = (projection && projection.type) || (payload.card && (payload.card.type || payload.card.kind)) || payload.type;
   const text = typeof payload.content === 'string' && payload.content ? payload.content : '(no text)';
@@ -97,7 +101,7 @@ export function placeholderRenderer(message, projection) {
     'div',
     { class: 'card-fallback' },
     h('p', { class: 'card-fallback-text' }, text),
-    h('p', { class: 'card-fallback-note' }, `This card type (${kind}) is not supported by this page yet.`),
+    h('p', { class: 'card-fallback-note' }, ui.loading ? 'Loading the card…' : `This card type (${kind}) is not supported by this page yet.`),
   );
 }
 placeholderRenderer.hideActionBar = true;
