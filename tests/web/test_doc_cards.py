@@ -186,7 +186,15 @@ async def plan(call: Call) -> tuple[int, Any]:
         return 200, {"refuse": {"reason": "full", "message": "the bus is full"}}
     diet = ", ".join(p.get("diet", [])) or "anything"
     state = {"place": p["place"], "day": p["day"], "time": p.get("time", ""), "diet": diet}
-    return 200, {"state": state, "ephemeral": {"text": f"Planned: {p['place']} on {p['day']}"}}
+    note = {"type": "context", "elements": [{"type": "text", "text": f"Contact: {p.get('who')}"}]}
+    form = {"type": "actions", "elements": [{"type": "button", "action": "join", "label": "Join"}]}
+    text = f"Planned: {p['place']} on {p['day']}"
+    # The answer's document is shown read-only: its buttons are left out.
+    return 200, {"state": state, "ephemeral": {"text": text, "doc": doc_of(note, form)}}
+
+
+def doc_of(*blocks: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 1, "blocks": list(blocks)}
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -276,6 +284,7 @@ async def test_a_custom_card_type_with_every_element_in_two_browsers(
     await expect(theirs.doc_button("join")).to_have_class(re.compile(r"\bbtn--secondary\b"))
     await expect(theirs.doc_button("close")).to_have_class(re.compile(r"\bbtn--danger\b"))
     await expect(theirs.doc_button("close")).to_be_disabled()
+    await expect(theirs.doc_button("close")).to_have_attribute("title", re.compile("creator"))
     await expect(mine.doc_button("close")).to_be_enabled()
 
     # Alice fills in every element; a required one missing is marked first.
@@ -318,6 +327,8 @@ async def test_a_custom_card_type_with_every_element_in_two_browsers(
     await expect(fields).to_contain_text("lake", timeout=3000)
     await expect(fields).to_contain_text("2026-12-19 09:30")
     await expect(fields).to_contain_text("vegan, halal")
+    await expect(mine.ephemeral.locator(".doc-context")).to_have_text("Contact: alice")
+    await expect(mine.ephemeral.locator("button.doc-button")).to_have_count(0)
     await expect(theirs.ephemeral).to_be_hidden()
     await alice.page.unroute(ACTIONS)
 
