@@ -244,6 +244,9 @@ async def test_chat_renders_conversation_state_and_runs_its_commands(tmp_path: P
             await bob.type("/readby 2")
             await bob.expect(r"^\[read\] \(2\) read by 0: nobody$")
 
+            reminded = alice.reminders_added.stream()
+            await bob.type("/send g1 @alice, see the file")
+            assert (await reminded.get(T)).publisher == "bob"
             await bob.type("/react 99 👍")
             await bob.expect(r"^\[error\] no message \(99\): use the number in parentheses")
             await bob.type('/react 2 "a b"')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from magpie.client.chat import text_content
 from magpie.client.convtext import body_text, chips, line, reply_text, size_text, value_text
 from magpie.client.model import Reaction, Reply
 from magpie.domain.ext import ExtState, Fields
@@ -61,3 +62,10 @@ def test_values_as_text() -> None:
     assert value_text({"n": 1, "tags": ["a", "b"], "ok": True, "x": None}) == (
         "n=1, tags=[a, b], ok=yes, x=-"
     )
+
+
+def test_mentions_in_typed_text() -> None:
+    assert text_content("hi") == {"type": 1, "content": "hi"}
+    assert text_content("@bob, @carol: @bob see")["mention"] == {"uids": ["bob", "carol"]}
+    assert text_content("@all now")["mention"] == {"uids": [], "all": 1}
+    assert "mention" not in text_content("mail me@home or @ alone")

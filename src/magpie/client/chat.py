@@ -60,11 +60,11 @@ from magpie.client.model import (
 from magpie.client.state import ConnectionState
 from magpie.domain.ext import ExtState
 
-__all__ = ["Chat", "add_arguments", "run"]
+__all__ = ["Chat", "add_arguments", "run", "text_content"]
 
 #: The commands, as ``/help`` prints them, with how to quote their arguments.
 HELP = """\
-/send <channel> <text>                  send a text message (text as typed, no quotes needed)
+/send <channel> <text>                  send a text (as typed, no quotes needed; @bob mentions bob)
 /reply <n> <text>                       reply to message (n), quoting it (text as typed)
 /react <n> <emoji>                      add a reaction, e.g. /react 3 👍 (one emoji, no spaces)
 /unreact <n> <emoji>                    remove your reaction
@@ -310,7 +310,7 @@ class Chat:
         if len(args) != 2 or not args[1].strip():
             raise ValueError("usage: /send <channel> <text>")
         channel = await self._channel(args[0])
-        content = {"type": 1, "content": args[1].strip()}
+        content = text_content(args[1].strip())
         result = await self.client.send(channel, content, timeout=SEND_TIMEOUT)
         self.print("sent", f"{channel} #{result.message_seq} id={result.message_id}")
 
@@ -318,7 +318,8 @@ class Chat:
         if len(args) != 2 or not args[1].strip():
             raise ValueError("usage: /reply <n> <text> (the text as typed)")
         quoted = await self._numbered(args[0])
-        result = await self.client.reply(quoted, args[1].strip(), timeout=SEND_TIMEOUT)
+        content = text_content(args[1].strip())
+        result = await self.client.reply(quoted, content, timeout=SEND_TIMEOUT)
         self.print("sent", f"{quoted.channel} #{result.message_seq} id={result.message_id}")
 
     async def _react(self, args: list[str], remove: bool = False) -> None:
@@ -493,6 +494,17 @@ class Chat:
     async def _help(self, _: list[str]) -> None:
         for line in HELP.splitlines():
             self.print("help", line.rstrip())
+
+
+def text_content(text: str) -> dict[str, Any]:
+    """A text message; ``@uid`` words mention those users (they get a reminder if they are
+    members), ``@all`` everybody (group admins only: the server refuses it otherwise)."""
+    content: dict[str, Any] = {"type": 1, "content": text}
+    named = [w[1:].rstrip(",.:;!?") for w in text.split() if w.startswith("@") and len(w) > 1]
+    uids = sorted({u for u in named if u and u != "all"})
+    if uids or "all" in named:
+        content["mention"] = {"uids": uids, **({"all": 1} if "all" in named else {})}
+    return content
 
 
 def _arguments(name: str, rest: str) -> list[str]:
