@@ -62,7 +62,9 @@ async def test_a_backup_under_load_restores_every_acked_message(tmp_path: Path) 
     data, dest, restored = tmp_path / "node", tmp_path / "backup", tmp_path / "restored"
     acked: dict[int, float] = {}
     stop = asyncio.Event()
-    async with running_node(data) as node:
+    # The four senders go as fast as their acks come back: the per-user send limit (50/s,
+    # burst 200) would refuse them (SENDACK 22) within a second. This test is about backup.
+    async with running_node(data, send_rate=0) as node:
         uids = [f"s{n}" for n in range(4)]
         tokens = {u: await add_user(node, u) for u in uids}
         await make_group(node, "g", uids)
