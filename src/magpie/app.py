@@ -343,7 +343,10 @@ class Node:
             self._fd_watch.sample(open_fd_count())
 
     async def stop(self) -> None:
-        """Drain: stop the API, close client connections, flush and close the store."""
+        """Drain: stop the API, close client connections, flush and close the store. Store
+        calls are bounded from here on (``store_stop_timeout``): a database that does not
+        answer cannot hold the stop."""
+        self.store.stopping(self.settings.store_stop_timeout)
         if self._fd_task is not None:
             self._fd_task.cancel()
             self._fd_task = None

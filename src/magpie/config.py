@@ -55,6 +55,9 @@ class Settings:
     store_url: str = ""
     #: Most connections one node opens to a PostgreSQL store.
     store_pool_size: int = 10
+    #: Seconds a PostgreSQL store has to answer each call once the node stops; past it (or
+    #: when the database cannot be reached then) the stop goes on without the database.
+    store_stop_timeout: float = 5.0
     #: Address the WebSocket gateway and HTTP API bind to.
     host: str = "127.0.0.1"
     #: WebSocket gateway port (WuKongIM default 5200); 0 picks a free port.
@@ -430,6 +433,7 @@ _POSITIVE = (
     "card_callback_backoff",
     "job_lease",
     "job_poll",
+    "store_stop_timeout",
     "ext_max_patch_bytes",
     "ext_max_extra_bytes",
     "ext_max_keys",

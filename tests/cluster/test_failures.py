@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -173,6 +175,51 @@ async def test_postgresql_cut_and_restored_mid_load(tmp_path: Path, store_url: s
                 history = await finish(cluster, group, load, listeners, extra=1)
                 assert failed > 0, "sends failed while the store was away"
                 assert len(history) > sum(counts.values())
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.parametrize("outage", ["cut", "frozen"])
+async def test_a_node_stops_within_seconds_while_postgresql_is_unreachable(
+    tmp_path: Path, store_url: str, outage: str
+) -> None:
+    """SIGTERM while the store is away — refused (``cut``) or a partition where nothing
+    answers (``frozen``, the case that used to hang: the lease's release waited for a pooled
+    connection for ever) — and a client connected: the node exits within a few seconds and
+    its log says that the store did not answer while it stopped."""
+    target = urlsplit(store_url)
+    proxy = Proxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    try:
+        bus = require_redis()
+        behind = _behind(store_url, proxy.port)
+        async with running_cluster(tmp_path, behind, bus, n=1, store_stop_timeout=2) as cluster:
+            node = cluster[0]
+            await cluster.add_users(["u1", "u2"])
+            await cluster.make_group("g", ["u1", "u2"])
+            client = await node.connect("u1")
+            assert await _http_send(node, "g", "u2") == 200
+            if outage == "cut":
+                await proxy.cut()
+            else:
+                proxy.freeze()
+            pending = asyncio.create_task(_http_send(node, "g", "u2"))  # a send left hanging
+            await asyncio.sleep(0.5)
+            assert node.proc is not None
+            started = time.monotonic()
+            node.proc.send_signal(signal.SIGTERM)
+            while node.proc.poll() is None and time.monotonic() - started < 30 * time_scale():
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - started
+            exited = node.proc.poll() is not None
+            node.kill()
+            pending.cancel()
+            await client.close()
+            log = node.log_tail(80)
+            assert exited, f"still running {took:.1f} s after SIGTERM:\n{log}"
+            assert took < 8 * time_scale(), f"stopped after {took:.1f} s:\n{log}"
+            assert node.proc.returncode == 0, log
+            assert "PostgreSQL is unreachable while the node stops" in log, log
     finally:
         await proxy.stop()
 

@@ -297,13 +297,16 @@ async def running_cluster(
 class Proxy:
     """A TCP proxy on a free loopback port in front of ``target``; :meth:`cut` drops every
     connection and refuses new ones (a database restart as the nodes see it), :meth:`restore`
-    accepts again."""
+    accepts again. :meth:`freeze` is a network partition instead: connections stay open and
+    new ones are accepted, but nothing goes through (no answer, no error) until :meth:`thaw`."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -320,16 +323,25 @@ class Proxy:
     async def restore(self) -> None:
         await self.start()
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     async def stop(self) -> None:
         await self.cut()
+        self.thaw()  # the held pipes see their aborted sockets and end
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._pipes.add(writer)
+        await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return
-        if self._server is None:  # cut while this connection was being set up
+        if self._server is None or writer not in self._pipes:  # cut meanwhile
             writer.transport.abort()
             up_writer.transport.abort()
             return
@@ -338,6 +350,7 @@ class Proxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):

@@ -246,6 +246,12 @@ class Store(Protocol):
         """Finish queued work and release connections."""
         ...
 
+    def stopping(self, timeout: float) -> None:
+        """The node begins to stop: calls from now on (and those under way) may wait at most
+        about ``timeout`` seconds for a database that does not answer; past that they fail
+        with :class:`~magpie.errors.StoreUnavailable` and so does every later call."""
+        ...
+
     # users and tokens ----------------------------------------------------------------------
 
     async def set_token(self, row: TokenRow) -> None:

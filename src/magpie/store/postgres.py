@@ -29,6 +29,7 @@ when a ``postgresql://`` store is configured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from magpie.domain.reminders import reminders_problem
-from magpie.errors import StoreError
+from magpie.errors import StoreError, StoreUnavailable
 from magpie.store import _pg_rows as rows
 from magpie.store._migrations import load_migrations
 from magpie.store._pg_conv import PgConvMethods
@@ -52,6 +53,7 @@ from magpie.store._pg_setup import (
     ensure_epoch,
     migrate,
 )
+from magpie.store._pg_stop import StopGuard
 from magpie.store._pg_writer import Append, BatchWriter
 from magpie.store.interface import (
     AppendResult,
@@ -346,6 +348,7 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
         self._epoch = ""
         self._pool_or_none: asyncpg.Pool[asyncpg.Record] | None = None
         self._writer_or_none: BatchWriter | None = None
+        self._guard = StopGuard(self._terminate, self._probe)
 
     @property
     def epoch(self) -> str:
@@ -382,21 +385,44 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
             return await ensure_epoch(conn)
 
     async def close(self) -> None:
-        """Finish the queued appends, then close every connection. Idempotent."""
+        """Finish the queued appends, then close every connection. Idempotent. After
+        :meth:`stopping`, both are bounded by its timeout (and skipped once the database was
+        given up)."""
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
         if self._writer_or_none is not None:
-            await self._writer_or_none.close()
+            writer = self._writer_or_none
+            with contextlib.suppress(StoreUnavailable):  # given up: the lanes end by themselves
+                await self._guard.call("close", writer.close)
+        pool = self._pool_or_none
+        if pool is None or self._guard.gone:
+            return
+        if self._guard.timeout is not None:
+            with contextlib.suppress(StoreUnavailable):  # given up: terminated
+                await self._guard.call("close", pool.close)
+            return
+        try:
+            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
+        except TimeoutError:  # close() terminated the pool when it was cancelled
+            log.warning("store: the pool did not close within %.0f s; terminated", _CLOSE_TIMEOUT)
+            pool.terminate()
+
+    def stopping(self, timeout: float) -> None:
+        """The node stops: from now on each call has ``timeout`` seconds, and the database is
+        probed for the calls under way; one that does not answer (or cannot be reached) is
+        given up, with one WARNING line, so that the stop goes on without it
+        (:mod:`magpie.store._pg_stop`)."""
+        if self._state is _State.OPEN:
+            self._guard.stopping(timeout)
+
+    def _terminate(self) -> None:
         if self._pool_or_none is not None:
-            pool = self._pool_or_none
-            try:
-                await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
-            except TimeoutError:  # close() terminated the pool when it was cancelled
-                log.warning(
-                    "store: the pool did not close within %.0f s; terminated", _CLOSE_TIMEOUT
-                )
-                pool.terminate()
+            self._pool_or_none.terminate()
+
+    async def _probe(self) -> object:
+        pool = self._pool
+        return await attempt("ping", lambda: pool.fetchval("SELECT 1"))
 
     # plumbing -------------------------------------------------------------------------------
 
@@ -408,16 +434,18 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
 
     async def _fetch(self, what: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         pool = self._pool
-        return await attempt(what, lambda: pool.fetch(sql, *args))
+        return await self._guard.call(what, lambda: attempt(what, lambda: pool.fetch(sql, *args)))
 
     async def _fetchrow(self, what: str, sql: str, *args: Any) -> asyncpg.Record | None:
         pool = self._pool
-        return await attempt(what, lambda: pool.fetchrow(sql, *args))
+        return await self._guard.call(
+            what, lambda: attempt(what, lambda: pool.fetchrow(sql, *args))
+        )
 
     async def _execute(self, what: str, sql: str, *args: Any) -> str:
         """One statement, its own transaction."""
         pool = self._pool
-        return await attempt(what, lambda: pool.execute(sql, *args))
+        return await self._guard.call(what, lambda: attempt(what, lambda: pool.execute(sql, *args)))
 
     async def _transaction(self, what: str, body: Callable[[Conn], Awaitable[T]]) -> T:
         """``body`` in one transaction, re-run after a deadlock or serialization failure."""
@@ -427,13 +455,14 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
             async with pool.acquire() as conn, conn.transaction():
                 return await body(conn)
 
-        return await attempt(what, run)
+        return await self._guard.call(what, lambda: attempt(what, run))
 
     async def _append(self, job: Append) -> asyncpg.Record:
         self._pool  # noqa: B018 (raises unless open)
-        if self._writer_or_none is None:
+        writer = self._writer_or_none
+        if writer is None:
             raise StoreError("the store has no writer")
-        return await self._writer_or_none.submit(job)
+        return await self._guard.call(job.what, lambda: writer.submit(job))
 
     # users and tokens -----------------------------------------------------------------------
 

@@ -442,6 +442,10 @@ class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods, SqliteN
         await loop.run_in_executor(self._writer_pool, self._close_sync)
         self._writer_pool.shutdown(wait=False)
 
+    def stopping(self, timeout: float) -> None:
+        """Nothing to bound: SQLite calls wait for this process's own threads and the disk,
+        never for a server that may not answer (and ``close`` finishes the queued writes)."""
+
     def _close_sync(self) -> None:
         self._reader_pool.shutdown(wait=True)
         for conn in self._reader_conns:
