@@ -13,6 +13,12 @@
    pinned to one core, the load in its own process (``bench/httpload.py``) on the others.
    Primary figure: requests/s (target: ``/message/send`` ≥ 0.3× the no-op endpoint), with
    server CPU per request beside it.
+3. **Reads** (same server, same run): ``POST /message/extra/sync`` (the newest
+   :data:`PAGE` extension rows of a person channel), ``POST /channel/messagesync`` (the
+   newest :data:`PAGE` messages of it, each with its extension and reactions) and ``POST
+   /conversation/sync`` (the reader's conversations with :data:`PAGE` recent messages), read
+   by a user through the business key, over a channel of :data:`PAGE` messages each with a
+   changed extension (status, ``extra`` of a few keys, a read count).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from bench._servers import (
     SERVER_CPUS,
     CpuMeter,
     LoadClient,
+    Server,
     _stop,
     _wait_port,
     free_port,
@@ -52,6 +59,8 @@ from magpie.domain.channels import CHANNEL_ID_PATTERN, UID_PATTERN
 ROUNDS = 5
 PARSES = 20_000
 CONNECTIONS = 32
+#: Messages (each with an extension) in the channel the read rows page through.
+PAGE = 20
 SECONDS = float(os.environ.get("MAGPIE_BENCH_SECONDS", "5"))
 _TEXT = json.dumps({"type": 1, "content": "x" * 170}).encode()
 BODY = json.dumps(
@@ -217,17 +226,45 @@ def _magpie_rows() -> list[Row]:
     with magpie_server(token_auth="false") as server:
         port = int(server.api_url.rsplit(":", 1)[1])
         send = _drive("magpie /message/send", server.pid, port, "send", API_KEY)
+        ids = _channel_with_extensions(server)
+        extra = _drive("magpie /message/extra/update", server.pid, port, "extra", API_KEY, ids[0])
+        page = str(PAGE)
+        return [
+            send,
+            extra,
+            _drive("magpie /message/extra/sync", server.pid, port, "extrasync", API_KEY, page),
+            _drive("magpie /channel/messagesync", server.pid, port, "msgsync", API_KEY, page),
+            _drive("magpie /conversation/sync", server.pid, port, "convsync", API_KEY, page),
+        ]
+
+
+def _channel_with_extensions(server: Server) -> list[str]:
+    """:data:`PAGE` messages from alice to bob, each with a changed extension (a status, an
+    ``extra`` of a few keys, a read count); their ids."""
+    ids = []
+    for i in range(PAGE):
+        text = json.dumps({"type": 1, "content": f"message {i} " + "x" * 120}).encode()
         answer = server.api(
             "/message/send",
             {"from_uid": "alice", "channel_id": "bob", "channel_type": 1,
-             "payload": base64.b64encode(_TEXT).decode(), "client_msg_no": "bench-extra"},
+             "payload": base64.b64encode(text).decode(), "client_msg_no": f"bench-page-{i}"},
         )  # fmt: skip
         assert isinstance(answer, dict)
         message_id = str(answer["data"]["message_id"])
-        extra = _drive(
-            "magpie /message/extra/update", server.pid, port, "extra", API_KEY, message_id
-        )
-        return [send, extra]
+        patch = {"likes": i, "tags": ["todo", "bench"], "note": "n" * 60, "done": i % 2 == 0}
+        answer = server.api(
+            "/message/extra/update",
+            {"message_id": message_id, "mode": "lww", "status": "open", "extra_patch": patch,
+             "readed_count": i, "action_id": f"bench-page-{i}"},
+        )  # fmt: skip
+        assert isinstance(answer, dict), answer
+        ids.append(message_id)
+    rows = server.api(
+        "/message/extra/sync",
+        {"login_uid": "alice", "channel_id": "bob", "channel_type": 1, "limit": PAGE},
+    )
+    assert isinstance(rows, list) and len(rows) == PAGE, rows  # what the reads will page
+    return ids
 
 
 def measure(rounds: int = 1) -> list[Row]:

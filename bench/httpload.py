@@ -15,6 +15,12 @@ KIND:
   (a new ``client_msg_no`` each time: every request is stored).
 * ``extra``: ``POST /message/extra/update``, last-writer-wins ``status`` of message id
   ``ARG`` (a new ``action_id`` each time: every request is applied).
+* ``extrasync``: ``POST /message/extra/sync``, the newest ``ARG`` extension rows of alice's
+  person channel with bob, read by alice (the same page every time: a reader catching up).
+* ``msgsync``: ``POST /channel/messagesync``, the newest ``ARG`` messages (each with its
+  extension) of the same channel, read by alice.
+* ``convsync``: ``POST /conversation/sync``, alice's conversations with ``ARG`` recent
+  messages each.
 """
 
 from __future__ import annotations
@@ -43,10 +49,26 @@ def _body_maker(kind: str, conn: int, arg: str) -> Callable[[int], bytes]:
     if kind == "extra":
         head = (f'{{"message_id": {arg}, "mode": "lww", "status": "s", "action_id": "').encode()
         return lambda n: head + b'a%d-%d"}' % (conn, n)
+    if kind in _READS:
+        body = _READS[kind] % int(arg)
+        return lambda n: body
     raise SystemExit(f"unknown kind {kind}")
 
 
-_PATHS = {"noop": "/noop", "send": "/message/send", "extra": "/message/extra/update"}
+#: The read kinds' bodies (``%d``: the page size); alice reads her channel with bob.
+_READS = {
+    "extrasync": b'{"login_uid": "alice", "channel_id": "bob", "channel_type": 1, "limit": %d}',
+    "msgsync": b'{"login_uid": "alice", "channel_id": "bob", "channel_type": 1, "limit": %d}',
+    "convsync": b'{"uid": "alice", "msg_count": %d}',
+}
+_PATHS = {
+    "noop": "/noop",
+    "send": "/message/send",
+    "extra": "/message/extra/update",
+    "extrasync": "/message/extra/sync",
+    "msgsync": "/channel/messagesync",
+    "convsync": "/conversation/sync",
+}
 
 
 class _Client(asyncio.Protocol):
