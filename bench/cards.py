@@ -70,6 +70,8 @@ class Http:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         #: Bytes of the answers read (head and body).
         self.received = 0
+        #: The last answer's ``Retry-After`` (seconds), if it had one.
+        self.retry_after: float | None = None
 
     async def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         """(status, decoded JSON body)."""
@@ -85,6 +87,8 @@ class Http:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
         length = int(head.split("content-length:")[1].split("\r\n")[0])
         self.received += len(head) + length
+        _, found, rest = head.partition("retry-after:")
+        self.retry_after = float(rest.split("\r\n")[0]) if found else None
         return int(head.split(" ")[1]), json.loads(await reader.readexactly(length))
 
     def close(self) -> None:
@@ -119,9 +123,10 @@ async def _member(
                     "POST", "/message/extra/sync", {**body, "envelope": 1}
                 )
                 syncs += 1
-                if status != 200:  # e.g. 429 under the per-token rate: wait, then again
-                    out["refused"][str(status)] = out["refused"].get(str(status), 0) + 1
-                    await asyncio.sleep(0.2)
+                if status != 200:  # 503 busy (the history gate) or 429: wait as told, again
+                    why = f"{status} {page.get('code', '') if isinstance(page, dict) else ''}"
+                    out["refused"][why] = out["refused"].get(why, 0) + 1
+                    await asyncio.sleep(http.retry_after or 0.2)
                     continue
                 more = bool(page["more"])
                 for row in page["rows"]:
@@ -265,7 +270,7 @@ async def _run(n: int, online: int, spread: float) -> dict[str, Any]:
         finally:
             members.wait(timeout=DONE_TIMEOUT + 10)
     if refused:
-        print(f"sync answers other than 200 (retried): {refused}")
+        print(f"sync answers other than 200 (retried after their Retry-After): {refused}")
     return _report(n, online, spread, results, t0, last_answer, done, cpu, view)
 
 

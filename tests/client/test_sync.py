@@ -33,6 +33,8 @@ class FakeServer:
         self.extra_version = 0
         self.paths: list[str] = []
         self.refuse: int | None = None
+        self.busy = 0  # answers of 503 busy (Retry-After: 1) still to give
+        self.retry_after = "1"
 
     def add(self, n: int) -> None:
         for _ in range(n):
@@ -65,6 +67,11 @@ class FakeServer:
         self.paths.append(request.url.path)
         if self.refuse is not None:
             return httpx.Response(self.refuse, json={"code": "forbidden", "msg": "no"})
+        if self.busy:
+            self.busy -= 1
+            body = {"code": "busy", "msg": "too many history reads at once; try again shortly"}
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return httpx.Response(503, json=body, headers=headers)
         body = json.loads(request.content)
         headers = {"X-Magpie-Epoch": self.epoch}
         if request.url.path == "/conversation/sync":
@@ -125,7 +132,14 @@ def server() -> FakeServer:
 async def parts(server: FakeServer) -> AsyncIterator[tuple[Syncer, Cache, Sink]]:
     cache = Cache(None)
     await cache.open("bob")
-    api = HttpApi("http://fake", "bob", "t", timeout=5, transport=httpx.MockTransport(server))
+    api = HttpApi(
+        "http://fake",
+        "bob",
+        "t",
+        timeout=5,
+        transport=httpx.MockTransport(server),
+        read_retry_max=0.01,  # the server asks for 1 s
+    )
     sink = Sink()
     options = ClientOptions(sync_page_size=10, ext_page_size=10, gap_fill_delay=0)
     syncer = Syncer(cache, api, options, sink)
@@ -182,6 +196,40 @@ async def test_cmd_pulls_and_duplicates_cost_nothing(
     syncer.ext_changed(G, 1)
     await settle(0.05)
     assert server.paths == ["/message/extra/sync"] and len(sink.changes) == 2
+
+
+async def test_a_busy_answer_is_asked_again_after_its_retry_after(
+    server: FakeServer, parts: tuple[Syncer, Cache, Sink]
+) -> None:
+    """503 busy with Retry-After (an overloaded node's history gate) is waited out: the
+    CMD's pull and a full sync still apply every change; the third busy answer in a row
+    gives up (ApiUnavailable), and a 503 without Retry-After is not asked again."""
+    syncer, _, sink = parts
+    server.add(3)
+    server.change(1, "a")
+    server.busy = 2
+    await syncer.full_sync()
+    assert server.paths[:3] == ["/conversation/sync"] * 3 and len(sink.changes) == 1
+    server.change(2, "b")
+    server.paths.clear()
+    server.busy = 2
+    syncer.ext_changed(G, 2)
+    await _until(lambda: len(sink.changes) == 2)
+    assert server.paths == ["/message/extra/sync"] * 3
+    server.change(3, "c")
+    server.paths.clear()
+    server.busy = 3
+    syncer.ext_changed(G, 3)
+    await settle(0.1)
+    assert server.paths == ["/message/extra/sync"] * 3 and len(sink.changes) == 2
+    server.retry_after = ""
+    server.busy = 1
+    server.paths.clear()
+    syncer.ext_changed(G, 3)
+    await settle(0.1)
+    assert server.paths == ["/message/extra/sync"] and len(sink.changes) == 2
+    syncer.ext_changed(G, 3)
+    await _until(lambda: len(sink.changes) == 3)
 
 
 async def test_live_gap_is_filled(server: FakeServer, parts: tuple[Syncer, Cache, Sink]) -> None:

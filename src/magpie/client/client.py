@@ -137,8 +137,16 @@ class Client(ConversationFeatures):
     def _make_api(
         self, api_url: str, token: str, transport: httpx.AsyncBaseTransport | None
     ) -> HttpApi:
-        timeout = self.options.request_timeout
-        return HttpApi(api_url, self.uid, token, timeout=timeout, transport=transport)
+        options = self.options
+        return HttpApi(
+            api_url,
+            self.uid,
+            token,
+            timeout=options.request_timeout,
+            transport=transport,
+            read_attempts=options.read_attempts,
+            read_retry_max=options.read_retry_max,
+        )
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -10,10 +10,17 @@
 The token goes in ``Authorization: Bearer``; every body also names the uid (``uid`` /
 ``login_uid``), which the server checks the token against. :attr:`HttpApi.requests` counts
 requests (the benchmark reports it).
+
+The three sync reads change nothing, so an overloaded or briefly store-less node's deliberate
+answer — 503 with ``Retry-After`` (``busy``: too many history reads at once, the node's
+``history_max_concurrent``; ``store_unavailable``) — is waited out and asked again: after
+``Retry-After`` seconds (at most ``read_retry_max``), up to ``read_attempts`` tries in all;
+then :class:`~magpie.client.errors.ApiUnavailable` as for any 502/503/504.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,8 +81,12 @@ class HttpApi:
         *,
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        read_attempts: int = 3,
+        read_retry_max: float = 5.0,
     ) -> None:
         self.uid = uid
+        self._read_attempts = read_attempts
+        self._read_retry_max = read_retry_max
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -136,10 +147,22 @@ class HttpApi:
         """POST ``body``; :class:`ApiRequestFailed` for any status but 2xx."""
         return _checked(path, await self.request(path, body))
 
+    async def read(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
+        """:meth:`post` for a request that changes nothing: a 503 with ``Retry-After`` is
+        asked again after that pause (module doc)."""
+        for attempt in range(1, self._read_attempts + 1):
+            response = await self.request(path, body)
+            pause = _unavailable_pause(response)
+            if pause is None or attempt == self._read_attempts:
+                break
+            log.info("%s: HTTP 503, asked again in %.1f s", path, pause)
+            await asyncio.sleep(min(pause, self._read_retry_max))
+        return _checked(path, response)
+
     async def conversations(self, version: int, last_seqs: str, recents: int) -> Recents:
         """``/conversation/sync`` after ``version`` with our ``last_msg_seqs``."""
         body = {"uid": self.uid, "version": version, "last_msg_seqs": last_seqs}
-        response = await self.post("/conversation/sync", {**body, "msg_count": recents})
+        response = await self.read("/conversation/sync", {**body, "msg_count": recents})
         conversations, messages, top = [], [], version
         for item in _json_list(response, "/conversation/sync"):
             channel = Channel(str(item["channel_id"]), int(item["channel_type"]))
@@ -160,7 +183,7 @@ class HttpApi:
             "limit": limit,
             "pull_mode": 1,
         }
-        response = await self.post("/channel/messagesync", body)
+        response = await self.read("/channel/messagesync", body)
         page = response.json()
         messages = [message_from_json(m, channel) for m in page.get("messages") or ()]
         return HistoryPage(messages, bool(page.get("more")), response.headers.get(EPOCH_HEADER, ""))
@@ -176,7 +199,7 @@ class HttpApi:
             "limit": limit,
             "envelope": True,
         }
-        response = await self.post("/message/extra/sync", body)
+        response = await self.read("/message/extra/sync", body)
         data = response.json()
         epoch = response.headers.get(EPOCH_HEADER, "")
         if isinstance(data, Mapping):  # the envelope
@@ -195,6 +218,17 @@ def _conversation(channel: Channel, item: Mapping[str, Any]) -> Conversation:
         timestamp=int(item.get("timestamp", 0)),
         version=int(item.get("version", 0)),
     )
+
+
+def _unavailable_pause(response: httpx.Response) -> float | None:
+    """The pause a 503 asks for (``Retry-After`` in seconds); ``None``: not to be retried."""
+    if response.status_code != 503:
+        return None
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def _json_list(response: httpx.Response, path: str) -> list[Mapping[str, Any]]:

@@ -39,6 +39,12 @@ class ClientOptions:
     backoff_jitter: float = 0.5
     #: Timeout of one HTTP API request.
     request_timeout: float = 15.0
+    #: Tries of one sync read (``/conversation/sync``, ``/channel/messagesync``,
+    #: ``/message/extra/sync``) answered 503 with ``Retry-After`` (an overloaded node's
+    #: ``busy``, or ``store_unavailable``), each after the pause it asks for …
+    read_attempts: int = 3
+    #: … but never longer than this.
+    read_retry_max: float = 5.0
     #: Largest message payload (compact UTF-8 JSON) :meth:`Client.send` accepts; the
     #: server's default ``max_payload_bytes``.
     max_payload_bytes: int = 512 * 1024
@@ -88,6 +94,7 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "recv_batch": (1, 100_000),
     "stream_max_queue": (1, 10_000_000),
     "card_attempts": (1, 100),
+    "read_attempts": (1, 100),
 }
 _FRACTIONS = frozenset({"backoff_jitter"})
 _POSITIVE = frozenset({"connect_timeout", "heartbeat_interval", "pong_timeout", "request_timeout"})
