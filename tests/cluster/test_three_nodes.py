@@ -15,7 +15,7 @@ import httpx
 from magpie.client.raw import RawClient, ReceivedMessage
 from magpie.protocol.packets import Disconnect, Flags, ReasonCode, Recvack
 from tests.cluster.conftest import Hooks
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, ServeNode
 from tests.support.nodes import settle, time_scale
 
 T = 10 * time_scale()
@@ -283,6 +283,65 @@ async def test_the_offline_command_queue_across_nodes(shared: Cluster) -> None:
         await settle(0.3)  # the auto RECVACK (master device) advanced the cursor to 3
         assert (await one.post("/message/sync", json={"uid": dave})).json() == []
         await master.close()
+
+
+async def test_offline_commands_from_three_nodes_come_back_in_queue_order_on_any_node(
+    shared: Cluster,
+) -> None:
+    """Sync-once commands for an offline user sent through all three nodes at once (each
+    node's in its own order): the queue seqs are gap-free, each node's commands keep their
+    order, and ``/message/sync`` through every node, after reconnecting there, answers the
+    same list in queue-seq order; nothing is pushed on reconnect, and after a syncack through
+    one node every node answers the rest alone."""
+    admins, (erin,) = uids("qa", 3), uids("qe", 1)
+    await shared.add_users(admins)
+    await shared.add_users([erin], level=1)
+    per_node = 8
+
+    def cmd(admin: str, k: int) -> dict[str, Any]:
+        return {
+            "header": {"no_persist": 0, "red_dot": 0, "sync_once": 1},
+            "from_uid": admin,
+            "channel_id": erin,
+            "channel_type": 1,
+            "payload": b64({"type": 99, "cmd": "refresh", "param": {"k": f"{admin}-{k}"}}),
+        }
+
+    async def series(node: ServeNode, admin: str) -> None:
+        async with node.api() as http:
+            for k in range(per_node):  # one after the other: this node's order
+                r = await http.post("/message/send", json=cmd(admin, k))
+                assert r.status_code == 200, r.text
+
+    await asyncio.gather(*(series(n, a) for n, a in zip(shared, admins, strict=True)))
+    total = per_node * len(admins)
+    answers = []
+    for node in shared:
+        client = await node.connect(erin, device_flag=0)
+        try:
+            async with node.api() as http:
+                answers.append((await http.post("/message/sync", json={"uid": erin})).json())
+            await settle(0.2)
+            assert client.messages.empty(), "queued commands are pulled, not pushed"
+        finally:
+            await client.close()
+    first = answers[0]
+    assert [m["message_seq"] for m in first] == list(range(1, total + 1)), "gap-free seqs"
+    for other in answers[1:]:
+        assert [(m["message_seq"], m["message_id"]) for m in other] == [
+            (m["message_seq"], m["message_id"]) for m in first
+        ], "every node answers the same queue in the same order"
+    keys = [json.loads(base64.b64decode(m["payload"]))["param"]["k"] for m in first]
+    for admin in admins:
+        mine = [k for k in keys if k.startswith(f"{admin}-")]
+        assert mine == [f"{admin}-{k}" for k in range(per_node)], f"{admin}'s order kept"
+    async with shared[1].api() as two:
+        r = await two.post("/message/syncack", json={"uid": erin, "last_message_seq": 10})
+        assert r.status_code == 200
+    for node in shared:
+        async with node.api() as http:
+            rest = (await http.post("/message/sync", json={"uid": erin})).json()
+        assert [m["message_seq"] for m in rest] == list(range(11, total + 1))
 
 
 async def test_a_webhook_receiver_sees_each_message_once(shared: Cluster, hooks: Hooks) -> None:
