@@ -49,8 +49,8 @@ from typing import Any
 from bench._servers import (
     API_KEY,
     LOAD_CPUS,
+    CpuMeter,
     Server,
-    cpu_seconds,
     magpie_server,
     percentile,
     pinned,
@@ -376,14 +376,16 @@ async def _storm(server: Server, mode: str, mid: str, n: int, online: int) -> St
         for _ in range(CONNECTIONS):
             pool.put_nowait(Http(server.api_url, ""))
         results: list[Any] = []
-        cpu0, t0 = cpu_seconds(server.pid), time.monotonic() + 0.1
+        meter = CpuMeter(server.pid)  # MAGPIE_BENCH_PROFILE=DIR: py-spy samples the storm
+        meter.start()
+        t0 = time.monotonic() + 0.1
         await asyncio.gather(
             *(_one(pool, mode, mid, i, t0 + i / n * SPREAD, results) for i in range(n))
         )
         last_answer = max(r[3] for r in results)
         assert members.stdout is not None
         done = json.loads(members.stdout.readline())
-        cpu = cpu_seconds(server.pid) - cpu0
+        cpu = meter.stop()
         while not pool.empty():
             pool.get_nowait().close()
     finally:
