@@ -47,6 +47,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "bench.convo",
         "1,000 members react to / read one message in 1 s; 150 online converge; vs CAS updates",
     ),
+    "search": (
+        "bench.search",
+        "search p50/p99 at 10^5 and 10^6 messages: SQLite FTS5, PostgreSQL; index trigger cost",
+    ),
     "cardtypes": (
         "bench.cardtypes",
         "registered card type (declared transitions) vs vote@1 actions/s; callback latency",
