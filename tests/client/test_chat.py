@@ -29,12 +29,23 @@ class Terminal:
         assert self.proc.stdout is not None
         regex = re.compile(pattern)
         while True:
-            raw = await asyncio.wait_for(self.proc.stdout.readline(), T)
+            try:
+                raw = await asyncio.wait_for(self.proc.stdout.readline(), T)
+            except TimeoutError:
+                raise AssertionError(f"no line matched {pattern!r}; output: {self.seen}") from None
             assert raw, f"the chat exited waiting for {pattern!r}; output: {self.seen}"
             line = raw.decode().rstrip("\n")
             self.seen.append(line)
             if match := regex.search(line):
                 return match
+
+    async def expect_all(self, *patterns: str) -> None:
+        """Lines matching every pattern, in any order (e.g. a message and the reminder its
+        CMD caused: the CMD may overtake the message)."""
+        waiting = list(patterns)
+        while waiting:
+            match = await self.expect("|".join(f"(?:{p})" for p in waiting))
+            waiting = [p for p in waiting if not re.search(p, match.string)]
 
 
 async def start_chat(node: Node, uid: str, cache: Path) -> Terminal:
@@ -190,10 +201,10 @@ async def test_chat_renders_conversation_state_and_runs_its_commands(tmp_path: P
             await bob.expect(r"^\[sync\] done")
             ask = {"type": 1, "content": "lunch at noon?", "mention": {"uids": ["bob"]}}
             first = await alice.send(g1, ask, receipt=True)
-            await bob.expect(
-                rf"^\[msg\] \(1\) g1:2 #1 id={first.message_id} alice: lunch at noon\?  @you$"
+            await bob.expect_all(
+                rf"^\[msg\] \(1\) g1:2 #1 id={first.message_id} alice: lunch at noon\?  @you$",
+                r"^\[@you\] g1:2 #1 alice mentioned you \(/done \d+ to clear\)$",
             )
-            await bob.expect(r"^\[@you\] g1:2 #1 alice mentioned you \(/done \d+ to clear\)$")
 
             heard = alice.messages.stream()
             await bob.type("/reply 1 yes, at noon")
@@ -203,6 +214,9 @@ async def test_chat_renders_conversation_state_and_runs_its_commands(tmp_path: P
             reply = await heard.get(T)
             assert reply.reply is not None and reply.reply.message_id == first.message_id
 
+            await bob.type("/thread 1")
+            await bob.expect(r"^\[thread\] \(2\) g1:2 #2 id=\d+ bob: yes, at noon  ↪ alice")
+            await bob.expect(r"^\[thread\] \(1\): 1 reply\(ies\)$")
             await bob.type("/react 1 👍")
             await bob.expect(r"^\[react\] \(1\) g1:2 👍 1 \(bob\)$")
             await alice.react(first.message_id, "👍")

@@ -89,6 +89,12 @@ async def test_reply_quotes_the_message_with_the_servers_preview(
     assert got.reply.preview.get("content") == "lunch at noon?" and not got.reply.revoked
     by_id = await bob.reply(original.message_id, {"type": 1, "content": "again"})
     assert by_id.message_seq == sent.message_seq + 1
+    thread = await alice.replies(original.message_id, limit=1)
+    assert [m.message_id for m in thread.messages] == [sent.message_id]
+    assert thread.more and thread.next == sent.message_seq
+    rest = await alice.replies(original.message_id, after_seq=thread.next)
+    assert [m.message_id for m in rest.messages] == [by_id.message_id] and not rest.more
+    assert rest.messages[0].reply is not None and rest.messages[0].channel == G
 
 
 async def test_reply_bad_input_sends_nothing(clients: dict[str, Client]) -> None:

@@ -6,7 +6,7 @@ on a message take. Commands are read from stdin, one per line (``/help`` prints 
 to quote their arguments)::
 
     /send <channel> <text>             send a text message
-    /reply <n> <text>                  reply to message (n), quoting it
+    /reply <n> <text>                  reply to message (n), quoting it; /thread <n> its replies
     /react <n> <emoji>, /unreact <n> <emoji>   add or remove a reaction
     /edit <n> <text>, /revoke <n>      edit or withdraw your message (n)
     /read <channel>                    mark the channel read (receipts and unread count)
@@ -21,8 +21,8 @@ A channel is written ``id`` or ``id:type`` (1 person, 2 group …); a bare id na
 conversation of that id if there is exactly one, else the direct chat with that user.
 Output lines: ``[state]``, ``[sync]``, ``[msg]``, ``[cmd]``, ``[ext]``, ``[edit]``,
 ``[react]``, ``[read]``, ``[unread]``, ``[@you]``, ``[typing]``, ``[sent]``, ``[card]``,
-``[conflict]``, ``[history]``, ``[found]``, ``[online]``, ``[reminder]``, ``[channel]``,
-``[error]``, ``[bye]``. A message line reads
+``[conflict]``, ``[history]``, ``[thread]``, ``[found]``, ``[online]``, ``[reminder]``,
+``[channel]``, ``[error]``, ``[bye]``. A message line reads
 ``(n) channel #seq from: text  ↪ quoted: "preview"  @you · edited · read by 2 · 👍 2 (alice,
 bob)`` (:mod:`magpie.client.convtext`).
 """
@@ -66,6 +66,7 @@ __all__ = ["Chat", "add_arguments", "run", "text_content"]
 HELP = """\
 /send <channel> <text>                  send a text (as typed, no quotes needed; @bob mentions bob)
 /reply <n> <text>                       reply to message (n), quoting it (text as typed)
+/thread <n>                             the replies quoting message (n)
 /react <n> <emoji>                      add a reaction, e.g. /react 3 👍 (one emoji, no spaces)
 /unreact <n> <emoji>                    remove your reaction
 /edit <n> <text>                        edit your message (n) (text as typed)
@@ -148,6 +149,7 @@ class Chat:
         self._commands: dict[str, Callable[[list[str]], Awaitable[None]]] = {
             "/send": self._send,
             "/reply": self._reply,
+            "/thread": self._thread,
             "/react": self._react,
             "/unreact": self._unreact,
             "/edit": self._edit,
@@ -321,6 +323,16 @@ class Chat:
         content = text_content(args[1].strip())
         result = await self.client.reply(quoted, content, timeout=SEND_TIMEOUT)
         self.print("sent", f"{quoted.channel} #{result.message_seq} id={result.message_id}")
+
+    async def _thread(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise ValueError("usage: /thread <n>")
+        quoted = await self._numbered(args[0])
+        page = await self.client.replies(quoted, limit=100)
+        for m in page.messages:
+            self.print("thread", await self.message_line(m))
+        more = " (the first 100)" if page.more else ""
+        self.print("thread", f"({args[0]}): {len(page.messages)} reply(ies){more}")
 
     async def _react(self, args: list[str], remove: bool = False) -> None:
         if len(args) != 2:

@@ -336,6 +336,24 @@ class ConversationFeatures:
         }
         return await self.send(quoted.channel, body, client_msg_no=client_msg_no, timeout=timeout)
 
+    async def replies(
+        self, message: Message | int, *, after_seq: int = 0, limit: int = 50
+    ) -> SearchPage:
+        """The thread of a message: the messages quoting it, oldest first after
+        ``after_seq``; ``page.next`` is the ``after_seq`` of the following page."""
+        target = await self._message_of(message)
+        body = {
+            "login_uid": self.uid,
+            **_channel_body(target.channel),
+            "message_id": str(target.message_id),
+            "after_seq": _check_int(after_seq, "after_seq", 0),
+            "limit": _check_int(limit, "limit"),
+        }
+        data = (await self._require().post("/message/replies", body)).json()["data"]
+        found = tuple(message_from_json(m, target.channel) for m in data.get("messages") or ())
+        more = bool(data.get("more")) and bool(found)
+        return SearchPage(found, more, found[-1].message_seq if more else None)
+
     # --- reactions ------------------------------------------------------------------------------
 
     async def react(self, message: Message | int, emoji: str) -> tuple[Reaction, ...]:

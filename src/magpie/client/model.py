@@ -563,8 +563,9 @@ FILE_TYPE = 8
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
-    """A page of ``/message/search``, newest first; ``next`` is the cursor of the following
-    page (``None`` on the last)."""
+    """A page of messages: of ``/message/search`` (newest first) or of a thread
+    (``/message/replies``, oldest first); ``next`` is the cursor of the following page
+    (``None`` on the last)."""
 
     messages: tuple[Message, ...]
     more: bool
