@@ -35,7 +35,9 @@ def text(s: str) -> dict[str, object]:
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    async with running_node(tmp_path / "node", ext_coalesce_ms=0, reaction_max_emoji=2) as n:
+    async with running_node(
+        tmp_path / "node", ext_coalesce_ms=0, reaction_max_emoji=2, upload_max_bytes=4096
+    ) as n:
         for uid in ("alice", "bob", "carol", "dave"):
             await add_user(n, uid)
         await make_group(n, "g1", ["alice", "bob", "carol"])
@@ -243,6 +245,7 @@ async def test_mentions_become_reminders_until_done(clients: dict[str, Client]) 
     with pytest.raises(InvalidArgument):
         await bob.reminders_done([])
     await bob.reminders_done([reminder.id])
+    await bob.reminders_done([reminder.id])  # idempotent
     assert await bob.reminders() == []
     assert [r.done for r in await bob.reminders(include_done=True)] == [True]
 
@@ -270,6 +273,14 @@ async def test_edit_and_revoke_reach_the_other_client(clients: dict[str, Client]
     with pytest.raises(ApiRequestFailed) as info:
         await bob.edit(sent.message_id, "hijacked")  # not bob's message
     assert info.value.status == 403
+    with pytest.raises(InvalidArgument):
+        await alice.edit(sent.message_id, 42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument):
+        await alice.edit(sent.message_id, {"content": "no type"})
+    with pytest.raises(ApiRequestFailed) as wrong_type:
+        await alice.edit(sent.message_id, {"type": 8, "name": "x"})  # a text stays a text
+    assert wrong_type.value.status == 400
+    assert await bob.ext(sent.message_id) is None  # nothing changed
     await alice.edit(sent.message_id, "the plan")
     edited = await edits.get(T)
     assert edited.message_id == sent.message_id and not edited.revoked
@@ -318,6 +329,9 @@ async def test_images_and_files_upload_send_and_download(
         await dave.close()
     with pytest.raises(InvalidArgument):
         await alice.upload(G, b"")
+    with pytest.raises(ApiRequestFailed) as big:
+        await alice.upload(G, b"x" * 5000)  # the node keeps at most 4096 bytes
+    assert big.value.status == 413 and big.value.error_code == "too_large"
     with pytest.raises(InvalidArgument):
         await alice.download("../../etc/passwd")
 
