@@ -229,3 +229,58 @@ async def test_a_node_shows_a_channel_in_seq_order_whatever_the_bus_order(
         assert node.gateway.order.counts.filled == (1 if lost else 0)
         for c in (alice, bob):
             await c.close()
+
+
+async def test_a_message_filled_before_its_own_node_published_it_skips_its_sender(
+    tmp_path: Path,
+) -> None:
+    """Alice's seq 2 commits on this node, but its publication is late (the node was slow
+    between the commit and the publish) while seq 3 — from another node — arrives and is held;
+    the hold runs out and seq 2 is read from the store and delivered. It goes to bob and to
+    alice's other device, never to the connection that sent it (which has its SENDACK, and
+    which the WuKongIM semantics never send a RECV of its own message), and its own late
+    publication is dropped: each connection gets each message at most once."""
+    async with running_node(tmp_path, order_hold=0.05) as node:
+        tok = {uid: await add_user(node, uid) for uid in ("alice", "bob")}
+        await make_group(node, "g1", ["alice", "bob"])
+        sender = await connect(node, "alice", tok["alice"], device_flag=1)
+        other = await connect(node, "alice", tok["alice"], device_flag=2)
+        bob = await connect(node, "bob", tok["bob"])
+        assert (await sender.send("g1", 2, text("m1"))).message_seq == 1
+        for client in (other, bob):
+            assert (await asyncio.wait_for(client.messages.get(), T)).packet.message_seq == 1
+        append = node.store.append_message
+
+        async def late_publish(new: NewMessage, *args: object, **kw: object) -> object:
+            appended = await append(new, *args, **kw)  # type: ignore[arg-type]
+            overtaking = NewMessage(
+                message_id=node.messaging._ids.next_id(),
+                client_msg_no="from-another-node",
+                from_uid="bob",
+                channel_id="g1",
+                channel_type=2,
+                timestamp=0,
+                payload=text("m3"),
+                flags=int(Flags.RED_DOT),
+            )
+            third = (await append(overtaking, ["alice", "bob"])).message
+            await node.bus.publish(Delivery(third, ("alice", "bob")))  # held: 2 is missing
+            await asyncio.sleep(0.4)  # the hold runs out, seq 2 is read from the store
+            return appended
+
+        node.store.append_message = late_publish  # type: ignore[method-assign]
+        ack = await sender.send("g1", 2, text("m2"))
+        assert ack.message_seq == 2
+        node.store.append_message = append  # type: ignore[method-assign]
+        for client in (other, bob):
+            got = [await asyncio.wait_for(client.messages.get(), T) for _ in range(2)]
+            assert [g.packet.message_seq for g in got] == [2, 3]
+        third = await asyncio.wait_for(sender.messages.get(), T)
+        assert third.packet.message_seq == 3, "the sender gets bob's message, not its own"
+        await settle(0.3)
+        for client in (sender, other, bob):
+            assert client.messages.empty(), "each message once"
+        assert node.gateway.order.counts.filled == 1
+        assert node.gateway.order.counts.dropped == 1
+        for c in (sender, other, bob):
+            await c.close()

@@ -13,8 +13,10 @@ keeps, per channel, the next seq this node expects:
 * if the gap is still open ``hold`` seconds after the first held event, the missing messages
   are **read from the store** (committed: the held, later seq committed after them) and
   delivered, in order, to the recipients of the held events, before the held ones; a late bus
-  copy of a message delivered that way is dropped. A store that cannot answer, or a seq the
-  store does not have, is **skipped** (the held messages go out; clients fill by sync);
+  copy of a message delivered that way is dropped. (Such a message carries no sending
+  connection to leave out; the gateway knows its own SENDs under way and leaves it out.)
+  A store that cannot answer, or a seq the store does not have, is **skipped** (the held
+  messages go out; clients fill by sync);
 * a channel this node has no state for is held for ``hold`` too when ``hold_unknown`` (a
   cluster: its first event may be overtaking an earlier one); the first seq of a channel, and
   every first delivery on a single node (both stores publish a channel in commit order), go

@@ -179,6 +179,10 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         #: Every open connection, authenticated or not (to close them all on stop).
         self._open: set[Session] = set()
+        #: The SENDs of this node's connections under way: (uid, client_msg_no) -> conn id.
+        #: A message the orderer fills from the store can go out before its own publication
+        #: (which names the sending connection); this keeps it from the sender all the same.
+        self._sending: dict[tuple[str, str], str] = {}
         self.port = 0
         self.tcp_port = 0
         self._presence_listeners: list[PresenceListener] = []
@@ -648,6 +652,8 @@ class Gateway:
             expire=send.expire,
             exclude_conn=session.conn_id,
         )
+        key = (session.uid, send.client_msg_no)
+        self._sending[key] = session.conn_id
         try:
             result = await self._messaging.send(request)
         except StoreError as exc:
@@ -657,6 +663,9 @@ class Gateway:
             self._metrics.send_refused.labels(reason="system_error").inc()
             self._ack(session, send, 0, 0, ReasonCode.SYSTEM_ERROR)
             return
+        finally:
+            if self._sending.get(key) == session.conn_id:
+                del self._sending[key]
         if result.reason is ReasonCode.SUCCESS:
             if not result.duplicate:
                 self._client_messages.inc()
@@ -725,6 +734,8 @@ class Gateway:
         sessions = self._sessions
         queue_seqs = event.queue_seqs
         exclude = event.exclude_conn
+        if not exclude and self._sending:  # filled from the store before its publication?
+            exclude = self._sending.get((msg.from_uid, msg.client_msg_no), "")
         deliver_one = self._deliver_one
         limits = self.config.limits
         message_id = msg.message_id
