@@ -215,19 +215,26 @@ _GET_FILE = f"SELECT {_FILE_COLUMNS} FROM files WHERE file_id = $1"  # noqa: S60
 _FILE_FIELDS = tuple(c.strip() for c in _FILE_COLUMNS.split(","))
 
 
-# The person channels of $1 are its fake ids "$1@x" and "x@$1" (uids have no '@').
+# The person channels of $1 are its fake ids "$1@x" and "x@$1" (uids have no '@'). The newest
+# hits are taken from message_search alone (it holds the channel), then joined: joined before
+# the LIMIT, the planner walked messages_pkey backwards from the newest message to the 20th
+# hit (~130,000 rows for a mid-frequency word in 5 of 100 channels at 10^6, bench search).
 _SEARCH = f"""
     SELECT {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
-    FROM message_search AS s JOIN messages AS m ON m.message_id = s.message_id
-    WHERE s.tsv @@ to_tsquery('simple', $2) AND s.message_id < $3
-        AND ($4 = '' OR (s.channel_id = $4 AND s.channel_type = $5))
-        AND CASE WHEN s.channel_type = 1
-            THEN starts_with(s.channel_id, $1 || '@')
-                OR right(s.channel_id, length($1) + 1) = '@' || $1
-            ELSE EXISTS (SELECT 1 FROM subscribers AS sub WHERE sub.channel_id = s.channel_id
-                AND sub.channel_type = s.channel_type AND sub.uid = $1)
-        END
-    ORDER BY s.message_id DESC LIMIT $6"""  # noqa: S608
+    FROM (
+        SELECT s.message_id FROM message_search AS s
+        WHERE s.tsv @@ to_tsquery('simple', $2) AND s.message_id < $3
+            AND ($4 = '' OR (s.channel_id = $4 AND s.channel_type = $5))
+            AND CASE WHEN s.channel_type = 1
+                THEN starts_with(s.channel_id, $1 || '@')
+                    OR right(s.channel_id, length($1) + 1) = '@' || $1
+                ELSE EXISTS (SELECT 1 FROM subscribers AS sub
+                    WHERE sub.channel_id = s.channel_id AND sub.channel_type = s.channel_type
+                        AND sub.uid = $1)
+            END
+        ORDER BY s.message_id DESC LIMIT $6
+    ) AS hit JOIN messages AS m ON m.message_id = hit.message_id
+    ORDER BY m.message_id DESC"""  # noqa: S608
 _NO_BOUND = 2**63 - 1
 
 
