@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ from bench._servers import (
     magpie_server,
     percentile,
     pinned,
+    pinning,
 )
 from bench.cards import Http
 
@@ -449,6 +451,9 @@ def run() -> None:
     """Both storms, then ``bench ext``'s CAS updates; prints the storms beside it."""
     from bench import ext
 
+    # The load (this process and the online members') stays off the server's core.
+    os.sched_setaffinity(0, LOAD_CPUS)
+    print(pinning())
     storms = asyncio.run(_storms(MEMBERS, ONLINE))
     _print(storms, ONLINE)
     print("\nthe CAS update benchmark (bench ext), same run:")
