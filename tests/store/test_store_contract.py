@@ -286,6 +286,10 @@ async def test_subscribers_add_reset_remove(store: Store) -> None:
     assert await store.get_subscribers("g1", GROUP) == ["alice", "bob", "carol", "dave"]
     assert await store.is_subscriber("g1", GROUP, "dave")
     assert not await store.is_subscriber("g1", GROUP, "erin")
+    assert await store.count_subscribers("g1", GROUP, "") == 4
+    assert await store.count_subscribers("g1", GROUP, "bob") == 3, "all but bob"
+    assert await store.count_subscribers("g1", GROUP, "erin") == 4, "erin is not one"
+    assert await store.count_subscribers("g2", GROUP, "") == 0
     assert not await store.is_subscriber("g2", GROUP, "dave")
 
     await store.add_subscribers("g1", GROUP, ["erin", "bob"], reset=True)

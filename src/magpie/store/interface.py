@@ -317,6 +317,11 @@ class Store(Protocol):
         """Whether ``uid`` subscribes to the channel."""
         ...
 
+    async def count_subscribers(self, channel_id: str, channel_type: int, excluding: str) -> int:
+        """How many subscribers the channel has other than ``excluding`` (a uid; ``""``
+        excludes nobody), without reading them."""
+        ...
+
     async def get_members(self, channel_id: str, channel_type: int) -> list[Member]:
         """The channel's subscribers with their roles, sorted by uid (as
         :meth:`get_subscribers`)."""

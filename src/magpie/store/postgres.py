@@ -132,6 +132,8 @@ _GET_SUBSCRIBERS = """
     ORDER BY uid COLLATE "C" """
 _IS_SUBSCRIBER = """
     SELECT 1 FROM subscribers WHERE channel_id = $1 AND channel_type = $2 AND uid = $3"""
+_COUNT_SUBSCRIBERS = """
+    SELECT count(*) FROM subscribers WHERE channel_id = $1 AND channel_type = $2 AND uid <> $3"""
 
 # One statement per append (see _pg_writer). `dup` sees the original if it committed before
 # this statement began; a concurrent one makes the INSERT fail on messages_dedupe instead.
@@ -551,6 +553,12 @@ class PostgresStore(PgConvMethods, PgExtMethods, PgJobMethods, PgNodeMethods):
         """Whether ``uid`` subscribes to the channel."""
         args = (channel_id, channel_type, uid)
         return await self._fetchrow("is_subscriber", _IS_SUBSCRIBER, *args) is not None
+
+    async def count_subscribers(self, channel_id: str, channel_type: int, excluding: str) -> int:
+        """How many subscribers the channel has other than ``excluding``."""
+        args = (channel_id, channel_type, excluding)
+        row = await self._fetchrow("count_subscribers", _COUNT_SUBSCRIBERS, *args)
+        return 0 if row is None else int(row[0])
 
     # messages -------------------------------------------------------------------------------
 

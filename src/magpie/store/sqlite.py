@@ -134,6 +134,8 @@ _GET_SUBSCRIBERS = """
     SELECT uid FROM subscribers WHERE channel_id = ? AND channel_type = ? ORDER BY uid"""
 _IS_SUBSCRIBER = """
     SELECT 1 FROM subscribers WHERE channel_id = ? AND channel_type = ? AND uid = ?"""
+_COUNT_SUBSCRIBERS = """
+    SELECT count(*) FROM subscribers WHERE channel_id = ? AND channel_type = ? AND uid <> ?"""
 
 # Message columns in StoredMessage field order, so a row unpacks into StoredMessage(*row).
 _INSERT_MESSAGE = """
@@ -606,6 +608,12 @@ class SqliteStore(SqliteConvMethods, SqliteExtMethods, SqliteJobMethods, SqliteN
             "is_subscriber", _IS_SUBSCRIBER, (channel_id, channel_type, uid)
         )
         return row is not None
+
+    async def count_subscribers(self, channel_id: str, channel_type: int, excluding: str) -> int:
+        """How many subscribers the channel has other than ``excluding``."""
+        args = (channel_id, channel_type, excluding)
+        row = await self._fetch_one("count_subscribers", _COUNT_SUBSCRIBERS, args)
+        return 0 if row is None else int(row[0])
 
     # messages -------------------------------------------------------------------------------
 
