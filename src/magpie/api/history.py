@@ -23,12 +23,12 @@ Reading history is what an API caller can make expensive: ``/channel/messagesync
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from starlette.responses import Response
 
 from magpie.api.http import Busy
@@ -57,10 +57,17 @@ MORE_HEADER = "X-Magpie-More"
 ROW_OVERHEAD = 2048
 
 
+#: Stateless, so one serves every answer. Measured in ``python -m bench api``: a sync row
+#: (an extension with a few ``extra`` keys) takes ≈ 1 µs here against ≈ 9 µs through
+#: ``json.dumps``, whose compact, non-ASCII-escaping output it writes byte for byte (only a
+#: float with an exponent reads ``1e16``, not ``1e+16`` — the same number).
+_ENCODER = msgspec.json.Encoder()
+
+
 def encode(value: Any) -> bytes:
-    """Compact UTF-8 JSON, as Starlette's ``JSONResponse`` writes it."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.encode()
+    """Compact UTF-8 JSON, as Starlette's ``JSONResponse`` writes it (``msgspec.Raw``
+    values are spliced in as they are)."""
+    return _ENCODER.encode(value)
 
 
 class JsonBytes(Response):
