@@ -26,11 +26,17 @@ __all__ = [
 ]
 
 
+#: The flag bits as plain ints: ``int & IntFlag`` goes through ``enum``'s Python-level
+#: operators (≈ 1 µs per rendered message), ``int & int`` does not.
+_NO_PERSIST, _RED_DOT, _SYNC_ONCE = int(Flags.NO_PERSIST), int(Flags.RED_DOT), int(Flags.SYNC_ONCE)
+
+
 def _header(flags: int) -> dict[str, int]:
+    flags = int(flags)
     return {
-        "no_persist": int(bool(flags & Flags.NO_PERSIST)),
-        "red_dot": int(bool(flags & Flags.RED_DOT)),
-        "sync_once": int(bool(flags & Flags.SYNC_ONCE)),
+        "no_persist": int(flags & _NO_PERSIST != 0),
+        "red_dot": int(flags & _RED_DOT != 0),
+        "sync_once": int(flags & _SYNC_ONCE != 0),
     }
 
 
