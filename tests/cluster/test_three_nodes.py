@@ -355,6 +355,42 @@ async def test_offline_commands_from_three_nodes_come_back_in_queue_order_on_any
         assert [m["message_seq"] for m in rest] == list(range(11, total + 1))
 
 
+async def test_live_commands_from_three_nodes_arrive_in_queue_order(shared: Cluster) -> None:
+    """Sync-once commands for an online master device, sent through all three nodes at once,
+    reach it live in queue-seq order, each once: its RECVACK of a seq moves the queue's
+    cursor past every lower one, so a lower seq still on its way would be lost from the
+    queue if the device went away before it arrived."""
+    admins, (fay,) = uids("la", 3), uids("lf", 1)
+    await shared.add_users(admins)
+    await shared.add_users([fay], level=1)
+    master = await shared[1].connect(fay, device_flag=0)
+    per_node = 10
+
+    async def series(node: ServeNode, admin: str) -> None:
+        async with node.api() as http:
+            for k in range(per_node):
+                body = {
+                    "header": {"no_persist": 0, "red_dot": 0, "sync_once": 1},
+                    "from_uid": admin,
+                    "channel_id": fay,
+                    "channel_type": 1,
+                    "payload": b64({"type": 99, "cmd": "refresh", "param": {"k": k}}),
+                }
+                r = await http.post("/message/send", json=body)
+                assert r.status_code == 200, r.text
+
+    try:
+        await asyncio.gather(*(series(n, a) for n, a in zip(shared, admins, strict=True)))
+        total = per_node * len(admins)
+        got = await collect(master, total)
+        seqs = [m.packet.message_seq for m in got]
+        assert seqs == list(range(1, total + 1)), f"live in queue order, each once: {seqs}"
+        await settle(0.3)
+        assert master.messages.empty()
+    finally:
+        await master.close()
+
+
 async def test_a_webhook_receiver_sees_each_message_once(shared: Cluster, hooks: Hooks) -> None:
     """Messages sent through all three nodes: each reaches the receiver in exactly one
     msg.notify entry, and no event id comes twice (one node claims each outbox row)."""

@@ -47,7 +47,22 @@ class Harness:
         self.stored: dict[int, StoredMessage] = {}
         self.reads: list[tuple[int, int]] = []
         self.fail = False
-        self.order = ChannelOrder(self.out.append, self.fetch, hold=HOLD, hold_unknown=hold_unknown)
+        self.queued: dict[str, dict[int, StoredMessage]] = {}  # uid -> queue seq -> message
+        self.online = {"bob", "carol"}
+        self.order = ChannelOrder(
+            self.out.append,
+            self.fetch,
+            hold=HOLD,
+            hold_unknown=hold_unknown,
+            fetch_queue=self.fetch_queue,
+            online=self.online.__contains__,
+        )
+
+    async def fetch_queue(
+        self, uid: str, first: int, end: int
+    ) -> Sequence[tuple[int, StoredMessage]]:
+        self.reads.append((first, end))
+        return [(q, m) for q, m in sorted(self.queued.get(uid, {}).items()) if first <= q < end]
 
     async def fetch(
         self, channel: str, ctype: int, first: int, end: int
@@ -59,6 +74,47 @@ class Harness:
 
     def seqs(self) -> list[int]:
         return [d.message.message_seq for d in self.out]
+
+
+def command(n: int, queue_seqs: dict[str, int]) -> Delivery:
+    """A sync-once command (no channel seq) with per-recipient queue seqs."""
+    msg = StoredMessage(
+        message_id=5000 + n,
+        message_seq=0,
+        client_msg_no=f"q{n}",
+        from_uid="admin",
+        channel_id="x",
+        channel_type=1,
+        timestamp=0,
+        payload=b'{"type":99}',
+        flags=int(Flags.SYNC_ONCE),
+    )
+    return Delivery(msg, tuple(queue_seqs), "", queue_seqs)
+
+
+def queued(h: Harness, uid: str) -> list[int]:
+    return [d.queue_seqs[uid] for d in h.out if d.recipients == (uid,)]
+
+
+async def test_queued_commands_reach_each_user_in_queue_order() -> None:
+    """Sync-once commands from several nodes arrive out of queue order: each online user
+    gets them in its queue's order (one event per user), a gap still open after the hold is
+    read from that user's queue, and an offline user costs nothing."""
+    h = Harness()
+    h.order.accept(command(1, {"bob": 1, "carol": 1, "dave": 1}))
+    h.order.accept(command(3, {"bob": 3, "carol": 2, "dave": 3}))
+    assert queued(h, "bob") == [1] and queued(h, "carol") == [1, 2]
+    h.order.accept(command(2, {"bob": 2, "dave": 2}))
+    assert queued(h, "bob") == [1, 2, 3], "3 waited for 2"
+    assert not [d for d in h.out if "dave" in d.recipients], "dave is not online here"
+    assert len(h.order) == 2, "a line for bob's queue and carol's, none for dave's"
+    h.queued["carol"] = {3: command(4, {"carol": 3}).message}
+    h.order.accept(command(5, {"carol": 4}))
+    await asyncio.sleep(HOLD * 4)
+    assert queued(h, "carol") == [1, 2, 3, 4] and h.reads == [(3, 4)]
+    assert h.out[-2].message.message_id == 5004, "carol's 3 read from her queue"
+    h.order.accept(command(4, {"carol": 3}))  # its own copy, late: dropped
+    assert queued(h, "carol") == [1, 2, 3, 4]
 
 
 async def test_in_order_deliveries_go_out_at_once() -> None:
@@ -157,7 +213,8 @@ async def test_messages_without_a_channel_seq_pass_straight_through() -> None:
     h = Harness(hold_unknown=True)
     h.order.accept(delivery(5))
     h.order.accept(Delivery(message(0, flags=int(Flags.NO_PERSIST)), ("bob",)))
-    h.order.accept(Delivery(message(0), ("bob",), queue_seqs={"bob": 9}))
+    # a queued command is ordered by its user's queue seq instead: 1 goes out at once
+    h.order.accept(Delivery(message(0), ("bob",), queue_seqs={"bob": 1}))
     assert h.seqs() == [0, 0]
 
 

@@ -24,8 +24,13 @@ keeps, per channel, the next seq this node expects:
 * a seq below the expected one that was not delivered from the store (a second frame of one
   event split by the bus, or one that was skipped) is delivered late rather than lost.
 
-Messages without a channel seq (no-persist) and sync-once commands (per-user queue seqs)
-pass straight through. Channels idle for two sweeps are forgotten (:meth:`sweep`).
+Sync-once commands carry a per-user queue seq instead (``Delivery.queue_seqs``): they are
+ordered the same way per recipient — an event for several users is split into one per user —
+with gaps read from that user's queue (``read_queue``). This matters beyond looks: a master
+device's RECVACK of queue seq *q* moves the queue's cursor past every lower seq, so a lower
+one still on its way from another node would be lost from the queue if the device went away
+before it arrived. Messages without a channel seq (no-persist) pass straight through.
+Channels and queues idle for two sweeps are forgotten (:meth:`sweep`).
 """
 
 from __future__ import annotations
@@ -38,12 +43,16 @@ from dataclasses import dataclass, field
 from magpie.bus.interface import Delivery
 from magpie.store.interface import StoredMessage
 
-__all__ = ["ChannelOrder", "Fetch", "OrderCounts"]
+__all__ = ["ChannelOrder", "Fetch", "OrderCounts", "QueueFetch"]
 
 log = logging.getLogger(__name__)
 
 #: Reads the committed messages of a channel with ``first <= seq < end`` (ascending).
 Fetch = Callable[[str, int, int, int], Awaitable[Sequence[StoredMessage]]]
+#: Reads a user's queued commands with ``first <= queue seq < end``: (queue seq, message).
+QueueFetch = Callable[[str, int, int], Awaitable[Sequence[tuple[int, StoredMessage]]]]
+#: The "channel type" of a user's queue line (channel types are positive).
+_QUEUE = -1
 #: Most messages one store read fills (a longer gap is filled by several reads).
 _FILL_MAX = 500
 #: Seqs delivered from the store remembered per channel (to drop their late bus copies).
@@ -85,9 +94,13 @@ class ChannelOrder:
         *,
         hold: float,
         hold_unknown: bool,
+        fetch_queue: QueueFetch | None = None,
+        online: Callable[[str], bool] = lambda uid: True,
     ) -> None:
         self._deliver = deliver
         self._fetch = fetch
+        self._fetch_queue = fetch_queue
+        self._online = online
         self.hold = hold
         self.hold_unknown = hold_unknown
         self.counts = OrderCounts()
@@ -101,11 +114,42 @@ class ChannelOrder:
     def accept(self, event: Delivery) -> None:
         """Deliver ``event`` now, or hold it until the seqs before it were delivered."""
         msg = event.message
+        if event.queue_seqs:
+            self._accept_queued(event)
+            return
         seq = msg.message_seq
-        if not seq or event.queue_seqs:
+        if not seq:
             self._deliver(event)
             return
-        key = (msg.channel_id, msg.channel_type)
+        self._accept_at((msg.channel_id, msg.channel_type), seq, event)
+
+    def _accept_queued(self, event: Delivery) -> None:
+        """A sync-once command: ordered per recipient by its queue seq (module doc). Only
+        recipients online on this node have a line: the others have nobody to deliver to
+        here (they pull their queue when they connect), and a big group's offline members
+        must not cost a line, a hold and a queue read each."""
+        queue_seqs = event.queue_seqs
+        if self._fetch_queue is None:
+            self._deliver(event)
+            return
+        single = len(event.recipients) == 1
+        for uid in event.recipients:
+            key = (uid, _QUEUE)
+            if not self._online(uid):
+                self._lines.pop(key, None)  # it starts anew when the user is back
+                continue
+            seq = queue_seqs.get(uid, 0)
+            if single:
+                one = event
+            else:
+                mine = {uid: seq} if seq else {}
+                one = Delivery(event.message, (uid,), event.exclude_conn, mine)
+            if seq:
+                self._accept_at(key, seq, one)
+            else:
+                self._deliver(one)
+
+    def _accept_at(self, key: Key, seq: int, event: Delivery) -> None:
         line = self._lines.get(key)
         if line is None:
             if seq == 1 or not self.hold_unknown:
@@ -113,7 +157,7 @@ class ChannelOrder:
                 self._deliver(event)
                 return
             line = self._lines[key] = _Line(0, self._gen)
-            self._hold(key, line, event)
+            self._hold(key, line, seq, event)
             return
         line.gen = self._gen
         expected = line.next
@@ -123,7 +167,7 @@ class ChannelOrder:
             if line.held:
                 self._release(key, line)
         elif expected == 0 or seq > expected:
-            self._hold(key, line, event)
+            self._hold(key, line, seq, event)
         elif seq in line.filled:
             self.counts.dropped += 1  # its copy from the store went out already
         else:
@@ -160,9 +204,9 @@ class ChannelOrder:
 
     # --- holding and releasing ---------------------------------------------------------------
 
-    def _hold(self, key: Key, line: _Line, event: Delivery) -> None:
+    def _hold(self, key: Key, line: _Line, seq: int, event: Delivery) -> None:
         self.counts.held += 1
-        line.held.setdefault(event.message.message_seq, []).append(event)
+        line.held.setdefault(seq, []).append(event)
         if line.timer is None and not line.filling:
             loop = asyncio.get_running_loop()
             line.timer = loop.call_later(self.hold, self._expired, key, line)
@@ -200,7 +244,7 @@ class ChannelOrder:
                 first = line.next
                 end = min(min(line.held), first + _FILL_MAX)
                 try:
-                    found = await self._fetch(key[0], key[1], first, end)
+                    found = await self._read(key, first, end)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the store is down: skip the gap
@@ -209,15 +253,23 @@ class ChannelOrder:
                         first, end - 1, key[0], key[1], exc,
                     )  # fmt: skip
                     found = ()
-                self._apply(line, found, end)
+                self._apply(key, line, found, end)
         finally:
             line.filling = False
         if line.held and line.timer is None and self._lines.get(key) is line:
             line.timer = asyncio.get_running_loop().call_later(self.hold, self._expired, key, line)
 
-    def _apply(self, line: _Line, found: Sequence[StoredMessage], end: int) -> None:
+    async def _read(self, key: Key, first: int, end: int) -> Sequence[tuple[int, StoredMessage]]:
+        """The committed messages of a line with ``first <= seq < end``: (seq, message)."""
+        if key[1] == _QUEUE and self._fetch_queue is not None:
+            return await self._fetch_queue(key[0], first, end)
+        return [(m.message_seq, m) for m in await self._fetch(key[0], key[1], first, end)]
+
+    def _apply(
+        self, key: Key, line: _Line, found: Sequence[tuple[int, StoredMessage]], end: int
+    ) -> None:
         """Deliver the messages read for ``[line.next, end)``, then what is contiguous."""
-        by_seq = {m.message_seq: m for m in found}
+        by_seq = dict(found)
         recipients = tuple(
             dict.fromkeys(u for events in line.held.values() for e in events for u in e.recipients)
         )
@@ -235,7 +287,10 @@ class ChannelOrder:
                 continue
             self.counts.filled += 1
             line.filled.add(seq)
-            self._deliver(Delivery(message, recipients))
+            if key[1] == _QUEUE:
+                self._deliver(Delivery(message, (key[0],), "", {key[0]: seq}))
+            else:
+                self._deliver(Delivery(message, recipients))
         if len(line.filled) > _FILLED_KEEP:
             floor = line.next - _FILLED_KEEP
             line.filled = {s for s in line.filled if s >= floor}

@@ -192,6 +192,8 @@ class Gateway:
             self._read_gap,
             hold=config.order_hold,
             hold_unknown=config.order_hold_unknown,
+            fetch_queue=self._read_queue_gap,
+            online=self._sessions.__contains__,
         )
         self._order_accept = self.order.accept
         bus.subscribe(self.on_event)
@@ -718,6 +720,14 @@ class Gateway:
             channel_id, channel_type, start_seq=first, end_seq=end, limit=end - first, pull_mode=1
         )
         return [m for m in found if first <= m.message_seq < end]
+
+    async def _read_queue_gap(
+        self, uid: str, first: int, end: int
+    ) -> list[tuple[int, StoredMessage]]:
+        """The queued commands of ``uid`` with ``first <= queue seq < end`` (a gap the
+        orderer fills; those already acknowledged are gone from the queue)."""
+        found = await self._store.read_queue(uid, first - 1, end - first)
+        return [(e.queue_seq, e.message) for e in found if first <= e.queue_seq < end]
 
     def _deliver(self, event: Delivery) -> None:
         msg = event.message
