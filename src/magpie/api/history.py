@@ -211,22 +211,31 @@ class ReadGate:
         """Hold a node slot (and one of ``user``'s; ``None``: the business server, bound by
         the node's slots only) while the answer is built."""
         mine = self._enter(user)
+        wanted = [s for s in (mine, self._total) if s is not None]
         held: list[asyncio.Semaphore] = []
         try:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    for semaphore in (mine, self._total):
-                        if semaphore is not None:
-                            await semaphore.acquire()
-                            held.append(semaphore)
-            except TimeoutError:
-                self._on_refused()
-                raise Busy("too many history reads at once; try again shortly") from None
+            if any(s.locked() for s in wanted):
+                await self._wait(wanted, held)
+            else:  # both free: acquire() returns at once, so no timer (≈ 6 µs a read)
+                for semaphore in wanted:
+                    await semaphore.acquire()
+                    held.append(semaphore)
             yield
         finally:
             for semaphore in reversed(held):
                 semaphore.release()
             self._leave(user)
+
+    async def _wait(self, wanted: list[asyncio.Semaphore], held: list[asyncio.Semaphore]) -> None:
+        """Acquire ``wanted`` in order into ``held`` within the timeout, else refuse."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                for semaphore in wanted:
+                    await semaphore.acquire()
+                    held.append(semaphore)
+        except TimeoutError:
+            self._on_refused()
+            raise Busy("too many history reads at once; try again shortly") from None
 
     def _enter(self, user: str | None) -> asyncio.Semaphore | None:
         if user is None:
