@@ -409,14 +409,19 @@ async def test_mention_shows_at_you_until_read(ui: Ui) -> None:
 
 async def test_upload_image_button_drop_and_paste(ui: Ui) -> None:
     alice, bob = await alice_and_bob(ui)
-    # The button: an image, shown inline to both.
+    # The button: an image, shown inline to both. The row appears only once the page has
+    # read the image's size, so wait for it before reading the newest row (until then
+    # the newest own row is an earlier message of bob's).
+    before = await bob.rows.count()
     await bob.page.locator(".composer-file-input").set_input_files(
         files=[{"name": "chart.png", "mimeType": "image/png", "buffer": png(40, 30)}]
     )
+    await expect(bob.rows).to_have_count(before + 1, timeout=bob.ms())
     mine = bob.page.locator(".msg-list > li.msg.msg--mine").last
+    await expect(mine.locator("img.msg-image")).to_have_count(1, timeout=bob.ms())
     await expect(mine).to_have_attribute("data-delivery", "sent", timeout=bob.ms())
     message_id = await mine.get_attribute("data-message-id")
-    assert message_id
+    assert message_id and message_id.isdigit(), message_id
     image = alice.bubble(message_id).locator("img.msg-image")
     await expect(image).to_have_attribute("data-loaded", "1", timeout=alice.ms(5000))
     assert await image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [40, 30]
