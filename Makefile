@@ -66,9 +66,10 @@ chromium:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench fuzz build_backend
-	$(BIN)/ruff format --check src tests bench fuzz build_backend
+	$(BIN)/ruff check src tests bench fuzz build_backend examples
+	$(BIN)/ruff format --check src tests bench fuzz build_backend examples
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples/leave/leave_server.py
 	cd build_backend && ../$(BIN)/mypy --strict --ignore-missing-imports .
 	$(BIN)/lint-imports
 

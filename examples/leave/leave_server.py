@@ -4,8 +4,19 @@ card"). Registers leave_type.json, then decides every click Magpie forwards to i
     python leave_server.py [PORT [GROUP]]   # GROUP: also post alice's request there (bob decides)
 """
 
-import datetime, hashlib, hmac, json, os, pathlib, sys, time, urllib.request  # noqa: E401
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import sys
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Json = dict[str, Any]
 
 API = os.environ.get("MAGPIE_API", "http://127.0.0.1:5001")
 KEY = os.environ.get("MAGPIE_API_KEY") or pathlib.Path("var/demo/api_key").read_text().strip()
@@ -13,38 +24,65 @@ SECRET = os.environ.get("MAGPIE_WEBHOOK_SECRET") or KEY  # Magpie signs with thi
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8099
 
 
-def doc(s: dict, status: str, who: str = "") -> dict:
+def doc(s: Json, status: str, who: str = "") -> Json:
     fields = [{"label": k.capitalize(), "value": str(s[k])} for k in ("start", "end", "days")]
-    blocks = [{"type": "header", "text": f"Leave request: {status}"},
-              {"type": "fields", "fields": fields}, {"type": "text", "text": s["reason"], "plain": True}]
+    blocks = [
+        {"type": "header", "text": f"Leave request: {status}"},
+        {"type": "fields", "fields": fields},
+        {"type": "text", "text": s["reason"], "plain": True},
+    ]
     if status == "pending":
-        blocks.append({"type": "form", "id": "decide", "elements": [
-            {"type": "input", "name": "comment", "label": "Comment"},
-            {"type": "button", "action": "approve", "label": "Approve"},
-            {"type": "button", "action": "reject", "label": "Reject", "style": "danger",
-             "confirm": {"title": "Reject this request?"}}]})
+        blocks.append(
+            {
+                "type": "form",
+                "id": "decide",
+                "elements": [
+                    {"type": "input", "name": "comment", "label": "Comment"},
+                    {"type": "button", "action": "approve", "label": "Approve"},
+                    {
+                        "type": "button",
+                        "action": "reject",
+                        "label": "Reject",
+                        "style": "danger",
+                        "confirm": {"title": "Reject this request?"},
+                    },
+                ],
+            }
+        )
     else:
         blocks.append({"type": "people", "people": [{"uid": who, "state": status}]})
     return {"version": 1, "blocks": blocks}
 
 
-def decide(ev: dict) -> dict:
+def decide(ev: Json) -> Json:
     p, card = ev["params"], ev["card"]
     if ev["action"] == "submit":
         start, end = (datetime.date.fromisoformat(p[k]) for k in ("start", "end"))
         if end < start:
             return {"ephemeral": {"text": "The end date is before the start date."}}
-        s = {"start": p["start"], "end": p["end"], "days": (end - start).days + 1, "reason": p["reason"]}
+        s = {
+            "start": p["start"],
+            "end": p["end"],
+            "days": (end - start).days + 1,
+            "reason": p["reason"],
+        }
         manager = ", ".join(card["listed"]) or "nobody"
-        return {"state": s, "status": "pending", "doc": doc(s, "pending"),
-                "ephemeral": {"text": f"Sent to {manager} for approval."}}
+        return {
+            "state": s,
+            "status": "pending",
+            "doc": doc(s, "pending"),
+            "ephemeral": {"text": f"Sent to {manager} for approval."},
+        }
     status = "approved" if ev["action"] == "approve" else "rejected"
-    return {"state": {"comment": p.get("comment", "")}, "status": status,
-            "doc": doc(card["state"], status, ev["actor"]["uid"])}
+    return {
+        "state": {"comment": p.get("comment", "")},
+        "status": status,
+        "doc": doc(card["state"], status, ev["actor"]["uid"]),
+    }
 
 
 class Callback(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         stamp = self.headers.get("X-Magpie-Timestamp", "")
         signature = self.headers.get("X-Magpie-Signature", "")
@@ -59,10 +97,11 @@ class Callback(BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
 
-def post(path: str, body: dict) -> str:
+def post(path: str, body: Json) -> str:
     headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    req = urllib.request.Request(f"{API}{path}", json.dumps(body).encode(), headers)
-    return urllib.request.urlopen(req).read().decode()  # noqa: S310
+    req = urllib.request.Request(f"{API}{path}", json.dumps(body).encode(), headers)  # noqa: S310
+    with urllib.request.urlopen(req) as answer:  # noqa: S310
+        return str(answer.read().decode())
 
 
 if __name__ == "__main__":
