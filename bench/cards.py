@@ -30,6 +30,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench._servers import API_KEY, cpu_seconds, magpie_server, percentile
@@ -97,6 +98,33 @@ class Http:
 
 
 # --- the online members (own process) --------------------------------------------------------
+
+
+def add_members(server: Any, channel: str, members: Sequence[str], first: Sequence[str]) -> None:
+    """Create the group ``channel`` with ``first`` as subscribers, then add ``members`` 1,000
+    per request (bodies stay under the request size limit)."""
+    server.api("/channel", {"channel_id": channel, "channel_type": GROUP, "subscribers": first})
+    for start in range(0, len(members), 1000):
+        body = {"channel_id": channel, "channel_type": GROUP, "subscribers": members[start:][:1000]}
+        server.api("/channel/subscriber_add", body)
+
+
+async def issue_tokens(api_url: str, uids: Sequence[str], token: Callable[[str], str]) -> None:
+    """``/user/token`` for every uid (web device), 20 keep-alive connections at a time."""
+    pool = [Http(api_url, API_KEY) for _ in range(20)]
+    try:
+        for start in range(0, len(uids), len(pool)):
+            await asyncio.gather(
+                *(
+                    http.request(
+                        "POST", "/user/token", {"uid": who, "token": token(who), "device_flag": 1}
+                    )
+                    for http, who in zip(pool, uids[start:][: len(pool)], strict=False)
+                )
+            )
+    finally:
+        for http in pool:
+            http.close()
 
 
 async def _member(
@@ -198,26 +226,8 @@ async def _vote(
 
 async def _setup(server: Any, n: int) -> str:
     members = [uid(i) for i in range(n)]
-    server.api("/channel", {"channel_id": CHANNEL, "channel_type": GROUP, "subscribers": []})
-    for start in range(0, n, 1000):  # bodies stay under the request size limit
-        body = {"channel_id": CHANNEL, "channel_type": GROUP, "subscribers": members[start:][:1000]}
-        server.api("/channel/subscriber_add", body)
-    tokens = [Http(server.api_url, API_KEY) for _ in range(20)]
-    try:
-        for start in range(0, n, len(tokens)):
-            await asyncio.gather(
-                *(
-                    http.request(
-                        "POST",
-                        "/user/token",
-                        {"uid": uid(i), "token": f"tok-{uid(i)}", "device_flag": 1},
-                    )
-                    for http, i in zip(tokens, range(start, start + len(tokens)), strict=False)
-                )
-            )
-    finally:
-        for http in tokens:
-            http.close()
+    add_members(server, CHANNEL, members, first=[])
+    await issue_tokens(server.api_url, members, lambda who: f"tok-{who}")
     return members[0]
 
 

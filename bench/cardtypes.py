@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from bench._servers import API_KEY, cpu_seconds, free_port, magpie_server, percentile
-from bench.cards import Http
+from bench.cards import Http, issue_tokens
 
 MEMBERS = 1000
 CONNECTIONS = 50
@@ -126,28 +126,17 @@ def _start_business(port: int) -> subprocess.Popen[str]:
 async def _setup(server: Any, callback_url: str) -> None:
     members = [uid(i) for i in range(MEMBERS)]
     server.api("/channel", {"channel_id": CHANNEL, "channel_type": GROUP, "subscribers": members})
-    pool = [Http(server.api_url, API_KEY) for _ in range(20)]
+    await issue_tokens(server.api_url, members, lambda who: f"tok-{who}")
+    http = Http(server.api_url, API_KEY)
     try:
-        for start in range(0, MEMBERS, len(pool)):
-            await asyncio.gather(
-                *(
-                    http.request(
-                        "POST",
-                        "/user/token",
-                        {"uid": uid(i), "token": f"tok-{uid(i)}", "device_flag": 1},
-                    )
-                    for http, i in zip(pool, range(start, start + len(pool)), strict=False)
-                )
-            )
         for body in (
             _type("ballot", "transitions"),
             _type("asked", "callback", callback_url),
         ):
-            status, answer = await pool[0].request("POST", "/card-types", body)
+            status, answer = await http.request("POST", "/card-types", body)
             assert status == 200, answer
     finally:
-        for http in pool:
-            http.close()
+        http.close()
 
 
 async def _create(api_url: str, card: dict[str, Any]) -> tuple[str, int]:

@@ -57,7 +57,7 @@ from bench._servers import (
     pinned,
     pinning,
 )
-from bench.cards import Http
+from bench.cards import Http, add_members, issue_tokens
 
 MEMBERS = 1000
 ONLINE = 150
@@ -277,26 +277,8 @@ async def _one(
 
 async def _setup(server: Server, n: int) -> None:
     members = [uid(i) for i in range(n)]
-    server.api("/channel", {"channel_id": CHANNEL, "channel_type": GROUP, "subscribers": [HOST]})
-    for start in range(0, n, 1000):  # bodies stay under the request size limit
-        body = {"channel_id": CHANNEL, "channel_type": GROUP, "subscribers": members[start:][:1000]}
-        server.api("/channel/subscriber_add", body)
-    conns = [Http(server.api_url, API_KEY) for _ in range(20)]
-    try:
-        for start in range(0, n, len(conns)):
-            await asyncio.gather(
-                *(
-                    http.request(
-                        "POST",
-                        "/user/token",
-                        {"uid": uid(i), "token": token(uid(i)), "device_flag": 1},
-                    )
-                    for http, i in zip(conns, range(start, start + len(conns)), strict=False)
-                )
-            )
-    finally:
-        for http in conns:
-            http.close()
+    add_members(server, CHANNEL, members, first=[HOST])
+    await issue_tokens(server.api_url, members, token)
 
 
 def _send(server: Server, setting: int) -> str:
