@@ -12,6 +12,7 @@ import os
 import pathlib
 import sys
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -107,7 +108,16 @@ def post(path: str, body: Json) -> str:
 if __name__ == "__main__":
     leave = json.loads((pathlib.Path(__file__).parent / "leave_type.json").read_text())
     leave["callback_url"] = f"http://127.0.0.1:{PORT}/leave"
-    print(post("/card-types", leave), flush=True)
+    try:
+        print(post("/card-types", leave), flush=True)
+    except urllib.error.HTTPError as refused:  # a registration is immutable: 409 type_exists
+        print(f"{refused.code}: {refused.read().decode()}", file=sys.stderr)
+        sys.exit(
+            "leave@1 is registered already with another callback URL (an earlier run on "
+            "another port): run on that port, or give leave_type.json a new version"
+            if refused.code == 409
+            else "the registration was refused"
+        )
     server = ThreadingHTTPServer(("127.0.0.1", PORT), Callback)
     if len(sys.argv) > 2:  # a request in the group: alice asks, bob (her manager) decides
         card = {"type": "leave@1", "listed": ["bob"]}
