@@ -15,7 +15,7 @@ import pytest
 from magpie.domain.channels import fake_channel_id
 from magpie.domain.ext import Decision
 from magpie.domain.members import ADMIN, MEMBER, OWNER, Member
-from magpie.domain.reactions import Reaction
+from magpie.domain.reactions import Reaction, Summary, summarise
 from magpie.domain.reminders import MENTION, NewReminder, Reminder
 from magpie.domain.search import SearchQuery
 from magpie.errors import StoreError
@@ -130,6 +130,71 @@ async def test_reactions_add_remove_and_sync(store: Store) -> None:
         (m1, "alice", "👍"),
         (m2, "bob", "🎉"),
     ]
+
+
+async def live_summaries(store: Store, ids: list[int]) -> dict[int, list[Summary]]:
+    """What :func:`summarise` makes of every row of the messages (tombstones included)."""
+    rows = [
+        r
+        for channel in ("g1", "g2")
+        for r in await store.sync_reactions(channel, GROUP, 0, 10_000)
+        if r.message_id in ids
+    ]
+    return summarise(rows)
+
+
+async def test_reaction_summaries_are_summarise_of_the_live_rows(store: Store) -> None:
+    m1, m2 = await two_messages(store)
+    m3 = (await store.append_message(msg(3, channel_id="g2"), ["alice"])).message.message_id
+    m4 = (await store.append_message(msg(4), ["alice"])).message.message_id
+    m5 = (await store.append_message(msg(5), ["alice"])).message.message_id
+    assert await store.reaction_summaries([m1, m2, m3]) == {}
+    steps = [
+        (m1, "zed", "🔥", True),  # emoji in order of their first live seq, not by name
+        (m1, "amy", "a", True),
+        (m3, "amy", "a", True),  # another channel: its seqs start again at 1
+        (m1, "amy", "🔥", True),
+        (m2, "bob", "x", True),
+        (m1, "mia", "a", True),
+        (m1, "zed", "🔥", False),  # 🔥's first live seq moves from 1 to 3, after a's 2
+        (m1, "bob", "👍", True),
+        (m2, "bob", "x", False),  # m2 has no live reaction left
+        (m1, "zed", "🔥", True),  # re-added: now the last of 🔥's users
+        (m1, "amy", "a", False),  # a's first live seq moves to 5, after 🔥's
+        (m1, "amy", "a", True),  # now after mia
+        (m5, "bob", "gone", True),
+        (m5, "bob", "gone", False),
+    ]
+    for mid, uid, emoji, add in steps:
+        await store.react(change(mid, uid, emoji, add, most=10))
+
+    # A larger mix: uids neither in seq nor in name order, some with two emoji, removes and
+    # re-adds (a re-added row keeps its place in the table but takes a new seq).
+    def row(n: int) -> tuple[str, str]:
+        return f"u{n * 7919 % 1000:03d}", "abcde"[n * 3 % 5]
+
+    for n in range(200):
+        await store.react(change(m4, *row(n), most=10))
+        if n % 5 == 2:
+            await store.react(change(m4, row(n)[0], "abcde"[(n * 3 + 1) % 5], most=10))
+        if n % 7 == 3:
+            await store.react(change(m4, *row(n - 3), add=False))
+        if n % 14 == 10:
+            await store.react(change(m4, *row(n - 10), most=10))
+    ids = [m1, m2, m3, m4, m5, 999]
+    got = await store.reaction_summaries([*ids, m1])
+    assert got == await live_summaries(store, ids)
+    assert got[m1] == [  # g1's seqs: 🔥 from 3 (amy), a from 5 (mia), 👍 7
+        Summary("🔥", 2, ("amy", "zed"), 9),
+        Summary("a", 2, ("mia", "amy"), 11),
+        Summary("👍", 1, ("bob",), 7),
+    ]
+    assert got[m3] == [Summary("a", 1, ("amy",), 1)]
+    assert m2 not in got and m5 not in got and 999 not in got
+    assert len(got[m4]) == 5 and sum(s.count for s in got[m4]) > 150
+    # More ids than one query takes: the messages are found in any chunk.
+    many = await store.reaction_summaries([*range(1, 1_200), m3, m1])
+    assert many == {m1: got[m1], m3: got[m3]}
 
 
 async def test_seqs_are_per_channel(store: Store) -> None:

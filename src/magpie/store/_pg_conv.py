@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from magpie.domain.members import Member
-from magpie.domain.reactions import Reaction
+from magpie.domain.reactions import Reaction, Summary
 from magpie.domain.reminders import Reminder
 from magpie.domain.search import SearchQuery
 from magpie.store import _pg_rows as rows
@@ -87,6 +87,14 @@ _LIVE_REACTIONS = f"""
     SELECT {_REACTION_COLUMNS} FROM message_reactions
     WHERE message_id = ANY($1::bigint[]) AND NOT deleted
     ORDER BY seq"""  # noqa: S608
+# Per (message, emoji) of the live rows: count, highest seq, first seq (the emoji's place on
+# the message) and the uids in seq order.
+_REACTION_SUMMARIES = """
+    SELECT message_id, emoji, count(*), max(seq), min(seq) AS first, array_agg(uid ORDER BY seq)
+    FROM message_reactions
+    WHERE message_id = ANY($1::bigint[]) AND NOT deleted
+    GROUP BY message_id, emoji
+    ORDER BY message_id, first"""
 
 
 def _reaction(r: asyncpg.Record) -> Reaction:
@@ -365,3 +373,13 @@ class PgConvMethods:
         if not ids:
             return []
         return [_reaction(r) for r in await self._fetch("get_reactions", _LIVE_REACTIONS, ids)]
+
+    async def reaction_summaries(self, message_ids: Sequence[int]) -> dict[int, list[Summary]]:
+        """The messages' reaction summaries, aggregated by PostgreSQL (see the interface)."""
+        ids = list(dict.fromkeys(int(i) for i in message_ids))
+        if not ids:
+            return {}
+        out: dict[int, list[Summary]] = {}
+        for r in await self._fetch("reaction_summaries", _REACTION_SUMMARIES, ids):
+            out.setdefault(r[0], []).append(Summary(r[1], r[2], tuple(r[5]), r[3]))
+        return out

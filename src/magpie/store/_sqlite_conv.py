@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from magpie.domain.members import Member
-from magpie.domain.reactions import Reaction
+from magpie.domain.reactions import Reaction, Summary
 from magpie.domain.reminders import NewReminder, Reminder, reminders_problem
 from magpie.domain.search import SearchQuery
 from magpie.errors import StoreError
@@ -72,6 +72,18 @@ _LIVE_REACTIONS = f"""
     SELECT {_REACTION_COLUMNS} FROM message_reactions
     WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
     ORDER BY seq"""  # noqa: S608
+# Per (message, emoji) of the live rows: count, highest seq, first seq (the emoji's place on
+# the message) and the uids joined by a space, which no uid holds (docs/security.md). SQLite
+# before 3.44 has no group_concat(... ORDER BY) (3.40 is common), so the rows come from a
+# subquery ordered by seq: an outer aggregate other than count/min/max keeps that ORDER BY,
+# and the GROUP BY sorter keeps the order of equal keys. The store contract suite checks it.
+_REACTION_SUMMARIES = """
+    SELECT message_id, emoji, count(*), max(seq), min(seq) AS first, group_concat(uid, ' ')
+    FROM (SELECT message_id, emoji, uid, seq FROM message_reactions
+          WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
+          ORDER BY seq)
+    GROUP BY message_id, emoji
+    ORDER BY message_id, first"""
 
 _CONVERSATION_COLUMNS = """uid, channel_id, channel_type, unread, last_msg_seq,
     last_client_msg_no, readed_to_msg_seq, timestamp, version"""
@@ -381,4 +393,17 @@ class SqliteConvMethods:
             )
             out += [_reaction(r) for r in rows]
         out.sort(key=lambda r: r.seq)
+        return out
+
+    async def reaction_summaries(self, message_ids: Sequence[int]) -> dict[int, list[Summary]]:
+        """The messages' reaction summaries, aggregated by SQLite (see the interface)."""
+        ids = list(dict.fromkeys(int(i) for i in message_ids))
+        out: dict[int, list[Summary]] = {}
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = json.dumps(ids[start : start + _IDS_PER_QUERY])
+            rows = await self._read(
+                "reaction_summaries", partial(_fetch, sql=_REACTION_SUMMARIES, args=(chunk,))
+            )
+            for mid, emoji, count, top, _first, users in rows:
+                out.setdefault(mid, []).append(Summary(emoji, count, tuple(users.split(" ")), top))
         return out

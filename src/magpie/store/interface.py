@@ -47,7 +47,7 @@ from magpie.domain.ext import ExtAttempt, ExtRecord, ExtState, Mutate, OpRecord,
 from magpie.domain.jobs import Job, JobCount, NewJob
 from magpie.domain.members import Member
 from magpie.domain.nodes import NodeClaim, NodeRow
-from magpie.domain.reactions import Reaction
+from magpie.domain.reactions import Reaction, Summary
 from magpie.domain.reminders import NewReminder, Reminder
 from magpie.domain.search import SearchQuery
 
@@ -564,6 +564,14 @@ class Store(Protocol):
 
     async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
         """The live (not deleted) reactions of those messages, ascending by seq."""
+        ...
+
+    async def reaction_summaries(self, message_ids: Sequence[int]) -> dict[int, list[Summary]]:
+        """Per message of ``message_ids`` with live (not deleted) reactions, their summaries,
+        computed by the database — what :func:`~magpie.domain.reactions.summarise` makes of
+        the message's live rows: emoji in the order of their first live seq, each with its
+        count, its users in the order of their seq and its highest seq. Messages without
+        live reactions are absent."""
         ...
 
     # durable jobs (magpie.domain.jobs) -----------------------------------------------------
