@@ -74,14 +74,14 @@ _LIVE_REACTIONS = f"""
     ORDER BY seq"""  # noqa: S608
 # Per (message, emoji) of the live rows: count, highest seq, first seq (the emoji's place on
 # the message) and the uids joined by a space, which no uid holds (docs/security.md). SQLite
-# before 3.44 has no group_concat(... ORDER BY) (3.40 is common), so the rows come from a
-# subquery ordered by seq: an outer aggregate other than count/min/max keeps that ORDER BY,
-# and the GROUP BY sorter keeps the order of equal keys. The store contract suite checks it.
+# before 3.44 has no group_concat(... ORDER BY) (3.40 is common): the rows are read from the
+# index message_reactions_live (migration 0013), ordered by (message_id, emoji, seq), so each
+# group meets its uids in seq order (and a sort, if a plan had one, keeps the order of equal
+# keys). The store contract suite checks the order.
 _REACTION_SUMMARIES = """
     SELECT message_id, emoji, count(*), max(seq), min(seq) AS first, group_concat(uid, ' ')
-    FROM (SELECT message_id, emoji, uid, seq FROM message_reactions
-          WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
-          ORDER BY seq)
+    FROM message_reactions INDEXED BY message_reactions_live
+    WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
     GROUP BY message_id, emoji
     ORDER BY message_id, first"""
 
