@@ -39,7 +39,7 @@ from magpie.core.access import Caller
 from magpie.domain.channels import visible_channel_id
 from magpie.domain.content import decode_content
 from magpie.domain.ext import ExtState
-from magpie.domain.reactions import Reaction, Summary, summarise
+from magpie.domain.reactions import Reaction, Summary
 from magpie.domain.reminders import Reminder
 from magpie.domain.replies import has_reply, served_reply
 from magpie.store.interface import StoredMessage
@@ -114,7 +114,7 @@ async def messages_with_extra(
     freshly loaded page is already current; a reply's ``reply`` shows its quoted message as
     it is now (revoked, or edited)."""
     ids = [m.message_id for m in messages]
-    reactions = summarise(await ctx.store.get_reactions(ids))
+    reactions = await ctx.store.reaction_summaries(ids)
     quotes = await _quotes(ctx, messages)
     exts = await ctx.ext.states(ids)
     present = [exts[m.message_id] for m in messages if m.message_id in exts]

@@ -83,10 +83,6 @@ _SYNC_REACTIONS = f"""
     SELECT {_REACTION_COLUMNS} FROM message_reactions
     WHERE channel_id = $1 AND channel_type = $2 AND seq > $3
     ORDER BY seq LIMIT $4"""  # noqa: S608
-_LIVE_REACTIONS = f"""
-    SELECT {_REACTION_COLUMNS} FROM message_reactions
-    WHERE message_id = ANY($1::bigint[]) AND NOT deleted
-    ORDER BY seq"""  # noqa: S608
 # Per (message, emoji) of the live rows: count, highest seq, first seq (the emoji's place on
 # the message) and the uids in seq order.
 _REACTION_SUMMARIES = """
@@ -366,13 +362,6 @@ class PgConvMethods:
             return []
         args = (channel_id, channel_type, after_seq, limit)
         return [_reaction(r) for r in await self._fetch("sync_reactions", _SYNC_REACTIONS, *args)]
-
-    async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
-        """The live reactions of those messages, ascending by seq."""
-        ids = list(dict.fromkeys(int(i) for i in message_ids))
-        if not ids:
-            return []
-        return [_reaction(r) for r in await self._fetch("get_reactions", _LIVE_REACTIONS, ids)]
 
     async def reaction_summaries(self, message_ids: Sequence[int]) -> dict[int, list[Summary]]:
         """The messages' reaction summaries, aggregated by PostgreSQL (see the interface)."""

@@ -68,10 +68,6 @@ _SYNC_REACTIONS = f"""
     SELECT {_REACTION_COLUMNS} FROM message_reactions
     WHERE channel_id = ? AND channel_type = ? AND seq > ?
     ORDER BY seq LIMIT ?"""  # noqa: S608
-_LIVE_REACTIONS = f"""
-    SELECT {_REACTION_COLUMNS} FROM message_reactions
-    WHERE message_id IN (SELECT value FROM json_each(?)) AND deleted = 0
-    ORDER BY seq"""  # noqa: S608
 # Per (message, emoji) of the live rows: count, highest seq, first seq (the emoji's place on
 # the message) and the uids joined by a space, which no uid holds (docs/security.md). SQLite
 # before 3.44 has no group_concat(... ORDER BY) (3.40 is common): the rows are read from the
@@ -381,19 +377,6 @@ class SqliteConvMethods:
             "sync_reactions", lambda c: c.execute(_SYNC_REACTIONS, args).fetchall()
         )
         return [_reaction(r) for r in rows]
-
-    async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
-        """The live reactions of those messages, ascending by seq."""
-        ids = list(dict.fromkeys(int(i) for i in message_ids))
-        out: list[Reaction] = []
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = json.dumps(ids[start : start + _IDS_PER_QUERY])
-            rows = await self._read(
-                "get_reactions", partial(_fetch, sql=_LIVE_REACTIONS, args=(chunk,))
-            )
-            out += [_reaction(r) for r in rows]
-        out.sort(key=lambda r: r.seq)
-        return out
 
     async def reaction_summaries(self, message_ids: Sequence[int]) -> dict[int, list[Summary]]:
         """The messages' reaction summaries, aggregated by SQLite (see the interface)."""

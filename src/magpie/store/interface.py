@@ -562,10 +562,6 @@ class Store(Protocol):
         ascending, at most ``limit``."""
         ...
 
-    async def get_reactions(self, message_ids: Sequence[int]) -> list[Reaction]:
-        """The live (not deleted) reactions of those messages, ascending by seq."""
-        ...
-
     async def reaction_summaries(self, message_ids: Sequence[int]) -> dict[int, list[Summary]]:
         """Per message of ``message_ids`` with live (not deleted) reactions, their summaries,
         computed by the database — what :func:`~magpie.domain.reactions.summarise` makes of

@@ -43,7 +43,7 @@ from magpie.api.views import reaction_rows, summaries
 from magpie.config import Settings
 from magpie.core.access import Caller
 from magpie.domain.channels import names_channel
-from magpie.domain.reactions import MAX_EMOJI_BYTES, summarise
+from magpie.domain.reactions import MAX_EMOJI_BYTES
 from magpie.errors import BadRequest, NotFound
 
 __all__ = ["endpoints"]
@@ -101,7 +101,7 @@ async def react(ctx: ApiContext, request: Request, req: ReactReq) -> Response:
         caller.uid, req.message_id, req.emoji, add=req.action == "add"
     )
     mine = [] if outcome.row is None else reaction_rows([outcome.row], caller.uid)
-    live = summarise(await ctx.store.get_reactions([req.message_id])).get(req.message_id, [])
+    live = (await ctx.store.reaction_summaries([req.message_id])).get(req.message_id, [])
     data = {
         "changed": outcome.changed,
         "seq": 0 if outcome.row is None else outcome.row.seq,
