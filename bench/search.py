@@ -28,6 +28,15 @@ messages insert without the index trigger, with the shipped trigger, and with a 
 parses the payload once (``json_each``) — to measure what parsing the payload JSON several
 times per message (``json_valid``, ``json_type``, ``json_extract`` on the same text) costs.
 
+**Prefix indexes** (SQLite; ``MAGPIE_BENCH_SEARCH_PREFIX``, FTS5 ``prefix`` options separated
+by ``;``, e.g. ``2 3;2 3 4``): instead of the above, at every size the corpus is built once and
+each option measured on a copy of it, beside the table as migrated, the same rebuilt without a
+prefix index and no index trigger at all: the rebuild's seconds (the old table's rows copied
+into a new one), the index's size (``dbstat``), the query classes plus prefixes of 1, 3 and 4
+letters, and the write cost per message — live, 20,000 messages inserted into the full
+database at 1, 20 and 200 per transaction (``synchronous=OFF``: CPU, not fsync), and bulk,
+as in the trigger-cost table.
+
 Sizes: ``MAGPIE_BENCH_SEARCH_SIZES`` (default ``100000,1000000``; the 10^6 run takes a few
 minutes, mostly the prefill); PostgreSQL at ``MAGPIE_BENCH_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``; a database of its own, dropped afterwards;
@@ -41,6 +50,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -66,6 +76,15 @@ WITH_PG = os.environ.get("MAGPIE_BENCH_SEARCH_PG", "1") != "0"
 PG_SERVER = os.environ.get(
     "MAGPIE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+#: FTS5 prefix options to compare (``;``-separated, e.g. ``2 3;2 3 4``); set, the run
+#: measures them instead of the backends.
+PREFIXES = tuple(
+    p.strip() for p in os.environ.get("MAGPIE_BENCH_SEARCH_PREFIX", "").split(";") if p.strip()
+)
+#: Messages inserted into each prefix variant's database to time the live inserts, for each
+#: of :data:`LIVE_BATCHES` messages per transaction.
+LIVE_INSERTS = 20_000
+LIVE_BATCHES = (1, 20, 200)
 CHANNELS = 100
 NARROW = 5
 GROUP = 2
@@ -170,10 +189,10 @@ class Timing:
     rows: float
 
 
-async def time_queries(store: Store) -> list[Timing]:
+async def time_queries(store: Store, classes: list[QueryClass] | None = None) -> list[Timing]:
     rng = random.Random(SEED)
     out = []
-    for qc in query_classes():
+    for qc in query_classes() if classes is None else classes:
         times, rows = [], 0
         for _ in range(QUERIES):
             terms = search_terms(rng.choice(qc.pick))
@@ -264,6 +283,7 @@ _SINKS = {
     "plain": "CREATE TABLE sink (rowid INTEGER PRIMARY KEY, text TEXT)",
     "fts5": "CREATE VIRTUAL TABLE sink USING fts5(text, tokenize='unicode61 remove_diacritics 2')",
 }
+
 #: The same trigger without reading the payload (a constant text).
 _NO_JSON = """CREATE TRIGGER messages_index_text AFTER INSERT ON messages
 WHEN NEW.message_seq > 0
@@ -304,13 +324,13 @@ def shipped_trigger(sink: str = "sink") -> str:
 
 def _insert_us(rows: Sequence[tuple[object, ...]], sink: str, trigger: str) -> float:
     """µs per message of inserting ``rows`` into an in-memory ``messages`` table with the
-    ``trigger`` (best of three)."""
+    ``trigger`` (best of three); ``sink`` names one of :data:`_SINKS` or is its SQL."""
     best = float("inf")
     for _ in range(3):
         conn = sqlite3.connect(":memory:")
         try:
             conn.execute(_MESSAGES)
-            conn.execute(_SINKS[sink])
+            conn.execute(_SINKS.get(sink, sink))
             if trigger:
                 conn.executescript(trigger)
             t0 = time.perf_counter()
@@ -334,6 +354,142 @@ def trigger_cost(n: int) -> dict[str, float]:
         "one parse (json_each)": _insert_us(rows, "plain", _ONE_PARSE),
         "shipped, into FTS5": _insert_us(rows, "fts5", shipped_trigger()),
     }
+
+
+# --- FTS5 prefix indexes ---------------------------------------------------------------------
+
+#: The search table as the store creates it, with ``{option}`` for the prefix index.
+_SEARCH_TABLE = (
+    "CREATE VIRTUAL TABLE message_search USING fts5("
+    "text, tokenize = 'unicode61 remove_diacritics 2'{option})"
+)
+
+
+def rebuild_search(conn: sqlite3.Connection, prefix: str) -> None:
+    """Transaction body: recreate ``message_search`` with ``prefix`` (``''``: none) and refill
+    it from the old table through a temporary copy (the triggers that write it stay)."""
+    conn.execute("CREATE TEMP TABLE search_copy (message_id INTEGER PRIMARY KEY, text TEXT)")
+    conn.execute("INSERT INTO search_copy SELECT rowid, text FROM message_search")
+    conn.execute("DROP TABLE message_search")
+    conn.execute(_SEARCH_TABLE.format(option=f", prefix = '{prefix}'" if prefix else ""))
+    conn.execute("INSERT INTO message_search (rowid, text) SELECT * FROM search_copy")
+    conn.execute("DROP TABLE search_copy")
+
+
+def prefix_classes() -> list[QueryClass]:
+    """The query classes of :func:`query_classes` and prefixes of 1, 3 and 4 letters."""
+    letters = tuple(sorted({s[0] for s in _SYLLABLES}))
+    three = tuple(s + t[0] for s in _SYLLABLES[:14] for t in _SYLLABLES[::5])
+    four = tuple(WORDS[:5] + WORDS[200:260])
+    return [
+        *query_classes(),
+        QueryClass("prefix (1 letter)", "wide", letters),
+        QueryClass("prefix (3 letters)", "wide", three),
+        QueryClass("prefix (4 letters)", "wide", four),
+        QueryClass("prefix (3 letters)", "narrow", three),
+    ]
+
+
+def _index_bytes(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'message_search%'"
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def _live_insert_us(path: Path, n: int, first: int, per_txn: int) -> float:
+    """µs per message of ``n`` message INSERTs (ids from ``first``), ``per_txn`` per
+    transaction, into the database at ``path`` (its triggers, its search table)."""
+    rows = list(messages(first, first + n))
+    conn = connect(str(path), synchronous="OFF", busy_timeout_ms=5000, reader=False)
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, n, per_txn):
+            transaction(conn, partial(_insert, rows=rows[i : i + per_txn]))
+        return (time.perf_counter() - t0) / n * 1e6
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class PrefixResult:
+    label: str
+    rebuild_s: float
+    index_mb: float
+    live_us: tuple[float, ...]  # per message, for each of LIVE_BATCHES
+    memory_us: float
+    timings: list[Timing]
+
+
+async def _prefix_queries(path: Path) -> list[Timing]:
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        return await time_queries(store, prefix_classes())
+    finally:
+        await store.close()
+
+
+def prefix_variant(base: Path, work: Path, n: int, option: str | None) -> PrefixResult:
+    """A copy of ``base`` (``n`` messages) with the search table rebuilt with the prefix
+    ``option`` by :func:`rebuild_search` (``None``: left as the migrations made it;
+    ``'none'``: no index trigger at all): the rebuild's seconds, the index's size, the live
+    inserts' µs per message, the in-memory bulk insert's, query timings."""
+    shutil.copyfile(base, work)
+    conn = connect(str(work), synchronous="OFF", busy_timeout_ms=5000, reader=False)
+    try:
+        t0 = time.perf_counter()
+        if option == "none":
+            conn.execute("DROP TRIGGER messages_index_text")
+        elif option is not None:
+            transaction(conn, partial(rebuild_search, prefix=option))
+        rebuild = time.perf_counter() - t0
+        table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'message_search'")
+        sink = table.fetchone()[0].replace("message_search", "sink")
+        size = _index_bytes(conn)
+    finally:
+        conn.close()
+    timings = [] if option == "none" else asyncio.run(_prefix_queries(work))
+    live = tuple(
+        _live_insert_us(work, LIVE_INSERTS, n + i * LIVE_INSERTS, per_txn)
+        for i, per_txn in enumerate(LIVE_BATCHES)
+    )
+    rows = list(messages(0, min(n, 100_000)))
+    if option == "none":
+        memory = _insert_us(rows, "plain", "")
+    else:
+        memory = _insert_us(rows, sink, shipped_trigger())
+    work.unlink()
+    names = {"none": "(no index trigger)", None: "none (as migrated)", "": "none, rebuilt"}
+    return PrefixResult(
+        names.get(option, f"'{option}'"), rebuild, size / 2**20, live, memory, timings
+    )
+
+
+def prefix_run(n: int) -> list[PrefixResult]:
+    with tempfile.TemporaryDirectory(prefix="magpie-bench-search-") as tmp:
+        base = Path(tmp) / "base.sqlite3"
+        _seed_sqlite(base, n)
+        work = Path(tmp) / "work.sqlite3"
+        return [prefix_variant(base, work, n, o) for o in ["none", None, "", *PREFIXES]]
+
+
+def _prefix_report(n: int, results: list[PrefixResult]) -> None:
+    print(f"\nSQLite FTS5 prefix indexes, {n:,} messages")
+    live = "".join(f"{f'x{b} µs':>10}" for b in LIVE_BATCHES)
+    print(
+        f"µs per message inserted: live, {LIVE_INSERTS:,} into the database at 1, 20, 200 per"
+        f" transaction (synchronous=OFF); bulk, {min(n, 100_000):,} into an empty one in memory"
+    )
+    print(f"{'prefix option':22}{'rebuild s':>10}{'index MB':>10}{live}{'bulk µs':>9}")
+    for r in results:
+        cells = "".join(f"{us:>10.1f}" for us in r.live_us)
+        print(f"{r.label:22}{r.rebuild_s:>10.1f}{r.index_mb:>10.1f}{cells}{r.memory_us:>9.1f}")
+    queried = [r for r in results if r.timings]
+    print(f"{'p50 / p99 ms':38}" + "".join(f"{r.label[:15]:>16}" for r in queried))
+    for i, qc in enumerate(prefix_classes()):
+        cells = "".join(f"{r.timings[i].p50_ms:>8.2f}/{r.timings[i].p99_ms:<7.1f}" for r in queried)
+        print(f"{qc.name[:30]:30}{qc.reader:>8}{cells}")
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------
@@ -490,7 +646,12 @@ def _trigger_report(n: int, with_pg: bool) -> None:
 
 
 def run() -> None:
-    """Every size on SQLite, then PostgreSQL; growth; the index triggers' cost."""
+    """Every size on SQLite, then PostgreSQL; growth; the index triggers' cost (or, with
+    ``MAGPIE_BENCH_SEARCH_PREFIX``, the prefix indexes at every size)."""
+    if PREFIXES:
+        for n in SIZES:
+            _prefix_report(n, prefix_run(n))
+        return
     print(
         f"{CHANNELS} group channels, 4-12 words per message from {VOCABULARY:,} (Zipf), "
         f"readers: wide = all channels, narrow = {NARROW}; {QUERIES} queries per row, limit {LIMIT}"
