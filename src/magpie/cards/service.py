@@ -76,7 +76,7 @@ from magpie.cards.port import Deadline, EventsOf, ImMessage, ImPort, Outgoing
 from magpie.cards.projection import CARD_OP_PREFIX, project, render_op
 from magpie.cards.registered import CALLBACK, RegisteredType, parse_registration
 from magpie.domain.channels import PERSON
-from magpie.domain.content import decode_content
+from magpie.domain.content import cmd_payload, decode_content
 from magpie.domain.ext import (
     Actor,
     Decision,
@@ -657,9 +657,7 @@ class CardService:
             "text": ephemeral.get("text", ""),
             "doc": ephemeral.get("doc"),
         }
-        body = {"type": 99, "cmd": EPHEMERAL_CMD, "param": param}
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        if not await self._port.tell(req.uid, payload):
+        if not await self._port.tell(req.uid, cmd_payload(EPHEMERAL_CMD, param)):
             log.info("card %d: ephemeral CMD to %r refused", m.message_id, req.uid)
         return {"text": param["text"], "doc": param["doc"]}
 

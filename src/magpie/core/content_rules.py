@@ -31,9 +31,9 @@ from typing import Any
 
 from magpie.core.access import AccessControl
 from magpie.core.messaging import Checked, Refused, SendRequest
-from magpie.core.notices import SYNC_REMINDERS, cmd_payload, to_channel, to_peer
+from magpie.core.notices import SYNC_REMINDERS, to_channel, to_peer
 from magpie.domain.channels import is_fake_id, peer_of
-from magpie.domain.content import FILE, IMAGE, decode_content
+from magpie.domain.content import FILE, IMAGE, cmd_payload, decode_content
 from magpie.domain.members import is_admin
 from magpie.domain.reminders import MENTION, Mention, NewReminder, read_mention
 from magpie.domain.replies import preview, read_reply, reply_object

@@ -15,19 +15,15 @@ notifier's (the business send path, sync-once + no-persist, no red dot), built h
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from magpie.domain.channels import PERSON
-from magpie.domain.content import CMD
 from magpie.ext.notify import Cmd
 
 __all__ = [
     "SYNC_REMINDERS",
     "TYPING",
     "UNREAD_CLEAR",
-    "cmd_payload",
     "to_channel",
     "to_peer",
     "to_self",
@@ -39,12 +35,6 @@ TYPING = "typing"
 UNREAD_CLEAR = "unreadClear"
 #: Reminders of the user were created or done (TangSengDaoDao's ``syncReminders``).
 SYNC_REMINDERS = "syncReminders"
-
-
-def cmd_payload(name: str, param: Mapping[str, Any]) -> bytes:
-    """The payload of the CMD ``name``: ``{"type":99,"cmd":name,"param":param}``."""
-    body = {"type": CMD, "cmd": name, "param": dict(param)}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def to_channel(

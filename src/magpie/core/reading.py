@@ -22,8 +22,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from magpie.core.notices import UNREAD_CLEAR, cmd_payload, to_self
+from magpie.core.notices import UNREAD_CLEAR, to_self
 from magpie.domain.channels import PERSON, visible_channel_id
+from magpie.domain.content import cmd_payload
 from magpie.domain.ext import Actor, Decision, ExtRecord, ExtState, Mutate, Result
 from magpie.errors import NotFound
 from magpie.ext.notify import CmdSender

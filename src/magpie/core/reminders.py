@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from magpie.core.notices import SYNC_REMINDERS, cmd_payload, to_self
+from magpie.core.notices import SYNC_REMINDERS, to_self
+from magpie.domain.content import cmd_payload
 from magpie.domain.reminders import Reminder
 from magpie.errors import NotFound
 from magpie.ext.notify import CmdSender

@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from magpie.core.notices import TYPING, cmd_payload, to_channel, to_peer
+from magpie.core.notices import TYPING, to_channel, to_peer
 from magpie.domain.channels import is_fake_id, peer_of
+from magpie.domain.content import cmd_payload
 from magpie.ext.notify import CmdSender
 from magpie.store.interface import Store
 

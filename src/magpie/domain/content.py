@@ -8,9 +8,19 @@ and an edited content (``content_edit``) must be one too.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CMD", "FILE", "IMAGE", "TEXT", "check_content", "decode_content", "read_payload"]
+__all__ = [
+    "CMD",
+    "FILE",
+    "IMAGE",
+    "TEXT",
+    "check_content",
+    "cmd_payload",
+    "decode_content",
+    "read_payload",
+]
 
 #: Plain text (``{"type": 1, "content": "..."}``).
 TEXT = 1
@@ -21,6 +31,13 @@ FILE = 8
 #: A command: an invisible instruction to the client (``syncMessageExtra``, …); only the
 #: business API may send one.
 CMD = 99
+
+
+def cmd_payload(name: str, param: Mapping[str, Any]) -> bytes:
+    """The payload of the CMD ``name``: ``{"type":99,"cmd":name,"param":param}`` (compact
+    UTF-8 JSON)."""
+    body = {"type": CMD, "cmd": name, "param": dict(param)}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def check_content(content: object) -> dict[str, Any]:

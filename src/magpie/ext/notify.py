@@ -22,13 +22,12 @@ that the composition root wires to the send flow (``/message/send`` with ``from_
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from magpie.domain.channels import is_fake_id, parties
-from magpie.domain.content import CMD
+from magpie.domain.content import cmd_payload
 
 __all__ = ["CMD_NAME", "Announcement", "Cmd", "CmdSender", "Notifier", "commands"]
 
@@ -68,8 +67,7 @@ class Announcement:
     def payload(self, channel_id: str, channel_type: int, version: int) -> bytes:
         """The CMD's payload naming ``version`` in the channel as its receiver sees it."""
         param = {"channel_id": channel_id, "channel_type": channel_type, self.cursor: version}
-        body = {"type": CMD, "cmd": self.cmd, "param": param}
-        return json.dumps(body, separators=(",", ":")).encode()
+        return cmd_payload(self.cmd, param)
 
 
 def commands(
