@@ -37,6 +37,16 @@ letters, and the write cost per message — live, 20,000 messages inserted into 
 database at 1, 20 and 200 per transaction (``synchronous=OFF``: CPU, not fsync), and bulk,
 as in the trigger-cost table.
 
+**Merge settings** (SQLite; ``MAGPIE_BENCH_SEARCH_MERGE``, variants separated by ``;``, each
+FTS5 configuration options as ``name=value`` separated by ``,``, e.g.
+``automerge=8;automerge=16;crisismerge=64;pgsz=8000``): instead of the above, at every size
+the corpus is built once and each variant measured on a copy of it, beside the table as
+migrated and no index trigger at all: the options written into the table's configuration
+(``INSERT INTO message_search (message_search, rank) VALUES (name, value)``, as a migration
+would), the live inserts as for the prefix indexes (1, 20 and 200 per transaction), then the
+segments the index is left with and the query classes, after the inserts (more segments, more
+doclists for a query to read).
+
 Sizes: ``MAGPIE_BENCH_SEARCH_SIZES`` (default ``100000,1000000``; the 10^6 run takes a few
 minutes, mostly the prefill); PostgreSQL at ``MAGPIE_BENCH_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/postgres``; a database of its own, dropped afterwards;
@@ -80,6 +90,12 @@ PG_SERVER = os.environ.get(
 #: measures them instead of the backends.
 PREFIXES = tuple(
     p.strip() for p in os.environ.get("MAGPIE_BENCH_SEARCH_PREFIX", "").split(";") if p.strip()
+)
+#: FTS5 configuration variants to compare (``;``-separated; each ``name=value`` options
+#: separated by ``,``, e.g. ``automerge=8;automerge=0,crisismerge=64``); set, the run
+#: measures them instead of the backends.
+MERGES = tuple(
+    m.strip() for m in os.environ.get("MAGPIE_BENCH_SEARCH_MERGE", "").split(";") if m.strip()
 )
 #: Messages inserted into each prefix variant's database to time the live inserts, for each
 #: of :data:`LIVE_BATCHES` messages per transaction.
@@ -492,6 +508,106 @@ def _prefix_report(n: int, results: list[PrefixResult]) -> None:
         print(f"{qc.name[:30]:30}{qc.reader:>8}{cells}")
 
 
+# --- FTS5 merge settings ---------------------------------------------------------------------
+
+
+def merge_options(variant: str) -> list[tuple[str, int]]:
+    """``'automerge=8,crisismerge=64'`` as ``[('automerge', 8), ('crisismerge', 64)]``."""
+    out = []
+    for item in variant.split(","):
+        name, _, value = item.partition("=")
+        out.append((name.strip(), int(value)))
+    return out
+
+
+def _segments(conn: sqlite3.Connection) -> int:
+    """The index's segments (each has its rows in ``message_search_idx``)."""
+    return int(conn.execute("SELECT count(DISTINCT segid) FROM message_search_idx").fetchone()[0])
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    label: str
+    live_us: tuple[float, ...]  # per message, for each of LIVE_BATCHES
+    segments: tuple[int, int]  # before and after the live inserts
+    index_mb: float  # after the live inserts
+    timings: list[Timing]  # after the live inserts
+
+
+async def _merge_queries(path: Path) -> list[Timing]:
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        return await time_queries(store)
+    finally:
+        await store.close()
+
+
+def merge_variant(base: Path, work: Path, n: int, variant: str | None) -> MergeResult:
+    """A copy of ``base`` (``n`` messages) with the FTS5 options of ``variant`` set (``None``:
+    as migrated; ``'none'``: no index trigger at all): the live inserts' µs per message, then
+    the segments, the index's size and the query timings."""
+    shutil.copyfile(base, work)
+    conn = connect(str(work), synchronous="OFF", busy_timeout_ms=5000, reader=False)
+    try:
+        if variant == "none":
+            conn.execute("DROP TRIGGER messages_index_text")
+        elif variant is not None:
+            options = merge_options(variant)
+            transaction(
+                conn,
+                lambda c: c.executemany(
+                    "INSERT INTO message_search (message_search, rank) VALUES (?, ?)", options
+                ),
+            )
+        before = _segments(conn)
+    finally:
+        conn.close()
+    live = tuple(
+        _live_insert_us(work, LIVE_INSERTS, n + i * LIVE_INSERTS, per_txn)
+        for i, per_txn in enumerate(LIVE_BATCHES)
+    )
+    conn = connect(str(work), synchronous="OFF", busy_timeout_ms=5000, reader=False)
+    try:
+        after, size = _segments(conn), _index_bytes(conn)
+    finally:
+        conn.close()
+    timings = [] if variant == "none" else asyncio.run(_merge_queries(work))
+    work.unlink()
+    names = {"none": "(no index trigger)", None: "as migrated"}
+    return MergeResult(
+        names.get(variant, variant or ""), live, (before, after), size / 2**20, timings
+    )
+
+
+def merge_run(n: int) -> list[MergeResult]:
+    with tempfile.TemporaryDirectory(prefix="magpie-bench-search-") as tmp:
+        base = Path(tmp) / "base.sqlite3"
+        _seed_sqlite(base, n)
+        work = Path(tmp) / "work.sqlite3"
+        return [merge_variant(base, work, n, v) for v in ["none", None, *MERGES]]
+
+
+def _merge_report(n: int, results: list[MergeResult]) -> None:
+    print(f"\nSQLite FTS5 merge settings, {n:,} messages")
+    live = "".join(f"{f'x{b} µs':>10}" for b in LIVE_BATCHES)
+    print(
+        f"µs per message inserted live, {LIVE_INSERTS:,} into the database at 1, 20, 200 per"
+        " transaction (synchronous=OFF); the index's segments before -> after, its size after"
+    )
+    print(f"{'options':34}{live}{'segments':>14}{'MB':>7}")
+    for r in results:
+        cells = "".join(f"{us:>10.1f}" for us in r.live_us)
+        segs = f"{r.segments[0]} -> {r.segments[1]}"
+        print(f"{r.label[:34]:34}{cells}{segs:>14}{r.index_mb:>7.1f}")
+    queried = [r for r in results if r.timings]
+    print("p50 / p99 ms after the live inserts")
+    print(f"{'':38}" + "".join(f"{r.label[:15]:>16}" for r in queried))
+    for i, qc in enumerate(query_classes()):
+        cells = "".join(f"{r.timings[i].p50_ms:>8.2f}/{r.timings[i].p99_ms:<7.1f}" for r in queried)
+        print(f"{qc.name[:30]:30}{qc.reader:>8}{cells}")
+
+
 # --- PostgreSQL --------------------------------------------------------------------------------
 
 
@@ -647,7 +763,12 @@ def _trigger_report(n: int, with_pg: bool) -> None:
 
 def run() -> None:
     """Every size on SQLite, then PostgreSQL; growth; the index triggers' cost (or, with
-    ``MAGPIE_BENCH_SEARCH_PREFIX``, the prefix indexes at every size)."""
+    ``MAGPIE_BENCH_SEARCH_PREFIX``, the prefix indexes, or with ``MAGPIE_BENCH_SEARCH_MERGE``
+    the merge settings, at every size)."""
+    if MERGES:
+        for n in SIZES:
+            _merge_report(n, merge_run(n))
+        return
     if PREFIXES:
         for n in SIZES:
             _prefix_report(n, prefix_run(n))
