@@ -43,9 +43,10 @@ FTS5 configuration options as ``name=value`` separated by ``,``, e.g.
 the corpus is built once and each variant measured on a copy of it, beside the table as
 migrated and no index trigger at all: the options written into the table's configuration
 (``INSERT INTO message_search (message_search, rank) VALUES (name, value)``, as a migration
-would), the live inserts as for the prefix indexes (1, 20 and 200 per transaction), then the
-segments the index is left with and the query classes, after the inserts (more segments, more
-doclists for a query to read).
+would; ``columnsize`` and ``detail`` are options of the table's definition instead, set by
+recreating the table as for the prefix indexes), the live inserts as for the prefix indexes
+(1, 20 and 200 per transaction), then the segments the index is left with and the query
+classes, after the inserts (more segments, more doclists for a query to read).
 
 Sizes: ``MAGPIE_BENCH_SEARCH_SIZES`` (default ``100000,1000000``; the 10^6 run takes a few
 minutes, mostly the prefill); PostgreSQL at ``MAGPIE_BENCH_POSTGRES_URL`` (default
@@ -384,10 +385,16 @@ _SEARCH_TABLE = (
 def rebuild_search(conn: sqlite3.Connection, prefix: str) -> None:
     """Transaction body: recreate ``message_search`` with ``prefix`` (``''``: none) and refill
     it from the old table through a temporary copy (the triggers that write it stay)."""
+    rebuild_with(conn, f", prefix = '{prefix}'" if prefix else "")
+
+
+def rebuild_with(conn: sqlite3.Connection, option: str) -> None:
+    """:func:`rebuild_search` with ``option`` (``", name = value"``s) in the table's
+    definition."""
     conn.execute("CREATE TEMP TABLE search_copy (message_id INTEGER PRIMARY KEY, text TEXT)")
     conn.execute("INSERT INTO search_copy SELECT rowid, text FROM message_search")
     conn.execute("DROP TABLE message_search")
-    conn.execute(_SEARCH_TABLE.format(option=f", prefix = '{prefix}'" if prefix else ""))
+    conn.execute(_SEARCH_TABLE.format(option=option))
     conn.execute("INSERT INTO message_search (rowid, text) SELECT * FROM search_copy")
     conn.execute("DROP TABLE search_copy")
 
@@ -511,13 +518,18 @@ def _prefix_report(n: int, results: list[PrefixResult]) -> None:
 # --- FTS5 merge settings ---------------------------------------------------------------------
 
 
-def merge_options(variant: str) -> list[tuple[str, int]]:
-    """``'automerge=8,crisismerge=64'`` as ``[('automerge', 8), ('crisismerge', 64)]``."""
-    out = []
+def merge_options(variant: str) -> list[tuple[str, int | str]]:
+    """``'automerge=8,detail=column'`` as ``[('automerge', 8), ('detail', 'column')]``."""
+    out: list[tuple[str, int | str]] = []
     for item in variant.split(","):
-        name, _, value = item.partition("=")
-        out.append((name.strip(), int(value)))
+        name, _, value = (part.strip() for part in item.partition("="))
+        out.append((name, int(value) if value.lstrip("-").isdigit() else value))
     return out
+
+
+#: Options of the table's definition rather than its configuration: set by recreating the
+#: table (:func:`rebuild_with`).
+TABLE_OPTIONS = ("columnsize", "detail")
 
 
 def _segments(conn: sqlite3.Connection) -> int:
@@ -554,10 +566,14 @@ def merge_variant(base: Path, work: Path, n: int, variant: str | None) -> MergeR
             conn.execute("DROP TRIGGER messages_index_text")
         elif variant is not None:
             options = merge_options(variant)
+            table = "".join(f", {k} = {v}" for k, v in options if k in TABLE_OPTIONS)
+            if table:
+                transaction(conn, partial(rebuild_with, option=table))
+            config = [(k, v) for k, v in options if k not in TABLE_OPTIONS]
             transaction(
                 conn,
                 lambda c: c.executemany(
-                    "INSERT INTO message_search (message_search, rank) VALUES (?, ?)", options
+                    "INSERT INTO message_search (message_search, rank) VALUES (?, ?)", config
                 ),
             )
         before = _segments(conn)
