@@ -546,15 +546,6 @@ class MergeResult:
     timings: list[Timing]  # after the live inserts
 
 
-async def _merge_queries(path: Path) -> list[Timing]:
-    store = SqliteStore(path, synchronous="NORMAL")
-    await store.open()
-    try:
-        return await time_queries(store)
-    finally:
-        await store.close()
-
-
 def merge_variant(base: Path, work: Path, n: int, variant: str | None) -> MergeResult:
     """A copy of ``base`` (``n`` messages) with the FTS5 options of ``variant`` set (``None``:
     as migrated; ``'none'``: no index trigger at all): the live inserts' µs per message, then
@@ -588,7 +579,7 @@ def merge_variant(base: Path, work: Path, n: int, variant: str | None) -> MergeR
         after, size = _segments(conn), _index_bytes(conn)
     finally:
         conn.close()
-    timings = [] if variant == "none" else asyncio.run(_merge_queries(work))
+    timings = [] if variant == "none" else asyncio.run(_sqlite_queries(work))
     work.unlink()
     names = {"none": "(no index trigger)", None: "as migrated"}
     return MergeResult(
